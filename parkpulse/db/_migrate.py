@@ -1,0 +1,199 @@
+"""Ordered SQL migrations, recorded in the database, safe to re-run.
+
+Files are `NNNN_name.sql`, or `NNNN_name.plain.sql` / `NNNN_name.timescale.sql` for the two
+storage paths. Number ranges: 0001-0099 kernel, 0100 ingest, 0200 rules, 0300 alerts,
+0400 console. A file whose first line is `-- parkpulse: no-transaction` runs statement by
+statement in autocommit (TimescaleDB continuous aggregates need that).
+`{{timezone}}` and `{{retention}}` are replaced from the settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import psycopg
+
+from parkpulse.catalogue import load_catalogue
+from parkpulse.db._connect import connect, ensure_database
+from parkpulse.errors import StoreError
+
+__all__ = ["Migration", "MigrationStatus", "StorePath", "detect_path", "list_migrations", "migrate", "status"]
+
+StorePath = Literal["plain", "timescale"]
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(plain|timescale))?\.sql$")
+_NO_TX = "-- parkpulse: no-transaction"
+_LOCK = 7_720_001
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    variant: str | None
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    path: StorePath | None
+    applied: list[tuple[int, str, str]]
+    pending: list[Migration]
+
+
+def list_migrations(path: StorePath) -> list[Migration]:
+    out: list[Migration] = []
+    seen: dict[int, str] = {}
+    for entry in sorted(resources.files("parkpulse.db").joinpath("migrations").iterdir(), key=lambda e: e.name):
+        m = _NAME.match(entry.name)
+        if not m:
+            continue
+        version, name, variant = int(m.group(1)), m.group(2), m.group(3)
+        if variant and variant != path:
+            continue
+        if version in seen:
+            raise StoreError(f"migrations: version {version:04d} used twice ({seen[version]}, {entry.name})")
+        seen[version] = entry.name
+        out.append(Migration(version, name, variant, entry.read_text(encoding="utf-8")))
+    return sorted(out, key=lambda m: m.version)
+
+
+def detect_path(conn: psycopg.Connection, prefer: str = "auto") -> StorePath:
+    if prefer in ("plain", "timescale"):
+        return prefer  # type: ignore[return-value]
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    return "timescale" if row else "plain"
+
+
+def _split_statements(text: str) -> list[str]:
+    """Split on `;` at line ends, outside dollar-quoted bodies."""
+    stmts, buf, in_dollar = [], [], False
+    for line in text.splitlines():
+        buf.append(line)
+        in_dollar ^= line.count("$$") % 2 == 1
+        if not in_dollar and line.rstrip().endswith(";"):
+            stmt = "\n".join(buf).strip()
+            if stmt and not all(x.strip().startswith("--") or not x.strip() for x in buf):
+                stmts.append(stmt)
+            buf = []
+    rest = "\n".join(buf).strip()
+    if rest and not all(x.strip().startswith("--") or not x.strip() for x in buf):
+        stmts.append(rest)
+    return stmts
+
+
+def _render(text: str, timezone: str, retention: str) -> str:
+    return text.replace("{{timezone}}", timezone).replace("{{retention}}", retention)
+
+
+def _ensure_bookkeeping(conn: psycopg.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               version integer PRIMARY KEY, name text NOT NULL, variant text,
+               checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+
+
+def _recorded_path(conn: psycopg.Connection) -> StorePath | None:
+    if conn.execute("SELECT to_regclass('store_info')").fetchone() == (None,):
+        return None
+    row = conn.execute("SELECT value FROM store_info WHERE key = 'path'").fetchone()
+    return row[0] if row else None
+
+
+def migrate(
+    dsn: str,
+    *,
+    prefer: str = "auto",
+    timezone: str = "Asia/Shanghai",
+    retention: str = "5 years",
+    create_database: bool = True,
+) -> list[Migration]:
+    """Apply pending migrations; returns those applied (empty when up to date)."""
+    if create_database:
+        ensure_database(dsn)
+    applied: list[Migration] = []
+    with connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT count(*) FROM pg_timezone_names WHERE name = %s", (timezone,)).fetchone() == (0,):
+            raise StoreError(f"timezone: {timezone!r} is not a time zone PostgreSQL knows")
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
+        try:
+            _ensure_bookkeeping(conn)
+            path = _recorded_path(conn) or detect_path(conn, prefer)
+            done = {r[0]: r[1] for r in conn.execute("SELECT version, checksum FROM schema_migrations")}
+            for mig in list_migrations(path):
+                if mig.version in done:
+                    continue
+                text = _render(mig.text, timezone, retention)
+                try:
+                    if text.lstrip().startswith(_NO_TX):
+                        for stmt in _split_statements(text):
+                            conn.execute(stmt.encode())
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version, name, variant, checksum) VALUES (%s, %s, %s, %s)",
+                            (mig.version, mig.name, mig.variant, mig.checksum),
+                        )
+                    else:
+                        with conn.transaction():
+                            conn.execute(text.encode())
+                            conn.execute(
+                                "INSERT INTO schema_migrations (version, name, variant, checksum) VALUES (%s, %s, %s, %s)",
+                                (mig.version, mig.name, mig.variant, mig.checksum),
+                            )
+                except psycopg.Error as exc:
+                    raise StoreError(f"migration {mig.version:04d}_{mig.name}: {str(exc).strip()}") from exc
+                if mig.version == 1:
+                    conn.execute(
+                        "INSERT INTO store_info VALUES ('path', %s), ('timezone', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (path, timezone),
+                    )
+                applied.append(mig)
+            sync_metrics(conn)
+            if path == "plain":
+                conn.execute(
+                    "SELECT pp_ensure_partition(now() + make_interval(months => m)) FROM generate_series(-1, 2) AS m"
+                )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+    return applied
+
+
+def sync_metrics(conn: psycopg.Connection) -> None:
+    """Upsert the metric catalogue into the `metrics` table (ids are stable)."""
+    cat = load_catalogue()
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO metrics (metric_id, name, unit, kind, carrier, direction, pollutant, name_zh, name_en,
+                                    min_value, max_value)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (metric_id) DO UPDATE SET name = excluded.name, unit = excluded.unit,
+                 kind = excluded.kind, carrier = excluded.carrier, direction = excluded.direction,
+                 pollutant = excluded.pollutant, name_zh = excluded.name_zh, name_en = excluded.name_en,
+                 min_value = excluded.min_value, max_value = excluded.max_value""",
+            [
+                (m.id, m.name, m.unit, m.kind, m.carrier, m.direction, m.pollutant, m.zh, m.en, m.min, m.max)
+                for m in cat.metrics
+            ],
+        )
+
+
+def status(dsn: str) -> MigrationStatus:
+    with connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+            path = detect_path(conn)
+            return MigrationStatus(None, [], list_migrations(path))
+        path = _recorded_path(conn) or detect_path(conn)
+        applied = [
+            (r[0], r[1], str(r[2]))
+            for r in conn.execute("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+        ]
+        versions = {a[0] for a in applied}
+        return MigrationStatus(path, applied, [m for m in list_migrations(path) if m.version not in versions])

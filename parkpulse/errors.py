@@ -1,0 +1,48 @@
+"""Error hierarchy. Every subsystem's errors subclass ParkPulseError."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "FieldError",
+    "ParkPulseError",
+    "StoreError",
+    "ValidationReport",
+    "WireError",
+]
+
+
+class ParkPulseError(Exception):
+    """Base of every error ParkPulse raises on purpose."""
+
+
+class ConfigError(ParkPulseError):
+    """A configuration or data file is wrong."""
+
+
+class StoreError(ParkPulseError):
+    """The database is unreachable or not in the expected shape."""
+
+
+class FieldError(ParkPulseError):
+    """One field has a bad value. `path` names the field, `value` is what was found."""
+
+    def __init__(self, path: str, value: object, reason: str) -> None:
+        self.path = path
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{path}: {reason} (got {value!r})")
+
+
+class WireError(FieldError):
+    """A message on the wire breaks the contract."""
+
+
+class ValidationReport(ParkPulseError):
+    """Every problem found in one input, collected rather than stopping at the first."""
+
+    def __init__(self, source: str, problems: list[FieldError]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
