@@ -1,0 +1,80 @@
+"""What the demo prints once the park is running, and the counts its test checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["print_summary", "stage_counts"]
+
+
+def _one(conn: psycopg.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    try:
+        row = conn.execute(sql, params).fetchone()
+    except psycopg.Error:
+        conn.rollback()
+        return None
+    return row[0] if row else None
+
+
+def stage_counts(dsn: str) -> dict[str, Any]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            "readings": _one(conn, "SELECT count(*) FROM readings"),
+            "live_readings": _one(conn, "SELECT count(*) FROM v_readings WHERE gateway_id NOT LIKE '%-hist'"),
+            "firms": _one(conn, "SELECT count(*) FROM firms"),
+            "classes": _one(conn, "SELECT count(*) FROM v_firm_kpi_year WHERE class IN ('A','B','C')"),
+            "compliance": _one(conn, "SELECT count(*) FROM v_compliance"),
+            "scorecard": _one(conn, "SELECT count(*) FROM v_park_scorecard"),
+            "alerts": _one(conn, "SELECT count(*) FROM alerts"),
+            "open_alerts": _one(conn, "SELECT count(*) FROM v_alerts_open"),
+            "dead_letters": _one(conn, "SELECT count(*) FROM dead_letters"),
+            "gateways_online": _one(conn, "SELECT count(*) FROM v_gateway_status WHERE state = 'online'"),
+            "data_gaps": _one(conn, "SELECT count(*) FROM v_data_gaps"),
+        }
+
+
+def print_summary(out: Console, dsn: str, year: int, console_url: str, user: str, password: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        t = Table(title=f"企业 firms — {year}", show_lines=False)
+        for col in ("firm", "class", "score", "亩均税收 万元/亩", "energy tce", "intensity tce/万元", "Δ vs last year"):
+            t.add_column(col)
+        try:
+            rows = conn.execute(
+                "SELECT f.name, k.class, k.score, k.mu_tax_10k_cny, k.energy_tce, k.intensity_tce_per_10k_cny, "
+                "k.intensity_change_pct FROM v_firm_kpi_year k JOIN firms f USING (firm_id) "
+                "WHERE k.year = %s ORDER BY k.class NULLS LAST, k.score DESC NULLS LAST",
+                (year,),
+            ).fetchall()
+        except psycopg.Error:
+            conn.rollback()
+            rows = []
+        for name, cls, score, mu_tax, tce, intensity, change in rows:
+            t.add_row(
+                str(name), str(cls), _f(score, 1), _f(mu_tax, 2), _f(tce, 1), _f(intensity, 3),
+                "—" if change is None else f"{float(change):+.1f} %",
+            )  # fmt: skip
+        out.print(t)
+        s = Table(title=f"园区目标 scorecard — {year}")
+        for col in ("indicator", "value", "target", "met"):
+            s.add_column(col)
+        try:
+            for ind, val, target, unit, met in conn.execute(
+                "SELECT indicator, value, target, unit, met FROM v_park_scorecard WHERE year = %s ORDER BY indicator",
+                (year,),
+            ):
+                s.add_row(str(ind), f"{_f(val, 2)} {unit or ''}", _f(target, 2), "✓" if met else "✗")
+        except psycopg.Error:
+            conn.rollback()
+        out.print(s)
+        n_open = _one(conn, "SELECT count(*) FROM v_alerts_open")
+        out.print(f"open alerts: {n_open if n_open is not None else 'n/a'}")
+    out.print(f"\n[bold]console:[/bold] {console_url}   user [bold]{user}[/bold]  password [bold]{password}[/bold]")
+    out.print("Ctrl-C stops the park.")
+
+
+def _f(v: Any, nd: int) -> str:
+    return "—" if v is None else f"{float(v):,.{nd}f}"
