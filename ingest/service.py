@@ -1,0 +1,370 @@
+"""The ingest service: MQTT → decode → one transaction per flush → ack after commit.
+
+Stages (each a named task in one TaskGroup; the blocking ones run in worker threads):
+  mqtt reader (paho network thread) → byte-bounded queue → pipeline (decode, map, build the
+  binary COPY segments, group into flushes) → hand-off of one flush → writer (transaction,
+  commit, then ack) ; maintenance (rollups, pruning) ; shutdown watcher (drain on the trigger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+from ingest._metrics import HealthServer, IngestMetrics
+from ingest._mqtt import MessageQueue, MqttReceiver
+from ingest._prepare import Message, Prepared, prepare
+from ingest._registry import RegistryCache, load_registry
+from ingest._store import FlushResult, Store, is_transient
+from ingest.settings import IngestSettings
+from parkpulse.db import redact
+from parkpulse.errors import ParkPulseError
+
+__all__ = ["IngestError", "IngestService"]
+
+log = logging.getLogger("parkpulse.ingest")
+
+
+class IngestError(ParkPulseError):
+    """The ingest service cannot start or had to stop."""
+
+
+class _Abandon(Exception):
+    """Raised inside the worker threads when the graceful timeout is over."""
+
+
+_END = object()
+
+
+class IngestService:
+    """`async with IngestService(settings) as svc: await svc.run()`; `svc.shutdown.set()` drains and stops.
+
+    The shutdown trigger is injectable (pass your own asyncio.Event).
+    """
+
+    def __init__(self, settings: IngestSettings | None = None, *, shutdown: asyncio.Event | None = None) -> None:
+        self.settings = s = settings or IngestSettings()
+        self.shutdown = shutdown or asyncio.Event()
+        self.metrics = IngestMetrics()
+        self._queue = MessageQueue(s.queue_max_bytes)
+        self._flushes: queue.Queue[object] = queue.Queue(maxsize=1)
+        self._abandon = threading.Event()
+        self._fatal: BaseException | None = None
+        self._unacked = 0
+        self._unacked_lock = threading.Lock()
+        self.totals = FlushResult()
+        self.mqtt = MqttReceiver(
+            s.mqtt_url, s.client_id, s.group, s.park,
+            session_expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum, keepalive_s=s.keepalive_s,
+            reconnect=(s.reconnect_min_s, s.reconnect_max_s), on_message=self._on_message,
+            on_state=lambda up: self.metrics.mqtt_connected.set(1 if up else 0),
+        )
+        self.store = Store(s.database_url, f"parkpulse-ingest {s.client_id}"[:63])
+        self._cache_conn: psycopg.Connection | None = None
+        self.cache = RegistryCache(self._load_registry, s.cache_refresh_s, s.cache_miss_refresh_s,
+                                   on_refresh=self.metrics.cache_refreshes.inc)
+        self.http: HealthServer | None = None
+        self._db_ok = False
+        self._last_commit = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def __aenter__(self) -> IngestService:
+        s = self.settings
+        self.http = HealthServer(s.http_host, s.http_port, self.metrics, self.health).start()
+        await asyncio.to_thread(self._first_registry_load)
+        self.mqtt.start()
+        log.info("ingest %s: database %s, broker %s, metrics on http://%s:%d/metrics", s.client_id,
+                 redact(s.database_url), self.mqtt.target.redacted(), s.http_host, self.http.port)
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self._abandon.set()
+            self._queue.close()
+        finally:
+            self.mqtt.stop()
+            self.store.close()
+            if self._cache_conn is not None:
+                self._cache_conn.close()
+            if self.http is not None:
+                self.http.stop()
+
+    async def run(self) -> None:
+        """Run until the shutdown trigger, then drain (bounded by graceful_timeout_s)."""
+        async with asyncio.TaskGroup() as tg:
+            pipeline = tg.create_task(asyncio.to_thread(self._guard, self._pipeline_loop), name="ingest-pipeline")
+            writer = tg.create_task(asyncio.to_thread(self._guard, self._writer_loop), name="ingest-writer")
+            tg.create_task(self._maintenance(), name="ingest-maintenance")
+            tg.create_task(self._watch(pipeline, writer), name="ingest-shutdown")
+        if self._fatal is not None:
+            raise IngestError(f"ingest stopped: {self._fatal}") from self._fatal
+
+    async def _watch(self, *workers: asyncio.Task[None]) -> None:
+        stop = asyncio.create_task(self.shutdown.wait(), name="ingest-shutdown-trigger")
+        done, _ = await asyncio.wait([stop, *workers], return_when=asyncio.FIRST_COMPLETED)
+        self.shutdown.set()
+        if stop not in done:
+            stop.cancel()
+        log.info("draining: committing what was received (at most %.0f s)", self.settings.graceful_timeout_s)
+        self._queue.put_control()  # messages behind this marker stay unacked: the broker redelivers them
+        try:
+            async with asyncio.timeout(self.settings.graceful_timeout_s):
+                await asyncio.gather(*workers, return_exceptions=True)
+        except TimeoutError:
+            log.warning("graceful timeout: leaving the rest unacknowledged for redelivery")
+            self._abandon.set()
+            self._queue.close()
+
+    def _guard(self, fn: Any) -> None:
+        try:
+            fn()
+        except _Abandon:
+            pass
+        except BaseException as exc:  # a bug, not bad input: stop everything rather than hang
+            log.exception("ingest worker failed")
+            self._fatal = exc
+            self._abandon.set()
+            self._queue.close()
+            raise
+
+    # -- mqtt → queue --------------------------------------------------------------------------
+    def _on_message(self, m: Message) -> None:
+        with self._unacked_lock:
+            self._unacked += 1
+        self.metrics.messages.labels("status" if m.topic.endswith("/status") else "data").inc()
+        if m.dup:
+            self.metrics.redeliveries.inc()
+        self._queue.put(m)
+        self.metrics.queue_depth.set(len(self._queue))
+        self.metrics.queue_bytes.set(self._queue.nbytes)
+
+    # -- pipeline: decode and group into flushes -------------------------------------------------
+    def _pipeline_loop(self) -> None:
+        s = self.settings
+        max_future_ms = int(s.max_future_s * 1000)
+        pending: list[Prepared] = []
+        n = 0
+        first = 0.0
+        while True:
+            if self._abandon.is_set():
+                raise _Abandon
+            wait = 0.2 if not pending else max(0.0, first + s.flush_interval_s - time.monotonic())
+            m = self._queue.get(wait)
+            if m is None:  # drain marker
+                if pending:
+                    self._handoff(pending)
+                self._handoff(_END)
+                return
+            if m is not False:
+                assert isinstance(m, Message)
+                p = self._prepare(m, max_future_ms)
+                if not pending:
+                    first = time.monotonic()
+                pending.append(p)
+                n += p.n
+                self.metrics.queue_depth.set(len(self._queue))
+                self.metrics.queue_bytes.set(self._queue.nbytes)
+            if pending and (
+                n >= s.flush_max_readings
+                or len(pending) >= s.flush_max_messages
+                or time.monotonic() - first >= s.flush_interval_s
+            ):
+                self._handoff(pending)
+                pending, n = [], 0
+            elif not pending:
+                self._maybe_refresh_cache()
+
+    def _prepare(self, m: Message, max_future_ms: int) -> Prepared:
+        delay = self.settings.db_retry_min_s
+        while True:
+            try:
+                return prepare(m, self.cache, max_future_ms)
+            except psycopg.Error as exc:  # the registry could not be read: retry, never dead-letter
+                self._drop_cache_conn()
+                log.warning("registry lookup failed (%s); retrying in %.1f s", str(exc).strip()[:200], delay)
+                if self._abandon.wait(delay):
+                    raise _Abandon from None
+                delay = min(delay * 2, self.settings.db_retry_max_s)
+
+    def _maybe_refresh_cache(self) -> None:
+        try:
+            self.cache.maybe_refresh()
+        except psycopg.Error as exc:
+            self._drop_cache_conn()
+            self.cache.loaded_at = time.monotonic() - self.cache.refresh_s + 5.0  # try again in 5 s
+            log.warning("registry refresh failed: %s", str(exc).strip()[:200])
+
+    def _handoff(self, item: object) -> None:
+        while True:
+            try:
+                self._flushes.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self._abandon.is_set():
+                    raise _Abandon from None
+
+    def _load_registry(self) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+        if self._cache_conn is None or self._cache_conn.closed or self._cache_conn.broken:
+            self._drop_cache_conn()
+            self._cache_conn = psycopg.connect(
+                self.settings.database_url, connect_timeout=5,
+                application_name=f"parkpulse-ingest-registry {self.settings.client_id}"[:63],
+            )
+        return load_registry(self._cache_conn)
+
+    def _drop_cache_conn(self) -> None:
+        if self._cache_conn is not None:
+            with contextlib.suppress(Exception):
+                self._cache_conn.close()
+            self._cache_conn = None
+
+    def _first_registry_load(self) -> None:
+        try:
+            self.cache.refresh()
+        except psycopg.Error as exc:  # the database may be down at start: keep going, retry on use
+            self._drop_cache_conn()
+            log.warning("registry not loaded at start (%s); will retry", str(exc).strip()[:200])
+
+    # -- writer: one transaction per flush, then ack --------------------------------------------
+    def _writer_loop(self) -> None:
+        while True:
+            try:
+                item = self._flushes.get(timeout=0.2)
+            except queue.Empty:
+                if self._abandon.is_set():
+                    raise _Abandon from None
+                continue
+            if item is _END:
+                return
+            assert isinstance(item, list)
+            self._commit(item)
+
+    def _commit(self, items: list[Prepared]) -> None:
+        delay = self.settings.db_retry_min_s
+        while True:
+            if self._abandon.is_set():
+                raise _Abandon
+            t0 = time.monotonic()
+            try:
+                res = self.store.write(items)
+            except psycopg.Error as exc:
+                self._db_ok = False
+                self.metrics.db_ok.set(0)
+                if is_transient(exc):
+                    self.metrics.db_errors.labels("transient").inc()
+                    log.warning("database unavailable (%s: %s); retrying in %.1f s, not acknowledging",
+                                type(exc).__name__, str(exc).strip()[:200], delay)
+                    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                        self.store.close()
+                    if self._abandon.wait(delay):
+                        raise _Abandon from None
+                    delay = min(delay * 2, self.settings.db_retry_max_s)
+                    continue
+                self.metrics.db_errors.labels("refused").inc()
+                if len(items) > 1:
+                    log.warning("database refused a flush (%s); retrying its messages one by one", exc)
+                    for p in items:
+                        self._commit([p])
+                    return
+                log.error("database refused a message for good, dead-lettering it: %s", exc)
+                items = [_refused(items[0], exc)]
+                continue
+            res.seconds = time.monotonic() - t0
+            self._after_commit(items, res)
+            return
+
+    def _after_commit(self, items: list[Prepared], res: FlushResult) -> None:
+        m = self.metrics
+        self._db_ok = True
+        self._last_commit = time.time()
+        m.db_ok.set(1)
+        m.last_commit.set(self._last_commit)
+        m.commit_seconds.observe(res.seconds)
+        m.flush_readings.observe(res.readings)
+        m.readings.inc(res.readings)
+        m.batches.inc(res.batches)
+        m.duplicate_batches.inc(res.duplicate_batches)
+        m.duplicate_rows.inc(res.duplicate_rows)
+        if res.dead_letters:
+            m.dead_letters.labels("reading").inc(res.dead_letters - res.dead_batch)
+            m.dead_letters.labels("message").inc(res.dead_batch)
+        m.seq_gaps.inc(res.gaps_detected)
+        m.seq_gap_batches.inc(res.gap_batches)
+        m.seq_gaps_filled.inc(res.gap_batches_filled)
+        t = self.totals
+        t.readings += res.readings
+        t.batches += res.batches
+        t.duplicate_batches += res.duplicate_batches
+        t.duplicate_rows += res.duplicate_rows
+        t.dead_letters += res.dead_letters
+        acked = 0
+        for p in items:
+            if self.mqtt.ack(p.mid, p.qos, p.gen):
+                acked += 1
+        with self._unacked_lock:
+            self._unacked -= len(items)
+            m.unacked.set(self._unacked)
+
+    # -- maintenance -----------------------------------------------------------------------------
+    async def _maintenance(self) -> None:
+        s = self.settings
+        next_rollup = time.monotonic() + (s.rollup_interval_s or 1e18)
+        next_prune = time.monotonic() + s.prune_interval_s
+        while not self.shutdown.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await self.shutdown.wait()
+            now = time.monotonic()
+            if s.rollup_interval_s and now >= next_rollup:
+                next_rollup = now + s.rollup_interval_s
+                await asyncio.to_thread(self._run_sql, "SELECT pp_refresh_rollups()", "rollups")
+                self.metrics.rollup_runs.inc()
+            if now >= next_prune:
+                next_prune = now + s.prune_interval_s
+                await asyncio.to_thread(
+                    self._run_sql,
+                    "DELETE FROM ingest_batches b USING gateway_seq g WHERE b.gateway_id = g.gateway_id "
+                    f"AND b.seq <= g.contiguous_seq AND b.received_at < now() - interval '{int(s.prune_keep_s)} seconds'",
+                    "prune",
+                )
+
+    def _run_sql(self, sql: str, what: str) -> None:
+        try:
+            with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5,
+                                 application_name=f"parkpulse-ingest-maint {self.settings.client_id}"[:63]) as c:
+                c.execute(sql.encode())
+        except psycopg.Error as exc:
+            log.warning("%s failed: %s", what, str(exc).strip()[:200])
+
+    # -- health ----------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        up = self.mqtt.connected
+        status = "ok" if up and (self._db_ok or self._last_commit == 0.0) else "degraded"
+        if self._fatal is not None:
+            status = "down"
+        return {
+            "status": status,
+            "mqtt_connected": up,
+            "subscribed": self.mqtt.subscribed,
+            "database_ok": self._db_ok,
+            "queue_depth": len(self._queue),
+            "unacked": self._unacked,
+            "last_commit_age_s": round(time.time() - self._last_commit, 3) if self._last_commit else None,
+            "readings_stored": self.totals.readings,
+            "client_id": self.settings.client_id,
+        }
+
+
+def _refused(p: Prepared, exc: BaseException) -> Prepared:
+    """The whole message as one dead letter when the database refuses its content."""
+    out = Prepared(p.topic, p.mid, p.qos, p.gen, "dead", p.gateway, p.seq)
+    out.dead.append((p.topic, p.gateway, p.seq, None, f"database refused the batch: {str(exc).strip()[:300]}", p.copy))
+    return out

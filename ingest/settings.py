@@ -1,0 +1,75 @@
+"""Settings of the ingest service: environment variables PARKPULSE_INGEST_* (see ingest/README.md)."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from parkpulse.settings import get_settings, parse_mqtt_url
+
+__all__ = ["IngestSettings"]
+
+
+class IngestSettings(BaseSettings):
+    """Everything the ingest service can be told. Validated at init, before anything starts."""
+
+    model_config = SettingsConfigDict(env_prefix="PARKPULSE_INGEST_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(default="", description="PostgreSQL URL (default: PARKPULSE_DATABASE_URL)")
+    mqtt_url: str = Field(default="", description="broker URL (default: PARKPULSE_MQTT_URL)")
+
+    group: str = Field(default="ingest", pattern=r"^[A-Za-z0-9_-]+$", description="shared-subscription group")
+    park: str = Field(default="+", description="subscribe to one park only, or + for all")
+    client_id: str = Field(default="", description="MQTT client id; fixed per process so its session survives restarts")
+    session_expiry_s: int = Field(default=86_400, ge=60, description="broker keeps the session (and unacked messages) this long")
+    receive_maximum: int = Field(default=1000, ge=10, le=65_535, description="MQTT 5 Receive Maximum: unacked messages in flight")
+    keepalive_s: int = Field(default=30, ge=5)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=15.0, gt=0)
+
+    queue_max_bytes: int = Field(
+        default=48 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="backpressure: payload bytes held between the MQTT reader and the decoder; when full "
+        "the reader waits and the broker keeps the rest (nothing is dropped)",
+    )
+    flush_max_readings: int = Field(default=60_000, ge=1, description="readings per database transaction (upper bound)")
+    flush_max_messages: int = Field(default=400, ge=1, description="messages per transaction (keep below receive_maximum / 2)")
+    flush_interval_s: float = Field(default=0.25, gt=0, description="a transaction starts at most this long after its first message")
+    max_future_s: float = Field(default=600.0, ge=0, description="readings stamped further ahead of the clock are dead-lettered")
+
+    cache_refresh_s: float = Field(default=60.0, gt=0, description="registry cache refresh period")
+    cache_miss_refresh_s: float = Field(default=1.0, ge=0, description="on an unknown device/metric refresh at most this often")
+    rollup_interval_s: float = Field(default=30.0, ge=0, description="run pp_refresh_rollups() this often (0 = never)")
+    prune_interval_s: float = Field(default=300.0, gt=0, description="prune ingest_batches rows below the watermark this often")
+    prune_keep_s: float = Field(default=3600.0, ge=0, description="keep pruned-eligible batch keys at least this long")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=9108, ge=0, le=65_535, description="/metrics and /healthz (0 = a free port)")
+    graceful_timeout_s: float = Field(default=15.0, gt=0, description="SIGTERM: time allowed to drain and commit")
+    db_retry_min_s: float = Field(default=0.2, gt=0)
+    db_retry_max_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("park")
+    @classmethod
+    def _park(cls, v: str) -> str:
+        if v != "+" and not v.replace("-", "").isalnum():
+            raise ValueError(f"park must be a park id or + (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _defaults(self) -> IngestSettings:
+        kernel = get_settings()
+        if not self.database_url:
+            self.database_url = kernel.database_url
+        if not self.mqtt_url:
+            self.mqtt_url = kernel.mqtt_url
+        parse_mqtt_url(self.mqtt_url)
+        if not self.client_id:
+            host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40]
+            self.client_id = f"pp-ingest-{host}-{self.group}"
+        if self.flush_max_messages * 2 > self.receive_maximum:
+            self.flush_max_messages = max(1, self.receive_maximum // 2)
+        return self
