@@ -157,6 +157,9 @@ class IngestProcess:
             "PARKPULSE_INGEST_HTTP_PORT": str(http_port),
         })
         self.env.update({f"PARKPULSE_INGEST_{k.upper()}": str(v) for k, v in env.items()})
+        # the repository root, so `-m ingest` resolves even where the editable install predates ingest/
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (root, self.env.get("PYTHONPATH")) if p)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: float = 30.0, log_path: str | None = None) -> IngestProcess:
