@@ -1,0 +1,290 @@
+"""The running gateway: sources → batcher → spool → uplink, plus the local HTTP endpoint.
+
+Lifecycle: `Gateway(cfg)` validates and builds everything (no I/O); `await gw.run()` opens the
+spool, starts the uplink and runs every part as a named task in one TaskGroup until the
+shutdown event is set; the `finally` block seals the open batch, waits up to `drain_timeout_s`
+for outstanding PUBACKs and closes everything. Backpressure: readings wait in memory only up to
+`batching.max_readings`; then the batch is sealed into the spool at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from gateway import __version__
+from gateway.config import GatewayConfig
+from gateway.counters import CounterState, CounterTracker
+from gateway.sources import Source, SourceContext, build_sources
+from gateway.spool import PendingBatch, Spool
+from gateway.stats import DeviceStats, percentile
+from gateway.uplink import Uplink
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("parkpulse.gateway")
+
+STALE_INFLIGHT_S = 45.0
+
+
+class Gateway:
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        *,
+        shutdown: asyncio.Event | None = None,
+        drain_timeout_s: float = 5.0,
+    ) -> None:
+        self.cfg = cfg
+        self.shutdown = shutdown
+        self.drain_timeout_s = drain_timeout_s
+        self.counters = CounterTracker()
+        self.spool = Spool(
+            cfg.spool.path,
+            max_bytes=int(cfg.spool.max_mb * 1024 * 1024),
+            thin_window_s=cfg.spool.thin_window_s,
+            counter_window_s=cfg.spool.counter_window_s,
+        )
+        self.sources: list[Source] = build_sources(cfg, SourceContext(emit=self._emit, counters=self.counters))
+        self.uplink: Uplink | None = None
+        self._buf: list[list[Any]] = []
+        self._buf_since = 0.0
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (seq, published at)
+        self._sent_upto = -1
+        self._connected_since: float | None = None
+        self._tokens = float(cfg.uplink.max_inflight)
+        self._tokens_at = time.monotonic()
+        self.readings_in = 0
+        self.batches_sealed = 0
+        self.batches_acked = 0
+        self.started_at = time.time()
+        self.http_port: int | None = None
+        self.running = False
+
+    # readings in ------------------------------------------------------------------------------
+    def _emit(self, rows: list[list[Any]]) -> None:
+        if not self._buf:
+            self._buf_since = time.monotonic()
+        self._buf.extend(rows)
+        self.readings_in += len(rows)
+        if len(self._buf) >= self.cfg.batching.max_readings:
+            self._seal()
+
+    def _seal(self) -> None:
+        if not self._buf:
+            return
+        rows, self._buf = self._buf, []
+        max_n = self.cfg.batching.max_readings
+        protect = {seq for seq, _ in self._inflight.values()}
+        for i in range(0, len(rows), max_n):
+            self.spool.append(rows[i : i + max_n], counters=self.counters.take_dirty(), protect=protect)
+            self.batches_sealed += 1
+        self._wake.set()
+
+    # uplink callbacks (on the loop) ------------------------------------------------------------
+    def _on_ack(self, mid: int) -> None:
+        ent = self._inflight.pop(mid, None)
+        if ent is None:
+            return
+        self.spool.ack([ent[0]])
+        self.batches_acked += 1
+        self._wake.set()
+
+    def _on_connect(self) -> None:
+        self._connected_since = time.monotonic()
+        self._wake.set()
+
+    def _on_disconnect(self) -> None:
+        self._connected_since = None
+
+    # tasks --------------------------------------------------------------------------------------
+    async def _flusher(self) -> None:
+        age = self.cfg.batching.max_age_s
+        while True:
+            await asyncio.sleep(min(age / 4, 0.25))
+            if self._buf and time.monotonic() - self._buf_since >= age:
+                self._seal()
+
+    def _take_token(self) -> float:
+        """0 when a batch may go now, else seconds to wait (token bucket: rate, burst max_inflight)."""
+        up = self.cfg.uplink
+        now = time.monotonic()
+        self._tokens = min(float(up.max_inflight), self._tokens + (now - self._tokens_at) * up.replay_batches_per_s)
+        self._tokens_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / up.replay_batches_per_s
+
+    def _envelope(self, b: PendingBatch) -> bytes:
+        head = b'{"v":1,"gateway":"%s","seq":%d,"sent_at":%d,"readings":' % (
+            self.cfg.gateway.id.encode(),
+            b.seq,
+            int(time.time() * 1000),
+        )
+        if b.gaps:
+            return head + b.rows + b',"gaps":' + b.gaps + b"}"
+        return head + b.rows + b"}"
+
+    async def _sender(self) -> None:
+        up = self.uplink
+        assert up is not None
+        limit = self.cfg.uplink.max_inflight
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while up.connected and len(self._inflight) < limit:
+                batches = self.spool.pending(self._sent_upto, limit - len(self._inflight))
+                if not batches:
+                    break
+                for b in batches:
+                    wait = self._take_token()
+                    while wait > 0:
+                        await asyncio.sleep(wait)
+                        wait = self._take_token()
+                    if b.seq <= self._sent_upto:
+                        continue
+                    mid = up.publish_batch(self._envelope(b))
+                    if mid is None:
+                        break
+                    self._inflight[mid] = (b.seq, time.monotonic())
+                    self._sent_upto = b.seq
+                else:
+                    continue
+                break
+
+    async def _watchdog(self) -> None:
+        """Re-send batches whose PUBACK never came (e.g. the broker lost its session)."""
+        while True:
+            await asyncio.sleep(5.0)
+            since = self._connected_since
+            if not self._inflight or since is None or time.monotonic() - since < STALE_INFLIGHT_S:
+                continue
+            oldest = min(t for _, t in self._inflight.values())
+            if time.monotonic() - oldest > STALE_INFLIGHT_S:
+                first = min(seq for seq, _ in self._inflight.values())
+                log.warning("%d batches without PUBACK for %.0f s: re-sending from seq %d",
+                            len(self._inflight), STALE_INFLIGHT_S, first)
+                self._inflight.clear()
+                self._sent_upto = first - 1
+                self._wake.set()
+
+    async def _status(self) -> None:
+        up = self.uplink
+        assert up is not None
+        while True:
+            await asyncio.sleep(self.cfg.uplink.status_interval_s)
+            up.publish_status(**self.status_extra())
+
+    async def _wait_shutdown(self) -> None:
+        if self.shutdown is None:
+            await asyncio.Event().wait()
+        else:
+            await self.shutdown.wait()
+        raise _Shutdown
+
+    # public --------------------------------------------------------------------------------------
+    def device_stats(self) -> list[DeviceStats]:
+        return [s for src in self.sources for s in src.stats()]
+
+    def status_extra(self) -> dict[str, Any]:
+        return {
+            "devices": [s.device for s in self.device_stats()],
+            "spool_depth": self.spool.depth,
+            "last_seq": self.spool.last_seq if self.spool.last_seq >= 0 else None,
+        }
+
+    def health(self) -> dict[str, Any]:
+        stats = self.device_stats()
+        failing = [s.device for s in stats if s.state == "failing"]
+        lags = [x for s in stats for x in s.lags_ms]
+        connected = bool(self.uplink and self.uplink.connected)
+        status = "ok" if connected and not failing else "degraded"
+        if stats and len(failing) == len(stats):
+            status = "failing"
+        return {
+            "status": status,
+            "gateway": self.cfg.gateway.id,
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "uplink_connected": connected,
+            "spool_depth": self.spool.depth,
+            "spool_bytes": self.spool.bytes,
+            "spool_dropped_readings": self.spool.dropped_readings,
+            "last_seq": self.spool.last_seq,
+            "inflight": len(self._inflight),
+            "readings_total": self.readings_in,
+            "devices_total": len(stats),
+            "devices_failing": failing,
+            "poll_lag_p99_ms": percentile(lags, 99),
+            "devices": [s.as_dict() for s in stats],
+        }
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.spool.open()
+        self._sent_upto = -1
+        self.counters.state = {k: CounterState(v, t) for k, (v, t) in self.spool.load_counters().items()}
+        up = Uplink(
+            self.cfg, loop, on_ack=self._on_ack, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            version=__version__,
+        )
+        up.status_extra = self.status_extra
+        self.uplink = up
+        http = None
+        if self.cfg.http.listen:
+            from gateway.http import serve
+
+            http = await serve(self, self.cfg.http.listen)
+            self.http_port = http.sockets[0].getsockname()[1]
+        up.start()
+        self.running = True
+        log.info("gateway %s running: %d devices, spool %s (depth %d, last seq %d)",
+                 self.cfg.gateway.id, len(self.device_stats()), self.spool.path, self.spool.depth, self.spool.last_seq)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for i, src in enumerate(self.sources):
+                    tg.create_task(src.run(), name=f"source:{src.name}:{i}")
+                tg.create_task(self._flusher(), name="batcher")
+                tg.create_task(self._sender(), name="sender")
+                tg.create_task(self._watchdog(), name="inflight-watchdog")
+                tg.create_task(self._status(), name="status")
+                tg.create_task(self._wait_shutdown(), name="shutdown")
+        except* _Shutdown:
+            log.info("shutting down")
+        finally:
+            self.running = False
+            await self._drain()
+            if http is not None:
+                http.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(http.wait_closed(), 2.0)
+            up.stop()
+            self.spool.close()
+
+    async def _drain(self) -> None:
+        try:
+            self._seal()
+        except Exception:
+            log.exception("could not seal the last batch")
+        deadline = time.monotonic() + self.drain_timeout_s
+        up = self.uplink
+        if up is None or not up.connected:
+            return
+        sender = asyncio.create_task(self._sender(), name="drain-sender")
+        self._wake.set()
+        try:
+            while time.monotonic() < deadline and up.connected and (self._inflight or self.spool.depth):
+                await asyncio.sleep(0.05)
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+
+class _Shutdown(Exception):
+    pass

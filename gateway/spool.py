@@ -1,0 +1,295 @@
+"""Store-and-forward spool: an on-disk SQLite queue (WAL) of sealed batches.
+
+- A batch gets its sequence number when it is written here, in the same transaction that
+  raises the persisted `last_seq`; numbers are never reused, also across restarts.
+- A batch leaves the spool only when the broker acknowledged it (PUBACK).
+- The spool is bounded by size. When full it thins the oldest batches, one level at a time:
+  1. gauges and states decimated to one reading per device/metric per `thin_window_s`;
+  2. gauges and states dropped;
+  3. cumulative readings decimated to one per `counter_window_s` (readings carrying a counter
+     event are kept);
+  4. the oldest batches emptied.
+  Every dropped span is recorded in the batch's `gaps` (sent to the platform) and in the local
+  `dropped` table. Batches in flight are never rewritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from parkpulse.catalogue import load_catalogue
+from parkpulse.errors import ParkPulseError
+
+__all__ = ["PendingBatch", "Spool", "SpoolError"]
+
+Row = list[Any]  # [device, metric, ts_ms, value, quality(, event)]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY,
+    created_ms INTEGER NOT NULL,
+    level INTEGER NOT NULL DEFAULT 0,
+    n INTEGER NOT NULL,
+    nbytes INTEGER NOT NULL,
+    rows BLOB NOT NULL,
+    gaps BLOB
+);
+CREATE TABLE IF NOT EXISTS counters (
+    device TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, ts_ms INTEGER NOT NULL,
+    PRIMARY KEY (device, metric)
+);
+CREATE TABLE IF NOT EXISTS dropped (
+    id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, seq INTEGER NOT NULL, device TEXT, metric TEXT,
+    start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, count INTEGER NOT NULL, reason TEXT NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('last_seq', -1);
+"""
+
+LEVEL_REASONS = {
+    1: "spool_full_gauges_thinned",
+    2: "spool_full_gauges_dropped",
+    3: "spool_full_counters_thinned",
+    4: "spool_full_dropped",
+}
+
+
+class SpoolError(ParkPulseError):
+    """The spool file cannot be opened or written."""
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    seq: int
+    n: int
+    rows: bytes
+    gaps: bytes | None
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000.0, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Spool:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_bytes: int,
+        thin_window_s: float = 60.0,
+        counter_window_s: float = 900.0,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.thin_window_ms = int(thin_window_s * 1000)
+        self.counter_window_ms = int(counter_window_s * 1000)
+        cat = load_catalogue()
+        self._cumulative = {m.name for m in cat.metrics if m.cumulative}
+        self._db: sqlite3.Connection | None = None
+        self.bytes = 0
+        self.depth = 0
+        self.last_seq = -1
+        self.dropped_readings = 0
+        self.thin_runs = 0
+
+    # lifecycle -----------------------------------------------------------------------------
+    def open(self) -> Spool:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed batch survives a process kill
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"spool {self.path}: {exc}") from None
+        self._db = db
+        self.last_seq = int(db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0])
+        n, b = db.execute("SELECT count(*), coalesce(sum(nbytes), 0) FROM batches").fetchone()
+        self.depth, self.bytes = int(n), int(b)
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Spool:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise SpoolError("spool is not open")
+        return self._db
+
+    # counters' last values (so steps are detected across restarts) ---------------------------
+    def load_counters(self) -> dict[tuple[str, str], tuple[float, int]]:
+        return {(d, m): (v, t) for d, m, v, t in self.db.execute("SELECT device, metric, value, ts_ms FROM counters")}
+
+    # writing -------------------------------------------------------------------------------
+    def append(
+        self,
+        rows: list[Row],
+        *,
+        gaps: list[dict[str, Any]] | None = None,
+        counters: Iterable[tuple[str, str, float, int]] = (),
+        protect: set[int] | frozenset[int] = frozenset(),
+    ) -> int:
+        """Seal a batch: assign its seq and commit it (with the counters' last values). Returns the seq."""
+        blob = orjson.dumps(rows)
+        gblob = orjson.dumps(gaps) if gaps else None
+        nbytes = len(blob) + (len(gblob) if gblob else 0)
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            seq = self.last_seq + 1
+            db.execute("UPDATE meta SET value=? WHERE key='last_seq'", (seq,))
+            db.execute(
+                "INSERT INTO batches (seq, created_ms, level, n, nbytes, rows, gaps) VALUES (?, ?, 0, ?, ?, ?, ?)",
+                (seq, int(time.time() * 1000), len(rows), nbytes, blob, gblob),
+            )
+            counters = list(counters)
+            if counters:
+                db.executemany(
+                    "INSERT INTO counters (device, metric, value, ts_ms) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (device, metric) DO UPDATE SET value=excluded.value, ts_ms=excluded.ts_ms",
+                    counters,
+                )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise SpoolError(f"spool {self.path}: cannot write batch: {exc}") from None
+        self.last_seq = seq
+        self.depth += 1
+        self.bytes += nbytes
+        if self.bytes > self.max_bytes:
+            self.make_room(protect | {seq})
+        return seq
+
+    def pending(self, after_seq: int, limit: int) -> list[PendingBatch]:
+        """Batches with seq > after_seq, oldest first."""
+        cur = self.db.execute(
+            "SELECT seq, n, rows, gaps FROM batches WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+        )
+        return [PendingBatch(int(s), int(n), bytes(r), bytes(g) if g is not None else None) for s, n, r, g in cur]
+
+    def ack(self, seqs: Iterable[int]) -> int:
+        seqs = list(seqs)
+        if not seqs:
+            return 0
+        db = self.db
+        marks = ",".join("?" * len(seqs))
+        db.execute("BEGIN IMMEDIATE")
+        freed, gone = db.execute(
+            f"SELECT coalesce(sum(nbytes), 0), count(*) FROM batches WHERE seq IN ({marks})", seqs
+        ).fetchone()
+        db.execute(f"DELETE FROM batches WHERE seq IN ({marks})", seqs)
+        db.execute("COMMIT")
+        self.bytes -= int(freed)
+        self.depth -= int(gone)
+        return int(gone)
+
+    def oldest_ms(self) -> int | None:
+        row = self.db.execute("SELECT min(created_ms) FROM batches").fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    # bounding by size ------------------------------------------------------------------------
+    def make_room(self, protect: set[int] | frozenset[int] = frozenset()) -> int:
+        """Thin the oldest batches until the spool is under 90 % of its bound. Returns readings dropped."""
+        target = int(self.max_bytes * 0.9)
+        dropped = 0
+        self.thin_runs += 1
+        excl = ",".join(str(int(s)) for s in protect) or "-1"
+        while self.bytes > target:
+            row = self.db.execute(f"SELECT min(level) FROM batches WHERE level < 4 AND seq NOT IN ({excl})").fetchone()
+            if row is None or row[0] is None:
+                break
+            level = int(row[0])
+            chunk_n = max(8, self.depth // 10)
+            cand = self.db.execute(
+                f"SELECT seq, level, rows, gaps FROM batches WHERE level = ? AND seq NOT IN ({excl}) ORDER BY seq LIMIT ?",
+                (level, chunk_n),
+            ).fetchall()
+            dropped += self._thin(cand, level + 1)
+        self.dropped_readings += dropped
+        return dropped
+
+    def _thin(self, cand: list[tuple[int, int, bytes, bytes | None]], new_level: int) -> int:
+        cumulative = self._cumulative
+        seen: set[tuple[str, str, int]] = set()
+        window = self.counter_window_ms if new_level == 3 else self.thin_window_ms
+        now_ms = int(time.time() * 1000)
+        reason = LEVEL_REASONS[new_level]
+        updates: list[tuple[int, int, bytes, bytes | None, int, int]] = []
+        log: list[tuple[int, int, str | None, str | None, int, int, int, str]] = []
+        total = 0
+        freed = 0
+        for seq, _lvl, rows_b, gaps_b in cand:
+            rows: list[Row] = orjson.loads(rows_b)
+            gaps: list[dict[str, Any]] = orjson.loads(gaps_b) if gaps_b else []
+            keep: list[Row] = []
+            lost: dict[tuple[str, str], list[int]] = defaultdict(list)
+            for r in rows:
+                dev, met, ts = r[0], r[1], r[2]
+                cum = met in cumulative
+                if new_level == 1:
+                    drop = not cum and (dev, met, ts // window) in seen
+                    if not cum:
+                        seen.add((dev, met, ts // window))
+                elif new_level == 2:
+                    drop = not cum
+                elif new_level == 3:
+                    has_event = len(r) > 5 and r[5] is not None
+                    drop = cum and not has_event and (dev, met, ts // window) in seen
+                    if cum and not has_event:
+                        seen.add((dev, met, ts // window))
+                else:
+                    drop = True
+                if drop:
+                    lost[(dev, met)].append(ts)
+                else:
+                    keep.append(r)
+            for (dev, met), tss in lost.items():
+                start, end = min(tss), max(tss)
+                gaps.append({"device": dev, "metric": met, "start": _iso(start), "end": _iso(end), "count": len(tss), "reason": reason})
+                log.append((now_ms, seq, dev, met, start, end, len(tss), reason))
+                total += len(tss)
+            blob = orjson.dumps(keep)
+            gblob = orjson.dumps(gaps) if gaps else None
+            nbytes = len(blob) + (len(gblob) if gblob else 0)
+            freed += len(rows_b) + (len(gaps_b) if gaps_b else 0) - nbytes
+            updates.append((new_level, len(keep), blob, gblob, nbytes, seq))
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("UPDATE batches SET level=?, n=?, rows=?, gaps=?, nbytes=? WHERE seq=?", updates)
+        if log:
+            db.executemany(
+                "INSERT INTO dropped (at_ms, seq, device, metric, start_ms, end_ms, count, reason) VALUES (?,?,?,?,?,?,?,?)",
+                log,
+            )
+        db.execute("COMMIT")
+        self.bytes -= freed
+        return total
+
+    def dropped_spans(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT seq, device, metric, start_ms, end_ms, count, reason FROM dropped ORDER BY id")
+        return [
+            {"seq": s, "device": d, "metric": m, "start_ms": a, "end_ms": b, "count": c, "reason": r}
+            for s, d, m, a, b, c, r in cur
+        ]
