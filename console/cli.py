@@ -1,0 +1,156 @@
+"""`parkpulse console serve` and `parkpulse users add|list|disable|enable|set-password`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from console.errors import AccountError
+from console.settings import ConsoleSettings
+from parkpulse.errors import ParkPulseError
+
+__all__ = ["console_app", "users_app"]
+
+console_app = typer.Typer(help="The web console and HTTP API.", no_args_is_help=True)
+users_app = typer.Typer(help="Console accounts: inspectors, park managers, operators, admins.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+DsnOpt = Annotated[str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL", help="PostgreSQL URL")]
+
+
+@console_app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8080,
+    database_url: DsnOpt = None,
+    insecure_cookies: Annotated[
+        bool, typer.Option("--insecure-cookies", help="drop the Secure cookie flag (local plain http only)")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the console (pages, /api/v1, live alert feed) with uvicorn."""
+    import uvicorn
+
+    from console.app import create_app
+
+    overrides: dict[str, object] = {}
+    if database_url:
+        overrides["database_url"] = database_url
+    if insecure_cookies:
+        overrides["cookie_secure"] = False
+    settings = ConsoleSettings(**overrides)  # type: ignore[arg-type]
+    app = create_app(settings)
+    if not settings.cookie_secure:
+        err.print("[yellow]cookies are sent without the Secure flag: use this only on localhost over http[/]")
+    # Live feeds are long-lived responses: do not wait for them for ever on shutdown.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3, proxy_headers=False)
+
+
+def _conn(database_url: str | None):  # type: ignore[no-untyped-def]
+    from parkpulse.db import connect
+    from parkpulse.settings import get_settings
+
+    return connect(database_url or ConsoleSettings().dsn() or get_settings().database_url)
+
+
+def _read_password(stdin: bool) -> str:
+    if stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+def _fail(exc: ParkPulseError) -> None:
+    err.print(f"[red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+@users_app.command("add")
+def users_add(
+    user: Annotated[str, typer.Argument(help="user name (a-z 0-9 . _ -)")],
+    role: Annotated[str, typer.Option(help="admin | inspector | park_manager | operator")],
+    park: Annotated[list[str] | None, typer.Option(help="park id (inspector: repeat for several)")] = None,
+    firm: Annotated[str | None, typer.Option(help="firm id (operator)")] = None,
+    name: Annotated[str | None, typer.Option(help="display name")] = None,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from the first line of stdin")] = False,
+    database_url: DsnOpt = None,
+) -> None:
+    """Create a user. The password is prompted for (or read from stdin), never taken as an argument."""
+    from console.accounts import add_user
+
+    password = _read_password(password_stdin)
+    try:
+        with _conn(database_url) as conn:
+            add_user(conn, user, password, role, parks=park or [], firms=[firm] if firm else [], display_name=name)
+    except (AccountError, ParkPulseError) as exc:
+        _fail(exc)
+    out.print(f"added {user} ({role})")
+
+
+@users_app.command("list")
+def users_list(database_url: DsnOpt = None) -> None:
+    """List users, their roles and scope."""
+    from console.accounts import list_users
+
+    try:
+        with _conn(database_url) as conn:
+            users = list_users(conn)
+    except ParkPulseError as exc:
+        _fail(exc)
+    table = Table("user", "name", "roles", "scope", "disabled", "last login")
+    for u in users:
+        table.add_row(
+            u.user_name, u.display_name or "", ", ".join(sorted({r for r, _, _ in u.roles})),
+            ", ".join(p or f or "" for _, p, f in u.roles) or "*", "yes" if u.disabled else "",
+            u.last_login_at.isoformat(timespec="seconds") if u.last_login_at else "",
+        )
+    out.print(table)
+
+
+@users_app.command("disable")
+def users_disable(user: str, database_url: DsnOpt = None) -> None:
+    """Disable a user and end their sessions at once."""
+    from console.accounts import disable_user
+
+    try:
+        with _conn(database_url) as conn:
+            ended = disable_user(conn, user)
+    except ParkPulseError as exc:
+        _fail(exc)
+    out.print(f"disabled {user} ({ended} session(s) ended)")
+
+
+@users_app.command("enable")
+def users_enable(user: str, database_url: DsnOpt = None) -> None:
+    """Enable a disabled user again (and clear their login throttle)."""
+    from console.accounts import enable_user
+
+    try:
+        with _conn(database_url) as conn:
+            enable_user(conn, user)
+    except ParkPulseError as exc:
+        _fail(exc)
+    out.print(f"enabled {user}")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    user: str,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from the first line of stdin")] = False,
+    database_url: DsnOpt = None,
+) -> None:
+    """Set a new password; ends the user's sessions."""
+    from console.accounts import set_password
+
+    password = _read_password(password_stdin)
+    try:
+        with _conn(database_url) as conn:
+            ended = set_password(conn, user, password)
+    except ParkPulseError as exc:
+        _fail(exc)
+    out.print(f"password set for {user} ({ended} session(s) ended)")
