@@ -1,0 +1,147 @@
+"""`parkpulse kpi evaluate` inputs: firms.csv and energy.csv → YearInputs (no database)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from parkpulse.errors import FieldError, ValidationReport
+from rules._energy import CarrierAmount, UnitError, to_base
+from rules._evaluate import Economics, FirmRecord, YearInputs
+from rules._ruleset import RuleSet
+from rules._tabular import parse_bool, parse_number, read_table
+
+__all__ = ["ENERGY_COLUMNS", "FIRMS_COLUMNS", "read_kpi_inputs"]
+
+FIRMS_COLUMNS = [
+    "firm_id", "year", "name", "park", "land_mu", "added_value_10k_cny", "tax_10k_cny", "revenue_10k_cny",
+    "rd_spend_10k_cny", "employees", "pollutant_t", "output_units", "above_scale", "years_in_production",
+]  # fmt: skip
+FIRMS_OPTIONAL = ["output_value_10k_cny", "cluster", "industry"]
+ENERGY_COLUMNS = ["firm_id", "year", "carrier", "quantity", "unit"]
+_NUMERIC = {"land_mu", "added_value_10k_cny", "tax_10k_cny", "revenue_10k_cny", "rd_spend_10k_cny", "employees",
+            "pollutant_t", "output_units", "years_in_production", "output_value_10k_cny"}  # fmt: skip
+
+
+def _columns(path: Path, headers: list[str], required: list[str], optional: list[str],
+             problems: list[FieldError]) -> dict[str, int]:  # fmt: skip
+    idx: dict[str, int] = {}
+    for i, h in enumerate(headers):
+        key = h.strip()
+        if key in idx:
+            problems.append(FieldError(f"{path.name} header, column {i + 1}", h, "column given twice"))
+        elif key not in required and key not in optional:
+            problems.append(FieldError(f"{path.name} header, column {i + 1}", h,
+                                       f"unknown column (expected: {','.join(required)})"))
+        idx[key] = i
+    for r in required:
+        if r not in idx:
+            problems.append(FieldError(f"{path.name} header", ",".join(headers), f"missing column {r}"))
+    return idx
+
+
+def _get(cells: list[str], idx: dict[str, int], key: str) -> str:
+    i = idx.get(key)
+    return cells[i].strip() if i is not None and i < len(cells) else ""
+
+
+def read_kpi_inputs(rs: RuleSet, firms_csv: Path, energy_csv: Path, year: int) -> YearInputs:
+    """Parse both files, collecting every problem (line, column, value) before raising."""
+    problems: list[FieldError] = []
+    fh, frows = read_table(firms_csv)
+    fidx = _columns(firms_csv, fh, FIRMS_COLUMNS, FIRMS_OPTIONAL, problems)
+    eh, erows = read_table(energy_csv)
+    eidx = _columns(energy_csv, eh, ENERGY_COLUMNS, [], problems)
+    if problems:
+        raise ValidationReport("kpi evaluate inputs", problems)
+    firms: dict[str, FirmRecord] = {}
+    economics: dict[tuple[str, int], Economics] = {}
+    known_firms: set[str] = set()
+    for line, cells in frows:
+        at = f"{firms_csv.name} line {line}"
+        vals: dict[str, float | None] = {}
+        bad = False
+        fid = _get(cells, fidx, "firm_id")
+        if not fid:
+            problems.append(FieldError(f"{at}, column firm_id", fid, "required"))
+            continue
+        try:
+            fy = int(_get(cells, fidx, "year"))
+        except ValueError:
+            problems.append(FieldError(f"{at}, column year", _get(cells, fidx, "year"), "not a year"))
+            continue
+        for key in _NUMERIC:
+            raw = _get(cells, fidx, key)
+            if raw == "":
+                vals[key] = None
+                continue
+            try:
+                v = parse_number(raw)
+            except ValueError:
+                problems.append(FieldError(f"{at}, column {key}", raw, "not a number"))
+                bad = True
+                continue
+            if v < 0:
+                problems.append(FieldError(f"{at}, column {key}", raw, "must be >= 0"))
+                bad = True
+            vals[key] = v
+        if vals.get("land_mu") is None:
+            problems.append(FieldError(f"{at}, column land_mu", "", "required"))
+            bad = True
+        try:
+            above = parse_bool(_get(cells, fidx, "above_scale") or "1")
+        except ValueError as exc:
+            problems.append(FieldError(f"{at}, column above_scale", _get(cells, fidx, "above_scale"), str(exc)))
+            bad = True
+            above = True
+        park = _get(cells, fidx, "park") or "park"
+        if (fid, fy) in economics:
+            problems.append(FieldError(f"{at}, column firm_id", fid, f"firm {fid} appears twice for {fy}"))
+            bad = True
+        if bad:
+            continue
+        known_firms.add(fid)
+        economics[(fid, fy)] = Economics(
+            added_value=vals["added_value_10k_cny"], tax=vals["tax_10k_cny"], revenue=vals["revenue_10k_cny"],
+            rd_spend=vals["rd_spend_10k_cny"], employees=vals["employees"], pollutant_t=vals["pollutant_t"],
+            output_units=vals["output_units"], output_value=vals.get("output_value_10k_cny"), source=at,
+        )
+        if fy == year:
+            firms[fid] = FirmRecord(
+                firm_id=fid, park_id=park, name=_get(cells, fidx, "name"), land_mu=vals["land_mu"] or 0.0,
+                above_scale=above, years_in_production=vals["years_in_production"],
+                cluster_id=_get(cells, fidx, "cluster") or None, industry=_get(cells, fidx, "industry") or None,
+            )
+    energy: dict[tuple[str, int], list[CarrierAmount]] = {}
+    for line, cells in erows:
+        at = f"{energy_csv.name} line {line}"
+        fid = _get(cells, eidx, "firm_id")
+        raw_year, carrier = _get(cells, eidx, "year"), _get(cells, eidx, "carrier")
+        raw_q, unit = _get(cells, eidx, "quantity"), _get(cells, eidx, "unit")
+        ok = True
+        if fid not in known_firms:
+            problems.append(FieldError(f"{at}, column firm_id", fid, f"no such firm in {firms_csv.name}"))
+            ok = False
+        try:
+            ey = int(raw_year)
+        except ValueError:
+            problems.append(FieldError(f"{at}, column year", raw_year, "not a year"))
+            ok, ey = False, 0
+        try:
+            q = parse_number(raw_q)
+        except ValueError:
+            problems.append(FieldError(f"{at}, column quantity", raw_q, "not a number"))
+            ok, q = False, 0.0
+        try:
+            to_base(rs, carrier, q, unit)
+        except UnitError as exc:
+            col = "carrier" if exc.path == "carrier" else "unit"
+            problems.append(FieldError(f"{at}, column {col}", exc.value, exc.reason))
+            ok = False
+        if ok:
+            energy.setdefault((fid, ey), []).append(CarrierAmount(carrier, q, unit, at))
+    if problems:
+        raise ValidationReport("kpi evaluate inputs", problems)
+    if not firms:
+        raise ValidationReport("kpi evaluate inputs", [FieldError(f"{firms_csv.name}, column year", year,
+                                                                   "no firm rows for this year")])
+    return YearInputs(year=year, firms=list(firms.values()), economics=economics, energy=energy)

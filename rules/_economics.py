@@ -1,0 +1,244 @@
+"""Firms' yearly economic data: the import template and a validating, all-or-nothing import."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from parkpulse.errors import FieldError, ValidationReport
+from rules._ruleset import RuleSet
+from rules._tabular import parse_bool, parse_number, read_table
+
+__all__ = ["COLUMNS", "EconomicsRow", "import_economics", "parse_economics", "write_template"]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    zh: str
+    kind: str  # id | year | number | integer | json
+    required: bool = False
+
+
+COLUMNS: list[Column] = [
+    Column("firm_id", "企业编号", "id", required=True),
+    Column("year", "年度", "year"),
+    Column("added_value_10k_cny", "工业增加值(万元)", "number"),
+    Column("tax_10k_cny", "税收实际贡献(万元)", "number"),
+    Column("revenue_10k_cny", "主营业务收入(万元)", "number"),
+    Column("rd_spend_10k_cny", "研发经费支出(万元)", "number"),
+    Column("employees", "年平均职工人数(人)", "integer"),
+    Column("pollutant_t", "主要污染物排放量(吨)", "number"),
+    Column("output_units", "产品产量(产品单位)", "number"),
+    Column("output_value_10k_cny", "工业总产值(万元)", "number"),
+    Column("green_declared", "绿色工厂申报项(JSON)", "json"),
+]
+_BY_KEY = {c.key: c for c in COLUMNS}
+_BY_ZH = {c.zh: c for c in COLUMNS}
+_HEADER = re.compile(r"^(?P<zh>.*?)\s*[(（](?P<key>[A-Za-z0-9_:.-]+)[)）]\s*$")
+
+
+@dataclass
+class EconomicsRow:
+    row: int
+    firm_id: str
+    values: dict[str, float | int | None]
+    green: dict[str, object]
+
+
+def _green_items(rs: RuleSet) -> dict[str, tuple[str, str]]:
+    """Declarable GB/T 36132 items of every edition in the rule set: id → (zh, kind)."""
+    out: dict[str, tuple[str, str]] = {}
+    for ed in sorted(rs.green.values(), key=lambda e: e.effective):
+        for it in ed.items:
+            out[it.id] = (it.zh, it.kind)
+    return out
+
+
+def headers(rs: RuleSet) -> list[str]:
+    hs = [f"{c.zh} ({c.key})" for c in COLUMNS if c.key != "green_declared"]
+    for item_id, (zh, kind) in _green_items(rs).items():
+        hint = "是/否" if kind == "veto" else "得分或是/否"
+        hs.append(f"绿色工厂:{zh}[{hint}] (green:{item_id})")
+    return hs
+
+
+def write_template(rs: RuleSet, path: Path) -> Path:
+    """An empty template with Chinese and English headers (csv or xlsx by the file name)."""
+    hs = headers(rs)
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import Workbook
+        from openpyxl.styles import Font
+
+        wb = Workbook()
+        ws = wb.active
+        assert ws is not None
+        ws.title = "firm_economics"
+        ws.append(hs)
+        for cell in ws[1]:
+            cell.font = Font(bold=True)
+        ws.freeze_panes = "A2"
+        notes = wb.create_sheet("说明 notes")
+        notes.append(["column", "说明", "unit / type"])
+        for c in COLUMNS:
+            notes.append([c.key, c.zh, c.kind])
+        notes.append(["green:<item>", "GB/T 36132 绿色工厂 declared items (veto: 是/否; scored: points or 是/否)", ""])
+        wb.save(path)
+    else:
+        with path.open("w", encoding="utf-8-sig", newline="") as fh:
+            csv.writer(fh).writerow(hs)
+    return path
+
+
+def _resolve_header(h: str, greens: dict[str, tuple[str, str]]) -> str | None:
+    text = h.strip()
+    m = _HEADER.match(text)
+    key = m.group("key") if m else text
+    if key in _BY_KEY:
+        return key
+    if key.startswith("green:") and key[6:] in greens:
+        return key
+    if text in _BY_ZH:
+        return _BY_ZH[text].key
+    return None
+
+
+def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
+    """Validate every cell; raise one ValidationReport naming row, column and value of each problem."""
+    greens = _green_items(rs)
+    hs, body = read_table(path)
+    problems: list[FieldError] = []
+    cols: dict[int, str] = {}
+    for i, h in enumerate(hs):
+        key = _resolve_header(h, greens)
+        if key is None:
+            problems.append(FieldError(f"row 1, column {i + 1}", h,
+                                       "unknown column (run `parkpulse firms template` for the expected headers)"))
+        elif key in cols.values():
+            problems.append(FieldError(f"row 1, column {i + 1}", h, "column given twice"))
+        else:
+            cols[i] = key
+    if "firm_id" not in cols.values():
+        problems.append(FieldError("row 1", ",".join(hs), "missing column firm_id (企业编号)"))
+    if problems:
+        raise ValidationReport(str(path), problems)
+    rows: list[EconomicsRow] = []
+    seen: dict[str, int] = {}
+    for rownum, cells in body:
+        values: dict[str, float | int | None] = {}
+        green: dict[str, object] = {}
+        firm_id = ""
+        for i, key in cols.items():
+            raw = cells[i].strip() if i < len(cells) else ""
+            at = f"row {rownum}, column {hs[i]}"
+            col = _BY_KEY.get(key)
+            if key == "firm_id":
+                firm_id = raw
+                if not raw:
+                    problems.append(FieldError(at, raw, "required"))
+                elif not re.match(r"^[a-z0-9][a-z0-9-]*$", raw):
+                    problems.append(FieldError(at, raw, "firm ids are lowercase letters, digits and '-'"))
+                continue
+            if raw == "":
+                continue
+            if key == "year":
+                try:
+                    y = int(parse_number(raw))
+                except ValueError:
+                    problems.append(FieldError(at, raw, "not a year"))
+                    continue
+                if y != year:
+                    problems.append(FieldError(at, raw, f"this import is for --year {year}"))
+                continue
+            if key.startswith("green:"):
+                item_id = key[6:]
+                kind = greens[item_id][1]
+                try:
+                    green[item_id] = parse_bool(raw)
+                except ValueError:
+                    if kind == "veto":
+                        problems.append(FieldError(at, raw, "a basic requirement is declared 是/否 (true/false)"))
+                        continue
+                    try:
+                        v = parse_number(raw)
+                    except ValueError:
+                        problems.append(FieldError(at, raw, "expected points (a number) or 是/否"))
+                        continue
+                    if v < 0:
+                        problems.append(FieldError(at, raw, "must be >= 0"))
+                        continue
+                    green[item_id] = v
+                continue
+            assert col is not None
+            if col.kind == "json":
+                try:
+                    obj = json.loads(raw)
+                except ValueError as exc:
+                    problems.append(FieldError(at, raw, f"not JSON: {exc}"))
+                    continue
+                if not isinstance(obj, dict):
+                    problems.append(FieldError(at, raw, "expected a JSON object {item: value}"))
+                    continue
+                for k, v in obj.items():
+                    if k not in greens:
+                        problems.append(FieldError(at, k, f"unknown green-factory item (known: {sorted(greens)})"))
+                    elif not isinstance(v, bool | int | float) or (not isinstance(v, bool) and v < 0):
+                        problems.append(FieldError(at, v, f"item {k}: expected true/false or points >= 0"))
+                    else:
+                        green[k] = v
+                continue
+            try:
+                num = parse_number(raw)
+            except ValueError:
+                problems.append(FieldError(at, raw, "not a number"))
+                continue
+            if num < 0:
+                problems.append(FieldError(at, raw, "must be >= 0"))
+                continue
+            if col.kind == "integer":
+                if not float(num).is_integer():
+                    problems.append(FieldError(at, raw, "must be a whole number"))
+                    continue
+                values[key] = int(num)
+            else:
+                values[key] = num
+        if firm_id:
+            if firm_id in seen:
+                problems.append(FieldError(f"row {rownum}, column firm_id", firm_id, f"already given in row {seen[firm_id]}"))
+            seen[firm_id] = rownum
+        rows.append(EconomicsRow(rownum, firm_id, values, green))
+    if not body:
+        problems.append(FieldError("row 2", "", "no data rows"))
+    if problems:
+        raise ValidationReport(str(path), problems)
+    return rows
+
+
+def import_economics(conn: psycopg.Connection, rs: RuleSet, path: Path, year: int) -> int:
+    """Validate, check firms against the registry, then upsert every row in one transaction.
+
+    Nothing is written when any problem is found. Returns the number of rows imported.
+    """
+    rows = parse_economics(rs, path, year)
+    known = {r[0] for r in conn.execute("SELECT firm_id FROM firms WHERE firm_id = ANY(%s)", ([r.firm_id for r in rows],))}
+    problems = [FieldError(f"row {r.row}, column firm_id", r.firm_id, "no such firm in the registry")
+                for r in rows if r.firm_id not in known]
+    if problems:
+        raise ValidationReport(str(path), problems)
+    keys = [c.key for c in COLUMNS if c.kind in ("number", "integer")]
+    with conn.transaction():
+        for r in rows:
+            conn.execute(
+                f"""INSERT INTO firm_economics (firm_id, year, {", ".join(keys)}, green_declared, imported_at, source_file)
+                    VALUES (%s, %s, {", ".join(["%s"] * len(keys))}, %s, now(), %s)
+                    ON CONFLICT (firm_id, year) DO UPDATE SET {", ".join(f"{k} = excluded.{k}" for k in keys)},
+                      green_declared = excluded.green_declared, imported_at = now(), source_file = excluded.source_file""",
+                (r.firm_id, year, *[r.values.get(k) for k in keys], Jsonb(r.green), f"{path.name} row {r.row}"),
+            )
+    return len(rows)
