@@ -1,0 +1,3 @@
+"""Deployment tooling of ParkPulse: Grafana dashboards as code and their provisioning."""
+
+__all__: list[str] = []

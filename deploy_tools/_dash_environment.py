@@ -1,0 +1,137 @@
+"""环境监测 — environment: emissions against limits, CEMS data validity, gaps and alerts."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models import dashboard as dm
+
+from deploy_tools._board import Board, stats, table_panel, timeseries_panel
+from deploy_tools._limits import EmissionLimits, load_limits
+
+__all__ = ["environment"]
+
+_POLLUTANTS = (
+    ("nox_mg_m3", "氮氧化物 NOx", "NOx"),
+    ("so2_mg_m3", "二氧化硫 SO2", "SO2"),
+    ("particulate_mg_m3", "颗粒物 PM", "particulate matter"),
+)
+_POLLUTANT_LIST = ", ".join(f"'{m}'" for m, _, _ in _POLLUTANTS)
+
+
+def _emission_sql(metric: str, lim: EmissionLimits) -> str:
+    return f"""
+    WITH lim(source_type, metric, limit_value, o2_ref) AS (
+      VALUES
+        {lim.values_sql()}
+    ),
+    c AS (
+      SELECT r.bucket, r.firm_id || ' ' || r.device_id AS stack, r.avg AS conc, o.avg AS o2,
+             coalesce(l.limit_value, ld.limit_value) AS limit_value, coalesce(l.o2_ref, ld.o2_ref) AS o2_ref
+      FROM v_readings_1h r
+      JOIN v_devices d USING (device_pk)
+      LEFT JOIN v_readings_1h o ON o.device_pk = r.device_pk AND o.bucket = r.bucket AND o.metric = 'o2_pct'
+      LEFT JOIN lim l ON l.source_type = d.source_type AND l.metric = r.metric
+      JOIN lim ld ON ld.source_type = '{lim.default_source_type}' AND ld.metric = r.metric
+      WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND r.metric = '{metric}' AND $__timeFilter(r.bucket)
+    )
+    SELECT bucket AS "time", stack || ' 折算浓度' AS metric,
+           CASE WHEN o2 IS NULL OR o2 >= 20.5 THEN conc ELSE conc * (21 - o2_ref) / (21 - o2) END AS value
+    FROM c
+    UNION ALL
+    SELECT bucket, stack || ' 限值', limit_value FROM c
+    ORDER BY 1, 2
+    """
+
+
+def environment() -> dm.Dashboard:
+    lim = load_limits()
+    b = Board(
+        uid="pp-environment",
+        title="环境监测",
+        description="Environment: hourly emission averages of the CEMS stacks against their limits "
+        f"({lim.source}), data validity, data gaps and environmental alerts.",
+        tags=["environment", "cems", "inspector"],
+        time_from="now-7d",
+        refresh="1m",
+    )
+    for metric, zh, en in _POLLUTANTS:
+        b.add(timeseries_panel(
+            f"{zh} 小时均值 vs 限值",
+            f"Hourly average {en} per stack, converted to the reference oxygen content with the "
+            "stack's O2 hourly average (measured value where O2 is missing), against the limit of "
+            f"its source type ({lim.source}; default {lim.default_source_type}). mg/m³.",
+            _emission_sql(metric, lim),
+            unit="conmgm3", w=8,
+        ))
+    b.add(stats(
+        "数据有效率", "Share of the range's hours with a valid hourly average (at least "
+        f"{lim.valid_hour_fraction:.0%} of the expected samples good, HJ 75-2017) over all pollutant "
+        "series of the selected CEMS devices.",
+        f"""
+        WITH h AS (
+          SELECT r.device_pk, r.metric, count(*) FILTER (
+                   WHERE r.n_good >= {lim.valid_hour_fraction!r} * 3600 / coalesce(d.poll_interval_s, 60)) AS valid_hours
+          FROM v_readings_1h r
+          JOIN v_devices d USING (device_pk)
+          WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND d.kind = 'cems'
+            AND r.metric IN ({_POLLUTANT_LIST}) AND $__timeFilter(r.bucket)
+          GROUP BY 1, 2
+        )
+        SELECT 100.0 * sum(valid_hours)
+               / nullif(count(*) * extract(epoch FROM ($__timeTo()::timestamptz - $__timeFrom()::timestamptz)) / 3600, 0)
+               AS "有效率 %"
+        FROM h
+        """,
+        unit="percent", w=6, decimals=1, thresholds=((None, "red"), (75, "orange"), (90, "green")),
+    ))
+    b.add(table_panel(
+        "CEMS 数据有效性", "Per stack and pollutant: hours with data, valid hours (HJ 75-2017), "
+        "samples flagged not good, worst quality seen (0 good … 4 bad).",
+        f"""
+        SELECT r.firm_id AS "企业 firm", r.device_id AS "设备 device", r.metric AS "指标 metric",
+               count(*) AS "有数据小时 hours",
+               count(*) FILTER (WHERE r.n_good >= {lim.valid_hour_fraction!r} * 3600 / coalesce(d.poll_interval_s, 60))
+                 AS "有效小时 valid hours",
+               sum(r.n - r.n_good) AS "非良好样本 not good", max(r.worst_quality) AS "最差质量 worst"
+        FROM v_readings_1h r
+        JOIN v_devices d USING (device_pk)
+        WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND d.kind = 'cems'
+          AND r.metric IN ({_POLLUTANT_LIST}) AND $__timeFilter(r.bucket)
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
+        """,
+        w=18,
+    ))
+    b.add(table_panel(
+        "数据缺失", "Data the gateways reported missing and batches that never arrived "
+        "(v_data_gaps, with the firm from v_gateway_status).",
+        """
+        SELECT g.kind AS "类型 kind", s.firm_id AS "企业 firm", g.gateway_id AS "网关 gateway",
+               g.device_id AS "设备 device", g.metric AS "指标 metric", g.start_ts AS "开始 start",
+               g.end_ts AS "结束 end", g.count AS "数量 count", g.reason AS "原因 reason",
+               g.reported_at AS "报告 reported", g.filled_at AS "补齐 filled"
+        FROM v_data_gaps g
+        JOIN v_gateway_status s USING (gateway_id)
+        WHERE s.park_id = '$park' AND s.firm_id IN ($firm)
+          AND coalesce(g.start_ts, g.reported_at) BETWEEN $__timeFrom()::timestamptz AND $__timeTo()::timestamptz
+        ORDER BY g.reported_at DESC
+        LIMIT 500
+        """,
+        w=12,
+    ))
+    b.add(table_panel(
+        "环保告警", "Open emission, data-gap and tamper alerts (v_alerts_open); evidence and "
+        "acknowledgement are in the console.",
+        """
+        SELECT opened_at AS "开始 opened", severity AS "级别 severity", kind AS "类型 kind",
+               firm_id AS "企业 firm", device_id AS "设备 device", metric AS "指标 metric",
+               value AS "值 value", limit_value AS "限值 limit", unit AS "单位 unit", state AS "状态 state",
+               message_zh AS "说明"
+        FROM v_alerts_open
+        WHERE park_id = '$park' AND (firm_id IS NULL OR firm_id IN ($firm))
+          AND kind IN ('emission', 'data_gap', 'tamper')
+        ORDER BY opened_at DESC
+        LIMIT 200
+        """,
+        w=12,
+    ))
+    return b.build()

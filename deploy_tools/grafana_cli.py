@@ -1,0 +1,126 @@
+"""`parkpulse grafana …`: generate the dashboards, check their SQL, push them to a Grafana."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from parkpulse.errors import ParkPulseError
+from parkpulse.settings import get_settings
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Grafana dashboards as code (grafana-foundation-sdk, Grafana 11.6): generate, check, push.",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True)
+
+DirOpt = Annotated[Path | None, typer.Option("--dir", help="dashboards folder (default deploy/grafana/dashboards)")]
+
+
+def _dir(value: Path | None) -> Path:
+    from deploy_tools.dashboards import DEFAULT_OUT
+
+    return value or DEFAULT_OUT
+
+
+@app.command()
+def generate(
+    directory: DirOpt = None,
+    check: Annotated[bool, typer.Option("--check", help="only report differences; exit 1 if any")] = False,
+) -> None:
+    """Write the dashboards' JSON (deterministic; commit the result)."""
+    from deploy_tools.dashboards import diff_dir, write_all
+
+    target = _dir(directory)
+    if check:
+        problems = diff_dir(target)
+        for p in problems:
+            err.print(p, style="red", markup=False)
+        if problems:
+            err.print("run `parkpulse grafana generate` and commit the result")
+            raise typer.Exit(1)
+        out.print(f"dashboards in {target} are up to date")
+        return
+    changed = write_all(target)
+    for path in changed:
+        out.print(f"wrote {path}", markup=False)
+    if not changed:
+        out.print(f"dashboards in {target} are up to date")
+
+
+@app.command()
+def check(
+    directory: DirOpt = None,
+    database_url: Annotated[str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL")] = None,
+    park: Annotated[str | None, typer.Option(help="park id (default: the first one)")] = None,
+    days: Annotated[float, typer.Option(help="time range: the last N days")] = 30.0,
+) -> None:
+    """Run every panel's SQL (macros expanded as Grafana does) against the database; report shapes."""
+    import psycopg
+
+    from deploy_tools.panelcheck import check_dashboards, load_dashboards
+    from deploy_tools.sqlmacros import TimeRange
+
+    end = datetime.now(UTC)
+    tr = TimeRange(end - timedelta(days=days), end)
+    dashboards = load_dashboards(_dir(directory))
+    table = Table("dashboard", "panel", "rows", "problems")
+    bad = 0
+    try:
+        with psycopg.connect(database_url or get_settings().database_url, connect_timeout=10) as conn:
+            conn.read_only = True
+            chosen = {"park": [park]} if park else None
+            for r in check_dashboards(conn, dashboards, tr, chosen):
+                bad += bool(r.problems)
+                table.add_row(Text(r.dashboard), Text(r.panel), str(r.rows), Text("; ".join(r.problems) or "ok"))
+    except (psycopg.Error, LookupError) as exc:
+        err.print(f"check failed: {exc}", style="red", markup=False)
+        raise typer.Exit(2) from exc
+    out.print(table)
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def push(
+    url: Annotated[str, typer.Option(envvar="PARKPULSE_GRAFANA_URL", help="Grafana base URL, e.g. http://grafana:3000")],
+    token: Annotated[str | None, typer.Option(envvar="PARKPULSE_GRAFANA_TOKEN",
+                                              help="service-account token (Editor or Admin)")] = None,
+    grafana_database_url: Annotated[str | None, typer.Option(
+        "--grafana-database-url", envvar="PARKPULSE_GRAFANA_DATABASE_URL",
+        help="PostgreSQL URL as Grafana reaches it, with the read-only user (default: PARKPULSE_DATABASE_URL)",
+    )] = None,
+    directory: DirOpt = None,
+    timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds")] = 10.0,
+) -> None:
+    """Create or update the ParkPulse folder, datasource and dashboards (idempotent, stable uids)."""
+    from deploy_tools.dashboards import diff_dir
+    from deploy_tools.panelcheck import load_dashboards
+    from deploy_tools.push import DatasourceSettings, connect
+    from deploy_tools.push import push as do_push
+
+    target = _dir(directory)
+    stale = diff_dir(target) if directory is None else []
+    if stale:
+        err.print("warning: committed dashboards differ from the generator: " + "; ".join(stale),
+                  style="yellow", markup=False)
+    try:
+        ds = DatasourceSettings.from_url(grafana_database_url or get_settings().database_url)
+        with connect(url, token, timeout) as api:
+            report = do_push(api, ds, load_dashboards(target))
+    except ParkPulseError as exc:
+        err.print(str(exc), style="red", markup=False)
+        raise typer.Exit(1) from exc
+    for kind, uid, action in report.actions:
+        out.print(f"{kind:10} {uid:24} {action}", markup=False)
+    out.print(json.dumps({a: report.count(a) for a in ("created", "updated", "unchanged")}))

@@ -1,0 +1,152 @@
+"""Run every dashboard variable and panel query against a database, as Grafana would.
+
+Each query goes through `deploy_tools.sqlmacros` (variables, then macros) and is executed
+read-only; the result is checked against what the panel type needs:
+
+- time series (format ``time_series``): a ``time`` column (timestamp, date or epoch number),
+  at least one numeric value column, optionally one text ``metric`` column naming the series,
+  rows sorted by time;
+- stat: at least one numeric column;
+- bar chart: a text (or time) column for the x axis and at least one numeric column;
+- table: any columns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from deploy_tools.dashboards import DEFAULT_OUT, iter_panels
+from deploy_tools.sqlmacros import MacroError, TimeRange, Variable, expand
+
+__all__ = ["PanelResult", "check_dashboards", "load_dashboards", "resolve_variables"]
+
+_NUMERIC = {20, 21, 23, 700, 701, 1700}
+_TIME = {1082, 1114, 1184}
+_TEXT = {19, 25, 1043, 18}
+
+
+@dataclass
+class PanelResult:
+    dashboard: str
+    panel: str
+    panel_type: str
+    sql: str
+    columns: list[str] = field(default_factory=list)
+    rows: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def load_dashboards(directory: Path = DEFAULT_OUT) -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))}
+
+
+def _run(conn: psycopg.Connection, sql: str) -> tuple[list[tuple[str, int]], list[tuple[Any, ...]]]:
+    with conn.cursor() as cur:
+        cur.execute(sql)  # type: ignore[arg-type]  # dashboard SQL, built at run time on purpose
+        cols = [(d.name, d.type_code) for d in (cur.description or [])]
+        rows = cur.fetchall()
+    return cols, rows
+
+
+def resolve_variables(
+    conn: psycopg.Connection, dashboard: Mapping[str, Any], time_range: TimeRange,
+    chosen: Mapping[str, list[str]] | None = None,
+) -> dict[str, Variable]:
+    """Run the dashboard's variable queries in order; a choice in `chosen` must be an option."""
+    out: dict[str, Variable] = {}
+    for v in dashboard.get("templating", {}).get("list", []):
+        name = v["name"]
+        sql = expand(v["query"], out, time_range)
+        _, rows = _run(conn, sql)
+        options = [str(r[0]) for r in rows]
+        multi, include_all = bool(v.get("multi")), bool(v.get("includeAll"))
+        picked = list(chosen[name]) if chosen and name in chosen else (options if include_all else options[:1])
+        unknown = [p for p in picked if p not in options]
+        if unknown:
+            raise LookupError(f"variable ${name}: {unknown} not among its options {options}")
+        out[name] = Variable(name, tuple(picked), multi=multi, include_all=include_all)
+    return out
+
+
+def _numeric(v: Any) -> bool:
+    return isinstance(v, int | float | Decimal) and not isinstance(v, bool)
+
+
+def _shape(panel_type: str, fmt: str, cols: list[tuple[str, int]], rows: list[tuple[Any, ...]]) -> list[str]:
+    problems: list[str] = []
+    names = [c for c, _ in cols]
+    numeric = [i for i, (_, t) in enumerate(cols) if t in _NUMERIC]
+    if panel_type == "timeseries":
+        if fmt != "time_series":
+            problems.append(f"time series panel with format {fmt!r}")
+        if "time" not in names:
+            return [*problems, f"no 'time' column (columns: {names})"]
+        ti = names.index("time")
+        if cols[ti][1] not in _TIME | _NUMERIC:
+            problems.append(f"'time' column has type oid {cols[ti][1]}, not a timestamp or epoch")
+        values = [i for i in numeric if i != ti]
+        if not values:
+            problems.append(f"no numeric value column (columns: {names})")
+        others = [names[i] for i in range(len(cols)) if i != ti and i not in values]
+        if others and others != ["metric"]:
+            problems.append(f"extra non-numeric columns {others} (only 'metric' names series)")
+        times = [r[ti] for r in rows]
+        if any(t is None for t in times):
+            problems.append("NULL in the time column")
+        elif times != sorted(times, key=lambda t: t.timestamp() if isinstance(t, datetime) else
+                             (datetime(t.year, t.month, t.day).timestamp() if isinstance(t, date) else float(t))):
+            problems.append("rows are not sorted by time")
+        if rows and values and not any(_numeric(r[i]) for r in rows for i in values):
+            problems.append("every value is NULL")
+    elif panel_type == "stat":
+        if not numeric:
+            problems.append(f"stat panel without a numeric column (columns: {names})")
+        elif rows and not any(_numeric(r[i]) for r in rows for i in numeric):
+            problems.append("every value is NULL")
+    elif panel_type == "barchart":
+        if not cols or cols[0][1] not in _TEXT | _TIME:
+            problems.append(f"bar chart needs a text or time x column first (columns: {names})")
+        if not [i for i in numeric if i != 0]:
+            problems.append(f"bar chart without a numeric column (columns: {names})")
+    elif panel_type == "table":
+        if not cols:
+            problems.append("table query returns no columns")
+    else:
+        problems.append(f"panel type {panel_type!r} has no shape rule here")
+    return problems
+
+
+def check_dashboards(
+    conn: psycopg.Connection, dashboards: Mapping[str, Mapping[str, Any]], time_range: TimeRange,
+    chosen: Mapping[str, list[str]] | None = None, interval: str = "1h",
+) -> Iterable[PanelResult]:
+    """Yield one result per panel target; errors become problems, never exceptions."""
+    for dname, d in dashboards.items():
+        variables = resolve_variables(conn, d, time_range, chosen)
+        for p in iter_panels(d):
+            for t in p.get("targets", []):
+                res = PanelResult(dname, p.get("title", "?"), p.get("type", "?"), "")
+                try:
+                    res.sql = expand(t["rawSql"], variables, time_range, p.get("interval") or interval)
+                    cols, rows = _run(conn, res.sql)
+                except (psycopg.Error, LookupError, ValueError, MacroError) as exc:
+                    conn.rollback()
+                    res.problems.append(f"{type(exc).__name__}: {exc}".strip())
+                    yield res
+                    continue
+                res.columns = [c for c, _ in cols]
+                res.rows = len(rows)
+                res.problems.extend(_shape(res.panel_type, t.get("format", "table"), cols, rows))
+                yield res

@@ -1,0 +1,212 @@
+"""Dashboards as code: committed JSON equals the generator; `parkpulse grafana push` provisions
+folder, datasource and dashboards idempotently.
+
+No Grafana server can run on this machine (it is not in the package registries it reaches), so
+the push is tested against a LOCAL HTTP STAND-IN: a small real HTTP server that implements the
+few Grafana API endpoints the push uses (folders, datasources by uid, dashboards by uid and
+/api/dashboards/db), checks the bearer token and the payload shapes, keeps state like Grafana
+(dashboard versions grow on every save) and records every request.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from deploy_tools.dashboards import DASHBOARDS, DEFAULT_OUT, diff_dir, render, render_all
+from deploy_tools.grafana_cli import app
+
+TOKEN = "glsa_test_token"
+runner = CliRunner()
+
+
+def test_deploy_committed_dashboards_equal_the_generator() -> None:
+    problems = diff_dir(DEFAULT_OUT)
+    assert not problems, f"run `parkpulse grafana generate` and commit: {problems}"
+    # Deterministic: two renders are byte-identical.
+    assert render_all() == render_all()
+
+
+def test_deploy_generate_cli_writes_and_checks(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["generate", "--dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(s.file for s in DASHBOARDS)
+    assert runner.invoke(app, ["generate", "--dir", str(tmp_path), "--check"]).exit_code == 0
+    first = tmp_path / DASHBOARDS[0].file
+    first.write_text(first.read_text().replace("园区总览", "edited by hand"))
+    res = runner.invoke(app, ["generate", "--dir", str(tmp_path), "--check"])
+    assert res.exit_code == 1 and "differs" in res.output
+    assert runner.invoke(app, ["generate", "--dir", str(tmp_path)]).exit_code == 0
+    assert first.read_text() == render(DASHBOARDS[0])
+
+
+@dataclass
+class FakeGrafana:
+    """State of the stand-in: what a Grafana would hold after the requests it received."""
+
+    folders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _handler(state: FakeGrafana) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _reply(self, code: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> dict[str, Any] | None:
+            n = int(self.headers.get("Content-Length") or 0)
+            return json.loads(self.rfile.read(n)) if n else None
+
+        def _handle(self, method: str) -> None:
+            body = self._body()
+            state.requests.append((method, self.path, body))
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return self._reply(401, {"message": "Unauthorized"})
+            parts = self.path.split("?")[0].strip("/").split("/")
+            try:
+                code, out = self._route(method, parts, body)
+            except (KeyError, TypeError, AssertionError) as exc:
+                state.errors.append(f"{method} {self.path}: bad payload {exc!r}")
+                code, out = 400, {"message": f"bad request: {exc!r}"}
+            self._reply(code, out)
+
+        def _route(self, method: str, p: list[str], body: Any) -> tuple[int, Any]:
+            if p[:2] == ["api", "folders"]:
+                if method == "GET" and len(p) == 3:
+                    f = state.folders.get(p[2])
+                    return (200, f) if f else (404, {"message": "folder not found"})
+                if method == "POST" and len(p) == 2:
+                    assert body["uid"] and body["title"]
+                    if body["uid"] in state.folders:
+                        return 409, {"message": "folder exists"}
+                    state.folders[body["uid"]] = {"uid": body["uid"], "title": body["title"], "version": 1}
+                    return 200, state.folders[body["uid"]]
+                if method == "PUT" and len(p) == 3:
+                    state.folders[p[2]]["title"] = body["title"]
+                    return 200, state.folders[p[2]]
+            if p[:3] == ["api", "datasources", "uid"] and len(p) == 4:
+                if method == "GET":
+                    d = state.datasources.get(p[3])
+                    return (200, {k: v for k, v in d.items() if k != "secureJsonData"}) if d else (404, {"message": "nf"})
+                if method == "PUT":
+                    assert body["uid"] == p[3] and body["type"] == "grafana-postgresql-datasource"
+                    state.datasources[p[3]] = {**body, "id": state.datasources[p[3]]["id"]}
+                    return 200, {"message": "Datasource updated"}
+            if p == ["api", "datasources"] and method == "POST":
+                assert body["uid"] and body["type"] == "grafana-postgresql-datasource" and body["jsonData"]["database"]
+                if body["uid"] in state.datasources:
+                    return 409, {"message": "data source with the same uid already exists"}
+                state.datasources[body["uid"]] = {**body, "id": len(state.datasources) + 1}
+                return 200, {"id": len(state.datasources), "message": "Datasource added"}
+            if p[:3] == ["api", "dashboards", "uid"] and method == "GET":
+                d = state.dashboards.get(p[3])
+                return (200, {"dashboard": d["dashboard"], "meta": {"folderUid": d["folderUid"]}}) if d else (
+                    404, {"message": "Dashboard not found"})
+            if p == ["api", "dashboards", "db"] and method == "POST":
+                dash = body["dashboard"]
+                assert body["overwrite"] is True and body["folderUid"] in state.folders
+                assert dash["uid"] and dash["title"] and dash["panels"] and dash.get("id") is None
+                old = state.dashboards.get(dash["uid"])
+                version = (old["dashboard"]["version"] + 1) if old else 1
+                stored = {**dash, "id": old["dashboard"]["id"] if old else len(state.dashboards) + 1, "version": version}
+                state.dashboards[dash["uid"]] = {"dashboard": stored, "folderUid": body["folderUid"]}
+                return 200, {"status": "success", "uid": dash["uid"], "version": version}
+            return 404, {"message": f"no route {method} {'/'.join(p)}"}
+
+        def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def do_PUT(self) -> None:
+            self._handle("PUT")
+
+    return Handler
+
+
+@pytest.fixture
+def grafana() -> Iterator[tuple[str, FakeGrafana]]:
+    state = FakeGrafana()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    t = threading.Thread(target=server.serve_forever, name="fake-grafana", daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(5)
+
+
+def _push(url: str, *extra: str, token: str = TOKEN) -> Any:
+    return runner.invoke(app, [
+        "push", "--url", url, "--token", token,
+        "--grafana-database-url", "postgresql://grafana_ro:s3cret@db:5432/parkpulse?sslmode=require", *extra,
+    ])
+
+
+def test_deploy_push_provisions_idempotently(grafana: tuple[str, FakeGrafana], tmp_path: Path) -> None:
+    url, state = grafana
+    res = _push(url)
+    assert res.exit_code == 0, res.output
+    assert not state.errors, state.errors
+    assert state.folders["parkpulse"]["title"] == "ParkPulse 园区"
+    ds = state.datasources["parkpulse-pg"]
+    assert ds["url"] == "db:5432" and ds["user"] == "grafana_ro" and ds["jsonData"]["database"] == "parkpulse"
+    assert ds["jsonData"]["sslmode"] == "require" and ds["secureJsonData"] == {"password": "s3cret"}
+    want_uids = {json.loads(render(s))["uid"] for s in DASHBOARDS}
+    assert set(state.dashboards) == want_uids
+    assert all(d["folderUid"] == "parkpulse" and d["dashboard"]["version"] == 1 for d in state.dashboards.values())
+    assert '"created": 7' in res.output  # folder + datasource + 5 dashboards
+
+    # Second push: nothing is created, no dashboard gets a new version.
+    n = len(state.requests)
+    res = _push(url)
+    assert res.exit_code == 0, res.output
+    second = state.requests[n:]
+    assert not [r for r in second if r[0] == "POST"], [r[:2] for r in second if r[0] == "POST"]
+    assert all(d["dashboard"]["version"] == 1 for d in state.dashboards.values())
+    assert len(state.folders) == 1 and len(state.datasources) == 1 and len(state.dashboards) == 5
+    assert '"unchanged": 6' in res.output  # the datasource is re-sent: its password is write-only
+
+    # A changed dashboard is updated in place (same uid, overwrite, version 2); the rest stay.
+    d = tmp_path / "dash"
+    shutil.copytree(DEFAULT_OUT, d)
+    f = d / "environment.json"
+    f.write_text(f.read_text().replace("环境监测", "环境监测 (本地)"))
+    res = _push(url, "--dir", str(d))
+    assert res.exit_code == 0, res.output
+    versions = {uid: v["dashboard"]["version"] for uid, v in state.dashboards.items()}
+    assert versions.pop("pp-environment") == 2 and set(versions.values()) == {1}
+    assert state.dashboards["pp-environment"]["dashboard"]["title"] == "环境监测 (本地)"
+
+
+def test_deploy_push_reports_refusal_clearly(grafana: tuple[str, FakeGrafana]) -> None:
+    url, state = grafana
+    res = _push(url, token="wrong")
+    assert res.exit_code == 1
+    assert "read folder parkpulse" in res.output and "401" in res.output
+    assert state.requests and not state.dashboards
+    res = runner.invoke(app, ["push", "--url", "ftp://x", "--token", TOKEN])
+    assert res.exit_code == 1 and "grafana url" in res.output
