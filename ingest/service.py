@@ -65,7 +65,7 @@ class IngestService:
             s.mqtt_url, s.client_id, s.group, s.park,
             session_expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum, keepalive_s=s.keepalive_s,
             reconnect=(s.reconnect_min_s, s.reconnect_max_s), on_message=self._on_message,
-            on_state=lambda up: self.metrics.mqtt_connected.set(1 if up else 0),
+            on_state=self._mqtt_state,
         )
         self.store = Store(s.database_url, f"parkpulse-ingest {s.client_id}"[:63])
         self._cache_conn: psycopg.Connection | None = None
@@ -136,6 +136,11 @@ class IngestService:
             raise
 
     # -- mqtt → queue --------------------------------------------------------------------------
+    def _mqtt_state(self, up: bool) -> None:
+        self.metrics.mqtt_connected.set(1 if up else 0)
+        if up:
+            self.metrics.mqtt_connects.inc()
+
     def _on_message(self, m: Message) -> None:
         with self._unacked_lock:
             self._unacked += 1
