@@ -1,0 +1,5 @@
+"""`python -m gateway` = `parkpulse-gateway`."""
+
+from gateway.cli import main
+
+main()
