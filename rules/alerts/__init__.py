@@ -1,0 +1,33 @@
+"""Alert engine: emission exceedance (HJ 75/76), data gaps, meter tamper signs, thresholds and
+rates of change, with a lifecycle, an audit trail, MQTT notifications and signed webhooks.
+
+Run it with `parkpulse alerts run`; see rules/alerts/README.md.
+"""
+
+from rules.alerts._emission import HourResult, convert_to_reference_o2, evaluate_hour
+from rules.alerts._engine import AlertEngine, EngineStats
+from rules.alerts._ruleset import HJ212_FLAGS, EmissionLimits, Rule, RuleSet, load_rules
+from rules.alerts._settings import AlertSettings
+from rules.alerts._tracker import Action, Obs, Tracker
+from rules.alerts._webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
+
+__all__ = [
+    "HJ212_FLAGS",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "Action",
+    "AlertEngine",
+    "AlertSettings",
+    "EmissionLimits",
+    "EngineStats",
+    "HourResult",
+    "Obs",
+    "Rule",
+    "RuleSet",
+    "Tracker",
+    "convert_to_reference_o2",
+    "evaluate_hour",
+    "load_rules",
+    "sign",
+    "verify_signature",
+]

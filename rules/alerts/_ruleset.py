@@ -397,4 +397,5 @@ def load_rules(rules_path: str | Path | None = None, limits_path: str | Path | N
         )
     if problems or limits is None:
         raise ValidationReport(f"{rp.name} + {lp.name}", problems)
-    return RuleSet(int(version), tuple(rules), limits, str(rp))
+    assert isinstance(version, int)
+    return RuleSet(version, tuple(rules), limits, str(rp))

@@ -1,0 +1,248 @@
+"""Rules evaluated from the database on a timer: device silence, batch sequence gaps, gateway
+reported gaps, and hourly emission averages (HJ 75/76)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import psycopg
+
+from parkpulse.catalogue import load_catalogue
+from rules.alerts._emission import evaluate_hour
+from rules.alerts._evaluate import Outcome
+from rules.alerts._ruleset import EmissionParams, GapParams, Rule, RuleSet
+from rules.alerts._tracker import Action, Obs, Tracker
+
+__all__ = ["PeriodicEvaluator"]
+
+
+class PeriodicEvaluator:
+    def __init__(self, rules: RuleSet, tracker: Tracker) -> None:
+        self.rules = rules
+        self.tracker = tracker
+        self._cat = load_catalogue().by_name()
+
+    def _close_missing(self, rule: Rule, seen: set[str], now: float, clear_for_s: float, park_of: dict[str, str]) -> list[Outcome]:
+        """Subjects of open alerts of `rule` that the query no longer reports: the condition cleared."""
+        out = []
+        for rid, subject in self.tracker.open_keys():
+            if rid != rule.id or subject in seen:
+                continue
+            act = self.tracker.observe((rid, subject), Obs.CLEAR, now, clear_for_s=clear_for_s)
+            if act is not None:
+                out.append(Outcome(act, rule, subject, park_of.get(subject, ""), None, None, None, None, 0.0, None,
+                                   None, now, {"cleared": True}))  # fmt: skip
+        return out
+
+    async def silence(self, conn: psycopg.AsyncConnection, now: float) -> list[Outcome]:
+        out: list[Outcome] = []
+        rules = self.rules.gap_rules("device_silent")
+        if not rules:
+            return out
+        cur = await conn.execute(
+            "SELECT park_id, firm_id, gateway_id, device_id, poll_interval_s, "
+            "extract(epoch FROM last_ts), extract(epoch FROM received_at) FROM v_device_last_seen WHERE last_ts IS NOT NULL"
+        )
+        rows = await cur.fetchall()
+        for rule in rules:
+            p: GapParams = rule.params
+            for park, firm, gw, dev, poll, last_ts, received in rows:
+                if not rule.applies_to_park(park):
+                    continue
+                poll_s = float(poll or p.default_poll_interval_s)
+                limit = max(p.poll_intervals * poll_s, p.min_silence_s)
+                silent = now - float(last_ts)
+                obs = Obs.BREACH if silent > limit else Obs.CLEAR
+                key = (rule.id, f"{gw}/{dev}")
+                act = self.tracker.observe(key, obs, now, clear_for_s=p.clear_for_s)
+                if act is None:
+                    continue
+                ev = {"last_ts": datetime.fromtimestamp(float(last_ts), UTC).isoformat(),
+                      "received_at": datetime.fromtimestamp(float(received), UTC).isoformat() if received else None,
+                      "poll_interval_s": poll_s, "poll_intervals": p.poll_intervals, "silent_s": round(silent, 1)}  # fmt: skip
+                out.append(Outcome(act, rule, f"{gw}/{dev}", park, firm, gw, dev, None, round(silent, 1), limit, "s",
+                                   float(last_ts) if obs is Obs.CLEAR else now, ev))  # fmt: skip
+        return out
+
+    async def seq_gaps(self, conn: psycopg.AsyncConnection, now: float) -> list[Outcome]:
+        out: list[Outcome] = []
+        rules = self.rules.gap_rules("seq_gap")
+        if not rules:
+            return out
+        cur = await conn.execute(
+            "SELECT s.park_id, s.firm_id, s.gateway_id, count(*)::int, sum(g.count)::int, min(g.from_seq), max(g.to_seq) "
+            "FROM v_data_gaps g JOIN v_gateway_status s USING (gateway_id) "
+            "WHERE g.kind = 'seq' AND g.filled_at IS NULL GROUP BY 1, 2, 3"
+        )
+        rows = await cur.fetchall()
+        for rule in rules:
+            p: GapParams = rule.params
+            seen: set[str] = set()
+            for park, firm, gw, n_spans, missing, lo, hi in rows:
+                if not rule.applies_to_park(park):
+                    continue
+                seen.add(gw)
+                act = self.tracker.observe((rule.id, gw), Obs.BREACH, now)
+                if act is Action.FIRE or act is Action.REFRESH:
+                    out.append(Outcome(act, rule, gw, park, firm, gw, None, None, float(missing), None, "batches", now,
+                                       {"spans": n_spans, "missing_batches": missing, "from_seq": lo, "to_seq": hi}))  # fmt: skip
+            out += self._close_missing(rule, seen, now, p.clear_for_s, {})
+        return out
+
+    async def reported_gaps(self, conn: psycopg.AsyncConnection, now: float) -> list[Outcome]:
+        """Gaps a gateway reported (stored by ingest), for an engine that missed the batch itself."""
+        out: list[Outcome] = []
+        for rule in self.rules.gap_rules("spool_gap"):
+            p: GapParams = rule.params
+            cur = await conn.execute(
+                "SELECT s.park_id, s.firm_id, g.gateway_id, sum(g.count)::int, count(*)::int, "
+                "extract(epoch FROM max(g.reported_at)) "
+                "FROM v_data_gaps g JOIN v_gateway_status s USING (gateway_id) "
+                "WHERE g.kind = 'data' AND g.reported_at > now() - make_interval(secs => %s) GROUP BY 1, 2, 3",
+                (p.clear_for_s or p.lookback_s,),
+            )
+            for park, firm, gw, count, n, last in await cur.fetchall():
+                if not rule.applies_to_park(park):
+                    continue
+                key = (rule.id, gw)
+                st = self.tracker.get(key)
+                if st is not None and st.last_obs is not None and st.last_obs >= float(last):
+                    continue  # already seen on the stream
+                act = self.tracker.observe(key, Obs.BREACH, float(last))
+                if act is Action.FIRE:
+                    out.append(Outcome(act, rule, gw, park, firm, gw, None, None, float(count or 0), None, None,
+                                       float(last), {"gaps": n, "source": "data_gaps"}))  # fmt: skip
+        return out
+
+    def timed_clears(self, now: float) -> list[Outcome]:
+        """Open alerts whose clear period has run out by wall time (no new data needed)."""
+        out: list[Outcome] = []
+        by_id = {r.id: r for r in self.rules.rules}
+        for rid, subject in self.tracker.open_keys():
+            rule = by_id.get(rid)
+            if rule is None or rule.kind == "emission":
+                continue
+            clear_for = float(getattr(rule.params, "clear_for_s", 0.0))
+            if self.tracker.due_clear((rid, subject), now, clear_for):
+                out.append(Outcome(Action.CLEAR, rule, subject, "", None, None, None, None, None, None, None, now,
+                                   {"cleared_after_s": clear_for}))  # fmt: skip
+        return out
+
+    # -- emissions ------------------------------------------------------------------------------
+    async def emissions(self, conn: psycopg.AsyncConnection, now: datetime) -> list[Outcome]:
+        out: list[Outcome] = []
+        for rule in self.rules.of_kind("emission"):
+            out += await self._emission_rule(conn, rule, now)
+        return out
+
+    async def _emission_rule(self, conn: psycopg.AsyncConnection, rule: Rule, now: datetime) -> list[Outcome]:
+        p: EmissionParams = rule.params
+        limits = self.rules.limits
+        out: list[Outcome] = []
+        last_hour = (now - timedelta(seconds=p.grace_s)).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        first_hour = last_hour - timedelta(hours=p.lookback_hours - 1)
+        lo, hi = first_hour, last_hour + timedelta(hours=1)
+        cur = await conn.execute(
+            "SELECT device_pk, park_id, firm_id, gateway_id, device_id, source_type FROM v_devices "
+            "WHERE kind = 'cems' AND enabled"
+        )
+        devices = [d for d in await cur.fetchall() if rule.applies_to_park(d[1])]
+        if not devices:
+            return out
+        metrics = [*p.pollutants, "o2_pct", "cems_flag"]
+        pks = [d[0] for d in devices]
+        cur = await conn.execute(
+            "SELECT device_pk, date_trunc('hour', ts), count(*)::int, max(ts) FROM v_readings "
+            "WHERE device_pk = ANY(%s) AND metric = ANY(%s) AND ts >= %s AND ts < %s GROUP BY 1, 2",
+            (pks, metrics, lo, hi),
+        )
+        fp = {(r[0], r[1]): (r[2], r[3]) for r in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT device_pk, metric, hour, n_readings FROM alert_emission_hours "
+            "WHERE rule_id = %s AND device_pk = ANY(%s) AND hour >= %s AND hour < %s",
+            (rule.id, pks, lo, hi),
+        )
+        done = {(r[0], r[1], r[2]): r[3] for r in await cur.fetchall()}
+        for pk, park, firm, gw, dev, source_type in devices:
+            ref = limits.o2_ref(source_type)
+            for metric in p.pollutants:
+                if ref is None:
+                    continue  # no reference O2 for this source type: nothing to convert to
+                choice = limits.limit_for(p, park, source_type, metric)
+                if choice is None:
+                    continue
+                hour = first_hour
+                while hour <= last_hour:
+                    f = fp.get((pk, hour))
+                    if f is not None and done.get((pk, metric, hour)) != f[0]:
+                        o = await self._emission_hour(conn, rule, p, pk, park, firm, gw, dev, metric, hour, f,
+                                                      ref, choice)  # fmt: skip
+                        if o is not None:
+                            out.append(o)
+                    hour += timedelta(hours=1)
+        return out
+
+    async def _emission_hour(
+        self, conn: psycopg.AsyncConnection, rule: Rule, p: EmissionParams, pk: int, park: str, firm: str,
+        gw: str, dev: str, metric: str, hour: datetime, fingerprint: tuple[int, datetime], ref: tuple[float, str],
+        choice: Any,
+    ) -> Outcome | None:  # fmt: skip
+        cur = await conn.execute(
+            "SELECT metric, ts, value, quality FROM v_readings WHERE device_pk = %s AND metric = ANY(%s) "
+            "AND ts >= %s AND ts < %s ORDER BY ts",
+            (pk, [metric, "o2_pct", "cems_flag"], hour, hour + timedelta(hours=1)),
+        )
+        series: dict[str, list[tuple[datetime, float | None, int]]] = defaultdict(list)
+        for m, ts, v, q in await cur.fetchall():
+            series[m].append((ts, v, q))
+        o2_ref, o2_source = ref
+        res = evaluate_hour(
+            hour, series[metric], series["o2_pct"], series["cems_flag"], o2_ref=o2_ref,
+            min_valid_minutes=p.min_valid_minutes, excluded_flags=p.excluded_flags,
+            exclude_quality_from=p.exclude_quality_from,
+        )  # fmt: skip
+        exceeded = res.exceeded(choice.limit)
+        await conn.execute(
+            """INSERT INTO alert_emission_hours (device_pk, metric, hour, n_readings, last_ts, valid_minutes, excluded,
+                   excluded_by, valid, avg_measured, avg_o2, avg_converted, o2_ref, limit_value, limit_source, exceeded,
+                   rule_id, rule_version)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (device_pk, metric, hour, rule_id) DO UPDATE SET n_readings = excluded.n_readings,
+                   last_ts = excluded.last_ts, valid_minutes = excluded.valid_minutes, excluded = excluded.excluded,
+                   excluded_by = excluded.excluded_by, valid = excluded.valid, avg_measured = excluded.avg_measured,
+                   avg_o2 = excluded.avg_o2, avg_converted = excluded.avg_converted, o2_ref = excluded.o2_ref,
+                   limit_value = excluded.limit_value, limit_source = excluded.limit_source, exceeded = excluded.exceeded,
+                   rule_version = excluded.rule_version, evaluated_at = now()""",
+            (pk, metric, hour, fingerprint[0], fingerprint[1], res.valid_minutes, res.excluded,
+             orjson.dumps(res.excluded_by).decode(), res.valid, res.avg_measured, res.avg_o2, res.avg_converted,
+             o2_ref, choice.limit, choice.source, exceeded if res.valid else None, rule.id, rule.version),
+        )  # fmt: skip
+        if not res.valid or res.avg_converted is None:
+            obs = Obs.HOLD  # an invalid hour says nothing about compliance
+        elif exceeded:
+            obs = Obs.BREACH
+        elif res.avg_converted <= choice.limit * p.clear_ratio:
+            obs = Obs.CLEAR
+        else:
+            obs = Obs.HOLD
+        subject = f"{gw}/{dev}/{metric}"
+        t = hour.timestamp()
+        act = self.tracker.observe((rule.id, subject), obs, t, clear_for_s=(p.clear_hours - 1) * 3600.0)
+        if act is None:
+            return None
+        evidence = {
+            "hour": hour.isoformat(), "pollutant": metric, "valid": res.valid, "valid_minutes": res.valid_minutes,
+            "min_valid_minutes": p.min_valid_minutes, "excluded": res.excluded, "excluded_by": res.excluded_by,
+            "minutes_present": res.minutes_present, "avg_measured": res.avg_measured, "avg_o2": res.avg_o2,
+            "avg_converted": res.avg_converted, "limit": choice.limit, "limit_id": choice.limit_id,
+            "limit_source": choice.source, "o2_ref": o2_ref, "o2_ref_source": o2_source,
+            "formula": "ρ = ρ' × (21 − O2ref) / (21 − O2measured), per minute, hourly mean of valid minutes",
+            "minutes": [m.as_json() for m in res.minutes],
+        }  # fmt: skip
+        value = round(res.avg_converted, 3) if res.avg_converted is not None else None
+        unit = self._cat[metric].unit if metric in self._cat else None
+        return Outcome(act, rule, subject, park, firm, gw, dev, metric, value, choice.limit, unit, t, evidence,
+                       {"o2_ref": o2_ref, "valid_minutes": res.valid_minutes})  # fmt: skip
