@@ -148,19 +148,24 @@ class MeterProcess(Process):
 
 
 class CemsProcess(Process):
-    """A gas-fired boiler stack: NOx that sometimes breaks its limit, a daily calibration period.
+    """A gas-fired boiler stack: NOx that sometimes breaks its limit, a periodic calibration.
 
-    Parameters (scenario `sim:`): `nox_limit_mg_m3` (default 200, GB 13271-2014 gas boilers in
-    many provinces' stricter tables use 50-150; the limit is the platform's business — here it
-    only shapes the excursions), `o2_ref_pct` (3.5), `exceed_every_s` (period of excursions,
-    default 4 h), `exceed_for_s` (length, default 75 min so at least one full clock hour
-    averages above the limit), `exceed_factor` (how far above, 1.35), `calibration_every_s`
-    (1 day), `calibration_for_s` (15 min), `phase_s` (offset of the cycles).
+    Times are relative to `t0` (when the device was created). Parameters (scenario `sim:`):
+    `nox_limit_mg_m3` (200 — GB 13271-2014 gas boilers; only shapes the excursions, the limit
+    that counts is the platform's), `o2_ref_pct` (3.5), `nox_base_ratio` (normal NOx at
+    reference O2 as a share of the limit, 0.62), `exceed_after_s` (first excursion, default a
+    seeded time within the first period), `exceed_every_s` (period, 4 h; 0 = never),
+    `exceed_for_s` (75 min), `exceed_factor` (NOx at reference O2 during an excursion as a
+    share of the limit, 1.35). With these defaults the clock hour that overlaps an excursion
+    most (>= 37.5 min) averages >= ~215 mg/m3 at reference O2. Calibration (HJ 212 flag C = 5):
+    `calibration_after_s` (default 6 h), `calibration_every_s` (1 day; 0 = never),
+    `calibration_for_s` (15 min). Maintenance (flag M = 2): `maintenance: [{after_s, for_s}]`.
     """
 
-    def __init__(self, seed: int, params: dict[str, Any]) -> None:
+    def __init__(self, seed: int, params: dict[str, Any], t0: float = 0.0) -> None:
         super().__init__(seed, params)
         rng = self.rng
+        self.t0 = t0
         self.limit = float(params.get("nox_limit_mg_m3", 200.0))
         self.o2_ref = float(params.get("o2_ref_pct", 3.5))
         self.every = float(params.get("exceed_every_s", 4 * 3600))
@@ -168,7 +173,9 @@ class CemsProcess(Process):
         self.factor = float(params.get("exceed_factor", 1.35))
         self.cal_every = float(params.get("calibration_every_s", 86400))
         self.cal_for = float(params.get("calibration_for_s", 900))
-        self.phase = float(params.get("phase_s", rng.uniform(0, 3600)))
+        self.exceed_after = float(params.get("exceed_after_s", rng.uniform(0, max(self.every, 1.0))))
+        self.cal_after = float(params.get("calibration_after_s", 6 * 3600))
+        self.maintenance = [(float(m["after_s"]), float(m["for_s"])) for m in params.get("maintenance") or []]
         self.base_ratio = float(params.get("nox_base_ratio", 0.62))  # normal NOx at ref O2 / limit
         self.o2 = 5.5
         self.noise = 0.0
@@ -178,11 +185,21 @@ class CemsProcess(Process):
         """Concentration at reference O2 -> measured (HJ 75: C_ref = C × (21-O2ref)/(21-O2))."""
         return at_ref * (21.0 - o2) / (21.0 - self.o2_ref)
 
+    @staticmethod
+    def _in_cycle(rel: float, after: float, every: float, length: float) -> bool:
+        if every <= 0 or rel < after:
+            return False
+        return ((rel - after) % every) < length
+
     def in_excursion(self, t: float) -> bool:
-        return self.every > 0 and ((t + self.phase) % self.every) < self.exceed_for
+        return self._in_cycle(t - self.t0, self.exceed_after, self.every, self.exceed_for)
 
     def in_calibration(self, t: float) -> bool:
-        return self.cal_every > 0 and ((t + self.phase * 7) % self.cal_every) < self.cal_for
+        return self._in_cycle(t - self.t0, self.cal_after, self.cal_every, self.cal_for)
+
+    def in_maintenance(self, t: float) -> bool:
+        rel = t - self.t0
+        return any(after <= rel < after + length for after, length in self.maintenance)
 
     def advance(self, t: float) -> None:
         self.t = t
@@ -192,7 +209,8 @@ class CemsProcess(Process):
         ratio = (self.factor if self.in_excursion(t) else self.base_ratio) * (1.0 + self.noise)
         nox_ref = max(5.0, self.limit * ratio)
         calibrating = self.in_calibration(t)
-        flag = 5 if calibrating else 0
+        maintaining = self.in_maintenance(t)
+        flag = 2 if maintaining else 5 if calibrating else 0
         self._vals = {
             "nox_mg_m3": self.to_measured(nox_ref, self.o2),
             "so2_mg_m3": max(0.5, 6.0 + rng.gauss(0.0, 1.0)),
@@ -201,16 +219,16 @@ class CemsProcess(Process):
             "flue_flow_m3_h": max(1000.0, float(self.params.get("flue_flow_m3_h", 24000.0)) * (1.0 + self.noise)),
             "flue_temp_c": 118.0 + 20.0 * self.noise + rng.gauss(0.0, 0.5),
             "cems_flag": float(flag),
-            "status_word": 2.0 if calibrating else 0.0,
+            "status_word": (4.0 if maintaining else 0.0) + (2.0 if calibrating else 0.0),
         }
 
     def values(self) -> dict[str, float]:
         return dict(self._vals)
 
 
-def make_process(kind: str, seed: int, params: dict[str, Any]) -> Process:
+def make_process(kind: str, seed: int, params: dict[str, Any], t0: float = 0.0) -> Process:
     if kind == "cems":
-        return CemsProcess(seed, params)
+        return CemsProcess(seed, params, t0)
     if kind == "meter":
         return MeterProcess(seed, params)
     raise ValueError(f"no process for device kind {kind!r}")

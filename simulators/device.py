@@ -66,6 +66,15 @@ class SimulatedDevice:
         self.map: RegisterMap = load_register_map(model)
         self.params = dict(params or {})
         self.seed = seed
+        hint = self.map.sim_hint
+        if self.map.kind == "meter" and self.params.get("rated_power_kw") is None and hint.get("rated_power_kw"):
+            self.params["rated_power_kw"] = random.Random(seed).choice(list(hint["rated_power_kw"]))
+        cap = hint.get("max_rated_power_kw")
+        if cap is not None and float(self.params.get("rated_power_kw") or 0) > float(cap):
+            raise SimulatorError(
+                f"rated_power_kw {self.params['rated_power_kw']!r} is beyond what model {model} serves "
+                f"(direct-connected, at most {cap} kW)"
+            )
         self._clock = clock
         self.tick_s = float(self.params.get("tick_s", 1.0))
         if self.tick_s <= 0:
@@ -75,7 +84,8 @@ class SimulatedDevice:
         for key, val in (("timeout_ratio", self.timeout_ratio), ("exception_ratio", self.exception_ratio)):
             if not 0.0 <= val <= 1.0:
                 raise SimulatorError(f"sim.{key} must be within 0..1 (got {val!r})")
-        self.process: Process = make_process(self.map.kind, seed, self.params)
+        self.created_at = clock()
+        self.process: Process = make_process(self.map.kind, seed, self.params, self.created_at)
         self._fault_rng = random.Random(seed ^ 0x5EED)
         self._lock = threading.RLock()
         self._step: int | None = None
@@ -89,12 +99,13 @@ class SimulatedDevice:
         self._values: dict[str, float] = {}
         self._image: dict[Table, dict[int, int]] = {"holding": {}, "input": {}}
         self.stats = _Counters()
-        missing = [s.name for s in self.map.registers if s.name != "clock_s" and s.name not in self._probe_names()]
+        produced = self._probe_names()
+        missing = [s.name for s in self.map.registers if s.name != "clock_s" and s.source_value not in produced]
         if missing:
             raise SimulatorError(f"model {model}: the simulated process does not produce {missing}")
 
     def _probe_names(self) -> set[str]:
-        probe = make_process(self.map.kind, self.seed, self.params)
+        probe = make_process(self.map.kind, self.seed, self.params, self.created_at)
         probe.advance(self._clock())
         return set(probe.values())
 
@@ -129,7 +140,12 @@ class SimulatedDevice:
         clock_value = self.device_clock()
         image: dict[Table, dict[int, int]] = {"holding": {}, "input": {}}
         for spec in self.map.registers:
-            value = clock_value if spec.name == "clock_s" and spec.name not in self._overrides else vals[spec.name]
+            if spec.name in self._overrides:
+                value = self._overrides[spec.name]
+            elif spec.name == "clock_s":
+                value = clock_value
+            else:
+                value = vals[spec.source_value]
             words = encode(spec, float(math.floor(value)) if spec.name == "clock_s" else value)
             for i, w in enumerate(words):
                 image[spec.table][spec.address + i] = w

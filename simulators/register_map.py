@@ -10,7 +10,8 @@ A register entry says where a value lives on the wire and how it is encoded:
   word first (CDAB). `byte_order` inside each word: `big` (the Modbus default) or `little`.
 - engineering value = raw * scale + offset (raw = the decoded integer or float).
 - `metric`: a catalogue metric name (plain string) or absent for registers outside the catalogue
-  (then `name` names it).
+  (then `name` names it). `value` names the simulated quantity a register serves when it is
+  not its own name (a second data area serving the same voltage, say).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ class RegisterSpec:
     unit: str | None = None
     manual: int | str | None = None
     note: str | None = None
+    value: str | None = None  # the process value served (default: metric or name)
+
+    @property
+    def source_value(self) -> str:
+        return self.value or self.name
 
     @property
     def count(self) -> int:
@@ -103,6 +109,11 @@ class RegisterMap:
     path: Path
     max_gap: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sim_hint(self) -> dict[str, Any]:
+        hint = self.extra.get("sim_hint") or {}
+        return hint if isinstance(hint, dict) else {}
 
     def by_name(self) -> dict[str, RegisterSpec]:
         return {r.name: r for r in self.registers}
@@ -223,6 +234,7 @@ def load_register_map(model: str) -> RegisterMap:
                 unit=_field(src, where, merged, "unit", str, None),
                 manual=_field(src, where, merged, "manual", (int, str), None),
                 note=_field(src, where, merged, "note", str, None),
+                value=_field(src, where, merged, "value", str, None),
             )
         )
     names = [s.name for s in specs]
