@@ -174,6 +174,13 @@ def fmt_duration(seconds: float | Decimal | None) -> str:
     return f"{s // 86400} d"
 
 
+def pretty_json(value: Any) -> str:
+    """Indented JSON with CJK kept readable (the template engine escapes it for HTML)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True, default=str)
+
+
 def render(
     request: Request,
     template: str,
@@ -201,6 +208,7 @@ def render(
         "dt": _fmt_dt(st),
         "num": fmt_num,
         "duration": fmt_duration,
+        "pretty": pretty_json,
     }
     resp = st.templates.TemplateResponse(request, template, {**base, **ctx}, status_code=status_code)
     if request.query_params.get("lang") in LANGS:
