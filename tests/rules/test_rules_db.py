@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from rules_seed import METRIC_IDS, device_pks, local, write_readings
+from rules_seed import device_pks, local, write_readings
 from typer.testing import CliRunner
 
 from parkpulse.registry import Device, Firm, Gateway, ParkFile, ParkInfo, Workshop, import_registry
@@ -17,7 +17,6 @@ from rules._evaluate import evaluate_year
 from rules._ruleset import load_rule_set
 from rules._service import run_once
 from rules.cli import firms_app, kpi_app
-
 
 RS = load_rule_set("henan-2025")
 FIRMS = [  # firm, land mu, (added value, tax, revenue, rd, employees, pollutant t, output units) 2025, 2024 AV
@@ -159,9 +158,9 @@ def test_kpi_cli_json_has_exactly_the_issue_keys(seeded: tuple[str, str], tmp_pa
                                        "--year", "2025", "--format", "json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
-    assert [list(f) for f in doc["firms"]][0] == [
-        "firm_id", "energy_tce", "energy_tce_equal_value", "carbon_tco2", "intensity_tce_per_10k_cny",
-        "intensity_change_pct", "mu_tax_10k_cny", "score", "class", "explanation"]  # fmt: skip
+    keys = ["firm_id", "energy_tce", "energy_tce_equal_value", "carbon_tco2", "intensity_tce_per_10k_cny",
+            "intensity_change_pct", "mu_tax_10k_cny", "score", "class", "explanation"]  # fmt: skip
+    assert len(doc["firms"]) == 4 and all(list(f) == keys for f in doc["firms"])
     assert {s["indicator"] for s in doc["park"]["scorecard"]} >= {"mu_tax_10k_cny_per_mu", "energy_intensity_change_pct"}
     table = CliRunner().invoke(kpi_app, ["evaluate", "--firms", str(firms_csv), "--energy", str(energy_csv),
                                          "--year", "2025", "--format", "table"])
