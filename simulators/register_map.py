@@ -35,6 +35,7 @@ __all__ = [
     "decode",
     "encode",
     "load_register_map",
+    "load_register_map_file",
     "model_names",
 ]
 
@@ -182,8 +183,18 @@ def load_register_map(model: str) -> RegisterMap:
     path = REGISTER_DIR / f"{model}.yaml"
     if not path.is_file():
         raise RegisterMapError(str(REGISTER_DIR), "model", model, f"no register map (known: {model_names()})")
+    return load_register_map_file(path)
+
+
+def load_register_map_file(path: str | Path) -> RegisterMap:
+    """Load and check one register map file; the `model` inside must equal the file's stem."""
+    path = Path(path)
     src = str(path)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RegisterMapError(src, "(file)", src, f"not YAML: {exc}") from None
+    model = path.stem
     if not isinstance(raw, dict):
         raise RegisterMapError(src, "(file)", type(raw).__name__, "must be a mapping")
     if raw.get("model") != model:
