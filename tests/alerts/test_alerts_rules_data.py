@@ -1,0 +1,170 @@
+"""Rules as data (validation with every problem reported), the O2 conversion, HJ 75/76 hourly
+validity and the hysteresis tracker — pure functions, worked numbers in the comments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from parkpulse.errors import ValidationReport
+from rules.alerts import Action, Obs, Tracker, convert_to_reference_o2, evaluate_hour, load_rules
+from rules.alerts._ruleset import HJ212_FLAGS
+
+H = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
+
+
+def test_shipped_rules_and_limits_load_with_sources() -> None:
+    rs = load_rules()
+    kinds = {r.kind for r in rs.rules}
+    assert kinds == {"emission", "data_gap", "tamper", "threshold", "rate_of_change"}
+    em = rs.of_kind("emission")[0]
+    for metric, limit in (("particulate_mg_m3", 30), ("so2_mg_m3", 50), ("nox_mg_m3", 200)):
+        choice = rs.limits.limit_for(em.params, "any-park", "gas_boiler", metric)
+        assert choice is not None and choice.limit == limit and "GB 13271-2014" in choice.source
+    assert rs.limits.o2_ref("gas_boiler")[0] == 3.5
+    assert rs.limits.o2_ref("oil_boiler")[0] == 3.5
+    assert rs.limits.o2_ref("coal_boiler")[0] == 9.0
+    assert "GB 13271-2014" in rs.limits.o2_ref("coal_boiler")[1]
+
+
+def test_local_override_is_stricter_and_scoped(tmp_path: Path) -> None:
+    doc = yaml.safe_load(Path(load_rules().source).read_text(encoding="utf-8"))
+    doc["rules"][0]["params"]["overrides"] = ["zhengzhou-ultra-low-nox"]
+    p = tmp_path / "rules.yaml"
+    p.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    rs = load_rules(p)
+    em = rs.of_kind("emission")[0]
+    nox = rs.limits.limit_for(em.params, "zz", "gas_boiler", "nox_mg_m3")
+    assert nox is not None and nox.limit == 30 and nox.limit_id == "zhengzhou-ultra-low-nox"
+    so2 = rs.limits.limit_for(em.params, "zz", "gas_boiler", "so2_mg_m3")
+    assert so2 is not None and so2.limit == 50  # the override only names NOx
+    assert rs.limits.limit_for(em.params, "zz", "coal_boiler", "nox_mg_m3") is None  # no coal limit shipped
+
+
+def test_bad_rule_file_reports_every_problem(tmp_path: Path) -> None:
+    bad = {
+        "version": 1,
+        "rules": [
+            {"id": "a", "kind": "threshold", "version": 1, "params": {"metric": "no_such_metric", "op": "above", "limit": 5}},
+            {"id": "b", "kind": "threshold", "version": 0, "severity": "loud",
+             "params": {"metric": "power_factor", "op": "above", "limit": 1}},
+            {"id": "c", "kind": "emission", "version": 1,
+             "params": {"pollutants": ["power_factor"], "limit_set": "nope", "excluded_flags": ["M", "X"]}},
+            {"id": "d", "kind": "threshold", "version": 1,
+             "params": {"metric": "flue_temp_c", "op": "above", "limit": 100, "clear_level": 120}},
+            {"id": "e", "kind": "tamper", "version": 1, "params": {"metrics": ["voltage_l1_v"], "bogus": 1}},
+            {"id": "a", "kind": "nonsense", "version": 1},
+        ],
+    }  # fmt: skip
+    p = tmp_path / "rules.yaml"
+    p.write_text(yaml.safe_dump(bad), encoding="utf-8")
+    with pytest.raises(ValidationReport) as ei:
+        load_rules(p)
+    paths = {(e.path, str(e.value)) for e in ei.value.problems}
+    text = str(ei.value)
+    assert ("rules[0].params.metric", "no_such_metric") in paths
+    assert ("rules[1].version", "0") in paths
+    assert ("rules[1].severity", "loud") in paths
+    assert ("rules[2].params.pollutants", "power_factor") in paths
+    assert ("rules[2].params.limit_set", "nope") in paths
+    assert ("rules[2].params.excluded_flags", "X") in paths
+    assert ("rules[3].params.clear_level", "120.0") in paths
+    assert any(e.path == "rules[4].params.bogus" for e in ei.value.problems)
+    assert any(e.path == "rules[5].kind" for e in ei.value.problems)
+    assert "threshold" in text and len(ei.value.problems) >= 9
+
+
+def test_bad_limits_file_is_reported(tmp_path: Path) -> None:
+    lim = {"version": 1, "reference_o2": [{"source_types": ["gas_boiler"], "o2_ref_pct": 3.5, "source": "GB 13271-2014"}],
+           "limit_sets": [{"id": "x", "source": "somewhere", "limits": {"gas_boiler": {"nox_mg_m3": -1},
+                                                                           "coal_boiler": {"so2_mg_m3": 50}}}]}  # fmt: skip
+    p = tmp_path / "limits.yaml"
+    p.write_text(yaml.safe_dump(lim), encoding="utf-8")
+    with pytest.raises(ValidationReport) as ei:
+        load_rules(None, p)
+    msgs = [(e.path, e.reason) for e in ei.value.problems]
+    assert any(path.endswith("gas_boiler.nox_mg_m3") and "> 0" in r for path, r in msgs)
+    assert any(path.endswith("limits.coal_boiler") and "reference O2" in r for path, r in msgs)
+    assert any(path == "rules[0].params.limit_set" for path, _ in msgs)  # the shipped rule names a missing set
+
+
+def test_o2_conversion_worked_numbers() -> None:
+    # gas boiler, reference 3.5 %: 150 mg/m³ measured at 9 % O2 → 150 × (21 − 3.5)/(21 − 9) = 150 × 17.5/12 = 218.75
+    assert convert_to_reference_o2(150.0, 9.0, 3.5) == pytest.approx(218.75)
+    # at 7 % O2: 150 × 17.5/14 = 187.5 (below the 200 limit although it would be 218.75 at 9 %)
+    assert convert_to_reference_o2(150.0, 7.0, 3.5) == pytest.approx(187.5)
+    # coal boiler, reference 9 %: 300 at 12 % → 300 × 12/9 = 400
+    assert convert_to_reference_o2(300.0, 12.0, 9.0) == pytest.approx(400.0)
+    with pytest.raises(ValueError, match="o2_measured_pct"):
+        convert_to_reference_o2(1.0, 21.0, 3.5)
+
+
+def _hour(n_minutes: int, value: float, o2: float, flagged: dict[int, str] | None = None,
+          bad_quality: set[int] | None = None) -> tuple[list, list, list]:  # fmt: skip
+    pol, ox, fl = [], [], []
+    for i in range(n_minutes):
+        t = H + timedelta(minutes=i, seconds=30)
+        q = 4 if bad_quality and i in bad_quality else 0
+        pol.append((t, None if q == 4 else value, q))
+        ox.append((t, o2, 0))
+        fl.append((t, float(HJ212_FLAGS[(flagged or {}).get(i, "N")]), 0))
+    return pol, ox, fl
+
+
+def test_hour_needs_45_valid_minutes_flagged_excluded_and_counted() -> None:
+    # 50 minutes sent, 5 of them in maintenance (M): 45 valid → a valid hour
+    pol, ox, fl = _hour(50, 150.0, 9.0, {i: "M" for i in range(5)})
+    r = evaluate_hour(H, pol, ox, fl, o2_ref=3.5)
+    assert (r.valid_minutes, r.excluded, r.excluded_by, r.valid) == (45, 5, {"flag:M": 5}, True)
+    assert r.avg_converted == pytest.approx(218.75) and r.exceeded(200.0)
+    # one more flagged minute (calibration C): 44 valid → no hourly value, no exceedance however high
+    pol, ox, fl = _hour(50, 150.0, 9.0, {**{i: "M" for i in range(5)}, 10: "C"})
+    r = evaluate_hour(H, pol, ox, fl, o2_ref=3.5)
+    assert (r.valid_minutes, r.excluded, r.valid) == (44, 6, False)
+    assert r.excluded_by == {"flag:M": 5, "flag:C": 1}
+    assert not r.exceeded(200.0)
+    # bad-quality readings and the other HJ 212 flags (F stopped, D fault, B comms) are excluded too;
+    # S (manual) and T (over range) are kept: 60 − 3 flagged − 2 bad = 55 valid
+    pol, ox, fl = _hour(60, 100.0, 3.5, {1: "F", 2: "D", 3: "B", 4: "S", 5: "T"}, bad_quality={7, 8})
+    r = evaluate_hour(H, pol, ox, fl, o2_ref=3.5)
+    assert r.valid_minutes == 55 and r.excluded == 5
+    assert r.excluded_by == {"flag:F": 1, "flag:D": 1, "flag:B": 1, "quality": 2}
+    assert r.avg_converted == pytest.approx(100.0)  # at the reference O2 nothing changes
+    ev = r.minutes[1].as_json()
+    assert ev["flag"] == "F" and ev["valid"] is False and ev["reason"] == "flag:F"
+
+
+def test_minutes_average_faster_data_and_need_o2() -> None:
+    # two readings in one minute are averaged into one minute value: (140 + 160)/2 = 150
+    pol = [(H + timedelta(seconds=5), 140.0, 0), (H + timedelta(seconds=35), 160.0, 0),
+           (H + timedelta(minutes=1), 100.0, 0)]  # fmt: skip
+    ox = [(H + timedelta(seconds=5), 9.0, 0)]  # minute 1 has no O2 → excluded (cannot be converted)
+    r = evaluate_hour(H, pol, ox, [], o2_ref=3.5, min_valid_minutes=1)
+    assert r.valid_minutes == 1 and r.excluded_by == {"no_o2": 1}
+    assert r.avg_measured == pytest.approx(150.0) and r.avg_converted == pytest.approx(218.75)
+
+
+def test_tracker_hysteresis_and_ordering() -> None:
+    tr = Tracker()
+    k = ("r", "s")
+    assert tr.observe(k, Obs.BREACH, 100.0, fire_for_s=10) is None  # needs 10 s of breach
+    assert tr.observe(k, Obs.BREACH, 110.0, fire_for_s=10) is Action.FIRE
+    tr.fired(k, 1)
+    assert tr.observe(k, Obs.BREACH, 111.0) is Action.REFRESH
+    assert tr.observe(k, Obs.CLEAR, 120.0, clear_for_s=30) is None  # clear starts
+    assert tr.observe(k, Obs.HOLD, 130.0, clear_for_s=30) is None  # back in the band: clear restarts
+    assert tr.observe(k, Obs.CLEAR, 140.0, clear_for_s=30) is None
+    assert tr.observe(k, Obs.CLEAR, 160.0, clear_for_s=30) is None  # 20 s clear
+    assert tr.observe(k, Obs.BREACH, 50.0) is None  # older than the last observation: ignored
+    assert tr.observe(k, Obs.CLEAR, 170.0, clear_for_s=30) is Action.CLEAR  # 30 s clear
+    tr.cleared(k)
+    assert tr.open_keys() == []
+    # resolved by a person while breaching: no re-fire until the condition has cleared once
+    tr.fired(k, 2)
+    tr.resolved_elsewhere(k, 2, manual=True)
+    assert tr.observe(k, Obs.BREACH, 200.0) is None
+    assert tr.observe(k, Obs.CLEAR, 201.0) is None
+    assert tr.observe(k, Obs.BREACH, 202.0) is Action.FIRE
