@@ -20,7 +20,7 @@ import pytest
 from parkpulse.registry import import_registry
 from parkpulse.services import MosquittoBroker
 from parkpulse.wire import alerts_topic, data_topic, status_topic
-from rules.alerts import AlertSettings, HJ212_FLAGS
+from rules.alerts import HJ212_FLAGS, AlertSettings
 from rules.alerts.harness import EngineThread, sample_park
 
 
