@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -16,6 +16,7 @@ from console import _queries as q
 from console._auth import Session, end_session, login
 from console._deps import (
     COOKIE_SESSION,
+    ID_PATTERN,
     KIND_PATTERN,
     OPT_ID_PATTERN,
     OPT_METRIC_PATTERN,
@@ -235,7 +236,7 @@ async def api_firms(
 
 
 @router.get("/firms/{firm_id}")
-async def api_firm(request: Request, firm_id: str, session: ApiSession) -> dict[str, Any]:
+async def api_firm(request: Request, firm_id: Annotated[str, Path(pattern=ID_PATTERN)], session: ApiSession) -> dict[str, Any]:
     """Registry, energy by carrier, yearly KPIs with class and explanation, compliance verdicts."""
     return jsonable_encoder(await firm_data(request, session, firm_id))  # type: ignore[no-any-return]
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import psycopg
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from console import _queries as q
@@ -294,7 +294,7 @@ async def firms_page(request: Request, session: PageSession, park: ParkQ = None)
 
 
 @router.get("/firms/{firm_id}", response_class=HTMLResponse, include_in_schema=False)
-async def firm_page(request: Request, firm_id: str, session: PageSession) -> Response:
+async def firm_page(request: Request, firm_id: Annotated[str, Path(pattern=ID_PATTERN)], session: PageSession) -> Response:
     data = await firm_data(request, session, firm_id)
     return render(request, "firm.html", data, session=session)
 
