@@ -1,6 +1,6 @@
 """Runs a pymodbus 3 server for a set of SimulatedDevices in a background thread with its own loop.
 
-pymodbus >= 3.12 models a server's data as `SimDevice`s with an async `action` called on every
+Recent pymodbus 3 releases model a server's data as `SimDevice`s with an async `action` called on every
 access; the action writes the device's current image into the block and answers exceptions.
 Silence (a timeout) is produced by raising NoSuchIdException with `ignore_missing_devices=True`,
 which makes the request handler drop the request without a reply.
@@ -17,10 +17,18 @@ from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.device import SimulatedDevice
 from simulators.errors import SimulatorError
+
+try:
+    from pymodbus.simulator import DataType, SimData, SimDevice
+except ImportError as exc:  # older pymodbus 3 releases have no SimDevice runtime
+    import pymodbus
+
+    raise SimulatorError(
+        f"the simulators need a pymodbus 3 release with pymodbus.simulator.SimDevice (3.16 is known good); installed: {pymodbus.__version__}"
+    ) from exc
 
 __all__ = ["ServerHost", "build_catch_all", "build_sim_device"]
 
