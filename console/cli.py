@@ -34,9 +34,16 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the console (pages, /api/v1, live alert feed) with uvicorn."""
+    import logging
+
     import uvicorn
 
     from console.app import create_app
+
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("psycopg", "psycopg.pool", "httpx", "multipart"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     overrides: dict[str, object] = {}
     if database_url:
