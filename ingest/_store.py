@@ -263,11 +263,20 @@ class Store:
     def _copy_into(self, conn: psycopg.Connection, table: str, new: list[Prepared]) -> None:
         cur = conn.cursor()
         stmt = f"COPY {table} {_READING_COLS} FROM STDIN (FORMAT BINARY)"
+        segs: dict[bytes, list[bytearray]] = {}
+        for p in new:  # sorted by gateway and seq: time order within each key
+            for k, seg in p.groups.items():
+                lst = segs.get(k)
+                if lst is None:
+                    segs[k] = [seg]
+                else:
+                    lst.append(seg)
         with cur.copy(stmt) as cp:
             cp.write(_COPY_HEADER)
             buf = bytearray()
-            for p in new:
-                buf += p.copy
+            for k in sorted(segs):  # big-endian prefix: byte order = (device_pk, metric_id) order
+                for seg in segs[k]:
+                    buf += seg
                 if len(buf) >= 1 << 20:
                     cp.write(buf)
                     buf = bytearray()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sys
 import threading
 import time
 from types import TracebackType
@@ -78,6 +79,9 @@ class IngestService:
     # -- lifecycle -----------------------------------------------------------------------------
     async def __aenter__(self) -> IngestService:
         s = self.settings
+        # The writer thread waits on the database socket most of the time; when it wakes it must
+        # get the GIL back from the decoder quickly, or COPY stalls (default interval: 5 ms).
+        sys.setswitchinterval(s.gil_switch_interval_s)
         self.http = HealthServer(s.http_host, s.http_port, self.metrics, self.health).start()
         await asyncio.to_thread(self._first_registry_load)
         self.mqtt.start()
@@ -371,5 +375,5 @@ class IngestService:
 def _refused(p: Prepared, exc: BaseException) -> Prepared:
     """The whole message as one dead letter when the database refuses its content."""
     out = Prepared(p.topic, p.mid, p.qos, p.gen, "dead", p.gateway, p.seq)
-    out.dead.append((p.topic, p.gateway, p.seq, None, f"database refused the batch: {str(exc).strip()[:300]}", p.copy))
+    out.dead.append((p.topic, p.gateway, p.seq, None, f"database refused the batch: {str(exc).strip()[:300]}", p.payload))
     return out

@@ -30,12 +30,12 @@ class IngestSettings(BaseSettings):
     reconnect_max_s: float = Field(default=15.0, gt=0)
 
     queue_max_bytes: int = Field(
-        default=48 * 1024 * 1024,
+        default=24 * 1024 * 1024,
         ge=1024 * 1024,
         description="backpressure: payload bytes held between the MQTT reader and the decoder; when full "
         "the reader waits and the broker keeps the rest (nothing is dropped)",
     )
-    flush_max_readings: int = Field(default=60_000, ge=1, description="readings per database transaction (upper bound)")
+    flush_max_readings: int = Field(default=120_000, ge=1, description="readings per database transaction (upper bound)")
     flush_max_messages: int = Field(default=400, ge=1, description="messages per transaction (keep below receive_maximum / 2)")
     flush_interval_s: float = Field(default=0.25, gt=0, description="a transaction starts at most this long after its first message")
     max_future_s: float = Field(default=600.0, ge=0, description="readings stamped further ahead of the clock are dead-lettered")
@@ -49,6 +49,7 @@ class IngestSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9108, ge=0, le=65_535, description="/metrics and /healthz (0 = a free port)")
     graceful_timeout_s: float = Field(default=15.0, gt=0, description="SIGTERM: time allowed to drain and commit")
+    gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.05, description="sys.setswitchinterval for the process")
     db_retry_min_s: float = Field(default=0.2, gt=0)
     db_retry_max_s: float = Field(default=5.0, gt=0)
 

@@ -18,7 +18,7 @@ def _batch(gw: str, seq: int, readings: list[list[object]], **extra: object) -> 
 
 
 def test_redelivered_batches_store_nothing_twice(db: str, broker: MosquittoBroker, park: Park, start_ingest) -> None:
-    ing = start_ingest(broker.url)
+    ing = start_ingest(broker.url, prune_interval_s=0.3, prune_keep_s=0)
     t0 = int(time.time() * 1000) - 3_600_000
     msgs = []
     for g in park.gateways:
@@ -32,11 +32,11 @@ def test_redelivered_batches_store_nothing_twice(db: str, broker: MosquittoBroke
     send(broker.url, msgs)
     wait_for(lambda: ing.metrics().get("pp_ingest_duplicate_batches_skipped_total", 0) >= 10, what="duplicates skipped")
     assert readings_of(db, park) == (1200, 1200)
-    assert q1(db, "SELECT count(*) FROM ingest_batches") == 10
+    assert q1(db, "SELECT count(*) FROM ingest_batches") in (0, 10)  # may already be pruned
+    assert q1(db, "SELECT sum(max_seq + 1) FROM gateway_seq") == 10
     assert q1(db, "SELECT sum(readings) FROM device_status") == 1200
-    # once pruned below the watermark, the watermark alone still recognises them
-    with_prune = q1(db, "DELETE FROM ingest_batches RETURNING 1")
-    assert with_prune == 1
+    # the service prunes batch keys below the watermark; the watermark alone still recognises them
+    wait_for(lambda: q1(db, "SELECT count(*) FROM ingest_batches") == 0, what="batch keys pruned")
     send(broker.url, msgs[:3])
     wait_for(lambda: ing.metrics().get("pp_ingest_duplicate_batches_skipped_total", 0) >= 13, what="watermark dedupe")
     assert readings_of(db, park) == (1200, 1200)
@@ -51,7 +51,7 @@ def test_redelivered_batches_store_nothing_twice(db: str, broker: MosquittoBroke
 
 
 def test_good_and_bad_readings_of_one_batch(db: str, broker: MosquittoBroker, park: Park, start_ingest) -> None:
-    ing = start_ingest(broker.url)
+    ing = start_ingest(broker.url, rollup_interval_s=0.3)
     g = park.gateways[0]
     now = int(time.time() * 1000)
     t = now - 60_000
@@ -103,13 +103,13 @@ def test_good_and_bad_readings_of_one_batch(db: str, broker: MosquittoBroker, pa
     assert q1(db, "SELECT value IS NULL AND quality = 4 FROM v_readings WHERE ts = to_timestamp(%s / 1000.0)", t + 3000)
     assert q1(db, "SELECT state || ' ' || version FROM gateway_status") == "online 1.2.3"
     assert q1(db, "SELECT readings FROM device_status") == 5
-    assert q1(db, "SELECT count(*) FROM rollup_dirty") >= 1
     m = ing.metrics()
     assert m['pp_ingest_dead_letters_total{scope="reading"}'] == 7
     assert m['pp_ingest_dead_letters_total{scope="message"}'] == 4
-    # the rollups see exactly the stored readings
-    q1(db, "SELECT pp_refresh_rollups()")
+    # the service refreshes the rollups itself; they see exactly the stored readings
+    wait_for(lambda: q1(db, "SELECT count(*) FROM rollup_dirty") == 0, what="rollups refreshed")
     assert q1(db, "SELECT sum(n) FROM rollup_15m") == 4  # count(value): the null reading is not counted
+    assert q1(db, "SELECT max(worst_quality) FROM rollup_15m") == 4
 
 
 def test_sequence_gaps_recorded_filled_and_exported(db: str, broker: MosquittoBroker, park: Park, start_ingest) -> None:
