@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# ParkPulse compose: create .env with random passwords and the Mosquitto password file.
+#   ./init-secrets.sh                 first time (keeps an existing .env and password file)
+#   ./init-secrets.sh add-gateway ID  add (or reset) a gateway account; prints its password once
+# Uses mosquitto_passwd from the Debian package when installed, else the eclipse-mosquitto image.
+set -euo pipefail
+cd "$(dirname "$0")"
+MOSQUITTO_IMAGE=eclipse-mosquitto:2.0.20
+mkdir -p secrets/certs
+chmod 700 secrets
+
+rand() { head -c 18 /dev/urandom | base64 | tr -d '/+=' | cut -c1-24; }
+
+passwd_set() {  # user password
+  local file=secrets/mosquitto.passwd
+  [ -f "$file" ] || : > "$file"
+  if command -v mosquitto_passwd >/dev/null 2>&1; then
+    mosquitto_passwd -b "$file" "$1" "$2"
+  else
+    docker run --rm -u "$(id -u):$(id -g)" -v "$PWD/secrets:/s" "$MOSQUITTO_IMAGE" \
+      mosquitto_passwd -b /s/mosquitto.passwd "$1" "$2"
+  fi
+  # 644 inside the 700 secrets/ folder: the broker (uid 1883 in the container) must read the
+  # file mounted on its own; on the host only the owner can reach it. It holds salted hashes.
+  chmod 644 "$file"
+}
+
+valid_id() { [[ "$1" =~ ^[a-z0-9][a-z0-9-]*$ ]]; }
+
+if [ "${1:-}" = add-gateway ]; then
+  id=${2:?usage: ./init-secrets.sh add-gateway GATEWAY_ID}
+  valid_id "$id" || { echo "gateway id '$id': use lowercase letters, digits and '-' (the registry id)" >&2; exit 2; }
+  case "$id" in ingest|alerts|rules|console) echo "gateway id '$id' is a service account name" >&2; exit 2;; esac
+  pw=$(rand)
+  passwd_set "$id" "$pw"
+  echo "gateway $id: username $id  password $pw"
+  echo "(give it to the gateway's config: uplink url mqtt://$id:<password>@<broker>:1883 or mqtts://…:8883)"
+  echo "Mosquitto re-reads the password file on SIGHUP: docker compose kill -s HUP mosquitto"
+  exit 0
+fi
+
+if [ ! -f .env ]; then
+  cp env.example .env
+  chmod 600 .env
+  for var in POSTGRES_PASSWORD GRAFANA_ADMIN_PASSWORD GRAFANA_DB_PASSWORD MQTT_INGEST_PASSWORD \
+             MQTT_ALERTS_PASSWORD MQTT_RULES_PASSWORD MQTT_CONSOLE_PASSWORD; do
+    sed -i "s|^$var=.*|$var=$(rand)|" .env
+  done
+  echo "wrote .env with random passwords"
+else
+  echo ".env exists: kept"
+fi
+# shellcheck disable=SC1091
+set -a; . ./.env; set +a
+for svc in ingest alerts rules console; do
+  var="MQTT_$(echo "$svc" | tr a-z A-Z)_PASSWORD"
+  passwd_set "$svc" "${!var}"
+done
+echo "wrote secrets/mosquitto.passwd (service accounts ingest, alerts, rules, console)"
+echo "next: ./init-secrets.sh add-gateway <gateway-id> for every gateway, then docker compose up -d --build"
