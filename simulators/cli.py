@@ -5,17 +5,19 @@ Every serving command runs until Ctrl-C or SIGTERM (or `--duration` seconds) and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from simulators.errors import SimulatorError
+from simulators.errors import ScenarioError, SimulatorError
 from simulators.modbus import MODELS, ModbusSimulator
 from simulators.mqtt_sensors import LineSensor
 from simulators.park import Park, write_manifest
@@ -30,8 +32,9 @@ app = typer.Typer(help="ParkPulse hardware simulators (Modbus TCP/RTU meters, CE
 _DEFAULT_BROKER = os.environ.get("PARKPULSE_MQTT_URL", "mqtt://127.0.0.1:1883")
 
 
-def _wait(duration: float | None) -> None:
-    """Block until SIGINT/SIGTERM or `duration` seconds."""
+@contextlib.contextmanager
+def _shutdown_signal() -> Iterator[threading.Event]:
+    """An event set by SIGINT/SIGTERM while the block runs (installed before anything starts)."""
     done = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
@@ -39,14 +42,25 @@ def _wait(duration: float | None) -> None:
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        done.wait(duration)
+        yield done
     finally:
         for s, h in old.items():
             signal.signal(s, h)
 
 
-def _fail(msg: str) -> typer.Exit:
-    typer.echo(f"error: {msg}", err=True)
+def _wait(duration: float | None) -> None:
+    """Block until SIGINT/SIGTERM or `duration` seconds."""
+    with _shutdown_signal() as done:
+        done.wait(duration)
+
+
+def _fail(msg: str | SimulatorError) -> typer.Exit:
+    if isinstance(msg, ScenarioError):
+        typer.echo(f"error: {msg.source}: {len(msg.problems)} problem(s)", err=True)
+        for path, value, reason in msg.problems:
+            typer.echo(f"  {path}: {reason} (got {value!r})", err=True)
+    else:
+        typer.echo(f"error: {msg}", err=True)
     return typer.Exit(2)
 
 
@@ -154,7 +168,7 @@ def validate(scenario: Annotated[Path, typer.Option(help="scenario YAML")]) -> N
     try:
         sc = load_scenario(scenario)
     except SimulatorError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc) from None
     devs = sc.devices()
     typer.echo(f"{scenario}: park {sc.park_id}, {len(sc.gateways)} gateways, {len(devs)} devices — ok")
 
@@ -168,20 +182,21 @@ def park(
     duration: float | None = None,
 ) -> None:
     """Start every simulated device of a scenario, write the manifest, run until Ctrl-C/SIGTERM."""
-    try:
-        sc = load_scenario(scenario)
-        vp = Park(sc, host=host, broker_url=broker)
-        vp.start()
-    except SimulatorError as exc:
-        raise _fail(str(exc)) from None
-    try:
-        write_manifest(vp.manifest(), manifest)
-        n = len(vp.manifest()["devices"])
-        typer.echo(f"park {sc.park_id}: {n} devices running; manifest {manifest}", err=False)
-        sys.stdout.flush()
-        _wait(duration)
-    finally:
-        vp.stop()
+    with _shutdown_signal() as done:
+        try:
+            sc = load_scenario(scenario)
+            vp = Park(sc, host=host, broker_url=broker)
+            vp.start()
+        except SimulatorError as exc:
+            raise _fail(exc) from None
+        try:
+            m = vp.manifest()
+            write_manifest(m, manifest)
+            typer.echo(f"park {sc.park_id}: {len(m['devices'])} devices running; manifest {manifest}")
+            sys.stdout.flush()
+            done.wait(duration)
+        finally:
+            vp.stop()
     typer.echo(f"park {sc.park_id}: stopped")
 
 
