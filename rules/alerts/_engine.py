@@ -75,7 +75,7 @@ class AlertEngine:
         self.tracker = Tracker()
         self.registry = DeviceRegistry(self.settings.registry_refresh_s)
         self.stream = StreamEvaluator(self.rules, self.tracker, self.registry)
-        self.periodic = PeriodicEvaluator(self.rules, self.tracker)
+        self.periodic = PeriodicEvaluator(self.rules, self.tracker, self.settings.park)
         self.webhooks = WebhookWorker(
             timeout_s=self.settings.webhook_timeout_s, base_s=self.settings.webhook_backoff_base_s,
             cap_s=self.settings.webhook_backoff_max_s, max_age_s=self.settings.webhook_max_age_s,
@@ -141,11 +141,14 @@ class AlertEngine:
     async def _supervise(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
         delay = 0.5
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 await fn()
                 return
             except (psycopg.Error, aiomqtt.MqttError, OSError, StoreError) as exc:
                 self.stats.errors += 1
+                if time.monotonic() - started > 30:
+                    delay = 0.5  # it ran fine for a while: start backing off afresh
                 log.warning("%s: %s — restarting in %.1f s", name, str(exc).strip()[:300], delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
@@ -180,10 +183,22 @@ class AlertEngine:
     async def apply(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
             return
-        assert self._writer is not None
         async with self._write_lock:
+            conn = await self._writer_conn()
             for o in outcomes:
-                await self._apply_one(self._writer, o)
+                try:
+                    await self._apply_one(conn, o)
+                except psycopg.OperationalError:
+                    # connection lost: reconnect once and retry this outcome, then let the supervisor handle it
+                    conn = await self._writer_conn(force=True)
+                    await self._apply_one(conn, o)
+
+    async def _writer_conn(self, force: bool = False) -> psycopg.AsyncConnection:
+        if force or self._writer is None or self._writer.closed or self._writer.broken:
+            if self._writer is not None:
+                await self._writer.close()
+            self._writer = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        return self._writer
 
     async def _apply_one(self, conn: psycopg.AsyncConnection, o: Outcome) -> None:
         st = self.tracker.get(o.key)
@@ -238,7 +253,6 @@ class AlertEngine:
                 await self._queue.put((msg.topic.value, payload))  # waits when full: backpressure
 
     async def _evaluate_loop(self) -> None:
-        assert self._writer is not None
         while True:
             if self._stop.is_set() and self._queue.empty():
                 return
@@ -273,9 +287,8 @@ class AlertEngine:
             return
         self.stats.batches += 1
         if self.stream.unknown_devices(parts.gateway, batch.readings) and self.registry.needs_refresh(missed=True):
-            assert self._writer is not None
             async with self._write_lock:
-                await self.registry.load(self._writer)
+                await self.registry.load(await self._writer_conn())
         outcomes = self.stream.on_batch(
             parts.park, parts.firm, parts.gateway, batch.readings, batch.gaps, batch.sent_at_ms
         )
@@ -300,6 +313,7 @@ class AlertEngine:
         t = now.timestamp() if now else time.time()
         out = await self.periodic.silence(conn, t)
         out += await self.periodic.seq_gaps(conn, t)
+        out += await self.periodic.gateway_states(conn)
         out += await self.periodic.reported_gaps(conn, t)
         out += self.periodic.timed_clears(t)
         if emissions:

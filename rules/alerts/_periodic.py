@@ -20,10 +20,14 @@ __all__ = ["PeriodicEvaluator"]
 
 
 class PeriodicEvaluator:
-    def __init__(self, rules: RuleSet, tracker: Tracker) -> None:
+    def __init__(self, rules: RuleSet, tracker: Tracker, park: str = "+") -> None:
         self.rules = rules
         self.tracker = tracker
+        self.park = park  # the park this engine watches, "+" for all
         self._cat = load_catalogue().by_name()
+
+    def _ok(self, rule: Rule, park: str) -> bool:
+        return (self.park == "+" or park == self.park) and rule.applies_to_park(park)
 
     def _close_missing(self, rule: Rule, seen: set[str], now: float, clear_for_s: float, park_of: dict[str, str]) -> list[Outcome]:
         """Subjects of open alerts of `rule` that the query no longer reports: the condition cleared."""
@@ -50,7 +54,7 @@ class PeriodicEvaluator:
         for rule in rules:
             p: GapParams = rule.params
             for park, firm, gw, dev, poll, last_ts, received in rows:
-                if not rule.applies_to_park(park):
+                if not self._ok(rule, park):
                     continue
                 poll_s = float(poll or p.default_poll_interval_s)
                 limit = max(p.poll_intervals * poll_s, p.min_silence_s)
@@ -82,7 +86,7 @@ class PeriodicEvaluator:
             p: GapParams = rule.params
             seen: set[str] = set()
             for park, firm, gw, n_spans, missing, lo, hi in rows:
-                if not rule.applies_to_park(park):
+                if not self._ok(rule, park):
                     continue
                 seen.add(gw)
                 act = self.tracker.observe((rule.id, gw), Obs.BREACH, now)
@@ -90,6 +94,35 @@ class PeriodicEvaluator:
                     out.append(Outcome(act, rule, gw, park, firm, gw, None, None, float(missing), None, "batches", now,
                                        {"spans": n_spans, "missing_batches": missing, "from_seq": lo, "to_seq": hi}))  # fmt: skip
             out += self._close_missing(rule, seen, now, p.clear_for_s, {})
+        return out
+
+    async def gateway_states(self, conn: psycopg.AsyncConnection) -> list[Outcome]:
+        """Gateway online/offline as ingest stored it from the status topic (an engine that was down when the
+        last will came still sees it). Observed at the time the state began, so a newer status seen on
+        the stream wins over an older database row."""
+        out: list[Outcome] = []
+        rules = self.rules.gap_rules("gateway_offline")
+        if not rules:
+            return out
+        cur = await conn.execute(
+            "SELECT park_id, firm_id, gateway_id, state, extract(epoch FROM since), version, spool_depth, last_seq "
+            "FROM v_gateway_status WHERE state IS NOT NULL"
+        )
+        rows = await cur.fetchall()
+        for rule in rules:
+            p: GapParams = rule.params
+            for park, firm, gw, state, since, version, spool, last_seq in rows:
+                if not self._ok(rule, park):
+                    continue
+                obs = Obs.BREACH if state == "offline" else Obs.CLEAR
+                act = self.tracker.observe((rule.id, gw), obs, float(since), clear_for_s=p.clear_for_s)
+                if act is None or act is Action.REFRESH:
+                    continue
+                ev = {"status": {"state": state, "since": datetime.fromtimestamp(float(since), UTC).isoformat(),
+                                 "version": version, "spool_depth": spool, "last_seq": last_seq},
+                      "source": "gateway_status (stored by ingest)"}  # fmt: skip
+                out.append(Outcome(act, rule, gw, park, firm, gw, None, None, 1.0 if state == "offline" else 0.0, None,
+                                   None, float(since), ev))  # fmt: skip
         return out
 
     async def reported_gaps(self, conn: psycopg.AsyncConnection, now: float) -> list[Outcome]:
@@ -105,7 +138,7 @@ class PeriodicEvaluator:
                 (p.clear_for_s or p.lookback_s,),
             )
             for park, firm, gw, count, n, last in await cur.fetchall():
-                if not rule.applies_to_park(park):
+                if not self._ok(rule, park):
                     continue
                 key = (rule.id, gw)
                 st = self.tracker.get(key)
@@ -149,7 +182,7 @@ class PeriodicEvaluator:
             "SELECT device_pk, park_id, firm_id, gateway_id, device_id, source_type FROM v_devices "
             "WHERE kind = 'cems' AND enabled"
         )
-        devices = [d for d in await cur.fetchall() if rule.applies_to_park(d[1])]
+        devices = [d for d in await cur.fetchall() if self._ok(rule, d[1])]
         if not devices:
             return out
         metrics = [*p.pollutants, "o2_pct", "cems_flag"]

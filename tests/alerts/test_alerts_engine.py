@@ -310,3 +310,28 @@ def test_manual_resolve_while_condition_holds_does_not_refire(env: Env) -> None:
     env.batch([["cems-1", "flue_temp_c", _ms(t0 + timedelta(seconds=10)), 200.0, 0],
                ["cems-1", "flue_temp_c", _ms(t0 + timedelta(seconds=20)), 280.0, 0]])  # fmt: skip
     env.wait(lambda: len(env.alerts("flue-temp-high")) == 2)
+
+
+def test_engine_survives_a_broker_restart(db: str, own_broker: MosquittoBroker, unique_id: str) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        import_registry(conn, sample_park(unique_id))
+        with EngineThread(_settings(db, own_broker, unique_id)):
+            own_broker.restart(down_for=0.5)
+            pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{unique_id}")
+            pub.connect("127.0.0.1", own_broker.port)
+            pub.loop_start()
+            try:
+                gw = f"{unique_id}-g1"
+                doc = {"v": 1, "gateway": gw, "seq": 0, "sent_at": int(time.time() * 1000),
+                       "readings": [["cems-1", "flue_temp_c", int(time.time() * 1000), 300.0, 0]]}  # fmt: skip
+                deadline = time.monotonic() + 20
+                row = None
+                # the engine resubscribes on its own; keep publishing until it has (QoS 1, no session kept)
+                while time.monotonic() < deadline and row is None:
+                    pub.publish(data_topic(unique_id, f"{unique_id}-f1", gw), orjson.dumps(doc), qos=1).wait_for_publish(5)
+                    time.sleep(0.3)
+                    row = conn.execute("SELECT state FROM alerts WHERE rule_id = 'flue-temp-high'").fetchone()
+                assert row == ("firing",)
+            finally:
+                pub.loop_stop()
+                pub.disconnect()
