@@ -8,6 +8,7 @@ import secrets
 import signal
 from pathlib import Path
 
+import orjson
 import psycopg
 import typer
 from rich.console import Console
@@ -79,9 +80,26 @@ def run(
 
 
 @app.command("rules")
-def rules_cmd(rules: Path | None = RulesOpt, limits: Path | None = LimitsOpt) -> None:
+def rules_cmd(
+    rules: Path | None = RulesOpt,
+    limits: Path | None = LimitsOpt,
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
     """List the alert rules with their versions and parameters, and the emission limits with sources."""
     rs = _load(rules, limits)
+    if as_json:
+        doc = {
+            "version": rs.version, "source": rs.source,
+            "rules": [{"id": r.id, "version": r.version, "kind": r.kind, "severity": r.severity,
+                       "parks": list(r.parks) if r.parks else None, "params": r.params.model_dump(),
+                       "checksum": r.checksum} for r in rs.rules],
+            "limits": {"version": rs.limits.version,
+                       "reference_o2": {k: {"o2_ref_pct": v[0], "source": v[1]} for k, v in rs.limits.reference_o2.items()},
+                       "limit_sets": {k: v.model_dump() for k, v in rs.limits.limit_sets.items()},
+                       "overrides": {k: v.model_dump() for k, v in rs.limits.overrides.items()}},
+        }  # fmt: skip
+        typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        return
     t = Table(title=f"alert rules (rule set v{rs.version}, {rs.source})")
     for c in ("rule", "version", "kind", "severity", "parks", "parameters"):
         t.add_column(c)
@@ -117,10 +135,20 @@ def list_cmd(
     park: str | None = typer.Option(None, "--park"),
     all_: bool = typer.Option(False, "--all", help="include resolved alerts"),
     limit: int = typer.Option(50, "--limit"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per alert (v_alerts columns)"),
 ) -> None:
     """List open (or all) alerts."""
     s = _settings(database_url)
     with psycopg.connect(s.dsn()) as conn:
+        if as_json:
+            cur = conn.execute(
+                "SELECT to_jsonb(v) - 'evidence' FROM v_alerts v WHERE (%s::text IS NULL OR park_id = %s) "
+                "AND (%s OR state <> 'resolved') ORDER BY opened_at DESC LIMIT %s",
+                (park, park, all_, limit),
+            )
+            for (doc,) in cur:
+                typer.echo(orjson.dumps(doc).decode())
+            return
         rows = conn.execute(
             "SELECT alert_id, state, severity, rule_id, park_id, subject, value, limit_value, unit, opened_at, message_en "
             "FROM v_alerts WHERE (%s::text IS NULL OR park_id = %s) AND (%s OR state <> 'resolved') "

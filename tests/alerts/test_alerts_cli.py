@@ -1,0 +1,84 @@
+"""`parkpulse alerts …` commands against the real database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import yaml
+from typer.testing import CliRunner
+
+from parkpulse.registry import import_registry
+from rules.alerts.cli import app
+from rules.alerts.harness import sample_park
+
+runner = CliRunner()
+
+
+def test_rules_lists_versions_parameters_and_limit_sources() -> None:
+    r = runner.invoke(app, ["rules"])
+    assert r.exit_code == 0 and "alert rules" in r.output, r.output
+    r = runner.invoke(app, ["rules", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    rules = {x["id"]: x for x in doc["rules"]}
+    assert {"emission-gb13271", "device-silent", "meter-tamper", "voltage-step", "flue-temp-high"} <= set(rules)
+    assert rules["emission-gb13271"]["version"] == 1 and rules["emission-gb13271"]["params"]["min_valid_minutes"] == 45
+    assert doc["limits"]["limit_sets"]["gb13271-2014-existing"]["limits"]["gas_boiler"]["nox_mg_m3"] == 200
+    assert "GB 13271-2014" in doc["limits"]["reference_o2"]["coal_boiler"]["source"]
+    assert doc["limits"]["overrides"]["zhengzhou-ultra-low-nox"]["limits"]["nox_mg_m3"] == 30
+
+
+def test_check_reports_every_problem_with_exit_code(tmp_path: Path) -> None:
+    p = tmp_path / "rules.yaml"
+    p.write_text(yaml.safe_dump({"version": 1, "rules": [
+        {"id": "x", "kind": "threshold", "version": 1, "params": {"metric": "nope", "op": "above", "limit": 1}},
+        {"id": "y", "kind": "rate_of_change", "version": 1, "params": {"metric": "voltage_l1_v", "limit": -1}},
+    ]}), encoding="utf-8")  # fmt: skip
+    r = runner.invoke(app, ["check", "--rules", str(p)], terminal_width=400)
+    assert r.exit_code == 1
+    assert "rules[0].params.metric" in r.output and "'nope'" in r.output
+    assert "rules[1].params.limit" in r.output
+    ok = runner.invoke(app, ["check"])
+    assert ok.exit_code == 0 and "ok:" in ok.output
+
+
+def test_webhooks_and_alert_actions(db: str, unique_id: str) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        import_registry(conn, sample_park(unique_id))
+        aid = conn.execute(
+            "SELECT pp_alert_fire('gateway-offline', 1, 'data_gap', 'warning', %s, NULL, 'g', NULL, NULL, 'g', 1, NULL, "
+            "NULL, '网关离线', 'gateway offline', '{}')",
+            (unique_id,),
+        ).fetchone()[0]
+    db_opt = ["--database-url", db]
+    r = runner.invoke(app, ["webhooks", "add", "hub", "http://127.0.0.1:8099/hook", "--park", unique_id, *db_opt])
+    assert r.exit_code == 0 and "secret (shown once)" in r.output, r.output
+    r = runner.invoke(app, ["webhooks", "add", "hub", "http://127.0.0.1:8099/hook", *db_opt])
+    assert r.exit_code == 1 and "exists already" in r.output
+    r = runner.invoke(app, ["webhooks", "add", "bad", "ftp://x", *db_opt])
+    assert r.exit_code == 1 and "url" in r.output
+    r = runner.invoke(app, ["webhooks", "add", "weak", "http://x/", "--secret", "short", *db_opt])
+    assert r.exit_code == 1 and "secret" in r.output
+    r = runner.invoke(app, ["ack", str(aid), "--actor", "li.wei", "--comment", "收到", *db_opt])
+    assert r.exit_code == 0 and "acknowledged" in r.output
+    r = runner.invoke(app, ["ack", str(aid), "--actor", "li.wei", *db_opt])
+    assert r.exit_code == 1 and "cannot acknowledge" in r.output
+    r = runner.invoke(app, ["comment", str(aid), "已派人", "--actor", "wang.fang", *db_opt])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["webhooks", "list", *db_opt], terminal_width=300)
+    assert r.exit_code == 0 and "hub" in r.output
+    with psycopg.connect(db) as conn:
+        # the subscription was added before the ack and the comment: both are queued for it
+        assert conn.execute("SELECT count(*) FROM webhook_outbox").fetchone() == (2,)
+    r = runner.invoke(app, ["audit", str(aid), *db_opt])
+    assert r.exit_code == 0 and "li.wei" in r.output and "wang.fang" in r.output and "fired" in r.output
+    r = runner.invoke(app, ["list", "--park", unique_id, "--json", *db_opt])
+    docs = [json.loads(line) for line in r.output.splitlines()]
+    assert r.exit_code == 0 and [(d["alert_id"], d["state"], d["acked_by"]) for d in docs] == [(aid, "acknowledged", "li.wei")]
+    assert runner.invoke(app, ["list", *db_opt]).exit_code == 0
+    r = runner.invoke(app, ["webhooks", "remove", "hub", *db_opt])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["webhooks", "remove", "hub", *db_opt])
+    assert r.exit_code == 1
