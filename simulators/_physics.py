@@ -64,6 +64,9 @@ class Process:
     def reset_counters(self, base: float) -> None:
         """Counter reset (base 0) or meter replacement (new base)."""
 
+    def set_import(self, value: float) -> None:
+        """Set the import counter (used to bring a counter next to its rollover)."""
+
 
 class MeterProcess(Process):
     """A three-phase feeder: shift load with noise, PF and voltage noise, counters that only rise."""
@@ -140,6 +143,9 @@ class MeterProcess(Process):
         out["export_kvarh"] = 0.0
         out["active_energy_total_kwh"] = self.import_kwh + self.export_kwh
         return out
+
+    def set_import(self, value: float) -> None:
+        self.import_kwh = value
 
     def reset_counters(self, base: float) -> None:
         self.import_kwh = base

@@ -22,7 +22,15 @@ from simulators.register_map import RegisterMap, RegisterSpec, decode, encode, l
 
 __all__ = ["FAULTS", "ReadOutcome", "SimulatedDevice"]
 
-FAULTS: tuple[str | None, ...] = ("timeout", "exception", "counter_reset", "meter_replaced", "clock_drift", None)
+FAULTS: tuple[str | None, ...] = (
+    "timeout",
+    "exception",
+    "counter_reset",
+    "meter_replaced",
+    "clock_drift",
+    "counter_rollover",
+    None,
+)
 Table = Literal["holding", "input"]
 
 # Modbus exception codes the simulator can answer with.
@@ -214,7 +222,15 @@ class SimulatedDevice:
         """The communication fault in force ("timeout" or "exception") or None."""
         return self._comm_fault
 
-    def inject(self, fault: str | None, *, code: int = DEVICE_FAILURE, base: float | None = None, rate: float = 0.05) -> None:
+    def inject(
+        self,
+        fault: str | None,
+        *,
+        code: int = DEVICE_FAILURE,
+        base: float | None = None,
+        rate: float = 0.05,
+        margin: float = 1.0,
+    ) -> None:
         """Inject a fault.
 
         - "timeout": the device stops answering (no reply at all) until `inject(None)`.
@@ -224,6 +240,8 @@ class SimulatedDevice:
         - "meter_replaced": counters jump to a new arbitrary base (`base`, default random), then rise.
         - "clock_drift": the device clock runs fast by `rate` s per s (default 0.05 = 3 min/h),
           visible in the map's clock register (cems-analyser, generic-meter) and in `device_clock()`.
+        - "counter_rollover": the import counter is set `margin` kWh below its register's span,
+          so it rolls over to ~0 soon (only models with a wrapping integer counter: generic-meter).
         - None: clears timeout, exception and clock drift (the clock is set right again).
         """
         if fault not in FAULTS:
@@ -231,7 +249,6 @@ class SimulatedDevice:
         with self._lock:
             self._refresh()
             now = self._now()
-            self.stats.events.append((now, str(fault), {"code": code, "base": base, "rate": rate}))
             if fault is None:
                 self._comm_fault = None
                 self._drift_since = None
@@ -247,11 +264,17 @@ class SimulatedDevice:
             elif fault == "meter_replaced":
                 new_base = base if base is not None else round(self._fault_rng.uniform(10.0, 5000.0), 1)
                 self.process.reset_counters(float(new_base))
+            elif fault == "counter_rollover":
+                spec = next((r for r in self.map.registers if r.metric == "elec_import_kwh"), None)
+                if spec is None or spec.span is None:
+                    raise SimulatorError(f"model {self.model} has no wrapping integer import counter to roll over")
+                self.process.set_import(spec.span - margin)
             elif fault == "clock_drift":
                 if self._drift_since is not None:
                     self._clock_offset += (now - self._drift_since) * self._drift_rate
                 self._drift_since = now
                 self._drift_rate = rate
+            self.stats.events.append((now, str(fault), {"code": code, "base": base, "rate": rate, "margin": margin}))
             self._rebuild()
 
     # ----------------------------------------------------------------- wire side

@@ -9,6 +9,8 @@ A register entry says where a value lives on the wire and how it is encoded:
 - `word_order`: `big` = most significant 16-bit word first (ABCD), `little` = least significant
   word first (CDAB). `byte_order` inside each word: `big` (the Modbus default) or `little`.
 - engineering value = raw * scale + offset (raw = the decoded integer or float).
+- `wrap: true` marks an unsigned integer counter that rolls over to 0 past its range, as the
+  device does (other integers saturate at their range).
 - `metric`: a catalogue metric name (plain string) or absent for registers outside the catalogue
   (then `name` names it). `value` names the simulated quantity a register serves when it is
   not its own name (a second data area serving the same voltage, say).
@@ -79,6 +81,7 @@ class RegisterSpec:
     manual: int | str | None = None
     note: str | None = None
     value: str | None = None  # the process value served (default: metric or name)
+    wrap: bool = False  # an unsigned counter that rolls over past its range (else: clamped)
 
     @property
     def source_value(self) -> str:
@@ -91,6 +94,13 @@ class RegisterSpec:
     @property
     def is_float(self) -> bool:
         return TYPES[self.type][2]
+
+    @property
+    def span(self) -> float | None:
+        """For a wrapping counter: the engineering value at which it rolls over."""
+        if not self.wrap or self.type not in _INT_RANGE:
+            return None
+        return (_INT_RANGE[self.type][1] + 1) * self.scale
 
     @property
     def end(self) -> int:
@@ -137,7 +147,7 @@ def encode(spec: RegisterSpec, value: float) -> list[int]:
         if math.isnan(raw) or math.isinf(raw):
             raise ValueError(f"{spec.name}: {value!r} cannot be encoded as {spec.type}")
         lo, hi = _INT_RANGE[spec.type]
-        iv = min(hi, max(lo, round(raw)))
+        iv = round(raw) % (hi + 1) if spec.wrap and lo == 0 else min(hi, max(lo, round(raw)))
         packed = struct.pack(">" + code, iv)
     words = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, 2 * count, 2)]
     if spec.word_order == "little":
@@ -246,6 +256,7 @@ def load_register_map_file(path: str | Path) -> RegisterMap:
                 manual=_field(src, where, merged, "manual", (int, str), None),
                 note=_field(src, where, merged, "note", str, None),
                 value=_field(src, where, merged, "value", str, None),
+                wrap=_field(src, where, merged, "wrap", bool, False),
             )
         )
     names = [s.name for s in specs]

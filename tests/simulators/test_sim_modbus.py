@@ -253,3 +253,18 @@ def test_unfreeze_continues_without_a_jump() -> None:
     now[0] += 10
     e1 = dev.truth()["elec_import_kwh"]
     assert e0 < e1 < e0 + 360 * 10 / 3600 * 1.5
+
+
+def test_counter_rollover_wraps_the_u32_register() -> None:
+    now = [1_800_000_000.0]
+    sim = ModbusSimulator(clock=lambda: now[0])
+    dev = sim.add_device(1, "generic-meter", seed=1, rated_power_kw=630)
+    dev.inject("counter_rollover", margin=0.5)
+    near = dev.truth()["elec_import_kwh"]
+    assert near == pytest.approx(42_949_672.96 - 0.5, abs=0.011)
+    now[0] += 60  # ≥ 1 kWh at this load: past the span
+    wrapped = dev.truth()["elec_import_kwh"]
+    assert 0 <= wrapped < 20
+    with pytest.raises(SimulatorError, match="no wrapping"):
+        sim.add_device(2, "eastron-sdm630").inject("counter_rollover")
+    assert [e[1] for e in dev.stats.events] == ["counter_rollover"]
