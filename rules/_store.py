@@ -81,6 +81,8 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
            GROUP BY 1, 2, 3, 4, 5""",
         {"start": start, "end": end, "pstart": pstart, "pend": period_bounds(py, pm)[1], "ids": ids},
     ):
+        if not is_cur and month is not None:
+            continue  # a month run reports the month's energy; the change vs the previous year is yearly
         key_year = year if is_cur else py
         sums[(fid, key_year, carrier, direction or "import")] = (float(qty or 0.0), unit, meters, suspect_days)
     for (fid, y, carrier, direction), (qty, unit, meters, suspect) in sorted(sums.items()):

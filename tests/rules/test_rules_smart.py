@@ -85,6 +85,11 @@ def test_smart_workshop_worked_example(db: str, unique_id: str) -> None:
     assert next(i for i in w2[2]["indicators"] if i["indicator"] == "networking_rate")["value"] == 0.0
     # firm level: one passing workshop is enough (min_passing_workshops 1)
     assert rows[None][0] == "pass"
+    # the month's firm energy: boundary meter 3 000 → 6 300 kWh in March = 3 300 x 0.1229 = 405.57 kgce
+    with psycopg.connect(db) as conn:
+        e = conn.execute("SELECT energy_tce FROM firm_energy_month_results WHERE firm_id = %s AND month = 3",
+                         (fid,)).fetchone()
+    assert e is not None and e[0] == pytest.approx(3300 * 0.1229 / 1000)
 
 
 async def _serve_once(db: str) -> RulesService:
