@@ -205,7 +205,7 @@ def test_deploy_grafana_role_reads_only_contract_views(db: str, pg_admin: str) -
 
 
 def test_deploy_k8s_manifests_parse_and_scale_ingest() -> None:
-    docs = [d for f in sorted(K8S.rglob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    docs = [d for f in sorted(K8S.rglob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d and "metadata" in d]
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert ("StatefulSet", "emqx") in kinds and ("StatefulSet", "timescaledb") in kinds
     for name in ("ingest", "rules", "alerts", "console"):
