@@ -16,7 +16,7 @@ from rules._csvio import read_kpi_inputs
 from rules._evaluate import evaluate_year
 from rules._ruleset import load_rule_set
 from rules._service import run_once
-from rules.cli import firms_app, kpi_app
+from rules.cli import firms_app, kpi_app, rules_app
 
 RS = load_rule_set("henan-2025")
 FIRMS = [  # firm, land mu, (added value, tax, revenue, rd, employees, pollutant t, output units) 2025, 2024 AV
@@ -194,3 +194,18 @@ def test_rerun_replaces_results_and_keeps_run_history(seeded: tuple[str, str]) -
         assert conn.execute("SELECT count(*) FROM rule_runs WHERE year = 2025").fetchone() == (2,)
         green = conn.execute("SELECT count(*) FROM v_compliance WHERE scheme = 'green_factory'").fetchone()
         assert green == (4,)
+
+
+def test_rules_run_cli_stores_and_lists_out_of_scope(seeded: tuple[str, str]) -> None:
+    db, park = seeded
+    with psycopg.connect(db) as conn:  # a firm started in 2024: < 2 years in production at the end of 2025
+        conn.execute("UPDATE firms SET production_start = '2024-06-01' WHERE firm_id = %s", (f"{park}-fd",))
+        conn.commit()
+    res = CliRunner().invoke(rules_app, ["run", "--year", "2025", "--database-url", db])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert "4 firms evaluated for 2025 with henan-2025" in res.output
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT class, score, explanation->>'text' FROM v_firm_kpi_year WHERE firm_id = %s",
+                           (f"{park}-fd",)).fetchone()
+    assert row is not None and row[0] == "out_of_scope" and row[1] is None
+    assert "years in production < 2" in row[2]
