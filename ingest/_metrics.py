@@ -48,6 +48,10 @@ class IngestMetrics:
         self.seq_gap_batches = Counter(
             "pp_ingest_seq_gap_batches", "batches found missing when a later sequence number arrived", registry=r
         )
+        self.open_gaps = Gauge("pp_ingest_open_seq_gaps", "open sequence gaps in the database (all gateways)", registry=r)
+        self.open_gap_batches = Gauge(
+            "pp_ingest_open_seq_gap_batches", "batches still missing in the database (all gateways)", registry=r
+        )
         self.seq_gaps_filled = Counter("pp_ingest_seq_gap_batches_filled", "missing batches that arrived late", registry=r)
         self.db_errors = Counter("pp_ingest_db_errors", "failed transactions (retried)", ["kind"], registry=r)
         self.mqtt_connects = Counter("pp_ingest_mqtt_connects", "successful broker connections", registry=r)

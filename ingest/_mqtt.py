@@ -162,6 +162,9 @@ class MqttReceiver:
             log.warning("broker refused the connection: %s", rc)
             return
         self.gen += 1
+        if self.gen > 1 and not flags.session_present:
+            log.error("the broker lost this client's session: messages it held for us may be gone "
+                      "(sequence gaps will show them)")
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
         self.connected = True
         log.info("connected to %s as %s (session present: %s)", self.target.redacted(), self.client_id,

@@ -227,11 +227,13 @@ def _gap_row(g: object, i: int, gw: str) -> tuple[Any, ...]:
     reason = g.get("reason")
     if not isinstance(reason, str) or not reason:
         return f"{f}.reason", "must be a non-empty string"
+    if "\x00" in reason:
+        return f"{f}.reason", "must not contain NUL"
     dev, met = g.get("device"), g.get("metric")
-    if dev is not None and not isinstance(dev, str):
-        return f"{f}.device", "must be a string or null"
-    if met is not None and not isinstance(met, str):
-        return f"{f}.metric", "must be a string or null"
+    if dev is not None and (not isinstance(dev, str) or "\x00" in dev):
+        return f"{f}.device", "must be a string (no NUL) or null"
+    if met is not None and (not isinstance(met, str) or "\x00" in met):
+        return f"{f}.metric", "must be a string (no NUL) or null"
     return (gw, dev, met, start, end, count, reason[:500])
 
 

@@ -45,28 +45,23 @@ class FlushResult:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying the same flush for (connection lost, server shutting down, deadlock)."""
-    return isinstance(
-        exc,
-        psycopg.OperationalError
-        | psycopg.InterfaceError
-        | pgerr.DeadlockDetected
-        | pgerr.SerializationFailure
-        | pgerr.LockNotAvailable
-        | pgerr.UndefinedTable  # migrations not applied yet: wait for them
-        | pgerr.UndefinedFunction,
-    )
+    """Retry the same flush unless the database refused the data itself (bad value, constraint).
+
+    Connection loss, shutdown, deadlocks, a read-only server during failover, missing migrations:
+    all are retried with backoff and nothing is acknowledged meanwhile.
+    """
+    return not isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
 
 
 class Store:
     """Owns one connection. `write(items)` runs one transaction; errors propagate to the caller."""
 
-    def __init__(self, dsn: str, application_name: str) -> None:
+    def __init__(self, dsn: str, application_name: str, seq_from_first_seen: bool = False) -> None:
         self.dsn = dsn
         self.application_name = application_name
+        self.seq_from_first_seen = seq_from_first_seen
         self.conn: psycopg.Connection | None = None
         self._months: set[tuple[int, int]] = set()
-        self._staging = False
 
     def connect(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed or self.conn.broken:
@@ -75,7 +70,6 @@ class Store:
                 self.dsn, autocommit=False, connect_timeout=5, application_name=self.application_name,
                 keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
             )
-            self._staging = False
         return self.conn
 
     def close(self) -> None:
@@ -246,11 +240,9 @@ class Store:
         except pgerr.UniqueViolation:
             pass
         cur = conn.cursor()
-        if not self._staging:
-            cur.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS pp_ingest_stage (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            self._staging = True
+        cur.execute(  # cheap, and right even when an earlier transaction that created it rolled back
+            "CREATE TEMP TABLE IF NOT EXISTS pp_ingest_stage (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
         cur.execute("TRUNCATE pp_ingest_stage")
         self._copy_into(conn, "pp_ingest_stage", new)
         cur.execute(f"INSERT INTO readings {_READING_COLS} SELECT * FROM pp_ingest_stage ON CONFLICT DO NOTHING")
@@ -289,10 +281,13 @@ class Store:
         for p in new:
             seqs.setdefault(p.gateway or "", []).append(p.seq or 0)
         gws = sorted(seqs)
+        # a gateway seen for the first time counts from seq 0 (the wire contract), or from the
+        # first batch seen when the setting says gateways may join with a history
+        base = [(min(seqs[g]) - 1 if self.seq_from_first_seen else -1) for g in gws]
         cur.execute(
             """INSERT INTO gateway_seq (gateway_id, contiguous_seq, max_seq)
-               SELECT unnest(%s::text[]), -1, -1 ORDER BY 1 ON CONFLICT DO NOTHING""",
-            (gws,),
+               SELECT gw, b, b FROM unnest(%s::text[], %s::bigint[]) AS u(gw, b) ORDER BY 1 ON CONFLICT DO NOTHING""",
+            (gws, base),
         )
         cur.execute(
             "SELECT gateway_id, contiguous_seq, max_seq FROM gateway_seq WHERE gateway_id = ANY(%s) "

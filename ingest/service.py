@@ -68,7 +68,7 @@ class IngestService:
             reconnect=(s.reconnect_min_s, s.reconnect_max_s), on_message=self._on_message,
             on_state=self._mqtt_state,
         )
-        self.store = Store(s.database_url, f"parkpulse-ingest {s.client_id}"[:63])
+        self.store = Store(s.database_url, f"parkpulse-ingest {s.client_id}"[:63], s.seq_from_first_seen)
         self._cache_conn: psycopg.Connection | None = None
         self.cache = RegistryCache(self._load_registry, s.cache_refresh_s, s.cache_miss_refresh_s,
                                    on_refresh=self.metrics.cache_refreshes.inc)
@@ -82,7 +82,13 @@ class IngestService:
         # The writer thread waits on the database socket most of the time; when it wakes it must
         # get the GIL back from the decoder quickly, or COPY stalls (default interval: 5 ms).
         sys.setswitchinterval(s.gil_switch_interval_s)
-        self.http = HealthServer(s.http_host, s.http_port, self.metrics, self.health).start()
+        try:
+            self.http = HealthServer(s.http_host, s.http_port, self.metrics, self.health).start()
+        except OSError as exc:
+            raise IngestError(
+                f"http_port: cannot listen on {s.http_host}:{s.http_port} ({exc.strerror}); "
+                "set PARKPULSE_INGEST_HTTP_PORT (0 = any free port)"
+            ) from None
         await asyncio.to_thread(self._first_registry_load)
         self.mqtt.start()
         log.info("ingest %s: database %s, broker %s, metrics on http://%s:%d/metrics", s.client_id,
@@ -327,11 +333,15 @@ class IngestService:
         s = self.settings
         next_rollup = time.monotonic() + (s.rollup_interval_s or 1e18)
         next_prune = time.monotonic() + s.prune_interval_s
+        next_gauge = 0.0
         while not self.shutdown.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await self.shutdown.wait()
             now = time.monotonic()
+            if now >= next_gauge:
+                next_gauge = now + s.gaps_gauge_interval_s
+                await asyncio.to_thread(self._open_gaps_gauge)
             if s.rollup_interval_s and now >= next_rollup:
                 next_rollup = now + s.rollup_interval_s
                 await asyncio.to_thread(self._run_sql, "SELECT pp_refresh_rollups()", "rollups")
@@ -344,6 +354,18 @@ class IngestService:
                     f"AND b.seq <= g.contiguous_seq AND b.received_at < now() - interval '{int(s.prune_keep_s)} seconds'",
                     "prune",
                 )
+
+    def _open_gaps_gauge(self) -> None:
+        try:
+            with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5,
+                                 application_name=f"parkpulse-ingest-maint {self.settings.client_id}"[:63]) as c:
+                row = c.execute("SELECT count(*), coalesce(sum(to_seq - from_seq + 1), 0) FROM seq_gaps "
+                                "WHERE filled_at IS NULL").fetchone()
+        except psycopg.Error:
+            return
+        if row:
+            self.metrics.open_gaps.set(row[0])
+            self.metrics.open_gap_batches.set(row[1])
 
     def _run_sql(self, sql: str, what: str) -> None:
         try:

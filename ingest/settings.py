@@ -38,11 +38,17 @@ class IngestSettings(BaseSettings):
     flush_max_readings: int = Field(default=120_000, ge=1, description="readings per database transaction (upper bound)")
     flush_max_messages: int = Field(default=400, ge=1, description="messages per transaction (keep below receive_maximum / 2)")
     flush_interval_s: float = Field(default=0.25, gt=0, description="a transaction starts at most this long after its first message")
+    seq_from_first_seen: bool = Field(
+        default=False,
+        description="count a new gateway's sequence from its first batch seen instead of 0 (gateways joining "
+        "with a history); by default a first batch with seq N records seqs 0..N-1 as a gap",
+    )
     max_future_s: float = Field(default=600.0, ge=0, description="readings stamped further ahead of the clock are dead-lettered")
 
     cache_refresh_s: float = Field(default=60.0, gt=0, description="registry cache refresh period")
     cache_miss_refresh_s: float = Field(default=1.0, ge=0, description="on an unknown device/metric refresh at most this often")
     rollup_interval_s: float = Field(default=30.0, ge=0, description="run pp_refresh_rollups() this often (0 = never)")
+    gaps_gauge_interval_s: float = Field(default=5.0, gt=0, description="refresh the open-gap gauges this often")
     prune_interval_s: float = Field(default=300.0, gt=0, description="prune ingest_batches rows below the watermark this often")
     prune_keep_s: float = Field(default=3600.0, ge=0, description="keep pruned-eligible batch keys at least this long")
 

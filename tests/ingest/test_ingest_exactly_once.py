@@ -113,7 +113,7 @@ def test_good_and_bad_readings_of_one_batch(db: str, broker: MosquittoBroker, pa
 
 
 def test_sequence_gaps_recorded_filled_and_exported(db: str, broker: MosquittoBroker, park: Park, start_ingest) -> None:
-    ing = start_ingest(broker.url)
+    ing = start_ingest(broker.url, gaps_gauge_interval_s=0.2)
     g = park.gateways[0]
     t0 = int(time.time() * 1000) - 3_600_000
     payloads = [g.batch(t0 + i * 10_000, 60) for i in range(7)]
@@ -124,6 +124,7 @@ def test_sequence_gaps_recorded_filled_and_exported(db: str, broker: MosquittoBr
     assert q1(db, "SELECT contiguous_seq FROM gateway_seq") == 1
     m = ing.metrics()
     assert m["pp_ingest_seq_gaps_detected_total"] == 2 and m["pp_ingest_seq_gap_batches_total"] == 3
+    wait_for(lambda: ing.metrics()["pp_ingest_open_seq_gap_batches"] == 3, what="open-gap gauge")
     assert q1(db, "SELECT open_seq_gaps FROM v_gateway_status WHERE gateway_id = %s", g.gateway) == 2
 
     send(broker.url, [(g.topic, payloads[2]), (g.topic, payloads[5])])  # late arrivals
@@ -131,6 +132,7 @@ def test_sequence_gaps_recorded_filled_and_exported(db: str, broker: MosquittoBr
     gaps = _rows(db, "SELECT from_seq, to_seq, filled_at IS NULL FROM seq_gaps ORDER BY 1")
     assert gaps == [(2, 2, False), (4, 4, True), (5, 5, False)]
     assert ing.metrics()["pp_ingest_seq_gap_batches_filled_total"] == 2
+    wait_for(lambda: ing.metrics()["pp_ingest_open_seq_gap_batches"] == 1, what="open-gap gauge after filling")
     assert q1(db, "SELECT count(*) FROM v_data_gaps WHERE kind = 'seq' AND filled_at IS NULL") == 1
     assert readings_of(db, park) == (360, 360)
 
@@ -140,3 +142,19 @@ def _rows(dsn: str, sql: str) -> list[tuple[object, ...]]:
 
     with psycopg.connect(dsn, autocommit=True) as c:
         return list(c.execute(sql).fetchall())
+
+
+def test_content_the_database_refuses_is_isolated(db: str, broker: MosquittoBroker, park: Park, start_ingest) -> None:
+    """A message PostgreSQL itself refuses (NUL in text) is dead-lettered; the rest of its flush is stored."""
+    ing = start_ingest(broker.url, flush_interval_s=0.5)
+    g = park.gateways[0]
+    t0 = int(time.time() * 1000) - 3_600_000
+    bad_status = orjson.dumps({"v": 1, "gateway": g.gateway, "state": "online", "version": "1.0\u0000beta"})
+    send(broker.url, [(g.topic, g.batch(t0, 60)), (status_topic(g.park, g.firm, g.gateway), bad_status),
+                      (g.topic, g.batch(t0 + 60_000, 60))])
+    wait_stored(db, {g.gateway: 1}, timeout=20)
+    wait_for(lambda: ing.health()["unacked"] == 0, what="all acknowledged")
+    assert readings_of(db, park) == (120, 120)
+    reason = q1(db, "SELECT reason FROM dead_letters WHERE topic LIKE '%%/status'")
+    assert reason and "database refused" in reason
+    assert ing.metrics()['pp_ingest_db_errors_total{kind="refused"}'] >= 1
