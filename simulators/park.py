@@ -131,6 +131,11 @@ class Park:
             except SimulatorError as exc:
                 log.warning("fault %s on %s/%s failed: %s", fault, key[0], key[1], exc)
 
+    @property
+    def advertised_host(self) -> str:
+        """The address clients use (a wildcard bind is reached on loopback)."""
+        return "127.0.0.1" if self.host in ("", "0.0.0.0") else "::1" if self.host == "::" else self.host
+
     def manifest(self) -> dict[str, Any]:
         devices = []
         for key, d in self._specs.items():
@@ -149,7 +154,7 @@ class Park:
                 "kind": d.kind,
             }
             if d.transport == "tcp":
-                entry["host"], entry["port"] = self.host, self.tcp[gw].port
+                entry["host"], entry["port"] = self.advertised_host, self.tcp[gw].port
             elif d.transport == "rtu":
                 bus = self.rtu[gw]
                 entry["serial_port"] = bus.port_path

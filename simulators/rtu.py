@@ -17,8 +17,10 @@ would read garbage). Parity is worse: Linux ptys refuse PARENB (tcsetattr fails 
 so a client must open `port_path` with parity "N" whatever `parity` says — the configured parity
 only counts in the emulated line timing. There is no inter-frame silence either. With `emulate_timing=True` (default)
 the bridge delays every chunk by its transmission time at the configured line settings
-(start bit + data bits + parity bit + stop bits per byte) and serialises the line, so request
-latency and bus occupancy are realistic; the 3.5-character gap between frames is not signalled.
+(start bit + data bits + parity bit + stop bits per byte) and treats the bus as one half-duplex
+line, so request latency and bus occupancy are realistic and a master that talks while a slave
+answers destroys both frames (`collisions`); the 3.5-character gap between frames is not
+signalled.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class RtuSimulator:
             raise SimulatorError(f"bytesize must be 7 or 8 (got {bytesize!r})")
         self.baudrate, self.parity, self.stopbits, self.bytesize = baudrate, parity, stopbits, bytesize
         self.emulate_timing = emulate_timing
+        self.collisions = 0
         self._clock = clock
         self._fds: list[int] = []
         self._server_path = ""
@@ -118,21 +121,31 @@ class RtuSimulator:
         )
 
     async def _bridge(self) -> None:
-        """Copy bytes between the two pty masters, delayed by their line time if asked."""
+        """Copy bytes between the two pty masters; with emulate_timing, as one half-duplex line.
+
+        Each chunk occupies the line for its transmission time and is delivered when it has
+        been "sent". RS-485 is half-duplex: when the master starts talking while a slave's reply
+        is still on the line (a gateway polling two devices of one bus at once), both frames are
+        destroyed — delivered garbled so CRCs fail — and `collisions` counts it.
+        """
         loop = asyncio.get_running_loop()
         a_master, _, b_master, _ = self._fds
-        line_free = {a_master: 0.0, b_master: 0.0}  # per direction: when the line is free again
+        busy_until = 0.0
+        sender = -1
+        pending: list[tuple[float, int, bytes, asyncio.TimerHandle]] = []
 
         def deliver(dst: int, data: bytes) -> None:
             with contextlib.suppress(OSError):
                 os.write(dst, data)
 
+        def garble(data: bytes) -> bytes:
+            return bytes(b ^ 0x5A for b in data)
+
         def pump(src: int, dst: int) -> None:
+            nonlocal busy_until, sender, pending
             try:
                 data = os.read(src, 4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # BlockingIOError, EIO while no client has the tty open
                 return
             if not data:
                 return
@@ -140,10 +153,21 @@ class RtuSimulator:
                 deliver(dst, data)
                 return
             now = loop.time()
-            start = max(now, line_free[dst])
+            pending = [p for p in pending if p[0] > now]
+            if busy_until > now and sender != src:
+                self.collisions += 1
+                for when, pdst, pdata, handle in pending:
+                    handle.cancel()
+                    loop.call_at(when, deliver, pdst, garble(pdata))
+                done = now + len(data) * self.char_time_s
+                loop.call_at(done, deliver, dst, garble(data))
+                pending = []
+                busy_until = max(busy_until, done)
+                return
+            start = max(now, busy_until)
             done = start + len(data) * self.char_time_s
-            line_free[dst] = done
-            loop.call_at(done, deliver, dst, data)
+            pending.append((done, dst, data, loop.call_at(done, deliver, dst, data)))
+            busy_until, sender = done, src
 
         loop.add_reader(a_master, pump, a_master, b_master)
         loop.add_reader(b_master, pump, b_master, a_master)

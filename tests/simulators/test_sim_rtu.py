@@ -71,3 +71,51 @@ def test_bad_line_settings_are_refused() -> None:
         RtuSimulator(parity="X")
     with pytest.raises(SimulatorError, match="baudrate"):
         RtuSimulator(baudrate=0)
+
+
+def _crc16(frame: bytes) -> bytes:
+    crc = 0xFFFF
+    for b in frame:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc.to_bytes(2, "little")
+
+
+def _read_request(unit: int, address: int, count: int) -> bytes:
+    pdu = bytes([unit, 3]) + address.to_bytes(2, "big") + count.to_bytes(2, "big")
+    return pdu + _crc16(pdu)
+
+
+def test_talking_over_a_reply_collides_on_the_half_duplex_bus() -> None:
+    import serial
+
+    bus = RtuSimulator(baudrate=1200)  # slow line: wide windows, robust on a busy machine
+    bus.add_device(1, "generic-meter", seed=1)
+    bus.add_device(2, "generic-meter", seed=2)
+    with bus:
+        port = serial.Serial(bus.port_path, baudrate=1200, timeout=0.05)
+        try:
+            # polite master: request, wait for the reply, next request
+            port.write(_read_request(1, 100, 2))
+            time.sleep(0.3)
+            reply = port.read(64)
+            assert len(reply) == 9 and reply[-2:] == _crc16(reply[:-2]) and bus.collisions == 0
+            # impatient master: the second request goes out while device 1 still answers
+            port.write(_read_request(1, 100, 2))
+            time.sleep(0.1)  # request on the line 0-67 ms, reply 67-142 ms
+            port.write(_read_request(2, 100, 2))
+            time.sleep(0.4)
+            garbage = port.read(256)
+            # the bus recovers: the next polite request is answered
+            for _ in range(3):
+                port.write(_read_request(2, 100, 2))
+                time.sleep(0.3)
+                reply = port.read(64)
+                if len(reply) == 9:
+                    break
+            assert len(reply) == 9 and reply[-2:] == _crc16(reply[:-2])
+        finally:
+            port.close()
+    assert bus.collisions == 1
+    assert garbage and garbage[-2:] != _crc16(garbage[:-2])  # nothing a master could accept
