@@ -146,7 +146,7 @@ def main() -> int:
 
         store_lat: dict[str, list[float]] = {"threshold": [], "gap": []}
         hook_lat: dict[str, list[float]] = {"threshold": [], "gap": []}
-        data_t = int(time.time() * 1000)
+        data_t = int(time.time() * 1000) - 4 * 3600_000  # past data time: ingest refuses readings from the future
         done = 0
         wave = 0
         with psycopg.connect(dsn, autocommit=True) as conn:

@@ -95,9 +95,13 @@ class AlertEngine:
             self._writer = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
         except psycopg.OperationalError as exc:
             raise StoreError(f"alerts: database unreachable: {str(exc).strip()}") from exc
-        await self._sync_rule_versions(self._writer)
-        await self._restore(self._writer)
-        await self.registry.load(self._writer)
+        try:
+            await self._sync_rule_versions(self._writer)
+            await self._restore(self._writer)
+            await self.registry.load(self._writer)
+        except BaseException:
+            await self._writer.close()
+            raise
         self._runner = asyncio.create_task(self._main(), name="alerts-engine")
         return self
 
@@ -375,7 +379,7 @@ class AlertEngine:
     async def _publish_current(self, conn: psycopg.AsyncConnection, client: aiomqtt.Client, parks: set[str] | None) -> None:
         if parks is None:
             cur = await conn.execute("SELECT park_id FROM parks UNION SELECT DISTINCT park_id FROM alerts")
-            parks = {r[0] for r in await cur.fetchall()}
+            parks = {r[0] for r in await cur.fetchall() if self.settings.park in ("+", r[0])}
         for park in sorted(parks):
             cur = await conn.execute(
                 "SELECT coalesce(jsonb_agg(pp_alert_json(a) ORDER BY a.opened_at, a.alert_id), '[]'::jsonb) "

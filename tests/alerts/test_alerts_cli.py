@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import orjson
+import paho.mqtt.client as mqtt
 import psycopg
 import yaml
 from typer.testing import CliRunner
 
 from parkpulse.registry import import_registry
+from parkpulse.services import MosquittoBroker
+from parkpulse.wire import status_topic
 from rules.alerts.cli import app
 from rules.alerts.harness import sample_park
 
@@ -82,3 +91,42 @@ def test_webhooks_and_alert_actions(db: str, unique_id: str) -> None:
     assert r.exit_code == 0
     r = runner.invoke(app, ["webhooks", "remove", "hub", *db_opt])
     assert r.exit_code == 1
+
+
+def test_run_as_a_process_fires_and_stops_cleanly_on_sigterm(db: str, broker: MosquittoBroker, unique_id: str) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        import_registry(conn, sample_park(unique_id))
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PARKPULSE_DATABASE_URL": db, "PARKPULSE_MQTT_URL": broker.url,
+           "PYTHONPATH": str(root), "PARKPULSE_ALERTS_GROUP": f"alerts-{unique_id}"}  # fmt: skip
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "parkpulse"), "alerts", "run", "--park", unique_id],
+        env=env, cwd=str(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{unique_id}")
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    topic = status_topic(unique_id, f"{unique_id}-f1", f"{unique_id}-g1")
+    try:
+        deadline = time.monotonic() + 30
+        row = None
+        with psycopg.connect(db, autocommit=True) as conn:
+            while time.monotonic() < deadline and row is None and proc.poll() is None:
+                pub.publish(topic, orjson.dumps({"v": 1, "gateway": f"{unique_id}-g1", "state": "offline"}), qos=1,
+                            retain=True).wait_for_publish(5)  # fmt: skip
+                time.sleep(0.3)
+                row = conn.execute("SELECT rule_id, state FROM alerts").fetchone()
+        assert row == ("gateway-offline", "firing")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        assert "stopped" in out and "fired=1" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+        pub.loop_stop()
+        pub.disconnect()
