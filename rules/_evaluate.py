@@ -209,7 +209,7 @@ def evaluate_year(rs: RuleSet, inp: YearInputs) -> YearResult:
             intensity_expl["missing_previous"] = "no energy or added value for the previous year"
         explanation: dict[str, object] = {
             "rule_set": rs.name, "rule_version": rs.version, "year": year,
-            "text": o.explanation.get("text"), "class": o.klass,
+            "text": o.explanation.get("text"), "text_zh": o.explanation.get("text_zh"), "class": o.klass,
             "energy": e.explanation() if e else {"missing": "no energy data for the year"},
             "intensity": intensity_expl, "mu": o.explanation, "indicators": o.indicators,
         }

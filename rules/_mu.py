@@ -117,7 +117,7 @@ def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
         if reason:
             outcomes[f.firm_id] = MuOutcome(f.firm_id, "out_of_scope", False, ind, None,
                                             {"class": "out_of_scope", "reason": reason,
-                                             "text": f"Out of scope: {reason}."})
+                                             "text": f"Out of scope: {reason}.", "text_zh": f"不参评：{reason}。"})
         else:
             in_scope.append(f)
             outcomes[f.firm_id] = MuOutcome(f.firm_id, "B", True, ind)
@@ -247,11 +247,15 @@ def _two_stage(scheme: MuScheme, in_scope: list[MuFirm], outcomes: dict[str, MuO
             text = (f"A: score {o.score:.2f} ranks {r} of {n} (top {top_n}); within the top half it ranks "
                     f"{a_rank[f.firm_id]} by {a_label} ({_fmt(_rank_value(o, a_by, bench))}), inside the A quota "
                     f"of {a_n} ({_fig(p, 'a_share'):.0%} of {n}).")
+            zh = (f"A 类（优先发展）：综合得分 {o.score:.2f}，排名 {r}/{n}（前 {top_n} 名）；前半区按{a_label}排第 "
+                  f"{a_rank[f.firm_id]}（{_fmt(_rank_value(o, a_by, bench))}），在 A 类名额 {a_n} 家以内。")
         elif f.firm_id in c_set:
             o.klass = "C"
             text = (f"C: score {o.score:.2f} ranks {r} of {n} (bottom {bottom_n}); within the bottom half it ranks "
                     f"{c_rank[f.firm_id]} lowest by {c_label} ({_fmt(_rank_value(o, c_by, bench))}), inside the C "
                     f"quota of {c_n} ({_fig(p, 'c_share'):.0%} of {n}).")
+            zh = (f"C 类（倒逼转型）：综合得分 {o.score:.2f}，排名 {r}/{n}（后 {bottom_n} 名）；后半区按{c_label}由低到高排第 "
+                  f"{c_rank[f.firm_id]}（{_fmt(_rank_value(o, c_by, bench))}），在 C 类名额 {c_n} 家以内。")
         else:
             o.klass = "B"
             if f.firm_id in a_rank:
@@ -263,13 +267,20 @@ def _two_stage(scheme: MuScheme, in_scope: list[MuFirm], outcomes: dict[str, MuO
             else:
                 why = f"rank {r} of {n}: in neither half"
             text = f"B: score {o.score:.2f}; {why}."
+            if f.firm_id in a_rank:
+                why_zh = f"位于前半区（排名 {r}/{n}），但按{a_label}排第 {a_rank[f.firm_id]}，不在 A 类名额 {a_n} 家以内"
+            elif f.firm_id in c_rank:
+                why_zh = f"位于后半区（排名 {r}/{n}），但按{c_label}由低到高排第 {c_rank[f.firm_id]}，不在 C 类名额 {c_n} 家以内"
+            else:
+                why_zh = f"排名 {r}/{n}"
+            zh = f"B 类（鼓励提升）：综合得分 {o.score:.2f}；{why_zh}。"
         if f.firm_id in a_rank:
             cls_info["a_rank"] = a_rank[f.firm_id]
             cls_info["a_rank_value"] = _rank_value(o, a_by, bench)
         if f.firm_id in c_rank:
             cls_info["c_rank"] = c_rank[f.firm_id]
             cls_info["c_rank_value"] = _rank_value(o, c_by, bench)
-        o.explanation = {**o.explanation, "class": o.klass, "classing": cls_info, "text": text}
+        o.explanation = {**o.explanation, "class": o.klass, "classing": cls_info, "text": text, "text_zh": zh}
 
 
 def _percentile(scheme: MuScheme, in_scope: list[MuFirm], outcomes: dict[str, MuOutcome]) -> None:
@@ -292,7 +303,8 @@ def _percentile(scheme: MuScheme, in_scope: list[MuFirm], outcomes: dict[str, Mu
         o.explanation = {**o.explanation, "class": o.klass,
                          "classing": {"method": "percentile", "source": scheme.class_method.source, "evaluated": n,
                                       "score_rank": i + 1, "tier": tier, "bounds": dict(bounds)},
-                         "text": f"{o.klass}: score {o.score:.2f} ranks {i + 1} of {n}{note}."}
+                         "text": f"{o.klass}: score {o.score:.2f} ranks {i + 1} of {n}{note}.",
+                         "text_zh": f"{o.klass} 类：综合得分 {o.score:.2f}，排名 {i + 1}/{n}。"}
 
 
 def _fmt(v: float | None) -> str:

@@ -22,6 +22,8 @@ from rules._smart import SmartTelemetry
 
 __all__ = ["load_inputs", "period_bounds", "store_result"]
 
+_QUALITY = {1: "manual", 2: "substituted", 3: "uncertain", 4: "bad"}
+
 
 def period_bounds(year: int, month: int | None) -> tuple[date, date]:
     """[start, end) of a year or a month, as local calendar days."""
@@ -71,10 +73,10 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
     pstart, _ = period_bounds(py, pm)
     energy: dict[tuple[str, int], list[CarrierAmount]] = {}
     # boundary meters, per firm, carrier and direction; the previous period too (for the change)
-    sums: dict[tuple[str, int, str, str], tuple[float, str, int, int]] = {}
-    for fid, is_cur, carrier, direction, unit, qty, meters, suspect_days in conn.execute(
+    sums: dict[tuple[str, int, str, str], tuple[float, str, int, int, int]] = {}
+    for fid, is_cur, carrier, direction, unit, qty, meters, suspect_days, worst in conn.execute(
         """SELECT firm_id, day >= %(start)s AS cur, carrier, direction, unit, sum(quantity), max(meters),
-                  count(*) FILTER (WHERE suspect)
+                  count(*) FILTER (WHERE suspect), max(worst_quality)
            FROM v_firm_energy_daily
            WHERE day >= %(pstart)s AND day < %(end)s AND (day >= %(start)s OR day < %(pend)s)
              AND firm_id = ANY(%(ids)s)
@@ -84,8 +86,9 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
         if not is_cur and month is not None:
             continue  # a month run reports the month's energy; the change vs the previous year is yearly
         key_year = year if is_cur else py
-        sums[(fid, key_year, carrier, direction or "import")] = (float(qty or 0.0), unit, meters, suspect_days)
-    for (fid, y, carrier, direction), (qty, unit, meters, suspect) in sorted(sums.items()):
+        sums[(fid, key_year, carrier, direction or "import")] = (float(qty or 0.0), unit, meters, suspect_days,
+                                                                 int(worst or 0))
+    for (fid, y, carrier, direction), (qty, unit, meters, suspect, worst) in sorted(sums.items()):
         if direction != "import" or carrier not in rs.coal.carriers:
             continue
         exported = sums.get((fid, y, carrier, "export"))
@@ -96,6 +99,8 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
         src += f", {meters} boundary meter(s)"
         if suspect:
             src += f", {suspect} day(s) with a suspect counter step (clamped to 0)"
+        if worst:
+            src += f", worst reading quality {worst} ({_QUALITY.get(worst, worst)})"
         energy.setdefault((fid, y), []).append(CarrierAmount(carrier, net, unit, src))
     # water reuse (metered) for the green-factory indicator
     water: dict[str, tuple[float, float]] = {}
