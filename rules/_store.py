@@ -247,6 +247,8 @@ def _j(v: object) -> Jsonb:
 def store_result(conn: psycopg.Connection, result: YearResult, park: str | None = None) -> int:
     """Store a result in one transaction (replacing the previous one for the same keys). Returns run_id."""
     with conn.transaction():
+        # one writer at a time (rules serve and a manual rules run may overlap): no key conflicts
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('parkpulse.rules.store'))")
         row = conn.execute(
             """INSERT INTO rule_runs (rule_set, rule_version, year, month, park_id, firms, summary)
                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING run_id""",
