@@ -209,3 +209,14 @@ def test_rules_run_cli_stores_and_lists_out_of_scope(seeded: tuple[str, str]) ->
                            (f"{park}-fd",)).fetchone()
     assert row is not None and row[0] == "out_of_scope" and row[1] is None
     assert "years in production < 2" in row[2]
+
+
+def test_concurrent_runs_do_not_conflict(seeded: tuple[str, str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    db, _ = seeded
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda _: run_once(db, RS, 2025), range(2)))
+    assert len({r[0] for r in results}) == 2
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM v_firm_kpi_year WHERE year = 2025").fetchone() == (4,)
