@@ -102,9 +102,9 @@ def copy_ceiling(dsn: str, rows: int, chunk: int, pks: list[int], mids: list[int
                             cp.write_row(r)
                     conn.commit()
             else:
-                for b in bufs:
+                for chunk_bytes in bufs:
                     with cur.copy("COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN (FORMAT BINARY)") as cp:
-                        cp.write(b"PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00" + b + b"\xff\xff")
+                        cp.write(b"PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00" + chunk_bytes + b"\xff\xff")
                     conn.commit()
         secs = time.perf_counter() - t
         (n,) = conn.execute("SELECT count(*) FROM readings").fetchone() or (0,)
