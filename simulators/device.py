@@ -20,7 +20,7 @@ from simulators._physics import Process, make_process
 from simulators.errors import SimulatorError
 from simulators.register_map import RegisterMap, RegisterSpec, decode, encode, load_register_map
 
-__all__ = ["FAULTS", "ReadOutcome", "SimulatedDevice"]
+__all__ = ["FAULTS", "PARAMS", "ReadOutcome", "SimulatedDevice", "check_params"]
 
 FAULTS: tuple[str | None, ...] = (
     "timeout",
@@ -32,6 +32,43 @@ FAULTS: tuple[str | None, ...] = (
     None,
 )
 Table = Literal["holding", "input"]
+
+# simulation parameters (`sim:` keys) understood per device kind; all numbers unless listed below
+_COMMON_PARAMS = {"tick_s", "timeout_ratio", "exception_ratio"}
+PARAMS: dict[str, set[str]] = {
+    "meter": _COMMON_PARAMS | {"rated_power_kw", "shifts", "weekend_factor", "power_factor", "import_kwh",
+                               "export_kwh", "export_kw", "nominal_voltage_v"},
+    "cems": _COMMON_PARAMS | {"nox_limit_mg_m3", "o2_ref_pct", "nox_base_ratio", "exceed_after_s", "exceed_every_s",
+                              "exceed_for_s", "exceed_factor", "calibration_after_s", "calibration_every_s",
+                              "calibration_for_s", "maintenance", "flue_flow_m3_h"},
+}
+_STRUCTURED = {"shifts", "maintenance"}
+
+
+def check_params(kind: str, params: dict[str, Any]) -> list[tuple[str, object, str]]:
+    """Problems with a device's simulation parameters: (key, value, reason)."""
+    known = PARAMS.get(kind, set())
+    problems: list[tuple[str, object, str]] = []
+    for key, value in params.items():
+        if key not in known:
+            problems.append((key, value, f"unknown simulation parameter for a {kind} (known: {sorted(known)})"))
+        elif key == "shifts":
+            ok = isinstance(value, list) and value and all(
+                isinstance(s, list | tuple) and len(s) == 3 and all(isinstance(x, int | float) for x in s) for s in value
+            )
+            if not ok:
+                problems.append((key, value, "must be a list of [start_hour, end_hour, load_fraction]"))
+        elif key == "maintenance":
+            ok = isinstance(value, list) and all(
+                isinstance(m, dict) and isinstance(m.get("after_s"), int | float) and isinstance(m.get("for_s"), int | float)
+                for m in value
+            )
+            if not ok:
+                problems.append((key, value, "must be a list of {after_s, for_s}"))
+        elif key not in _STRUCTURED and (value is not None and (not isinstance(value, int | float) or isinstance(value, bool))):
+            problems.append((key, value, "must be a number"))
+    return problems
+
 
 # Modbus exception codes the simulator can answer with.
 ILLEGAL_FUNCTION = 0x01
@@ -74,6 +111,9 @@ class SimulatedDevice:
         self.map: RegisterMap = load_register_map(model)
         self.params = dict(params or {})
         self.seed = seed
+        bad = check_params(self.map.kind, self.params)
+        if bad:
+            raise SimulatorError("; ".join(f"sim.{k}: {reason} (got {v!r})" for k, v, reason in bad))
         hint = self.map.sim_hint
         if self.map.kind == "meter" and self.params.get("rated_power_kw") is None and hint.get("rated_power_kw"):
             self.params["rated_power_kw"] = random.Random(seed).choice(list(hint["rated_power_kw"]))

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from simulators.device import FAULTS
+from simulators.device import FAULTS, check_params
 from simulators.errors import ScenarioError
 from simulators.modbus import MODELS
 
@@ -240,6 +240,8 @@ def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
                         problems.append((f"{dat}.sim.unit_id", unit_id, f"already used on this gateway's {transport} server"))
                     used_ids[transport].add(unit_id)
                 faults = _check_faults(sim.get("faults"), f"{dat}.sim.faults", FAULTS, problems)
+                for key, value, reason in check_params(_KIND_OF_MODEL[model], params):
+                    problems.append((f"{dat}.sim.{key}" if key in sim else f"{dat}.{key}", value, reason))
                 gspec.devices.append(DeviceSpec(gw_id, firm_id, dev_id, kind, model, transport, unit_id, seed, params, faults, dev))
             # assign the remaining unit ids in file order
             for d in gspec.devices:

@@ -239,6 +239,10 @@ def test_device_added_after_start_and_bad_arguments(sim: ModbusSimulator, client
         dev.freeze({"nox_mg_m3": 1.0})
     with pytest.raises(SimulatorError, match="rated_power_kw"):
         sim.add_device(44, "acrel-adl400", rated_power_kw=500)
+    with pytest.raises(SimulatorError, match=r"sim\.nox_limit_mg_m3: unknown simulation parameter for a meter"):
+        sim.add_device(45, "eastron-sdm630", nox_limit_mg_m3=100)
+    with pytest.raises(SimulatorError, match=r"sim\.shifts: must be a list"):
+        sim.add_device(46, "eastron-sdm630", shifts=[[0, 8]])
 
 
 def test_unfreeze_continues_without_a_jump() -> None:

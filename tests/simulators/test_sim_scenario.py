@@ -78,6 +78,8 @@ def test_bad_scenario_lists_every_problem_with_its_path() -> None:
     gw["devices"][1]["sim"] = {"transport": "carrier-pigeon"}
     raw["firms"][1]["gateways"][0]["devices"][0]["sim"]["faults"] = [{"at_s": -1, "fault": "counter_reset"}]
     raw["firms"][2]["id"] = "Xinjie"
+    raw["firms"][6]["gateways"][0]["devices"][1]["sim"] = {"timeout_rato": 0.2}  # a typo
+    raw["firms"][10]["gateways"][0]["devices"][2]["sim"]["exceed_factor"] = "high"
     with pytest.raises(ScenarioError) as exc:
         parse_scenario(raw, "demo")
     paths = {p for p, _, _ in exc.value.problems}
@@ -85,6 +87,8 @@ def test_bad_scenario_lists_every_problem_with_its_path() -> None:
     assert "firms[0].gateways[0].devices[1].sim.transport" in paths
     assert "firms[1].gateways[0].devices[0].sim.faults[0].at_s" in paths
     assert "firms[2].id" in paths
+    assert "firms[6].gateways[0].devices[1].sim.timeout_rato" in paths
+    assert "firms[10].gateways[0].devices[2].sim.exceed_factor" in paths
     assert "no-such-meter" in str(exc.value)
 
 
