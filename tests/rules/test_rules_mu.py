@@ -183,3 +183,25 @@ def test_class_counts_follow_the_methods_shares(rows: list[tuple[float, ...]]) -
     pclasses = [o.klass for o in classify(pct, _firms(rows))]
     assert pclasses.count("A") == quota(n, 0.25, "half_up")
     assert pclasses.count("A") + pclasses.count("B") == quota(n, 0.70, "half_up")
+
+
+def test_two_stage_anyang_sums_indicator_scores() -> None:
+    src = {"source": "test scheme"}
+    doc = simple_scheme().model_dump(mode="json")
+    zero = {"weight": {"value": 0, **src}}  # ranked on, not scored
+    doc["indicators"].update({
+        "rd_intensity": {**zero, "benchmark": {"value": 0.01, **src}},
+        "tax_per_pollutant": {**zero, "benchmark": {"value": 10, **src}},
+        "output_per_energy": {**zero, "benchmark": {"value": 10, **src}},
+    })  # fmt: skip
+    doc["class_method"] = load_rule_set("henan-anyang-2018").mu.class_method.model_dump(mode="json")
+    scheme = MuScheme.model_validate(doc)
+    firms = ten_firms()
+    firms[1] = firm("f02", 10, 250, rd_spend=30.0)            # R&D 30 / 1 000 = 0.03
+    firms[7] = firm("f08", 4, 150, energy=100, output=900, pollutant_t=0.1)
+    out = {o.firm_id: o.klass for o in classify(scheme, firms)}
+    # A (top half, quota 2) by 亩均税收/10 + R&D/0.01: f02 1.0 + 3 = 4.0, f01 2.0 + 1 = 3.0, f03 1.8 + 1 = 2.8 ...
+    assert sorted(k for k, v in out.items() if v == "A") == ["f01", "f02"]
+    # C (bottom half, quota 1) by 总产值/能耗/10 + 税收/排放/10, ascending:
+    #   f06 1.5 + 0.6 = 2.1 < f10 2.0 + 0.3 = 2.3 < f09 2.5 < f07 2.9 < f08 0.9 + 4.0 = 4.9
+    assert [k for k, v in out.items() if v == "C"] == ["f06"]
