@@ -128,5 +128,5 @@ def test_run_as_a_process_fires_and_stops_cleanly_on_sigterm(db: str, broker: Mo
         if proc.stdout:
             proc.stdout.close()
         pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
-        pub.loop_stop()
         pub.disconnect()
+        pub.loop_stop()

@@ -92,8 +92,8 @@ def env(db: str, broker: MosquittoBroker, unique_id: str) -> Iterator[Env]:
         e.engine.stop()
         # clear the retained status so later tests on the shared broker do not see it
         pub.publish(status_topic(e.park, e.firm, e.gw), b"", qos=1, retain=True).wait_for_publish(5)
-        pub.loop_stop()
         pub.disconnect()
+        pub.loop_stop()
         conn.close()
 
 
@@ -272,8 +272,8 @@ def test_mqtt_current_is_retained_and_events_are_published(env: Env, broker: Mos
         assert [e["event"]["action"] for e in evs[:2]] == ["fired", "acknowledged"]
         assert evs[1]["event"]["actor"] == "li.wei" and evs[1]["alert"]["state"] == "acknowledged"
     finally:
-        sub.loop_stop()
         sub.disconnect()
+        sub.loop_stop()
     # a late subscriber gets the retained list of open alerts of the park at once
     late: list[tuple[str, bytes, bool]] = []
     sub2 = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"late-{env.park}")
@@ -292,8 +292,8 @@ def test_mqtt_current_is_retained_and_events_are_published(env: Env, broker: Mos
         env.status("online")
         env.wait(lambda: orjson.loads(late[-1][1])["count"] == 0)
     finally:
-        sub2.loop_stop()
         sub2.disconnect()
+        sub2.loop_stop()
         env.pub.publish(alerts_topic(env.park, "current"), b"", qos=1, retain=True).wait_for_publish(5)
 
 
@@ -333,5 +333,5 @@ def test_engine_survives_a_broker_restart(db: str, own_broker: MosquittoBroker, 
                     row = conn.execute("SELECT state FROM alerts WHERE rule_id = 'flue-temp-high'").fetchone()
                 assert row == ("firing",)
             finally:
-                pub.loop_stop()
                 pub.disconnect()
+                pub.loop_stop()

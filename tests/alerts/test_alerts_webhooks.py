@@ -140,8 +140,8 @@ def test_events_made_while_engine_is_down_are_delivered_later(
                 assert recv.wait_for(4)
             finally:
                 pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
-                pub.loop_stop()
                 pub.disconnect()
+                pub.loop_stop()
         last = recv.received[3].body
         assert last["event"]["action"] == "fired" and last["alert"]["rule_id"] == "gateway-offline"
         assert len(recv.received) == 4 and len(recv.keys) == 4
