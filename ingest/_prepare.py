@@ -25,6 +25,8 @@ _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in µs since 1970
 _BUCKET_MS = 900_000  # 15 minutes
 _TAIL = struct.Struct(">qidih")  # ts µs since 2000; len 8; value; len 2; quality
 _TAIL_NULL = struct.Struct(">qiih")  # ts; len -1 (NULL value); len 2; quality
+_PK = struct.Struct(">i")  # device_pk at offset 6 of a row prefix
+_MID = struct.Struct(">h")  # metric_id at offset 14
 
 
 def ms_to_dt(ms: int) -> datetime:
@@ -128,7 +130,7 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
         dead.append((msg.topic, gw, b.seq, rr.field, rr.reason, _raw(rr.raw)))
 
     pf = cache.prefixes(gw)
-    devs = cache.devices.get(gw, {})
+    first_pre: dict[str, bytes] = {}  # a row prefix per device: its device_pk, even if the cache reloads
     grp = p.groups
     tail = _TAIL.pack
     st: dict[str, list[int]] = {}
@@ -161,21 +163,22 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
         s = st.get(d)
         if s is None:
             st[d] = [t, q, 1]
+            first_pre[d] = pre
         else:
             s[2] += 1
             if t >= s[0]:
                 s[0] = t
                 s[1] = q
         if ev is not None and v is not None:
-            p.events.append((devs[d], cache.metrics[m], ms_to_dt(t), ev["event"], float(ev["prev"]),
-                             v, float(ev["correction"])))
+            p.events.append((_PK.unpack_from(pre, 6)[0], _MID.unpack_from(pre, 14)[0], ms_to_dt(t), ev["event"],
+                             float(ev["prev"]), v, float(ev["correction"])))
     p.n = n
     p.n_rejected = len(dead)
     if n:
         p.lo_ms, p.hi_ms = lo, hi
         if hi // _BUCKET_MS - lo // _BUCKET_MS > 96:
             p.buckets = {r[2] // _BUCKET_MS for r in b.readings}
-        p.devstat = {devs[d]: s for d, s in st.items()}
+        p.devstat = {_PK.unpack_from(first_pre[d], 6)[0]: s for d, s in st.items()}
     for gi, gap in enumerate(b.gaps):
         row = _gap_row(gap, gi, gw)
         if isinstance(row, tuple) and len(row) == 2:

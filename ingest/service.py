@@ -208,6 +208,11 @@ class IngestService:
                 if self._abandon.wait(delay):
                     raise _Abandon from None
                 delay = min(delay * 2, self.settings.db_retry_max_s)
+            except Exception as exc:  # a bug met by odd input: keep the message (dead letter), keep running
+                log.exception("could not decode a message on %s", m.topic)
+                p = Prepared(m.topic, m.mid, m.qos, m.gen, "dead", payload=m.payload)
+                p.dead.append((m.topic, None, None, None, f"internal error while decoding: {exc!r:.300}", m.payload))
+                return p
 
     def _maybe_refresh_cache(self) -> None:
         try:
@@ -264,16 +269,19 @@ class IngestService:
 
     def _commit(self, items: list[Prepared]) -> None:
         delay = self.settings.db_retry_min_s
+        refused = False
         while True:
             if self._abandon.is_set():
                 raise _Abandon
             t0 = time.monotonic()
             try:
                 res = self.store.write(items)
-            except psycopg.Error as exc:
-                self._db_ok = False
-                self.metrics.db_ok.set(0)
-                if is_transient(exc):
+            except Exception as exc:
+                if not isinstance(exc, psycopg.Error):  # a bug met by odd content: isolate it like refused data
+                    log.exception("unexpected error writing a flush")
+                self._db_ok = isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+                self.metrics.db_ok.set(1 if self._db_ok else 0)
+                if isinstance(exc, psycopg.Error) and is_transient(exc):
                     self.metrics.db_errors.labels("transient").inc()
                     log.warning("database unavailable (%s: %s); retrying in %.1f s, not acknowledging",
                                 type(exc).__name__, str(exc).strip()[:200], delay)
@@ -289,8 +297,15 @@ class IngestService:
                     for p in items:
                         self._commit([p])
                     return
+                if refused:  # even its dead letter failed: keep it unacknowledged, retry slowly, never drop
+                    log.error("cannot store the dead letter of a refused message (%s); retrying", exc)
+                    if self._abandon.wait(delay):
+                        raise _Abandon from None
+                    delay = min(delay * 2, self.settings.db_retry_max_s)
+                    continue
                 log.error("database refused a message for good, dead-lettering it: %s", exc)
                 items = [_refused(items[0], exc)]
+                refused = True
                 continue
             res.seconds = time.monotonic() - t0
             self._after_commit(items, res)
@@ -397,5 +412,6 @@ class IngestService:
 def _refused(p: Prepared, exc: BaseException) -> Prepared:
     """The whole message as one dead letter when the database refuses its content."""
     out = Prepared(p.topic, p.mid, p.qos, p.gen, "dead", p.gateway, p.seq)
-    out.dead.append((p.topic, p.gateway, p.seq, None, f"database refused the batch: {str(exc).strip()[:300]}", p.payload))
+    what = "database refused the batch" if isinstance(exc, psycopg.Error) else "internal error storing the batch"
+    out.dead.append((p.topic, p.gateway, p.seq, None, f"{what}: {str(exc).strip()[:300] or type(exc).__name__}", p.payload))
     return out
