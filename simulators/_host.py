@@ -140,13 +140,16 @@ class ServerHost:
         if self._thread is not None:
             raise SimulatorError(f"{self.name} already started")
         self._thread = threading.Thread(target=self._run, name=f"parkpulse-sim-{self.name}", daemon=True)
+        self._ready.clear()
+        self._error = None
         self._thread.start()
         if not self._ready.wait(timeout):
             raise SimulatorError(f"{self.name}: server did not start within {timeout} s")
         if self._error is not None:
             self._thread.join(timeout)
             self._thread = None
-            raise SimulatorError(f"{self.name}: server failed to start: {self._error}") from self._error
+            hint = " (is the address in use or not local?)" if "listen" in str(self._error) else ""
+            raise SimulatorError(f"{self.name}: server failed to start: {self._error}{hint}") from self._error
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()

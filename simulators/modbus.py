@@ -43,7 +43,7 @@ class ModbusSimulator:
         self.host = host
         self._requested_port = port
         self._clock = clock
-        self._host = ServerHost(f"tcp-{host}-{port}", self._make_server, silent_unknown=False)
+        self._host = ServerHost(f"tcp-{host}:{port}", self._make_server, silent_unknown=False)
 
     async def _make_server(self, devices: list[SimDevice]) -> ModbusTcpServer:
         return ModbusTcpServer(devices, address=(self.host, self._requested_port), ignore_missing_devices=True)

@@ -272,3 +272,18 @@ def test_counter_rollover_wraps_the_u32_register() -> None:
     with pytest.raises(SimulatorError, match="no wrapping"):
         sim.add_device(2, "eastron-sdm630").inject("counter_rollover")
     assert [e[1] for e in dev.stats.events] == ["counter_rollover"]
+
+
+def test_port_in_use_is_a_clear_error_and_a_simulator_restarts(sim: ModbusSimulator) -> None:
+    other = ModbusSimulator(port=sim.port)
+    other.add_device(1, "eastron-sdm630")
+    with pytest.raises(SimulatorError, match=rf"127\.0\.0\.1:{sim.port}.*in use"):
+        other.start()
+    again = ModbusSimulator()
+    again.add_device(1, "eastron-sdm630")
+    for _ in range(2):
+        with again:
+            c = ModbusTcpClient("127.0.0.1", port=again.port, timeout=0.5, retries=0)
+            c.connect()
+            assert not c.read_input_registers(0, count=2, device_id=1).isError()
+            c.close()
