@@ -209,6 +209,7 @@ def render(
         "num": fmt_num,
         "duration": fmt_duration,
         "pretty": pretty_json,
+        "tz_name": str(st.tz),
     }
     resp = st.templates.TemplateResponse(request, template, {**base, **ctx}, status_code=status_code)
     if request.query_params.get("lang") in LANGS:
