@@ -288,3 +288,62 @@ def test_deploy_provisioning_points_at_the_dashboards() -> None:
     (prov,) = dp["providers"]
     assert "/dashboards" in prov["options"]["path"] and prov["folderUid"] == "parkpulse"
     json.dumps(ds)
+
+
+def test_deploy_checker_catches_wrong_shapes(seeded: tuple[str, datetime]) -> None:
+    """The shape rules are not vacuous: broken panels of each type are reported."""
+    dsn, end = seeded
+
+    def dash(*panels: tuple[str, str, str]) -> dict[str, Any]:
+        d = json.loads((DEFAULT_OUT / "park-overview.json").read_text())  # its variables and time range
+        d["panels"] = [
+            {"type": kind, "title": title,
+             "targets": [{"rawSql": sql, "format": "time_series" if kind == "timeseries" else "table"}]}
+            for kind, title, sql in panels
+        ]
+        return d
+
+    broken = dash(
+        ("timeseries", "no time", "SELECT 1 AS value FROM v_devices WHERE park_id = '$park'"),
+        ("timeseries", "unsorted",
+         "SELECT * FROM (VALUES (now(), 1.0), (now() - interval '1 day', 2.0)) AS t(\"time\", value)"),
+        ("timeseries", "text value", "SELECT now() AS \"time\", 'x'::text AS label, 1 AS value"),
+        ("stat", "no number", "SELECT park_id FROM v_devices WHERE park_id = '$park' LIMIT 1"),
+        ("barchart", "number first", "SELECT 1 AS n, 2 AS m"),
+        ("table", "bad sql", "SELECT nope FROM v_devices"),
+        ("stat", "all null", "SELECT NULL::float AS v"),
+    )
+    with psycopg.connect(dsn) as conn:
+        results = {r.panel: r for r in check_dashboards(conn, {"x": broken}, _range(broken, end), {"park": [PARK]})}
+    assert "no 'time' column" in results["no time"].problems[0]
+    assert results["unsorted"].problems == ["rows are not sorted by time"]
+    assert "extra non-numeric columns ['label']" in results["text value"].problems[0]
+    assert "without a numeric column" in results["no number"].problems[0]
+    assert "text or time x column" in results["number first"].problems[0]
+    assert "UndefinedColumn" in results["bad sql"].problems[0]
+    assert results["all null"].problems == ["every value is NULL"]
+
+
+@pytest.mark.timescale
+def test_deploy_panels_on_real_timescaledb() -> None:
+    """The same check on the TimescaleDB path (continuous aggregates), when a server is given."""
+    import os
+    import uuid
+
+    from parkpulse.db import migrate, server_dsn
+
+    url = os.environ.get("PARKPULSE_TEST_TIMESCALE_URL")
+    if not url:
+        pytest.skip("PARKPULSE_TEST_TIMESCALE_URL is not set (no TimescaleDB on this machine)")
+    dsn = server_dsn(url, f"pp_deploy_ts_{uuid.uuid4().hex[:8]}")
+    try:
+        migrate(dsn, prefer="timescale")
+        end = datetime.now(UTC).replace(second=0, microsecond=0)
+        _seed(dsn, end)
+        with psycopg.connect(dsn) as conn:
+            checked = list(check_dashboards(conn, load_dashboards(), TimeRange(end - timedelta(days=400), end),
+                                            {"park": [PARK]}))
+        assert checked and not [r for r in checked if r.problems or r.rows == 0]
+    finally:
+        with psycopg.connect(server_dsn(url, "postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]}" WITH (FORCE)')
