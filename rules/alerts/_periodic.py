@@ -188,7 +188,7 @@ class PeriodicEvaluator:
         metrics = [*p.pollutants, "o2_pct", "cems_flag"]
         pks = [d[0] for d in devices]
         cur = await conn.execute(
-            "SELECT device_pk, date_trunc('hour', ts), count(*)::int, max(ts) FROM v_readings "
+            "SELECT device_pk, date_bin('1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00'), count(*)::int, max(ts) FROM v_readings "
             "WHERE device_pk = ANY(%s) AND metric = ANY(%s) AND ts >= %s AND ts < %s GROUP BY 1, 2",
             (pks, metrics, lo, hi),
         )
