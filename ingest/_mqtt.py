@@ -122,7 +122,10 @@ class MqttReceiver:
         c.on_disconnect = self._disconnected
         c.on_message = self._message
         c.on_subscribe = self._subscribed
+        self._unsubscribed = threading.Event()
+        c.on_unsubscribe = self._unsubscribed_cb
         self.subscribed = False
+        self.last_message_at = 0.0
         self._started = False
 
     def start(self) -> None:
@@ -135,11 +138,23 @@ class MqttReceiver:
         self.client.loop_start()
         self._started = True
 
-    def stop(self) -> None:
+    def leave_group(self, timeout: float = 5.0) -> bool:
+        """Unsubscribe from the shared data topic, so the broker stops assigning messages to us."""
+        if not self.connected:
+            return False
+        self._unsubscribed.clear()
+        self.client.unsubscribe(self.topics[0])
+        return self._unsubscribed.wait(timeout)
+
+    def stop(self, end_session: bool = False) -> None:
         if not self._started:
             return
         try:
-            self.client.disconnect()
+            props = None
+            if end_session:  # retiring for good: the broker forgets the (by now empty) session
+                props = Properties(PacketTypes.DISCONNECT)
+                props.SessionExpiryInterval = 0
+            self.client.disconnect(properties=props)
         finally:
             self.client.loop_stop()
             self._started = False
@@ -175,6 +190,9 @@ class MqttReceiver:
     def _subscribed(self, client: mqtt.Client, userdata: object, mid: int, rcs: object, props: object) -> None:
         self.subscribed = True
 
+    def _unsubscribed_cb(self, *args: object) -> None:
+        self._unsubscribed.set()
+
     def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object) -> None:
         self.connected = False
         log.warning("disconnected from the broker (%s); reconnecting", rc)
@@ -186,4 +204,5 @@ class MqttReceiver:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = repr(msg._topic)
+        self.last_message_at = time.monotonic()
         self._on_message(Message(topic, bytes(msg.payload), msg.mid, msg.qos, self.gen, bool(msg.dup)))

@@ -75,6 +75,7 @@ class IngestService:
         self.http: HealthServer | None = None
         self._db_ok = False
         self._last_commit = 0.0
+        self._session_empty = False
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def __aenter__(self) -> IngestService:
@@ -100,7 +101,7 @@ class IngestService:
             self._abandon.set()
             self._queue.close()
         finally:
-            self.mqtt.stop()
+            self.mqtt.stop(end_session=self._session_empty)
             self.store.close()
             if self._cache_conn is not None:
                 self._cache_conn.close()
@@ -123,15 +124,32 @@ class IngestService:
         self.shutdown.set()
         if stop not in done:
             stop.cancel()
+        deadline = time.monotonic() + self.settings.graceful_timeout_s
+        if self.settings.leave_group_on_exit and self._fatal is None:
+            await self._leave_group(deadline)
         log.info("draining: committing what was received (at most %.0f s)", self.settings.graceful_timeout_s)
         self._queue.put_control()  # messages behind this marker stay unacked: the broker redelivers them
         try:
-            async with asyncio.timeout(self.settings.graceful_timeout_s):
+            async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
                 await asyncio.gather(*workers, return_exceptions=True)
         except TimeoutError:
             log.warning("graceful timeout: leaving the rest unacknowledged for redelivery")
             self._abandon.set()
             self._queue.close()
+
+    async def _leave_group(self, deadline: float) -> None:
+        """Scale-in: stop new assignments, take in what the broker still holds for us, commit and ack it
+        all, so the session can be ended without leaving messages in it."""
+        left = await asyncio.to_thread(self.mqtt.leave_group)
+        log.info("left the shared group (%s); taking in what the broker still holds for this client",
+                 "acknowledged" if left else "no answer")
+        while time.monotonic() < deadline - 1.0:
+            quiet = time.monotonic() - self.mqtt.last_message_at > 1.0
+            if quiet and self._unacked == 0:
+                self._session_empty = True
+                return
+            await asyncio.sleep(0.1)
+        log.warning("could not empty the session in time: it is kept, restart with the same client id")
 
     def _guard(self, fn: Any) -> None:
         try:

@@ -54,6 +54,11 @@ class IngestSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9108, ge=0, le=65_535, description="/metrics and /healthz (0 = a free port)")
+    leave_group_on_exit: bool = Field(
+        default=False,
+        description="on SIGTERM leave the shared group for good (scale-in): unsubscribe, commit what the broker "
+        "still holds for this client, then end the session; by default the session stays so a restart resumes",
+    )
     graceful_timeout_s: float = Field(default=15.0, gt=0, description="SIGTERM: time allowed to drain and commit")
     gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.05, description="sys.setswitchinterval for the process")
     db_retry_min_s: float = Field(default=0.2, gt=0)

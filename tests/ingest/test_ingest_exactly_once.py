@@ -158,3 +158,23 @@ def test_content_the_database_refuses_is_isolated(db: str, broker: MosquittoBrok
     reason = q1(db, "SELECT reason FROM dead_letters WHERE topic LIKE '%%/status'")
     assert reason and "database refused" in reason
     assert ing.metrics()['pp_ingest_db_errors_total{kind="refused"}'] >= 1
+
+
+def test_device_registered_while_running_is_picked_up(db: str, broker: MosquittoBroker, park: Park, start_ingest) -> None:
+    from parkpulse.db import connect
+    from parkpulse.registry import import_registry
+
+    start_ingest(broker.url)
+    g = park.gateways[0]
+    t = int(time.time() * 1000) - 60_000
+    send(broker.url, [(g.topic, _batch(g.gateway, 0, [["m-new", "active_power_kw", t, 1.0, 0]]))])
+    wait_stored(db, {g.gateway: 0}, timeout=20)
+    assert q1(db, "SELECT field FROM dead_letters") == "readings[0].device"
+    gw = park.pf.firms[0].gateways[0]
+    gw.devices.append(gw.devices[0].model_copy(update={"id": "m-new"}))
+    with connect(db) as conn:
+        import_registry(conn, park.pf)
+    send(broker.url, [(g.topic, _batch(g.gateway, 1, [["m-new", "active_power_kw", t, 2.0, 0]]))])
+    wait_stored(db, {g.gateway: 1}, timeout=20)
+    assert q1(db, "SELECT value FROM v_readings WHERE device_id = 'm-new'") == 2.0
+    assert q1(db, "SELECT count(*) FROM dead_letters") == 1

@@ -219,3 +219,19 @@ def test_two_processes_share_the_load(db: str, broker: MosquittoBroker, park: Pa
     assert q1(db, "SELECT count(*) FROM ingest_batches") == 200
     assert q1(db, "SELECT count(*) FROM seq_gaps WHERE filled_at IS NULL") == 0
     assert q1(db, "SELECT sum(readings) FROM device_status") == 40_000
+
+
+def test_a_member_leaving_for_good_hands_its_share_back(
+    db: str, broker: MosquittoBroker, park: Park, start_ingest
+) -> None:
+    """Scale-in: with leave_group_on_exit, a stopped member's session ends empty and the broker sends
+    everything to the members left (by default a stopped member keeps its share for its restart)."""
+    a = start_ingest(broker.url, "stay")
+    b = start_ingest(broker.url, "leave", leave_group_on_exit=True)
+    send(broker.url, _load(park, 10, 50))
+    wait_stored(db, _last(park), timeout=20)
+    assert b.stop(signal.SIGTERM, timeout=20) == 0
+    send(broker.url, _load(park, 20, 50, int(time.time() * 1000) - 10**7))
+    wait_stored(db, _last(park), timeout=20)  # nothing waits for the member that left
+    assert readings_of(db, park) == (3000, 3000)
+    assert a.metrics()["pp_ingest_readings_stored_total"] >= 2000
