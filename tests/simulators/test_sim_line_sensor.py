@@ -106,3 +106,42 @@ def test_bad_arguments() -> None:
         LineSensor("l1", broker_url="http://x")
     assert parse_broker_url("mqtts://u:p%40ss@broker.example:9883").password == "p@ss"
     assert parse_broker_url("mqtt://h").port == 1883
+
+
+def _collect_plain(got: queue.Queue[dict], n: int, timeout: float) -> list[dict]:
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            out.append(got.get(timeout=0.2))
+    return out
+
+
+def test_sensor_reconnects_after_a_broker_restart(own_broker: MosquittoBroker, unique_id: str) -> None:
+    got: queue.Queue[dict] = queue.Queue()
+
+    def subscribe() -> mqtt.Client:
+        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+        c.on_message = lambda cl, u, m: got.put(json.loads(m.payload))
+        c.on_connect = lambda cl, u, f, r, p=None: cl.subscribe(f"factory/{unique_id}/telemetry", qos=1)
+        c.connect("127.0.0.1", own_broker.port)
+        c.loop_start()
+        return c
+
+    sub = subscribe()
+    sensor = LineSensor(unique_id, broker_url=own_broker.url, interval_s=0.1, seed=2)
+    try:
+        with sensor:
+            assert got.get(timeout=5)
+            own_broker.restart(down_for=1.0)
+            sub.loop_stop()
+            sub.disconnect()
+            while not got.empty():
+                got.get()
+            sub = subscribe()
+            after = _collect_plain(got, 3, timeout=15)
+            assert len(after) == 3  # the sensor reconnected by itself and publishes again
+            assert sensor.connected.is_set()
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
