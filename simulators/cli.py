@@ -201,7 +201,10 @@ def park(
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("PARKPULSE_SIM_LOG", "WARNING"), format="%(asctime)s %(name)s %(message)s")
+    level = os.environ.get("PARKPULSE_SIM_LOG", "WARNING").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        level = "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     app()
 
