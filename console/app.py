@@ -82,11 +82,12 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         app.state.console = ConsoleState(settings=st, pool=pool, hub=hub, templates=templates, tz=tz)
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(hub.run(), name="console-alert-listener")
+                listener = tg.create_task(hub.run(), name="console-alert-listener")
                 try:
                     yield
                 finally:
-                    hub.stop()
+                    hub.stop()  # ends every live feed, then the listener without waiting for its poll
+                    listener.cancel()
         finally:
             await asyncio.wait_for(pool.close(), 10)
 

@@ -124,13 +124,25 @@ def seed(dsn: str, uid: str) -> World:
             )
         w.alert1 = fire_alert(conn, w, w.p1)
         w.alert2 = fire_alert(conn, w, w.p2)
+    users = [("admin", "admin", [], [], "系统管理员"), ("insp1", "inspector", [w.p1], [], "张监察"),
+             ("insp2", "inspector", [w.p2], [], "李监察"), ("mgr1", "park_manager", [w.p1], [], None),
+             ("op1", "operator", [], [w.f1], None)]
     with psycopg.connect(dsn) as conn:
-        add_user(conn, "admin", PASSWORDS["admin"], "admin", display_name="系统管理员")
-        add_user(conn, "insp1", PASSWORDS["insp1"], "inspector", parks=[w.p1], display_name="张监察")
-        add_user(conn, "insp2", PASSWORDS["insp2"], "inspector", parks=[w.p2], display_name="李监察")
-        add_user(conn, "mgr1", PASSWORDS["mgr1"], "park_manager", parks=[w.p1])
-        add_user(conn, "op1", PASSWORDS["op1"], "operator", firms=[w.f1])
+        if not _HASHES:  # the first world goes through add_user; later ones reuse its argon2 hashes (speed)
+            for name, role, parks, firms, display in users:
+                add_user(conn, name, PASSWORDS[name], role, parks=parks, firms=firms, display_name=display)
+            _HASHES.update(conn.execute("SELECT user_name, password_hash FROM console_users").fetchall())
+        else:
+            for name, role, parks, firms, display in users:
+                conn.execute("INSERT INTO console_users (user_name, display_name, password_hash) VALUES (%s, %s, %s)",
+                             (name, display, _HASHES[name]))
+                for park in parks or [None]:
+                    conn.execute("INSERT INTO console_roles (user_name, role, park_id, firm_id) VALUES (%s, %s, %s, %s)",
+                                 (name, role, park, firms[0] if firms else None))
     return w
+
+
+_HASHES: dict[str, str] = {}
 
 
 @pytest.fixture
