@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,15 +22,39 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DirOpt = Annotated[Path | None, typer.Option("--dir", help="dashboards folder (default deploy/grafana/dashboards)")]
+SourceOpt = Annotated[Path | None, typer.Option(
+    "--dir", help="read the dashboards' JSON from this folder (default: render them from the code)")]
 
 
 def _dir(value: Path | None) -> Path:
+    """The folder `generate` writes: --dir, or deploy/grafana/dashboards of a source checkout."""
     from deploy_tools.dashboards import DEFAULT_OUT
 
-    return value or DEFAULT_OUT
+    if value is not None:
+        return value
+    if not DEFAULT_OUT.parent.is_dir():
+        err.print("no deploy/grafana/ here (installed package, not a source checkout): give --dir", markup=False)
+        raise typer.Exit(2)
+    return DEFAULT_OUT
+
+
+def _dashboards(source: Path | None) -> dict[str, dict[str, Any]]:
+    from deploy_tools.dashboards import render_all
+    from deploy_tools.panelcheck import load_dashboards
+
+    if source is None:
+        return {name: json.loads(text) for name, text in render_all().items()}
+    if not source.is_dir():
+        err.print(f"--dir: {source} is not a folder", markup=False)
+        raise typer.Exit(2)
+    found = load_dashboards(source)
+    if not found:
+        err.print(f"--dir: no *.json dashboards in {source}", markup=False)
+        raise typer.Exit(2)
+    return found
 
 
 @app.command()
@@ -60,7 +84,7 @@ def generate(
 
 @app.command()
 def check(
-    directory: DirOpt = None,
+    source: SourceOpt = None,
     database_url: Annotated[str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL")] = None,
     park: Annotated[str | None, typer.Option(help="park id (default: the first one)")] = None,
     days: Annotated[float, typer.Option(help="time range: the last N days")] = 30.0,
@@ -68,12 +92,12 @@ def check(
     """Run every panel's SQL (macros expanded as Grafana does) against the database; report shapes."""
     import psycopg
 
-    from deploy_tools.panelcheck import check_dashboards, load_dashboards
+    from deploy_tools.panelcheck import check_dashboards
     from deploy_tools.sqlmacros import TimeRange
 
     end = datetime.now(UTC)
     tr = TimeRange(end - timedelta(days=days), end)
-    dashboards = load_dashboards(_dir(directory))
+    dashboards = _dashboards(source)
     table = Table("dashboard", "panel", "rows", "problems")
     bad = 0
     try:
@@ -100,24 +124,18 @@ def push(
         "--grafana-database-url", envvar="PARKPULSE_GRAFANA_DATABASE_URL",
         help="PostgreSQL URL as Grafana reaches it, with the read-only user (default: PARKPULSE_DATABASE_URL)",
     )] = None,
-    directory: DirOpt = None,
+    source: SourceOpt = None,
     timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds")] = 10.0,
 ) -> None:
     """Create or update the ParkPulse folder, datasource and dashboards (idempotent, stable uids)."""
-    from deploy_tools.dashboards import diff_dir
-    from deploy_tools.panelcheck import load_dashboards
     from deploy_tools.push import DatasourceSettings, connect
     from deploy_tools.push import push as do_push
 
-    target = _dir(directory)
-    stale = diff_dir(target) if directory is None else []
-    if stale:
-        err.print("warning: committed dashboards differ from the generator: " + "; ".join(stale),
-                  style="yellow", markup=False)
+    dashboards = _dashboards(source)
     try:
         ds = DatasourceSettings.from_url(grafana_database_url or get_settings().database_url)
         with connect(url, token, timeout) as api:
-            report = do_push(api, ds, load_dashboards(target))
+            report = do_push(api, ds, dashboards)
     except ParkPulseError as exc:
         err.print(str(exc), style="red", markup=False)
         raise typer.Exit(1) from exc

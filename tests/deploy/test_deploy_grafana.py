@@ -210,3 +210,12 @@ def test_deploy_push_reports_refusal_clearly(grafana: tuple[str, FakeGrafana]) -
     assert state.requests and not state.dashboards
     res = runner.invoke(app, ["push", "--url", "ftp://x", "--token", TOKEN])
     assert res.exit_code == 1 and "grafana url" in res.output
+
+
+def test_deploy_push_refuses_a_missing_folder(grafana: tuple[str, FakeGrafana], tmp_path: Path) -> None:
+    url, state = grafana
+    res = _push(url, "--dir", str(tmp_path / "nope"))
+    assert res.exit_code == 2 and "not a folder" in res.output
+    res = _push(url, "--dir", str(tmp_path))
+    assert res.exit_code == 2 and "no *.json" in res.output
+    assert not state.requests

@@ -347,3 +347,16 @@ def test_deploy_panels_on_real_timescaledb() -> None:
     finally:
         with psycopg.connect(server_dsn(url, "postgres"), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]}" WITH (FORCE)')
+
+
+def test_deploy_check_cli_runs_every_panel(seeded: tuple[str, datetime]) -> None:
+    from typer.testing import CliRunner
+
+    from deploy_tools.grafana_cli import app
+
+    dsn, _ = seeded
+    res = CliRunner().invoke(app, ["check", "--database-url", dsn, "--park", PARK, "--days", "3"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert res.output.count(" ok ") == len([t for _, p in _all_panels() for t in p["targets"]])
+    res = CliRunner().invoke(app, ["check", "--database-url", dsn, "--park", "no-such-park"])
+    assert res.exit_code == 2 and "no-such-park" in res.output
