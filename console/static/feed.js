@@ -28,7 +28,11 @@
   }
   var source = new EventSource(feed.dataset.stream);
   source.onopen = function () { status("live"); };
-  source.onerror = function () { status("reconnecting"); };
+  source.onerror = function () {
+    status("reconnecting");
+    // 401 (session ended) closes the stream for good: reload, which leads to the sign-in page.
+    if (source.readyState === EventSource.CLOSED) { window.setTimeout(function () { window.location.reload(); }, 3000); }
+  };
   source.addEventListener("alert", function (ev) { place(JSON.parse(ev.data)); });
   source.addEventListener("resync", function () { window.location.reload(); });
   window.addEventListener("pagehide", function () { source.close(); });

@@ -122,7 +122,8 @@ def test_firm_page_not_evaluated_then_with_results(client_as: AsUser, world: Wor
             """INSERT INTO firm_kpi_results (firm_id, year, park_id, rule_set, rule_version, energy_tce,
                    intensity_tce_per_10k_cny, intensity_change_pct, score, class, explanation)
                VALUES (%s, 2025, %s, 'zj-mu-2024', '1', 1234.5, 0.42, -5.1, 81.5, 'A',
-                       '{"steps": ["亩均税收 25.1 万元/亩 ≥ 基准 15"]}')""",
+                       '{"steps": ["亩均税收 25.1 万元/亩 ≥ 基准 15"], "text_zh": "A 类：综合得分 81.50，排名 1/12。",
+                         "text": "A: score 81.50 ranks 1 of 12."}')""",
             (world.f1, world.p1))
         conn.execute(
             """INSERT INTO compliance_results (park_id, firm_id, year, scheme, rule_set, rule_version, verdict, score)
@@ -130,6 +131,8 @@ def test_firm_page_not_evaluated_then_with_results(client_as: AsUser, world: Wor
             (world.p1, world.f1))
     page = c.get(f"/firms/{world.f1}")
     assert "A类 — 优先发展" in page.text and "亩均税收 25.1 万元/亩" in page.text and "数据不足" in page.text
+    assert "A 类：综合得分 81.50，排名 1/12。" in page.text
+    assert "A: score 81.50 ranks 1 of 12." in c.get(f"/firms/{world.f1}?lang=en").text
     api = c.get(f"/api/v1/firms/{world.f1}").json()
     assert api["kpis"][0]["class"] == "A" and api["compliance"][0]["verdict"] == "insufficient_data"
     assert {e["carrier"] for e in api["energy"]} == {"electricity"}
