@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -117,6 +116,3 @@ class HealthServer:
             self._thread.join(5)
         self._srv.server_close()
 
-
-def now() -> float:
-    return time.time()

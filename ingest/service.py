@@ -161,7 +161,6 @@ class IngestService:
             self._fatal = exc
             self._abandon.set()
             self._queue.close()
-            raise
 
     # -- mqtt → queue --------------------------------------------------------------------------
     def _mqtt_state(self, up: bool) -> None:
