@@ -87,6 +87,7 @@ def _park_variable() -> dash.QueryVariable:
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(False)
         .include_all(False)
+        .allow_custom_value(False)
     )
 
 
@@ -101,6 +102,7 @@ def _firm_variable() -> dash.QueryVariable:
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
         .include_all(True)
+        .allow_custom_value(False)
         .current(dm.VariableOption(selected=True, text="All", value="$__all"))
     )
 
