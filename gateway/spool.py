@@ -265,11 +265,21 @@ class Spool:
                     lost[(dev, met)].append(ts)
                 else:
                     keep.append(r)
+            by_series = {
+                (g.get("device"), g.get("metric")): g for g in gaps if str(g.get("reason", "")).startswith("spool_full")
+            }
             for (dev, met), tss in lost.items():
                 start, end = min(tss), max(tss)
-                gaps.append({"device": dev, "metric": met, "start": _iso(start), "end": _iso(end), "count": len(tss), "reason": reason})
                 log.append((now_ms, seq, dev, met, start, end, len(tss), reason))
                 total += len(tss)
+                g = by_series.get((dev, met))
+                if g is None:
+                    gaps.append({"device": dev, "metric": met, "start": _iso(start), "end": _iso(end), "count": len(tss), "reason": reason})
+                else:  # one gap per series and batch: widen the earlier one
+                    g["start"] = min(g["start"], _iso(start))
+                    g["end"] = max(g["end"], _iso(end))
+                    g["count"] += len(tss)
+                    g["reason"] = reason
             blob = orjson.dumps(keep)
             gblob = orjson.dumps(gaps) if gaps else None
             nbytes = len(blob) + (len(gblob) if gblob else 0)

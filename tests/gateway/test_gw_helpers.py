@@ -33,7 +33,7 @@ class Collector:
     def __init__(self, url_port: int, park: str) -> None:
         self.batches: list[dict[str, Any]] = []
         self.status: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"pp/v1/{park}/#", qos=1)
@@ -87,6 +87,7 @@ def make_config(
     devices: list[dict[str, Any]],
     buses: list[dict[str, Any]],
     mqtt_sources: list[dict[str, Any]] | None = None,
+    spool_extra: dict[str, Any] | None = None,
     **extra: Any,
 ) -> GatewayConfig:
     doc: dict[str, Any] = {
@@ -100,6 +101,8 @@ def make_config(
     }
     if mqtt_sources:
         doc["mqtt"] = mqtt_sources
+    if spool_extra:
+        doc["spool"].update(spool_extra)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(doc.get(k), dict):
             doc[k] = {**doc[k], **v}

@@ -1,0 +1,97 @@
+"""The spool: seq never reused across restarts; bounded size thins gauges first, keeps energy, reports gaps."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from test_gw_helpers import RunningGateway, collector, make_config, sim_factory  # noqa: F401
+
+from gateway.spool import Spool
+
+
+def _rows(t0: int, n: int, devices: int = 5) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for i in range(n):
+        ts = t0 + i * 1000
+        for d in range(devices):
+            rows.append([f"m{d}", "elec_import_kwh", ts, 1000.0 + i, 0])
+            rows.append([f"m{d}", "active_power_kw", ts, 50.0 + i % 7, 0])
+            rows.append([f"m{d}", "voltage_l1_v", ts, 230.0, 0])
+    return rows
+
+
+def test_seq_is_monotonic_and_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Spool(path, max_bytes=10_000_000) as s:
+        seqs = [s.append(_rows(0, 2)) for _ in range(3)]
+        s.ack(seqs)
+        assert s.depth == 0
+    with Spool(path, max_bytes=10_000_000) as s:
+        assert s.append(_rows(0, 1)) == 3  # not reused even though the spool was emptied
+        assert [b.seq for b in s.pending(-1, 10)] == [3]
+
+
+def test_full_spool_thins_gauges_first_keeps_energy_and_records_gaps(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_bytes=200_000, thin_window_s=60) as s:
+        t0 = 1_700_000_000_000
+        for k in range(40):
+            s.append(_rows(t0 + k * 10_000, 10))
+        assert s.bytes <= 200_000
+        assert s.dropped_readings > 0
+        kept = [r for b in s.pending(-1, 1000) for r in orjson.loads(b.rows)]
+        gaps = [g for b in s.pending(-1, 1000) if b.gaps for g in orjson.loads(b.gaps)]
+        energy = [r for r in kept if r[1] == "elec_import_kwh"]
+        assert len(energy) == 40 * 10 * 5, "no cumulative energy reading dropped"
+        assert {g["metric"] for g in gaps} <= {"active_power_kw", "voltage_l1_v"}
+        dropped = sum(g["count"] for g in gaps)
+        assert dropped == s.dropped_readings == 40 * 10 * 5 * 3 - len(kept)
+        for g in gaps:
+            assert g["reason"].startswith("spool_full") and g["start"] <= g["end"] and g["device"]
+        assert sum(x["count"] for x in s.dropped_spans()) == dropped
+
+
+def test_when_only_energy_is_left_counters_are_thinned_before_dropped(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_bytes=40_000, counter_window_s=900) as s:
+        t0 = 1_700_000_000_000
+        for k in range(30):
+            s.append([[f"m{d}", "elec_import_kwh", t0 + (k * 20 + i) * 1000, 1.0 * i, 0] for i in range(20) for d in range(5)])
+        assert s.bytes <= 40_000
+        kept = [r for b in s.pending(-1, 1000) for r in orjson.loads(b.rows)]
+        assert kept, "thinning keeps one counter reading per window rather than dropping everything"
+        assert {r[0] for r in kept} == {f"m{d}" for d in range(5)}
+
+
+def test_gap_reaches_the_platform(sim_factory: Any, broker: Any, unique_id: str, tmp_path: Path) -> None:  # noqa: F811
+    """With the broker unreachable the small spool fills; after reconnect the batches carry the gaps."""
+    sim = sim_factory()
+    for i in range(1, 4):
+        sim.add_device(device_id=i, model="eastron-sdm630", seed=i)
+    sim.start()
+    from parkpulse.services import free_port
+
+    dead_port = free_port()
+    cfg = make_config(
+        park=unique_id,
+        broker_url=f"mqtt://127.0.0.1:{dead_port}",
+        spool=tmp_path / "spool.db",
+        buses=[{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port}],
+        devices=[{"id": f"m{i}", "bus": "lan", "device_id": i, "profile": "eastron-sdm630", "interval_s": 0.1} for i in range(1, 4)],
+        spool_extra={"max_mb": 0.05},
+    )
+    with RunningGateway(cfg) as rg:
+        deadline = time.monotonic() + 20
+        while rg.gw is not None and rg.gw.spool.dropped_readings == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert rg.gw is not None and rg.gw.spool.dropped_readings > 0
+    cfg.uplink.url = broker.url
+    with collector(broker.port, unique_id) as col, RunningGateway(cfg) as rg:
+        assert rg.gw is not None
+        assert col.wait(lambda c: any(b.get("gaps") for b in c.batches), 20)
+        assert col.wait(lambda c: rg.gw is not None and rg.gw.spool.depth == 0, 20)
+    gaps = [g for b in col.unique_batches().values() for g in b.get("gaps", [])]
+    energy = [r for r in col.readings() if r[1] == "elec_import_kwh"]
+    assert gaps and all(g["metric"] != "elec_import_kwh" for g in gaps)
+    assert energy
