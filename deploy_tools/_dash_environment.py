@@ -19,25 +19,24 @@ _POLLUTANT_LIST = ", ".join(f"'{m}'" for m, _, _ in _POLLUTANTS)
 
 def _emission_sql(metric: str, lim: EmissionLimits) -> str:
     return f"""
-    WITH lim(source_type, metric, limit_value, o2_ref) AS (
-      VALUES
-        {lim.values_sql()}
-    ),
+    WITH o2ref(source_type, o2_ref) AS (VALUES {lim.o2_values_sql()}),
+    lim(source_type, metric, limit_value) AS (VALUES {lim.limit_values_sql()}),
     c AS (
       SELECT r.bucket, r.firm_id || ' ' || r.device_id AS stack, r.avg AS conc, o.avg AS o2,
-             coalesce(l.limit_value, ld.limit_value) AS limit_value, coalesce(l.o2_ref, ld.o2_ref) AS o2_ref
+             l.limit_value, x.o2_ref
       FROM v_readings_1h r
       JOIN v_devices d USING (device_pk)
       LEFT JOIN v_readings_1h o ON o.device_pk = r.device_pk AND o.bucket = r.bucket AND o.metric = 'o2_pct'
+      LEFT JOIN o2ref x ON x.source_type = d.source_type
       LEFT JOIN lim l ON l.source_type = d.source_type AND l.metric = r.metric
-      JOIN lim ld ON ld.source_type = '{lim.default_source_type}' AND ld.metric = r.metric
       WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND r.metric = '{metric}' AND $__timeFilter(r.bucket)
     )
     SELECT bucket AS "time", stack || ' 折算浓度' AS metric,
-           CASE WHEN o2 IS NULL OR o2 >= 20.5 THEN conc ELSE conc * (21 - o2_ref) / (21 - o2) END AS value
+           CASE WHEN o2 IS NULL OR o2_ref IS NULL OR o2 >= 20.5 THEN conc
+                ELSE conc * (21 - o2_ref) / (21 - o2) END AS value
     FROM c
     UNION ALL
-    SELECT bucket, stack || ' 限值', limit_value FROM c
+    SELECT bucket, stack || ' 限值', limit_value FROM c WHERE limit_value IS NOT NULL
     ORDER BY 1, 2
     """
 
@@ -56,9 +55,9 @@ def environment() -> dm.Dashboard:
     for metric, zh, en in _POLLUTANTS:
         b.add(timeseries_panel(
             f"{zh} 小时均值 vs 限值",
-            f"Hourly average {en} per stack, converted to the reference oxygen content with the "
-            "stack's O2 hourly average (measured value where O2 is missing), against the limit of "
-            f"its source type ({lim.source}; default {lim.default_source_type}). mg/m³.",
+            f"Hourly average {en} per stack, converted to the reference oxygen content of its source "
+            "type with the stack's O2 hourly average (the measured value where O2 or the source type "
+            f"is unknown), against the limit of its source type ({lim.source}). mg/m³.",
             _emission_sql(metric, lim),
             unit="conmgm3", w=8,
         ))

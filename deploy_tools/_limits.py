@@ -18,18 +18,20 @@ POLLUTANTS = ("nox_mg_m3", "so2_mg_m3", "particulate_mg_m3")
 @dataclass(frozen=True)
 class EmissionLimits:
     source: str
-    default_source_type: str
     reference_o2_pct: dict[str, float]
     limits: dict[str, dict[str, float]]
     valid_hour_fraction: float
 
-    def values_sql(self) -> str:
-        """A VALUES list (source_type, metric, limit_value, o2_ref) for the dashboards' SQL."""
-        rows = []
-        for st, lims in sorted(self.limits.items()):
-            for metric, value in sorted(lims.items()):
-                rows.append(f"('{st}', '{metric}', {float(value)!r}, {float(self.reference_o2_pct[st])!r})")
-        return ",\n    ".join(rows)
+    def o2_values_sql(self) -> str:
+        """A VALUES list (source_type, o2_ref) for the dashboards' SQL."""
+        return ", ".join(f"('{st}', {o2!r})" for st, o2 in sorted(self.reference_o2_pct.items()))
+
+    def limit_values_sql(self) -> str:
+        """A VALUES list (source_type, metric, limit_value) for the dashboards' SQL."""
+        return ", ".join(
+            f"('{st}', '{metric}', {float(value)!r})"
+            for st, lims in sorted(self.limits.items()) for metric, value in sorted(lims.items())
+        )
 
 
 def load_limits(path: Path = LIMITS_FILE) -> EmissionLimits:
@@ -41,7 +43,6 @@ def load_limits(path: Path = LIMITS_FILE) -> EmissionLimits:
         src = data["source"]
         o2 = {str(k): float(v) for k, v in data["reference_o2_pct"].items()}
         limits = {str(st): {str(m): float(v) for m, v in lim.items()} for st, lim in data["limits_mg_m3"].items()}
-        default = str(data["default_source_type"])
         valid = float(data["valid_hour"]["min_fraction"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{path}: malformed emission limits ({exc!r})") from exc
@@ -53,11 +54,11 @@ def load_limits(path: Path = LIMITS_FILE) -> EmissionLimits:
                 raise ConfigError(f"{path}: limits_mg_m3.{st}.{m}: not a pollutant metric ({', '.join(POLLUTANTS)})")
             if v <= 0:
                 raise ConfigError(f"{path}: limits_mg_m3.{st}.{m}: must be > 0 (got {v})")
-    if default not in limits:
-        raise ConfigError(f"{path}: default_source_type {default!r} has no limits")
+    if not limits:
+        raise ConfigError(f"{path}: limits_mg_m3 is empty")
     if not 0 < valid <= 1:
         raise ConfigError(f"{path}: valid_hour.min_fraction must be in (0, 1] (got {valid})")
     return EmissionLimits(
-        source=f"{src['standard']} {src['clause']}", default_source_type=default,
+        source=f"{src['standard']}, {src['clause']}",
         reference_o2_pct=o2, limits=limits, valid_hour_fraction=valid,
     )

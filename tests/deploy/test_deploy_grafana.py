@@ -219,3 +219,23 @@ def test_deploy_push_refuses_a_missing_folder(grafana: tuple[str, FakeGrafana], 
     res = _push(url, "--dir", str(tmp_path))
     assert res.exit_code == 2 and "no *.json" in res.output
     assert not state.requests
+
+
+def test_deploy_emission_limits_file_is_checked(tmp_path: Path) -> None:
+    from deploy_tools._limits import LIMITS_FILE, load_limits
+    from parkpulse.errors import ConfigError
+
+    lim = load_limits()
+    assert lim.limits["gas_boiler"]["nox_mg_m3"] > 0 and lim.reference_o2_pct["gas_boiler"] == 3.5
+    assert "('gas_boiler', 'nox_mg_m3'," in lim.limit_values_sql()
+    text = LIMITS_FILE.read_text()
+    for broken, expected in (
+        (text.replace("nox_mg_m3: 200", "nox_mg_m3: -5"), r"limits_mg_m3\.gas_boiler\.nox_mg_m3: must be > 0 \(got -5"),
+        (text.replace("nox_mg_m3: 200", "co_mg_m3: 200"), r"limits_mg_m3\.gas_boiler\.co_mg_m3: not a pollutant"),
+        (text.replace("  gas_boiler: 3.5\n", ""), r"reference_o2_pct\.gas_boiler missing"),
+        (text.replace("min_fraction: 0.75", "min_fraction: 1.5"), r"min_fraction must be in \(0, 1\] \(got 1\.5\)"),
+    ):
+        f = tmp_path / "limits.yaml"
+        f.write_text(broken)
+        with pytest.raises(ConfigError, match=expected):
+            load_limits(f)
