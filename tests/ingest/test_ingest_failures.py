@@ -27,6 +27,13 @@ def _load(park: Park, per_gateway: int, rows: int, t0: int | None = None) -> lis
     return msgs
 
 
+def _paced(url: str, msgs: list[tuple[str, bytes]], every: int = 10, pause: float = 0.05) -> None:
+    """Publish in small groups with pauses, so a crash in the middle really is in the middle."""
+    for i in range(0, len(msgs), every):
+        send(url, msgs[i:i + every])
+        time.sleep(pause)
+
+
 def _last(park: Park) -> dict[str, int]:
     return {g.gateway: g.seq - 1 for g in park.gateways}
 
@@ -37,7 +44,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
     ing = start_ingest(broker.url, "k", flush_max_readings=2000)
     msgs = _load(park, 150, 300)  # 300 messages, 90,000 readings
     total = 300 * 300
-    pub = threading.Thread(target=send, args=(broker.url, msgs), name="test-publisher")
+    pub = threading.Thread(target=_paced, args=(broker.url, msgs), name="test-publisher")
     pub.start()
     try:
         wait_for(lambda: (q1(db, "SELECT count(*) FROM ingest_batches") or 0) >= 20, what="some stored")
@@ -178,7 +185,7 @@ def test_database_outage_and_killed_connections_lose_nothing(
     # the server kills ingest's connections mid-stream (as a failover or an admin would)
     name = psycopg.conninfo.conninfo_to_dict(db)["dbname"]
     msgs = _load(park, 40, 200, t0 + 3 * 10**6)
-    pub = threading.Thread(target=send, args=(broker.url, msgs), name="test-publisher")
+    pub = threading.Thread(target=_paced, args=(broker.url, msgs, 4), name="test-publisher")
     pub.start()
     try:
         for _ in range(3):
