@@ -26,7 +26,8 @@ def _cell(value: Any) -> Any:
 
 
 def evidence_csv(alert: dict[str, Any], minutes: list[dict[str, Any]], hourly: list[dict[str, Any]],
-                 events: list[dict[str, Any]]) -> str:
+                 events: list[dict[str, Any]],
+                 tables: list[tuple[str, list[str], list[dict[str, Any]]]] | None = None) -> str:
     buf = io.StringIO()
     buf.write("\ufeff")
     w = csv.writer(buf, lineterminator="\r\n")
@@ -35,8 +36,16 @@ def evidence_csv(alert: dict[str, Any], minutes: list[dict[str, Any]], hourly: l
     for key in ("alert_id", "rule_id", "rule_version", "kind", "severity", "state", "park_id", "park_name",
                 "firm_id", "firm_name", "gateway_id", "device_id", "metric", "subject", "value", "limit_value",
                 "unit", "opened_at", "acked_at", "acked_by", "resolved_at", "resolved_by", "message_zh",
-                "message_en", "evidence"):
+                "message_en"):
         w.writerow([key, _cell(alert.get(key))])
+    evidence = alert.get("evidence")
+    if isinstance(evidence, dict):
+        names = {name for name, _, _ in tables or []}
+        for key, value in evidence.items():
+            if key not in names:
+                w.writerow([f"evidence.{key}", _cell(value)])
+    elif evidence:
+        w.writerow(["evidence", _cell(evidence)])
     w.writerow([])
     w.writerow(["resolution", "time", "avg", "min", "max", "n", "n_good", "worst_quality", "unit"])
     for r in minutes:
@@ -45,6 +54,11 @@ def evidence_csv(alert: dict[str, Any], minutes: list[dict[str, Any]], hourly: l
     for r in hourly:
         w.writerow(["hour", _cell(r["bucket"]), r["avg"], r["min"], r["max"], r["n"], r["n_good"],
                     r["worst_quality"], _cell(alert.get("unit"))])
+    for name, cols, rows in tables or []:
+        w.writerow([])
+        w.writerow([f"evidence.{name}", *cols])
+        for row in rows:
+            w.writerow(["", *(_cell(row.get(c)) for c in cols)])
     w.writerow([])
     w.writerow(["event_id", "at", "actor", "action", "comment", "detail"])
     for e in events:

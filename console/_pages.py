@@ -223,7 +223,10 @@ async def _evidence(request: Request, session: Session, alert_id: int) -> dict[s
 
 
 def _validity_items(evidence: Any) -> list[tuple[str, str, bool]]:
-    """(key, text, is_structured) for the evidence json, validity-related keys first."""
+    """(key, text, is_structured) for the evidence json, validity-related keys first.
+
+    Lists of records (e.g. the per-minute evidence of an emission hour) are left to
+    `evidence_tables`."""
     if not isinstance(evidence, dict):
         return [("evidence", json.dumps(evidence, ensure_ascii=False), True)] if evidence else []
     words = ("valid", "flag", "minute", "exclud", "o2", "reference", "window", "hour", "count", "quality")
@@ -231,10 +234,30 @@ def _validity_items(evidence: Any) -> list[tuple[str, str, bool]]:
     out = []
     for k in keys:
         v = evidence[k]
+        if _is_records(v):
+            continue
         structured = isinstance(v, (dict, list))
         text = json.dumps(v, ensure_ascii=False, indent=1 if structured else None, default=str) \
             if structured or not isinstance(v, str) else v
         out.append((str(k), text, structured))
+    return out
+
+
+def _is_records(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(r, dict) for r in value)
+
+
+def evidence_tables(evidence: Any, max_rows: int = 500) -> list[tuple[str, list[str], list[dict[str, Any]]]]:
+    """(key, columns, rows) for every list of records in the evidence json."""
+    if not isinstance(evidence, dict):
+        return []
+    out = []
+    for key, value in evidence.items():
+        if _is_records(value):
+            cols: list[str] = []
+            for row in value[:max_rows]:
+                cols.extend(c for c in row if c not in cols)
+            out.append((str(key), cols, value[:max_rows]))
     return out
 
 
@@ -250,6 +273,7 @@ def _render_evidence(request: Request, session: Session, ev: dict[str, Any], *, 
     chart = line_chart(ev["minutes"], "minute", "avg", alert["limit_value"], alert["opened_at"])
     return render(request, "alert.html", {
         **ev, "chart": chart, "validity": _validity_items(alert["evidence"]),
+        "evidence_tables": evidence_tables(alert["evidence"]),
         "done": done if done in ("firing", "acknowledged", "resolved") else None, "error": error,
     }, session=session, status_code=status)
 
@@ -280,7 +304,7 @@ async def alert_act(
 @router.get("/alerts/{alert_id}/evidence.csv", include_in_schema=False)
 async def alert_csv(request: Request, alert_id: int, session: PageSession) -> Response:
     ev = await _evidence(request, session, alert_id)
-    body = evidence_csv(ev["alert"], ev["minutes"], ev["hourly"], ev["events"])
+    body = evidence_csv(ev["alert"], ev["minutes"], ev["hourly"], ev["events"], evidence_tables(ev["alert"]["evidence"]))
     return Response(body, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="alert-{alert_id}-evidence.csv"', "Cache-Control": "no-store"})
 

@@ -3,6 +3,7 @@ real uvicorn server (`parkpulse console serve` as a child process)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -61,8 +62,13 @@ def fire_alert(conn: psycopg.Connection, w: World, park: str, subject_suffix: st
         "rule": "emission-nox-hourly", "park": park, "firm": firm, "gw": gw,
         "subject": f"{gw}/cems-1/nox_mg_m3{subject_suffix}", "value": value,
         "zh": f"氮氧化物小时均值 {value} mg/m³ 超过限值 100", "en": f"NOx hourly average {value} mg/m³ above limit 100",
-        "evidence": '{"valid_minutes": 52, "flagged_minutes": {"M": 3, "C": 2}, "o2_reference_pct": 3.5,'
-                    ' "o2_measured_avg_pct": 6.1, "hour_start": "2026-01-01T08:00:00Z"}',
+        "evidence": json.dumps({
+            "valid_minutes": 52, "excluded_by": {"M": 3, "C": 2}, "o2_ref": 3.5, "avg_o2": 6.1,
+            "hour": "2026-01-01T08:00:00+00:00", "limit_source": "GB 13271-2014 表2",
+            "minutes": [{"t": f"2026-01-01T08:{m:02d}:00+00:00", "measured": 140.0 + m, "o2": 6.0,
+                         "flag": "M" if m in (3, 4, 5) else "N", "converted": 175.0 + m, "valid": m not in (3, 4, 5),
+                         "reason": "flag M (maintenance)" if m in (3, 4, 5) else None} for m in range(60)],
+        }, ensure_ascii=False),
     }).fetchone()
     assert row is not None
     return int(row[0])

@@ -49,7 +49,9 @@ def test_evidence_page_shows_values_limit_validity_and_audit(client_as: AsUser, 
     page = c.get(f"/alerts/{world.alert1}?lang=en")
     assert page.status_code == 200
     text = page.text
-    assert "valid_minutes" in text and "52" in text and "flagged_minutes" in text
+    assert "valid_minutes" in text and "52" in text and "excluded_by" in text and "GB 13271-2014" in text
+    # the per-minute evidence of the hour is a table, minutes excluded by a monitor flag marked
+    assert 'id="evidence-minutes"' in text and text.count('class="invalid"') == 3 and "flag M (maintenance)" in text
     assert 'id="alert-limit">100' in text
     assert 'id="hourly"' in text and 'id="minutes"' in text and "<polyline" in text
     assert 'class="over"' in text  # hours above the limit are marked
@@ -107,6 +109,12 @@ def test_evidence_csv_export(client_as: AsUser, world: World) -> None:
     minutes = [row for row in rows if row and row[0] == "minute"]
     hours = [row for row in rows if row and row[0] == "hour"]
     assert len(minutes) >= 120 and len(hours) >= 3
+    assert ["evidence.valid_minutes", "52"] in rows
+    header = next(i for i, row in enumerate(rows) if row and row[0] == "evidence.minutes")
+    cols = rows[header]
+    assert set(cols[1:]) == {"t", "measured", "o2", "flag", "converted", "valid", "reason"}
+    minute3 = dict(zip(cols, rows[header + 4], strict=True))
+    assert minute3["flag"] == "M" and minute3["valid"] == "False" and minute3["t"].startswith("2026-01-01T08:03")
     comments = [row for row in rows if len(row) > 4 and row[3] == "comment"]
     assert comments and comments[0][4].startswith("'=")  # no formula injection into spreadsheets
 
