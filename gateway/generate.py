@@ -83,7 +83,9 @@ def generate(
                 interval = dev.poll_interval_s or 5.0
                 transport = e.get("transport")
                 if transport == "mqtt":
-                    url = f"mqtt://{e.get('host') or '127.0.0.1'}:{e.get('port') or 1883}"
+                    url = (
+                        f"mqtt://{e['host']}:{e.get('port') or 1883}" if e.get("host") else str(man.get("broker") or uplink_url)
+                    )
                     topics.setdefault(url, []).append(
                         {"topic": e["topic"], "device": dev.id, "fields": dict(LINE_FIELDS), "timestamp_field": "ts"}
                     )
@@ -93,8 +95,20 @@ def generate(
                     buses.setdefault(name, {"name": name, "type": "tcp", "host": e["host"], "port": int(e["port"])})
                 elif transport == "rtu":
                     name = "rtu-" + Path(str(e["serial_port"])).name.replace(".", "-")
+                    serial = e.get("serial") or {}
+                    port = str(e["serial_port"])
                     buses.setdefault(
-                        name, {"name": name, "type": "rtu", "port": e["serial_port"], "baudrate": int(e.get("baudrate") or 9600)}
+                        name,
+                        {
+                            "name": name,
+                            "type": "rtu",
+                            "port": port,
+                            "baudrate": int(serial.get("baudrate") or 9600),
+                            # a pseudo-terminal (the simulator's stand-in for RS-485) refuses parity bits
+                            "parity": "N" if port.startswith("/dev/pts/") else str(serial.get("parity") or "N"),
+                            "stopbits": int(serial.get("stopbits") or 1),
+                            "bytesize": int(serial.get("bytesize") or 8),
+                        },
                     )
                 else:
                     missing.append(FieldError(f"manifest {gw.id}/{dev.id}.transport", transport, "must be tcp, rtu or mqtt"))
