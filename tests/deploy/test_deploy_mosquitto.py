@@ -39,7 +39,7 @@ USERS = {"monitor": "pm", "gw-a": "pa", "gw-b": "pb", "ingest": "pi", "alerts": 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs /usr/sbin/mosquitto (./run setup)")
 
 
-def _start(tmp: Path, acl_text: str) -> tuple[subprocess.Popen[bytes], int]:
+def _start(tmp: Path, acl_text: str, tls_port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
     assert PASSWD, "mosquitto_passwd not installed (Debian package mosquitto)"
     conf_dir, data = tmp / "config", tmp / "data"
     (conf_dir / "conf.d").mkdir(parents=True)
@@ -52,6 +52,11 @@ def _start(tmp: Path, acl_text: str) -> tuple[subprocess.Popen[bytes], int]:
                 .replace("log_dest stdout", f"log_dest file {tmp}/mosquitto.log"))
     (conf_dir / "mosquitto.conf").write_text(text)
     (conf_dir / "acl").write_text(acl_text)
+    if tls_port is not None:  # enable the TLS option the way the README says: conf.d/tls.conf
+        tls = (DEPLOY / "conf.d" / "tls.conf.example").read_text()
+        assert "listener 8883\n" in tls
+        (conf_dir / "conf.d" / "tls.conf").write_text(
+            tls.replace("listener 8883\n", f"listener {tls_port} 127.0.0.1\n").replace("/mosquitto/certs/", f"{tmp}/certs/"))
     pw = conf_dir / "passwd"
     for i, (user, password) in enumerate(USERS.items()):
         subprocess.run([PASSWD, *(["-c"] if i == 0 else []), "-b", str(pw), user, password], check=True,
@@ -248,3 +253,47 @@ def test_deploy_acl_service_accounts_agree() -> None:
             ParkFile(park=ParkInfo(id=p, name=p), firms=[Firm(id=f"{p}-a", name="a", land_mu=1, gateways=[Gateway(id="g")])])
             for p in ("p1", "p2")
         ])
+
+
+def _certs(d: Path) -> None:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl)."""
+    d.mkdir()
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=parkpulse-test-ca")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
+        "-days", "2", "-extfile", "ext.cnf")
+    for f in d.iterdir():
+        f.chmod(0o644)
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl to make test certificates")
+def test_deploy_tls_listener_option(work: Path) -> None:
+    _certs(work / "certs")
+    tls_port = free_port()
+    proc, _plain_port = _start(work, (DEPLOY / "acl").read_text(), tls_port=tls_port)
+    assert wait_port("127.0.0.1", tls_port, timeout=10)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t-tls", protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=str(work / "certs" / "ca.crt"))
+    c.username_pw_set("gw-a", USERS["gw-a"])
+    acks: dict[int, int] = {}
+    c.on_publish = lambda cl, u, mid, rc, props: acks.__setitem__(mid, rc.value)
+    try:
+        c.connect("127.0.0.1", tls_port, keepalive=10)
+        c.loop_start()
+        assert _wait(c.is_connected, 5), "TLS connection with the CA certificate failed"
+        ok = c.publish("pp/v1/park1/firm1/gw-a/data", b"tls", qos=1)
+        bad = c.publish("pp/v1/park1/firm1/gw-b/data", b"bad", qos=1)
+        assert _wait(lambda: ok.mid in acks and (bad.mid in acks or not c.is_connected()), 5)
+        assert acks[ok.mid] in (0, 16)
+        assert acks.get(bad.mid, 135) == 135  # the ACL applies on the TLS listener too
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        proc.terminate()
+        proc.wait(10)
