@@ -178,10 +178,12 @@ class AlertEngine:
 
     async def _restore(self, conn: psycopg.AsyncConnection) -> None:
         cur = await conn.execute(
-            "SELECT alert_id, rule_id, subject, extract(epoch FROM observed_at) FROM alerts WHERE state <> 'resolved'"
+            "SELECT alert_id, rule_id, subject, extract(epoch FROM observed_at), extract(epoch FROM clear_since) "
+            "FROM alerts WHERE state <> 'resolved'"
         )
-        for alert_id, rule_id, subject, obs in await cur.fetchall():
-            self.tracker.restore((rule_id, subject), alert_id, float(obs) if obs is not None else None)
+        for alert_id, rule_id, subject, obs, clear in await cur.fetchall():
+            self.tracker.restore((rule_id, subject), alert_id, float(obs) if obs is not None else None,
+                                 float(clear) if clear is not None else None)  # fmt: skip
 
     # -- writing alerts ----------------------------------------------------------------------------
     async def apply(self, outcomes: list[Outcome]) -> None:
@@ -310,6 +312,10 @@ class AlertEngine:
                     await self.registry.load(conn)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.settings.periodic_interval_s)
+            with contextlib.suppress(TimeoutError):
+                # let the evaluator drain, then keep the last clear timers
+                await asyncio.wait_for(self._queue.join(), self.settings.drain_timeout_s)
+            await self._persist_clear_marks(conn)
 
     async def evaluate_periodic(
         self, conn: psycopg.AsyncConnection, *, emissions: bool = True, now: datetime | None = None
@@ -323,6 +329,20 @@ class AlertEngine:
         if emissions:
             out += await self.periodic.emissions(conn, now or datetime.now(UTC))
         await self.apply(out)
+        await self._persist_clear_marks(conn)
+
+    async def _persist_clear_marks(self, conn: psycopg.AsyncConnection) -> None:
+        """Keep the hysteresis clear timers of open alerts in the database, so a restart continues them."""
+        marks = self.tracker.take_clear_marks()
+        if not marks:
+            return
+        ids = list(marks)
+        at = [datetime.fromtimestamp(v, UTC) if v is not None else None for v in marks.values()]
+        await conn.execute(
+            "UPDATE alerts a SET clear_since = m.at FROM unnest(%s::bigint[], %s::timestamptz[]) AS m(id, at) "
+            "WHERE a.alert_id = m.id AND a.state <> 'resolved'",
+            (ids, at),
+        )
 
     # -- publishing --------------------------------------------------------------------------------
     async def _publish_loop(self) -> None:

@@ -151,12 +151,14 @@ class PeriodicEvaluator:
         return out
 
     def timed_clears(self, now: float) -> list[Outcome]:
-        """Open alerts whose clear period has run out by wall time (no new data needed)."""
+        """Alerts about events rather than levels (tamper signs, reported gaps) resolve when no new sign
+        has come for `clear_for_s` of wall time, even if no more data arrives. Level rules (threshold,
+        rate of change, emissions) need readings that show the clear for the whole clear duration."""
         out: list[Outcome] = []
         by_id = {r.id: r for r in self.rules.rules}
         for rid, subject in self.tracker.open_keys():
             rule = by_id.get(rid)
-            if rule is None or rule.kind == "emission":
+            if rule is None or rule.kind not in ("tamper", "data_gap"):
                 continue
             clear_for = float(getattr(rule.params, "clear_for_s", 0.0))
             if self.tracker.due_clear((rid, subject), now, clear_for):

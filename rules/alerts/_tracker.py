@@ -42,6 +42,17 @@ Key = tuple[str, str]
 class Tracker:
     def __init__(self) -> None:
         self._s: dict[Key, SubjectState] = {}
+        # open alerts whose clear timer started or stopped: alert_id → clear_since (to persist)
+        self.clear_marks: dict[int, float | None] = {}
+
+    def _set_clear(self, st: SubjectState, value: float | None) -> None:
+        if st.clear_since != value and st.alert_id is not None:
+            self.clear_marks[st.alert_id] = value
+        st.clear_since = value
+
+    def take_clear_marks(self) -> dict[int, float | None]:
+        marks, self.clear_marks = self.clear_marks, {}
+        return marks
 
     def state(self, key: Key) -> SubjectState:
         st = self._s.get(key)
@@ -61,7 +72,7 @@ class Tracker:
             return None
         st.last_obs = t
         if obs is Obs.BREACH:
-            st.clear_since = None
+            self._set_clear(st, None)
             if st.alert_id is not None:
                 return Action.REFRESH
             if st.suppressed:
@@ -74,12 +85,14 @@ class Tracker:
             st.suppressed = False
             if st.alert_id is None:
                 return None
-            if st.clear_since is None:
-                st.clear_since = t
-            return Action.CLEAR if t - st.clear_since >= clear_for_s else None
+            since = st.clear_since
+            if since is None:
+                self._set_clear(st, t)
+                since = t
+            return Action.CLEAR if t - since >= clear_for_s else None
         # HOLD: inside the hysteresis band
         st.breach_since = None
-        st.clear_since = None
+        self._set_clear(st, None)
         return None
 
     def due_clear(self, key: Key, now: float, clear_for_s: float) -> bool:
@@ -109,7 +122,8 @@ class Tracker:
         st.breach_since = None
         st.suppressed = manual
 
-    def restore(self, key: Key, alert_id: int, last_obs: float | None) -> None:
+    def restore(self, key: Key, alert_id: int, last_obs: float | None, clear_since: float | None = None) -> None:
         st = self.state(key)
         st.alert_id = alert_id
         st.last_obs = last_obs
+        st.clear_since = clear_since

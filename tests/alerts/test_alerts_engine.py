@@ -111,9 +111,12 @@ def test_threshold_fires_and_hysteresis_prevents_flapping(env: Env) -> None:
     # oscillating around the limit, never at or below 240: the alert neither resolves nor re-fires
     seq = [245.0, 255.0, 244.0, 251.0, 241.0, 252.0]
     env.batch([["cems-1", "flue_temp_c", _ms(t0 + timedelta(seconds=10 * (i + 1))), v, 0] for i, v in enumerate(seq)])
+    # at or below 240 for only 30 s of data time: not yet (and no wall-clock shortcut for a level rule)
+    env.batch([["cems-1", "flue_temp_c", _ms(t0 + timedelta(seconds=100 + 30 * i)), v, 0] for i, v in enumerate([238.0, 236.0])])
+    time.sleep(1.5)
+    assert env.alerts("flue-temp-high")[0][1] == "firing"
     # at or below 240 for 60 s of data time: resolves automatically
-    clear = [238.0, 236.0, 235.0]
-    env.batch([["cems-1", "flue_temp_c", _ms(t0 + timedelta(seconds=100 + 30 * i)), v, 0] for i, v in enumerate(clear)])
+    env.batch([["cems-1", "flue_temp_c", _ms(t0 + timedelta(seconds=160)), 235.0, 0]])
     rows = env.wait(lambda: [r for r in env.alerts("flue-temp-high") if r[1] == "resolved"])
     assert len(env.alerts("flue-temp-high")) == 1  # one alert for the whole episode
     assert rows[0][5] is None  # resolved automatically
@@ -335,3 +338,34 @@ def test_engine_survives_a_broker_restart(db: str, own_broker: MosquittoBroker, 
             finally:
                 pub.disconnect()
                 pub.loop_stop()
+
+
+def test_hysteresis_clear_timer_survives_an_engine_restart(db: str, broker: MosquittoBroker, unique_id: str) -> None:
+    # flue-temp-high resolves after ≤ 240 °C held for 60 s of data time. The clear starts before a
+    # restart (t+10 s) and completes after it (t+75 s: 65 s clear); without the stored timer the
+    # restarted engine would start counting again at t+75 s and keep the alert open.
+    t0 = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=0)
+    with psycopg.connect(db, autocommit=True) as conn:
+        import_registry(conn, sample_park(unique_id))
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{unique_id}")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        e = Env(unique_id, f"{unique_id}-f1", f"{unique_id}-g1", db, conn, pub, EngineThread(_settings(db, broker, unique_id)))
+        try:
+            with e.engine:
+                e.batch([["cems-1", "flue_temp_c", _ms(t0), 265.0, 0]])
+                alert_id = e.wait(lambda: e.alerts("flue-temp-high"))[0][0]
+                before = conn.execute("SELECT updated_at FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()[0]
+                e.batch([["cems-1", "flue_temp_c", _ms(t0 + timedelta(seconds=10)), 235.0, 0]])
+                e.wait(lambda: conn.execute("SELECT clear_since FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()[0])
+            row = conn.execute("SELECT state, clear_since, updated_at FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
+            assert row[0] == "firing" and row[1] == t0 + timedelta(seconds=10)
+            assert row[2] == before  # bookkeeping is not a change of the alert
+            e.engine = EngineThread(_settings(db, broker, unique_id))
+            with e.engine:
+                e.batch([["cems-1", "flue_temp_c", _ms(t0 + timedelta(seconds=75)), 236.0, 0]])
+                e.wait(lambda: e.alerts("flue-temp-high")[0][1] == "resolved")
+            assert e.events(alert_id) == ["fired", "resolved"]
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
