@@ -3,19 +3,23 @@ is down, delivered once per event. The receiver is a real local HTTP server."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
+import httpx
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from parkpulse.registry import import_registry
 from parkpulse.services import MosquittoBroker, free_port
 from parkpulse.wire import status_topic
 from rules.alerts import AlertSettings, sign, verify_signature
-from rules.alerts._webhooks import backoff_s
+from rules.alerts._webhooks import WebhookWorker, backoff_s
+from rules.alerts.cli import app
 from rules.alerts.harness import EngineThread, WebhookReceiver, sample_park
 
 SECRET = "s3cret-for-tests-0123456789"
@@ -145,3 +149,29 @@ def test_events_made_while_engine_is_down_are_delivered_later(
         last = recv.received[3].body
         assert last["event"]["action"] == "fired" and last["alert"]["rule_id"] == "gateway-offline"
         assert len(recv.received) == 4 and len(recv.keys) == 4
+
+
+def test_expired_delivery_is_dead_and_retry_requeues_it(db: str, conn: psycopg.Connection, unique_id: str) -> None:
+    port = free_port()
+    _subscribe(conn, f"http://127.0.0.1:{port}/hook")
+    conn.execute(
+        "SELECT pp_alert_fire('gateway-offline', 1, 'data_gap', 'warning', %s, NULL, 'g', NULL, NULL, 'g', 1, NULL, "
+        "NULL, '网关离线', 'gateway offline', '{}')",
+        (unique_id,),
+    )
+
+    async def once(max_age_s: float) -> int:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as c, httpx.AsyncClient() as client:
+            w = WebhookWorker(timeout_s=2, base_s=0.05, cap_s=0.05, max_age_s=max_age_s, batch=10)
+            return await w.run_once(c, client)
+
+    time.sleep(0.05)
+    assert asyncio.run(once(max_age_s=0.01)) == 1  # refused, and older than the max age → dead
+    assert conn.execute("SELECT state, attempts FROM webhook_outbox").fetchone() == ("dead", 1)
+    assert asyncio.run(once(max_age_s=60)) == 0  # a dead delivery is not tried again by itself
+    r = CliRunner().invoke(app, ["webhooks", "retry", "inspector-hub", "--database-url", db])
+    assert r.exit_code == 0 and "1 deliveries" in r.output
+    with WebhookReceiver(SECRET, port=port) as recv:
+        assert asyncio.run(once(max_age_s=60)) == 1
+        assert len(recv.received) == 1 and recv.received[0].signature_ok
+    assert conn.execute("SELECT state, attempts FROM webhook_outbox").fetchone() == ("delivered", 2)
