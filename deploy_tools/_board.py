@@ -80,9 +80,9 @@ def _park_variable() -> dash.QueryVariable:
     return (
         dash.QueryVariable("park")
         .label("园区 Park")
-        .description("The park (ids from the registry: v_devices).")
+        .description("The park: every park with devices or evaluated results.")
         .datasource(DATASOURCE)
-        .query("SELECT DISTINCT park_id FROM v_devices ORDER BY 1")
+        .query("SELECT park_id FROM v_devices UNION SELECT park_id FROM v_park_scorecard ORDER BY 1")
         .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(False)
@@ -95,9 +95,12 @@ def _firm_variable() -> dash.QueryVariable:
     return (
         dash.QueryVariable("firm")
         .label("企业 Firm")
-        .description("Firms of the park: multi-select, All by default.")
+        .description("Firms of the park with devices or evaluated years: multi-select, All by default.")
         .datasource(DATASOURCE)
-        .query("SELECT DISTINCT firm_id FROM v_devices WHERE park_id = '$park' ORDER BY 1")
+        .query(
+            "SELECT firm_id FROM v_devices WHERE park_id = '$park' "
+            "UNION SELECT firm_id FROM v_firm_kpi_year WHERE park_id = '$park' ORDER BY 1"
+        )
         .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True)

@@ -34,6 +34,7 @@ CONTRACT_VIEWS = {
 }
 PARK = "hz-park"
 FIRMS = ("f-steel", "f-textile")
+OFFICE = "f-office"  # a firm with economic data and results but no gateway yet
 
 
 def _park() -> ParkFile:
@@ -56,7 +57,8 @@ def _park() -> ParkFile:
     return ParkFile(
         park=ParkInfo(id=PARK, name="测试园区", name_en="Test park", province="浙江"),
         clusters=[ClusterModel(id="c-equip", name="装备制造")],
-        firms=[firm(FIRMS[0], "钢构公司", True), firm(FIRMS[1], "纺织公司", False)],
+        firms=[firm(FIRMS[0], "钢构公司", True), firm(FIRMS[1], "纺织公司", False),
+               Firm(id=OFFICE, name="软件园公司", land_mu=12, size_class="below_scale")],
     )
 
 
@@ -139,7 +141,7 @@ def _seed(dsn: str, end: datetime) -> None:
 def _seed_results(conn: psycopg.Connection, end: datetime) -> None:
     """Rules results (migration 0200 tables) and alerts (0300's pp_alert_fire)."""
     y = end.year
-    for k, (fid, cls, score) in enumerate(((FIRMS[0], "A", 86.5), (FIRMS[1], "C", 48.0))):
+    for k, (fid, cls, score) in enumerate(((FIRMS[0], "A", 86.5), (FIRMS[1], "C", 48.0), (OFFICE, "out_of_scope", None))):
         for year, tce, av in ((y - 2, 5200.0 + k * 900, 41000.0), (y - 1, 4900.0 + k * 950, 42500.0)):
             conn.execute(
                 """INSERT INTO firm_kpi_results (firm_id, year, park_id, rule_set, rule_version, energy_tce,
@@ -223,7 +225,7 @@ def test_deploy_variables_list_the_seeded_park_and_firms(seeded: tuple[str, date
             assert names == ["park", "firm"], name
             v = resolve_variables(conn, d, _range(d, end), {"park": [PARK]})
             assert v["park"].values == (PARK,)
-            assert set(v["firm"].values) == set(FIRMS) and v["firm"].include_all and v["firm"].multi
+            assert set(v["firm"].values) == {*FIRMS, OFFICE} and v["firm"].include_all and v["firm"].multi
 
 
 def test_deploy_panels_read_only_contract_views() -> None:
