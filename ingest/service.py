@@ -101,7 +101,7 @@ class IngestService:
             self._abandon.set()
             self._queue.close()
         finally:
-            self.mqtt.stop(end_session=self._session_empty)
+            self.mqtt.stop(end_session=self._session_empty and self._unacked == 0)
             self.store.close()
             if self._cache_conn is not None:
                 self._cache_conn.close()
@@ -268,7 +268,8 @@ class IngestService:
             self.cache.refresh()
         except psycopg.Error as exc:  # the database may be down at start: keep going, retry on use
             self._drop_cache_conn()
-            log.warning("registry not loaded at start (%s); will retry", str(exc).strip()[:200])
+            hint = " (run `parkpulse db migrate`)" if isinstance(exc, psycopg.errors.UndefinedTable) else ""
+            log.warning("registry not loaded at start (%s)%s; will retry", str(exc).strip()[:200], hint)
 
     # -- writer: one transaction per flush, then ack --------------------------------------------
     def _writer_loop(self) -> None:
