@@ -5,9 +5,10 @@ Run it with `parkpulse alerts run`; see rules/alerts/README.md.
 """
 
 from rules.alerts._emission import HourResult, convert_to_reference_o2, evaluate_hour
-from rules.alerts._engine import AlertEngine, EngineStats
+from rules.alerts._engine import AlertEngine
 from rules.alerts._ruleset import HJ212_FLAGS, EmissionLimits, Rule, RuleSet, load_rules
 from rules.alerts._settings import AlertSettings
+from rules.alerts._stats import EngineStats
 from rules.alerts._tracker import Action, Obs, Tracker
 from rules.alerts._webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
 

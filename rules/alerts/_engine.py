@@ -18,7 +18,6 @@ import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -32,10 +31,12 @@ from parkpulse.errors import ConfigError, StoreError, WireError
 from parkpulse.settings import parse_mqtt_url
 from parkpulse.wire import alerts_topic, decode_batch, parse_topic, shared_data_subscription
 from rules.alerts._evaluate import Outcome, StreamEvaluator, render_message
+from rules.alerts._http import health_doc, metrics_text, serve_http
 from rules.alerts._periodic import PeriodicEvaluator
 from rules.alerts._registry import DeviceRegistry
 from rules.alerts._ruleset import RuleSet, load_rules
 from rules.alerts._settings import AlertSettings
+from rules.alerts._stats import EngineStats
 from rules.alerts._tracker import Action, Tracker
 from rules.alerts._webhooks import WebhookWorker
 
@@ -44,19 +45,6 @@ __all__ = ["AlertEngine", "EngineStats"]
 log = logging.getLogger("parkpulse.alerts")
 
 _CURSOR = "mqtt"
-
-
-@dataclass
-class EngineStats:
-    batches: int = 0
-    rejected_batches: int = 0
-    statuses: int = 0
-    fired: int = 0
-    cleared: int = 0
-    refreshed: int = 0
-    events_published: int = 0
-    webhooks_delivered: int = 0
-    errors: int = 0
 
 
 class AlertEngine:
@@ -87,7 +75,10 @@ class AlertEngine:
         self._write_lock = asyncio.Lock()
         self._last_refresh: dict[tuple[str, str], float] = {}
         self._runner: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()  # set once subscribed to MQTT
+        self.ready = asyncio.Event()  # set once subscribed to MQTT (the first time)
+        self._subscribed = False  # currently subscribed
+        self._http: asyncio.Server | None = None
+        self.http_port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> AlertEngine:
@@ -102,6 +93,14 @@ class AlertEngine:
         except BaseException:
             await self._writer.close()
             raise
+        if self.settings.http_port is not None:
+            self._http = await serve_http(
+                self.settings.http_host, self.settings.http_port,
+                lambda: health_doc(self.stats, self.ready.is_set() and self._subscribed, self._queue.qsize(),
+                                   self.settings.queue_size),
+                lambda: metrics_text(self.stats, self._queue.qsize(), len(self.tracker.open_keys())),
+            )  # fmt: skip
+            self.http_port = int(self._http.sockets[0].getsockname()[1])
         self._runner = asyncio.create_task(self._main(), name="alerts-engine")
         return self
 
@@ -113,6 +112,9 @@ class AlertEngine:
             if self._runner is not None:
                 await self._runner
         finally:
+            if self._http is not None:
+                self._http.close()
+                await self._http.wait_closed()
             if self._writer is not None:
                 await self._writer.close()
 
@@ -253,10 +255,14 @@ class AlertEngine:
             await client.subscribe(shared_data_subscription(self.settings.group, park), qos=1)
             await client.subscribe(f"pp/v1/{park}/+/+/status", qos=1)
             self.ready.set()
+            self._subscribed = True
             log.info("alerts: subscribed on %s as group %s", self.mqtt.redacted(), self.settings.group)
-            async for msg in client.messages:
-                payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
-                await self._queue.put((msg.topic.value, payload))  # waits when full: backpressure
+            try:
+                async for msg in client.messages:
+                    payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                    await self._queue.put((msg.topic.value, payload))  # waits when full: backpressure
+            finally:
+                self._subscribed = False
 
     async def _evaluate_loop(self) -> None:
         while True:

@@ -38,6 +38,8 @@ class AlertSettings(BaseSettings):
     webhook_max_age_s: float = Field(default=3 * 86400.0, gt=0, description="then a delivery is marked dead")
     webhook_batch: int = Field(default=50, ge=1)
     drain_timeout_s: float = Field(default=5.0, ge=0)
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(default=None, ge=0, le=65535, description="/healthz and /metrics; off when unset, 0 = any")
 
     def dsn(self) -> str:
         return self.database_url or get_settings().database_url

@@ -56,11 +56,13 @@ def run(
     mqtt_url: str | None = typer.Option(None, "--mqtt-url"),
     park: str | None = typer.Option(None, "--park", help="watch one park ('+' = all)"),
     group: str | None = typer.Option(None, "--group", help="MQTT shared-subscription group"),
+    http_port: int | None = typer.Option(None, "--http-port", help="serve /healthz and /metrics on this port"),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Run the alert engine until SIGINT/SIGTERM."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(database_url, mqtt_url=mqtt_url, park=park, group=group, rules_file=rules, limits_file=limits)
+    settings = _settings(database_url, mqtt_url=mqtt_url, park=park, group=group, rules_file=rules, limits_file=limits,
+                         http_port=http_port)  # fmt: skip
     ruleset = _load(settings.rules_file, settings.limits_file)
 
     async def main() -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
@@ -369,3 +370,17 @@ def test_hysteresis_clear_timer_survives_an_engine_restart(db: str, broker: Mosq
         finally:
             pub.disconnect()
             pub.loop_stop()
+
+
+def test_healthz_and_metrics(db: str, broker: MosquittoBroker, unique_id: str) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        import_registry(conn, sample_park(unique_id))
+    settings = _settings(db, broker, unique_id).model_copy(update={"http_port": 0})
+    with EngineThread(settings) as et:
+        assert et.engine is not None and et.engine.http_port
+        base = f"http://127.0.0.1:{et.engine.http_port}"
+        h = httpx.get(f"{base}/healthz", timeout=5)
+        assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["mqtt_subscribed"] is True
+        m = httpx.get(f"{base}/metrics", timeout=5)
+        assert m.status_code == 200 and "parkpulse_alerts_fired_total 0" in m.text
+        assert httpx.get(f"{base}/nope", timeout=5).status_code == 404
