@@ -9,6 +9,12 @@ from deploy_tools._sqlparts import FROM_YEAR, KPI_CTE, KPI_YEAR, TO_YEAR, day_fi
 
 __all__ = ["park_overview"]
 
+# Click a firm to open its detail dashboard with the same park and time range.
+FIRM_LINK = dm.DynamicConfigValue(id_val="links", value=[{
+    "title": "企业详情 Firm detail",
+    "url": "/d/pp-firm-detail?var-park=${park}&var-firm=${__value.raw}&${__url_time_range}",
+}])
+
 
 def park_overview() -> dm.Dashboard:
     b = Board(
@@ -124,7 +130,7 @@ def park_overview() -> dm.Dashboard:
         ORDER BY score DESC NULLS LAST, firm_id
         """,
         w=16,
-    ))
+    ).override_by_name("企业 firm", [FIRM_LINK]))
     b.row("告警 Alerts")
     b.add(table_panel(
         "未关闭告警", "Open alerts of the park, newest first (v_alerts_open). Acknowledge them in the "
