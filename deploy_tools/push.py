@@ -97,11 +97,9 @@ def _call(step: str, fn: Callable[[], T]) -> T:
         return fn()
     except GrafanaException as exc:
         raise PushError(f"grafana push: {step}: HTTP {exc.status_code}: {exc.message}") from exc
-    except OSError as exc:
-        raise PushError(f"grafana push: {step}: {exc}") from exc
-    except Exception as exc:  # niquests' connection errors do not all derive from OSError
-        if type(exc).__module__.startswith("niquests"):
-            raise PushError(f"grafana push: {step}: {exc}") from exc
+    except Exception as exc:  # connection refused, DNS, TLS: niquests' errors
+        if isinstance(exc, OSError) or type(exc).__module__.startswith(("niquests", "urllib3")):
+            raise PushError(f"grafana push: {step}: cannot reach Grafana: {exc}") from exc
         raise
 
 
@@ -115,6 +113,10 @@ def _missing(step: str, fn: Callable[[], T]) -> T | None:
         raise PushError(f"grafana push: {step}: HTTP {exc.status_code}: {exc.message}") from exc
     except GrafanaException as exc:
         raise PushError(f"grafana push: {step}: HTTP {exc.status_code}: {exc.message}") from exc
+    except Exception as exc:  # connection refused, DNS, TLS: niquests' errors
+        if isinstance(exc, OSError) or type(exc).__module__.startswith(("niquests", "urllib3")):
+            raise PushError(f"grafana push: {step}: cannot reach Grafana: {exc}") from exc
+        raise
 
 
 def _contains(have: Any, want: Any) -> bool:

@@ -239,3 +239,11 @@ def test_deploy_emission_limits_file_is_checked(tmp_path: Path) -> None:
         f.write_text(broken)
         with pytest.raises(ConfigError, match=expected):
             load_limits(f)
+
+
+def test_deploy_push_reports_an_unreachable_grafana() -> None:
+    from parkpulse.services import free_port
+
+    res = _push(f"http://127.0.0.1:{free_port()}", "--timeout", "2")
+    assert res.exit_code == 1, res.output
+    assert "cannot reach Grafana" in res.output and "read folder parkpulse" in res.output
