@@ -3,6 +3,7 @@ reported gaps, and hourly emission averages (HJ 75/76)."""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ from rules.alerts._tracker import Action, Obs, Tracker
 
 __all__ = ["PeriodicEvaluator"]
 
+log = logging.getLogger("parkpulse.alerts")
+
 
 class PeriodicEvaluator:
     def __init__(self, rules: RuleSet, tracker: Tracker, park: str = "+") -> None:
@@ -25,6 +28,7 @@ class PeriodicEvaluator:
         self.tracker = tracker
         self.park = park  # the park this engine watches, "+" for all
         self._cat = load_catalogue().by_name()
+        self._warned: set[int] = set()
 
     def _ok(self, rule: Rule, park: str) -> bool:
         return (self.park == "+" or park == self.park) and rule.applies_to_park(park)
@@ -203,9 +207,13 @@ class PeriodicEvaluator:
         done = {(r[0], r[1], r[2]): r[3] for r in await cur.fetchall()}
         for pk, park, firm, gw, dev, source_type in devices:
             ref = limits.o2_ref(source_type)
+            if ref is None:
+                if pk not in self._warned:
+                    self._warned.add(pk)
+                    log.warning("emission rule %s: CEMS %s/%s has source_type %r with no reference O2 in the limits "
+                                "file; it is not evaluated", rule.id, gw, dev, source_type)  # fmt: skip
+                continue
             for metric in p.pollutants:
-                if ref is None:
-                    continue  # no reference O2 for this source type: nothing to convert to
                 choice = limits.limit_for(p, park, source_type, metric)
                 if choice is None:
                     continue
