@@ -192,7 +192,7 @@ async def _alert_or_404(conn: psycopg.AsyncConnection, session: Session, alert_i
 async def api_alert(request: Request, alert_id: int, session: ApiSession) -> dict[str, Any]:
     async with console_state(request).pool.connection() as conn:
         alert = await _alert_or_404(conn, session, alert_id)
-        events = await q.alert_events(conn, alert_id)
+        events = await q.alert_events(conn, session.scope, alert_id)
     return {"alert": alert, "events": events}
 
 

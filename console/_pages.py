@@ -216,7 +216,7 @@ async def _evidence(request: Request, session: Session, alert_id: int) -> dict[s
         alert = await q.get_alert(conn, session.scope, alert_id)
         if alert is None:
             raise HTTPException(status_code=404, detail=f"alert_id: no alert {alert_id} in your scope")
-        events = await q.alert_events(conn, alert_id)
+        events = await q.alert_events(conn, session.scope, alert_id)
         minutes = await q.alert_minutes(conn, session.scope, alert)
         hourly = await q.alert_hourly(conn, session.scope, alert)
     return {"alert": alert, "events": events, "minutes": minutes, "hourly": hourly}

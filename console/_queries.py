@@ -125,12 +125,14 @@ async def get_alert(conn: AsyncConnection, scope: Scope, alert_id: int, flt: Ale
     )
 
 
-async def alert_events(conn: AsyncConnection, alert_id: int) -> list[Row]:
-    """The audit trail (call only after get_alert found the alert in scope)."""
+async def alert_events(conn: AsyncConnection, scope: Scope, alert_id: int) -> list[Row]:
+    """The audit trail of an alert in scope (empty otherwise)."""
     return await _all(
         conn,
-        "SELECT event_id, at, actor, action, comment, detail FROM alert_events WHERE alert_id = %(id)s ORDER BY event_id",
-        {"id": alert_id},
+        f"""SELECT e.event_id, e.at, e.actor, e.action, e.comment, e.detail
+            FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id
+            WHERE e.alert_id = %(id)s AND {scope_sql("a")} ORDER BY e.event_id""",
+        {**scope.params(), "id": alert_id},
     )
 
 

@@ -139,10 +139,23 @@ def test_live_alert_appears_is_acknowledged_and_audited(
     expect(page.locator(f"#alert-{foreign}")).to_have_count(0)
     _shot(page, "02-alert-feed-live")
 
+    # the real ingest stored the readings: the evidence page shows them
+    def stored() -> int:
+        with world.conn() as conn:
+            got = conn.execute("SELECT count(*) FROM v_readings WHERE gateway_id = %s AND metric = 'flue_temp_c'",
+                               (world.gw1,)).fetchone()
+        return int(got[0]) if got else 0
+
+    deadline = time.monotonic() + 20
+    while stored() == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stored() > 0, f"ingest stored no reading:\n{services()[-3000:]}"
+
     # evidence page, acknowledge, audit trail
     page.click(f"#alert-{alert_id} a[href='/alerts/{alert_id}']")
     page.wait_for_url(f"{live_server.url}/alerts/{alert_id}")
     expect(page.locator("#alert-state")).to_have_text("告警中")
+    expect(page.locator("#minutes tbody tr").first).to_contain_text("312.5")
     page.fill("form:has(#btn-acknowledge) input[name=comment]", "已电话通知企业核查烟道温度")
     page.click("#btn-acknowledge")
     page.wait_for_url(f"{live_server.url}/alerts/{alert_id}?done=acknowledged")
