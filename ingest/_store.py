@@ -83,7 +83,8 @@ class Store:
         conn = self.connect()
         res = FlushResult()
         try:
-            new_months = self._write(conn, items, res)
+            self._ensure_partitions(conn, items)
+            self._write(conn, items, res)
             conn.commit()
         except BaseException:
             try:
@@ -92,10 +93,24 @@ class Store:
             except Exception:
                 self.close()
             raise
-        self._months |= new_months
         return res
 
-    def _write(self, conn: psycopg.Connection, items: list[Prepared], res: FlushResult) -> set[tuple[int, int]]:
+    def _ensure_partitions(self, conn: psycopg.Connection, items: list[Prepared]) -> None:
+        """Create the monthly partitions the flush needs, in a short transaction of its own
+        (attaching a partition locks `readings`; never hold that inside the long flush transaction)."""
+        months: set[tuple[int, int]] = set()
+        for p in items:
+            if p.kind == "batch" and p.n:
+                months |= p.months()
+        months -= self._months
+        if not months:
+            return
+        for y, m in sorted(months):
+            conn.execute("SELECT pp_ensure_partition(%s)", (datetime(y, m, 1, tzinfo=UTC),))
+        conn.commit()
+        self._months |= months
+
+    def _write(self, conn: psycopg.Connection, items: list[Prepared], res: FlushResult) -> None:
         cur = conn.cursor()
         # 1. which batches are new: in-flush repeats, the watermark, then the key table
         seen: set[tuple[str, int]] = set()
@@ -128,13 +143,7 @@ class Store:
                 res.duplicate_batches += len(cand) - len(new)
         res.batches = len(new)
 
-        # 2. partitions for months not seen before, then the readings
-        months: set[tuple[int, int]] = set()
-        for p in new:
-            months |= p.months()
-        months -= self._months
-        for y, m in sorted(months):
-            cur.execute("SELECT pp_ensure_partition(%s)", (datetime(y, m, 1, tzinfo=UTC),))
+        # 2. the readings (their partitions were made by _ensure_partitions)
         total = sum(p.n for p in new)
         if total:
             skipped = self._copy_readings(conn, [p for p in new if p.n], total)
@@ -228,7 +237,6 @@ class Store:
         # 7. sequence tracking under the gateway_seq row locks
         if new:
             self._track_seq(cur, new, res)
-        return months
 
     # -- readings --------------------------------------------------------------------------------
     def _copy_readings(self, conn: psycopg.Connection, new: list[Prepared], total: int) -> int:
