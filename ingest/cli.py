@@ -48,8 +48,8 @@ def _settings(**overrides: object) -> IngestSettings:
 
 @app.command()
 def run(
-    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL [env PARKPULSE_INGEST_DATABASE_URL or PARKPULSE_DATABASE_URL]")] = None,
-    mqtt_url: Annotated[str | None, typer.Option(help="broker URL [env PARKPULSE_INGEST_MQTT_URL or PARKPULSE_MQTT_URL]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL (env PARKPULSE_INGEST_DATABASE_URL, else PARKPULSE_DATABASE_URL)")] = None,
+    mqtt_url: Annotated[str | None, typer.Option(help="broker URL (env PARKPULSE_INGEST_MQTT_URL, else PARKPULSE_MQTT_URL)")] = None,
     group: Annotated[str | None, typer.Option(help="shared-subscription group [PARKPULSE_INGEST_GROUP]")] = None,
     client_id: Annotated[str | None, typer.Option(help="fixed MQTT client id of this process [PARKPULSE_INGEST_CLIENT_ID]")] = None,
     http_port: Annotated[int | None, typer.Option(help="/metrics and /healthz port [PARKPULSE_INGEST_HTTP_PORT]")] = None,
