@@ -90,6 +90,11 @@ class AlertEngine:
             await self._sync_rule_versions(self._writer)
             await self._restore(self._writer)
             await self.registry.load(self._writer)
+        except psycopg.errors.UndefinedTable as exc:
+            await self._writer.close()
+            raise StoreError(
+                f"alerts: the database lacks the alert tables ({exc.diag.message_primary}); run `parkpulse db migrate`"
+            ) from exc
         except BaseException:
             await self._writer.close()
             raise

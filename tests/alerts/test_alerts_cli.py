@@ -130,3 +130,10 @@ def test_run_as_a_process_fires_and_stops_cleanly_on_sigterm(db: str, broker: Mo
         pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         pub.disconnect()
         pub.loop_stop()
+
+
+def test_run_on_an_unmigrated_database_says_what_to_do(pg_admin: str) -> None:
+    # the maintenance database has no ParkPulse tables
+    r = runner.invoke(app, ["run", "--database-url", pg_admin, "--mqtt-url", "mqtt://127.0.0.1:1"])
+    assert r.exit_code == 1
+    assert "parkpulse db migrate" in r.output
