@@ -32,6 +32,11 @@ def serve(
         bool, typer.Option("--insecure-cookies", help="drop the Secure cookie flag (local plain http only)")
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(help="reverse-proxy addresses trusted for X-Forwarded-For/-Proto (e.g. 127.0.0.1); "
+                          "without it the peer address is the client (login throttling per address)"),
+    ] = None,
 ) -> None:
     """Serve the console (pages, /api/v1, live alert feed) with uvicorn."""
     import logging
@@ -55,7 +60,8 @@ def serve(
     if not settings.cookie_secure:
         err.print("[yellow]cookies are sent without the Secure flag: use this only on localhost over http[/]")
     # Live feeds are long-lived responses: do not wait for them for ever on shutdown.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3, proxy_headers=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3,
+                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
 
 
 def _conn(database_url: str | None):  # type: ignore[no-untyped-def]

@@ -55,13 +55,15 @@ FIRE = """SELECT pp_alert_fire(%(rule)s, 1, 'emission', 'critical', %(park)s, %(
           'nox_mg_m3', %(subject)s, %(value)s, 100, 'mg/m³', %(zh)s, %(en)s, %(evidence)s::jsonb, now())"""
 
 
-def fire_alert(conn: psycopg.Connection, w: World, park: str, subject_suffix: str = "", value: float = 182.5) -> int:
+def fire_alert(conn: psycopg.Connection, w: World, park: str, subject_suffix: str = "", value: float = 182.5,
+               note: str = "") -> int:
     """Raise an alert the way the alert engine does (its SQL function pp_alert_fire)."""
     firm, gw = (w.f1, w.gw1) if park == w.p1 else (w.f2, w.gw2)
     row = conn.execute(FIRE, {
         "rule": "emission-nox-hourly", "park": park, "firm": firm, "gw": gw,
         "subject": f"{gw}/cems-1/nox_mg_m3{subject_suffix}", "value": value,
-        "zh": f"氮氧化物小时均值 {value} mg/m³ 超过限值 100", "en": f"NOx hourly average {value} mg/m³ above limit 100",
+        "zh": f"氮氧化物小时均值 {value} mg/m³ 超过限值 100{note}",
+        "en": f"NOx hourly average {value} mg/m³ above limit 100{note}",
         "evidence": json.dumps({
             "valid_minutes": 52, "excluded_by": {"M": 3, "C": 2}, "o2_ref": 3.5, "avg_o2": 6.1,
             "hour": "2026-01-01T08:00:00+00:00", "limit_source": "GB 13271-2014 表2",

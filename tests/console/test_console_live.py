@@ -85,3 +85,16 @@ def test_server_log_holds_no_secrets(live_server: LiveServer, world: World) -> N
     assert "login ok user=insp1" in log and "login failed user=insp2" in log and '"GET /api/v1/me' in log
     for secret in (PASSWORDS["insp1"], PASSWORDS["insp2"], token, csrf):
         assert secret and secret not in log
+
+
+def test_sse_rows_are_html_escaped(live_server: LiveServer, world: World) -> None:
+    c1 = _signed_in(live_server, "insp1")
+    with c1.stream("GET", "/alerts/stream") as s1:
+        lines = s1.iter_lines()
+        assert next(lines).startswith("retry:")
+        with world.conn() as conn:
+            evil = fire_alert(conn, world, world.p1, "-xss", note='<img src=x onerror="alert(1)">')
+        got = _next_alert(_events(lines))
+        assert got["alert_id"] == evil
+        assert "<img" not in str(got["html"]) and "&lt;img src=x onerror=" in str(got["html"])
+    c1.close()
