@@ -98,3 +98,21 @@ def test_sse_rows_are_html_escaped(live_server: LiveServer, world: World) -> Non
         assert got["alert_id"] == evil
         assert "<img" not in str(got["html"]) and "&lt;img src=x onerror=" in str(got["html"])
     c1.close()
+
+
+def test_feed_survives_the_listener_losing_its_database_connection(live_server: LiveServer, world: World) -> None:
+    c1 = _signed_in(live_server, "insp1")
+    with c1.stream("GET", "/alerts/stream") as s1:
+        events = _events(s1.iter_lines())
+        with world.conn() as conn:
+            killed = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query ILIKE 'LISTEN%%'").fetchall()
+        assert killed == [(True,)], "exactly one LISTEN connection per console process"
+        # the listener reconnects and tells the page to resync (notifications may have been missed)
+        name, _ = next(events)
+        assert name == "resync"
+        with world.conn() as conn:
+            after = fire_alert(conn, world, world.p1, "-after-reconnect")
+        assert _next_alert(events)["alert_id"] == after
+    c1.close()
