@@ -26,6 +26,8 @@ import aiomqtt
 import httpx
 import orjson
 import psycopg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from parkpulse.errors import ConfigError, StoreError, WireError
 from parkpulse.settings import parse_mqtt_url
@@ -247,16 +249,22 @@ class AlertEngine:
             self.stats.refreshed += 1
 
     # -- MQTT in -----------------------------------------------------------------------------------
-    def _client(self, suffix: str) -> aiomqtt.Client:
+    def _client(self, suffix: str, persistent: bool = False) -> aiomqtt.Client:
         tls = ssl.create_default_context() if self.mqtt.tls else None
+        kw: dict[str, Any] = {}
+        if persistent:
+            # a fixed client id keeps its session: the broker queues data for it while the engine is down
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = int(self.settings.session_expiry_s)
+            kw = {"clean_start": False, "properties": props}
         return aiomqtt.Client(
             self.mqtt.host, self.mqtt.port, username=self.mqtt.username, password=self.mqtt.password,
-            identifier=f"{self.client_id}-{suffix}", protocol=aiomqtt.ProtocolVersion.V5, tls_context=tls,
+            identifier=f"{self.client_id}-{suffix}", protocol=aiomqtt.ProtocolVersion.V5, tls_context=tls, **kw,
         )  # fmt: skip
 
     async def _mqtt_in(self) -> None:
         park = self.settings.park
-        async with self._client("in") as client:
+        async with self._client("in", persistent=self.settings.client_id is not None) as client:
             await client.subscribe(shared_data_subscription(self.settings.group, park), qos=1)
             await client.subscribe(f"pp/v1/{park}/+/+/status", qos=1)
             self.ready.set()

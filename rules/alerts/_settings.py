@@ -21,7 +21,12 @@ class AlertSettings(BaseSettings):
     limits_file: Path | None = Field(default=None, description="default: the shipped data/emission_limits.yaml")
     group: str = Field(default="alerts", pattern=r"^[a-z0-9-]+$", description="MQTT shared-subscription group")
     park: str = Field(default="+", description="park id to watch, '+' for every park")
-    client_id: str | None = None
+    client_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        description="fixed MQTT client id: the data subscription becomes a persistent session (readings published "
+        "while the engine is down are evaluated when it is back); default: a random id, no session",
+    )  # fmt: skip
+    session_expiry_s: float = Field(default=86400.0, gt=0, description="how long the broker keeps that session")
     queue_size: int = Field(
         default=1000, ge=1,
         description="batches waiting for evaluation; when full the MQTT reader waits (backpressure to the broker)",

@@ -57,12 +57,13 @@ def run(
     park: str | None = typer.Option(None, "--park", help="watch one park ('+' = all)"),
     group: str | None = typer.Option(None, "--group", help="MQTT shared-subscription group"),
     http_port: int | None = typer.Option(None, "--http-port", help="serve /healthz and /metrics on this port"),
+    client_id: str | None = typer.Option(None, "--client-id", help="fixed MQTT client id (persistent session)"),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Run the alert engine until SIGINT/SIGTERM."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(database_url, mqtt_url=mqtt_url, park=park, group=group, rules_file=rules, limits_file=limits,
-                         http_port=http_port)  # fmt: skip
+                         http_port=http_port, client_id=client_id)  # fmt: skip
     ruleset = _load(settings.rules_file, settings.limits_file)
 
     async def main() -> None:

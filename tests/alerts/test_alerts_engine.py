@@ -384,3 +384,25 @@ def test_healthz_and_metrics(db: str, broker: MosquittoBroker, unique_id: str) -
         m = httpx.get(f"{base}/metrics", timeout=5)
         assert m.status_code == 200 and "parkpulse_alerts_fired_total 0" in m.text
         assert httpx.get(f"{base}/nope", timeout=5).status_code == 404
+
+
+def test_fixed_client_id_keeps_a_session_across_engine_downtime(db: str, broker: MosquittoBroker, unique_id: str) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        import_registry(conn, sample_park(unique_id))
+        settings = _settings(db, broker, unique_id).model_copy(update={"client_id": f"alerts-{unique_id}"})
+        with EngineThread(settings):
+            pass  # the session and its subscription now exist on the broker
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{unique_id}")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        e = Env(unique_id, f"{unique_id}-f1", f"{unique_id}-g1", db, conn, pub, EngineThread(settings))
+        try:
+            # published while no engine runs: the broker queues it for the session
+            e.batch([["cems-1", "flue_temp_c", _ms(datetime.now(UTC)), 280.0, 0]])
+            assert e.alerts("flue-temp-high") == []
+            with e.engine:
+                rows = e.wait(lambda: e.alerts("flue-temp-high"))
+            assert rows[0][2] == 280.0
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
