@@ -220,6 +220,8 @@ class IngestService:
             try:
                 return prepare(m, self.cache, max_future_ms)
             except psycopg.Error as exc:  # the registry could not be read: retry, never dead-letter
+                self._db_ok = False
+                self.metrics.db_ok.set(0)
                 self._drop_cache_conn()
                 log.warning("registry lookup failed (%s); retrying in %.1f s", str(exc).strip()[:200], delay)
                 if self._abandon.wait(delay):
@@ -266,6 +268,8 @@ class IngestService:
     def _first_registry_load(self) -> None:
         try:
             self.cache.refresh()
+            self._db_ok = True
+            self.metrics.db_ok.set(1)
         except psycopg.Error as exc:  # the database may be down at start: keep going, retry on use
             self._drop_cache_conn()
             hint = " (run `parkpulse db migrate`)" if isinstance(exc, psycopg.errors.UndefinedTable) else ""
@@ -411,7 +415,7 @@ class IngestService:
     # -- health ----------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         up = self.mqtt.connected
-        status = "ok" if up and (self._db_ok or self._last_commit == 0.0) else "degraded"
+        status = "ok" if up and self._db_ok else "degraded"
         if self._fatal is not None:
             status = "down"
         return {
