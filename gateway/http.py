@@ -87,12 +87,18 @@ async def serve(gw: Gateway, listen: str) -> asyncio.Server:
                 if h in (b"\r\n", b"\n", b""):
                     break
             parts = line.decode("latin-1").split()
-            path = parts[1].split("?")[0] if len(parts) >= 2 else "/"
+            target = parts[1] if len(parts) >= 2 else "/"
+            path, _, query = target.partition("?")
+            params = dict(p.partition("=")[::2] for p in query.split("&") if p)
             if path == "/metrics":
                 body = render_metrics(gw).encode()
                 status, ctype = "200 OK", "text/plain; version=0.0.4; charset=utf-8"
             elif path == "/healthz":
-                health = gw.health()
+                try:
+                    window = float(params["lag_window_s"]) if "lag_window_s" in params else None
+                except ValueError:
+                    window = None
+                health = gw.health(window)
                 body = orjson.dumps(health)
                 status = "200 OK" if health["status"] != "failing" else "503 Service Unavailable"
                 ctype = "application/json"

@@ -198,10 +198,15 @@ class Gateway:
             "last_seq": self.spool.last_seq if self.spool.last_seq >= 0 else None,
         }
 
-    def health(self) -> dict[str, Any]:
+    def health(self, lag_window_s: float | None = None) -> dict[str, Any]:
+        """Health summary; the poll-lag percentile covers the last `lag_window_s` seconds (default: recent polls)."""
         stats = self.device_stats()
         failing = [s.device for s in stats if s.state == "failing"]
-        lags = [x for s in stats for x in s.lags_ms]
+        if lag_window_s is None:
+            lags = [x for s in stats for x in s.lags_ms]
+        else:
+            since = time.monotonic() - lag_window_s
+            lags = [x for s in stats for x in s.recent_lags(since)]
         connected = bool(self.uplink and self.uplink.connected)
         status = "ok" if connected and not failing else "degraded"
         if stats and len(failing) == len(stats):
@@ -221,6 +226,8 @@ class Gateway:
             "devices_total": len(stats),
             "devices_failing": failing,
             "poll_lag_p99_ms": percentile(lags, 99),
+            "poll_lag_samples": len(lags),
+            "overruns": sum(s.overruns for s in stats),
             "devices": [s.as_dict() for s in stats],
         }
 

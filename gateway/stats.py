@@ -35,7 +35,15 @@ class DeviceStats:
     last_error: str | None = None
     last_latency_ms: float | None = None
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+    lag_at: deque[float] = field(default_factory=lambda: deque(maxlen=512))  # monotonic time of each lag sample
     requests: int = 0
+
+    def add_lag(self, at: float, lag_ms: float) -> None:
+        self.lags_ms.append(lag_ms)
+        self.lag_at.append(at)
+
+    def recent_lags(self, since: float) -> list[float]:
+        return [lag for t, lag in zip(self.lag_at, self.lags_ms, strict=False) if t >= since]
 
     @property
     def state(self) -> str:

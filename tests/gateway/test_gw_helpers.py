@@ -30,16 +30,25 @@ ROOT = Path(__file__).resolve().parents[2]
 class Collector:
     """Subscribes to pp/v1/{park}/# and keeps every message (data batches and status)."""
 
-    def __init__(self, url_port: int, park: str) -> None:
+    def __init__(self, url_port: int, park: str, persistent: bool = False) -> None:
         self.batches: list[dict[str, Any]] = []
         self.status: list[dict[str, Any]] = []
         self._lock = threading.RLock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id=f"collector-{park}" if persistent else ""
+        )
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"pp/v1/{park}/#", qos=1)
         self.port = url_port
         self.client.reconnect_delay_set(1, 2)
-        self.client.connect_async("127.0.0.1", url_port)
+        props = None
+        if persistent:  # the broker keeps our session (and queues QoS 1 messages) while we are away
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+        self.client.connect_async("127.0.0.1", url_port, clean_start=not persistent, properties=props)
         self.client.loop_start()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -69,8 +78,8 @@ class Collector:
 
 
 @contextlib.contextmanager
-def collector(port: int, park: str) -> Iterator[Collector]:
-    c = Collector(port, park)
+def collector(port: int, park: str, persistent: bool = False) -> Iterator[Collector]:
+    c = Collector(port, park, persistent)
     try:
         assert c.wait(lambda s: s.client.is_connected(), 10)
         time.sleep(0.2)
@@ -198,3 +207,75 @@ def test_collector_sees_its_own_publish(broker: Any, unique_id: str) -> None:
         pub.loop_stop()
         assert c.wait(lambda s: len(s.batches) == 1, 5)
         assert c.unique_batches()[7]["readings"] == []
+
+
+class GatedProxy:
+    """A TCP proxy (one thread, select) that refuses connections while closed: holds a client off a broker."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket
+
+        self.upstream = upstream_port
+        self.open = True
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.lsock.setblocking(False)
+        self.port = self.lsock.getsockname()[1]
+        self._stop = False
+        self._pairs: dict[Any, Any] = {}
+        self.thread = threading.Thread(target=self._run, name="gated-proxy", daemon=True)
+        self.thread.start()
+
+    def _drop(self, s: Any) -> None:
+        peer = self._pairs.pop(s, None)
+        s.close()
+        if peer is not None:
+            self._pairs.pop(peer, None)
+            peer.close()
+
+    def _run(self) -> None:
+        import select
+        import socket
+
+        while not self._stop:
+            socks = [self.lsock, *self._pairs]
+            r, _, _ = select.select(socks, [], [], 0.1)
+            for s in r:
+                if s is self.lsock:
+                    try:
+                        c, _ = self.lsock.accept()
+                    except OSError:
+                        continue
+                    if not self.open:
+                        c.close()
+                        continue
+                    try:
+                        u = socket.create_connection(("127.0.0.1", self.upstream), timeout=2)
+                    except OSError:
+                        c.close()
+                        continue
+                    self._pairs[c] = u
+                    self._pairs[u] = c
+                    continue
+                if s not in self._pairs:
+                    continue
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._drop(s)
+                    continue
+                try:
+                    self._pairs[s].sendall(data)
+                except OSError:
+                    self._drop(s)
+        for s in list(self._pairs):
+            s.close()
+        self.lsock.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join(5)

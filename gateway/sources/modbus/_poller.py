@@ -167,7 +167,7 @@ class ModbusSource:
             if start < backoff_until:
                 st.skipped_backoff += 1
             else:
-                st.lags_ms.append((start - nxt) * 1000.0)
+                st.add_lag(time.monotonic(), (start - nxt) * 1000.0)
                 st.polls += 1
                 try:
                     res = await poll(plan, self.link, self.ctx.counters)
