@@ -138,8 +138,8 @@ def main() -> int:
     cfg_path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     counter = Counter(broker.port, park)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(cfg_path)], cwd=ROOT, env=env,
-                          stderr=open(work / "gateway.log", "wb"))
+    with open(work / "gateway.log", "wb") as log:
+        gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(cfg_path)], cwd=ROOT, env=env, stderr=log)
     proc = psutil.Process(gw.pid)
     try:
         print(f"gateway pid {gw.pid}: {args.devices} meters × 20 values every {args.interval:g} s on {len(sims)} endpoints; "
