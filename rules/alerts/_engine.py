@@ -220,9 +220,10 @@ class AlertEngine:
         if o.action is Action.CLEAR:
             if st is None or st.alert_id is None:
                 return
+            # the alert keeps its last breaching value; the value that cleared it goes into the audit row
             detail = {"evidence": o.evidence, "value": o.value}
             await conn.execute(
-                "SELECT pp_alert_clear(%s, %s, %s)", (st.alert_id, orjson.dumps(detail, default=str).decode(), o.value)
+                "SELECT pp_alert_clear(%s, %s)", (st.alert_id, orjson.dumps(detail, default=str).decode())
             )
             self.tracker.cleared(o.key)
             self._last_refresh.pop(o.key, None)

@@ -249,6 +249,10 @@ def test_emission_hourly_exceedance_with_validity(env: Env) -> None:
     _write_cems_hour(env.conn, pk, h1 + timedelta(hours=2), 60, 150.0, 7.0, {})
     env.wait(lambda: env.alerts("emission-gb13271")[0][1] == "resolved")
     assert len(env.alerts("emission-gb13271")) == 1
+    assert env.alerts("emission-gb13271")[0][2] == 218.75  # the alert keeps the exceeding value …
+    detail = env.conn.execute(
+        "SELECT detail FROM alert_events WHERE alert_id = %s AND action = 'resolved'", (alert_id,)).fetchone()[0]  # fmt: skip
+    assert detail["value"] == 187.5 and detail["manual"] is False  # … the audit row has the one that cleared it
     hours = env.conn.execute(
         "SELECT valid_minutes, excluded, valid, round(avg_converted::numeric, 2), exceeded FROM alert_emission_hours "
         "WHERE device_pk = %s AND metric = 'nox_mg_m3' ORDER BY hour", (pk,)
