@@ -105,6 +105,7 @@ async def login_submit(
         return resp
     if not outcome.ok or outcome.token is None:
         return _login_form(request, next, t("login.failed"), 401)
+    await end_session(st.pool, request.cookies.get(COOKIE_SESSION))  # a previous session of this browser
     resp = RedirectResponse(safe_next(next), status_code=303)
     _set_session_cookie(request, resp, outcome.token)
     resp.delete_cookie(COOKIE_PRELOGIN, path="/login")

@@ -196,6 +196,9 @@ def test_screenshots_of_the_main_pages(live_server: LiveServer, world: World, br
             """INSERT INTO compliance_results (park_id, firm_id, year, scheme, rule_set, rule_version, verdict, score)
                VALUES (%s, %s, 2025, 'green_factory', 'gbt36132-2025', '1', 'pass', 86.0)""", (world.p1, world.f1))
     page = browser.new_page(viewport={"width": 1440, "height": 900})
+    errors: list[str] = []  # CSP violations and script errors show up here
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
     _login(page, live_server, "admin")
     expect(page.locator("#live")).to_have_class("live on", timeout=10_000)
     _shot(page, "04-alert-feed-admin")
@@ -216,3 +219,4 @@ def test_screenshots_of_the_main_pages(live_server: LiveServer, world: World, br
     expect(page.locator("h2").first).to_have_text("Summary")
     _shot(page, "08-evidence-english")
     page.close()
+    assert errors == []
