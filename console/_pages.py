@@ -295,6 +295,8 @@ async def alert_act(
     except (psycopg.errors.CheckViolation, psycopg.errors.InvalidParameterValue) as exc:
         ev = await _evidence(request, session, alert_id)
         reason = exc.diag.message_primary or str(exc)
+        if isinstance(exc, psycopg.errors.CheckViolation):
+            reason = f"{Translator(lang_of(request))('evidence.state_conflict')} ({reason})"
         return _render_evidence(request, session, ev, error=reason, status=409)
     if new_state is None:
         raise HTTPException(status_code=404, detail=f"alert_id: no alert {alert_id} in your scope")

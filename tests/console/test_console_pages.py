@@ -69,7 +69,7 @@ def test_acknowledge_comment_resolve_through_forms_leaves_an_audit_trail(client_
     r = c.post(url, data={"action": "comment", "comment": "企业称脱硝设备检修", "csrf": csrf})
     assert r.status_code == 303
     again = c.post(url, data={"action": "acknowledge", "csrf": csrf})
-    assert again.status_code == 409 and "cannot acknowledge" in again.text
+    assert again.status_code == 409 and "cannot acknowledge" in again.text and "告警当前状态不允许此操作" in again.text
     r = c.post(url, data={"action": "resolve", "comment": "已恢复正常", "csrf": csrf})
     assert r.status_code == 303
     detail = c.get(f"/api/v1/alerts/{world.alert1}").json()
