@@ -205,6 +205,12 @@ def test_device_silence_and_seq_gap_from_the_database(env: Env) -> None:
     assert rows[0][2] == 3.0
     env.conn.execute("UPDATE seq_gaps SET filled_at = now() WHERE gateway_id = %s", (env.gw,))
     env.wait(lambda: env.alerts("gateway-seq-gap")[0][1] == "resolved")
+    # the gateway's last will as ingest stored it (an engine that missed the status message still sees it)
+    env.conn.execute("INSERT INTO gateway_status (gateway_id, state, since) VALUES (%s, 'offline', now())", (env.gw,))
+    rows = env.wait(lambda: env.alerts("gateway-offline"))
+    assert rows[0][6]["source"] == "gateway_status (stored by ingest)"
+    env.conn.execute("UPDATE gateway_status SET state = 'online', since = now() WHERE gateway_id = %s", (env.gw,))
+    env.wait(lambda: env.alerts("gateway-offline")[0][1] == "resolved")
 
 
 def _write_cems_hour(conn: psycopg.Connection, pk: int, hour: datetime, minutes: int, nox: float, o2: float,

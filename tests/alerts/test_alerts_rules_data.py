@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parkpulse.errors import ValidationReport
 from rules.alerts import Action, Obs, Tracker, convert_to_reference_o2, evaluate_hour, load_rules
@@ -168,3 +170,29 @@ def test_tracker_hysteresis_and_ordering() -> None:
     assert tr.observe(k, Obs.BREACH, 200.0) is None
     assert tr.observe(k, Obs.CLEAR, 201.0) is None
     assert tr.observe(k, Obs.BREACH, 202.0) is Action.FIRE
+
+
+_minute = st.tuples(
+    st.floats(0, 500), st.floats(0, 20.9), st.sampled_from(list(HJ212_FLAGS)), st.sampled_from([0, 0, 0, 3, 4])
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.integers(0, 59), _minute, max_size=60), st.sampled_from([3.5, 9.0]))
+def test_hour_invariants(minutes: dict, o2_ref: float) -> None:
+    pol = [(H + timedelta(minutes=m), None if q == 4 else v, q) for m, (v, _, _, q) in minutes.items()]
+    ox = [(H + timedelta(minutes=m), o2, 0) for m, (_, o2, _, _) in minutes.items()]
+    fl = [(H + timedelta(minutes=m), float(HJ212_FLAGS[f]), 0) for m, (_, _, f, _) in minutes.items()]
+    r = evaluate_hour(H, pol, ox, fl, o2_ref=o2_ref)
+    assert r.minutes_present == len(minutes)
+    assert r.valid_minutes + r.excluded == r.minutes_present == len(r.minutes)
+    assert sum(r.excluded_by.values()) == r.excluded
+    assert r.valid == (r.valid_minutes >= 45)
+    expected_valid = [m for m, (_, _, f, q) in minutes.items() if q < 4 and f not in ("F", "M", "D", "C", "B")]
+    assert r.valid_minutes == len(expected_valid)
+    if expected_valid:
+        conv = [v * (21 - o2_ref) / (21 - o2) for m, (v, o2, _, _) in minutes.items() if m in expected_valid]
+        assert r.avg_converted == pytest.approx(sum(conv) / len(conv))
+        assert r.exceeded(100.0) == (r.valid and sum(conv) / len(conv) > 100.0)
+    else:
+        assert r.avg_converted is None and not r.exceeded(0.0)
