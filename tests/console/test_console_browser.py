@@ -63,7 +63,8 @@ def _shot(page: Page, name: str) -> Path:
 def services(world: World, broker: MosquittoBroker, tmp_path: Path) -> Iterator[Callable[[], str]]:
     """`parkpulse ingest run` and `parkpulse alerts run` as child processes; yields a log reader."""
     env = {**os.environ, "PARKPULSE_DATABASE_URL": world.dsn, "PARKPULSE_MQTT_URL": broker.url,
-           "PARKPULSE_ALERTS_GROUP": f"alerts-{world.p1}", "PARKPULSE_INGEST_GROUP": f"ingest-{world.p1}"}
+           "PARKPULSE_ALERTS_GROUP": f"alerts-{world.p1}", "PARKPULSE_INGEST_GROUP": f"ingest-{world.p1}",
+           "PARKPULSE_INGEST_HTTP_PORT": "0"}  # a free port: other tests may run an ingest too
     logs = []
     procs = []
     for name, args in (("ingest", ["ingest", "run"]), ("alerts", ["alerts", "run", "--park", world.p1])):
