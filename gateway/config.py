@@ -6,11 +6,20 @@ problem with its path in the file (e.g. `devices[3].profile`) and the offending 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from parkpulse.catalogue import load_catalogue
 from parkpulse.errors import ConfigError, FieldError, ValidationReport
@@ -211,6 +220,9 @@ class MqttSource(_Strict):
         return v
 
 
+_BUS_ADAPTER: TypeAdapter[TcpBus | RtuBus] = TypeAdapter(Annotated[TcpBus | RtuBus, Field(discriminator="type")])
+
+
 class GatewayConfig(_Strict):
     gateway: Identity
     uplink: Uplink
@@ -230,8 +242,43 @@ class GatewayConfig(_Strict):
         raise KeyError(name)
 
 
-def config_problems(cfg: GatewayConfig) -> list[FieldError]:
-    """Cross-references: buses, profiles, unique ids, addresses, catalogue metrics, register overlaps."""
+@dataclass
+class _Partial:
+    """The parts of an invalid file that validate on their own (None where an entry does not)."""
+
+    profiles_dir: Path | None
+    buses: list[TcpBus | RtuBus | None]
+    devices: list[Device | None]
+    mqtt: list[MqttSource | None]
+
+
+def _partial(raw: dict[str, Any]) -> _Partial:
+    def each(key: str, model: Any) -> list[Any]:
+        items = raw.get(key)
+        if not isinstance(items, list):
+            return []
+        out: list[Any] = []
+        for item in items:
+            try:
+                out.append(model.validate_python(item) if hasattr(model, "validate_python") else model.model_validate(item))
+            except ValidationError:
+                out.append(None)
+        return out
+
+    pd = raw.get("profiles_dir")
+    return _Partial(
+        profiles_dir=Path(pd) if isinstance(pd, str) else None,
+        buses=each("buses", _BUS_ADAPTER),
+        devices=each("devices", Device),
+        mqtt=each("mqtt", MqttSource),
+    )
+
+
+def config_problems(cfg: GatewayConfig | _Partial) -> list[FieldError]:
+    """Cross-references: buses, profiles, unique ids, addresses, catalogue metrics, register overlaps.
+
+    Works on a partial config too (entries that failed their own validation are None), so a file
+    with several kinds of errors gets all of them reported at once."""
     from gateway.profiles import WORDS, list_profiles
 
     problems: list[FieldError] = []
@@ -244,6 +291,8 @@ def config_problems(cfg: GatewayConfig) -> list[FieldError]:
     buses: dict[str, TcpBus | RtuBus] = {}
     ports: dict[str, int] = {}
     for i, b in enumerate(cfg.buses):
+        if b is None:
+            continue
         if b.name in buses:
             problems.append(FieldError(f"buses[{i}].name", b.name, "duplicate bus name"))
         buses[b.name] = b
@@ -254,6 +303,8 @@ def config_problems(cfg: GatewayConfig) -> list[FieldError]:
     ids: dict[str, str] = {}
     units: dict[tuple[str, str, int, int], int] = {}
     for i, d in enumerate(cfg.devices):
+        if d is None:
+            continue
         at = f"devices[{i}]"
         if d.id in ids:
             problems.append(FieldError(f"{at}.id", d.id, f"duplicate device id (also {ids[d.id]})"))
@@ -309,6 +360,8 @@ def config_problems(cfg: GatewayConfig) -> list[FieldError]:
                     problems.append(FieldError(f"{rat}.address", r.address, f"overlaps {what} ({fn} {a0}..{a1 - 1})"))
             spans.append((r.function, lo, hi, rat))
     for i, s in enumerate(cfg.mqtt):
+        if s is None:
+            continue
         for j, t in enumerate(s.topics):
             at = f"mqtt[{i}].topics[{j}]"
             if t.device in ids:
@@ -349,6 +402,7 @@ def parse_config(raw: object, source: str = "config") -> GatewayConfig:
                 if btype in ("tcp", "rtu") and loc[2] != btype:
                     continue
             problems.append(FieldError(_loc(loc), err.get("input"), err["msg"]))
+        problems.extend(config_problems(_partial(raw)))
         raise ValidationReport(source, _dedupe(problems)) from None
     problems = config_problems(cfg)
     if problems:

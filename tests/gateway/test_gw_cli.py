@@ -38,6 +38,8 @@ def test_validate_reports_every_error_with_path_and_value(tmp_path: Path) -> Non
         ],
         "devices": [
             {"id": "m1", "bus": "lan", "device_id": 1, "profile": "eastron-sdm630"},
+            {"id": "m2", "bus": "lan", "device_id": 2, "profile": "sdm-630"},
+            {"id": "m3", "bus": "lan", "device_id": 3, "profile": "eastron-sdm630", "interval_s": -5},
         ],
         "unknown_key": 1,
     }
@@ -50,6 +52,8 @@ def test_validate_reports_every_error_with_path_and_value(tmp_path: Path) -> Non
         ("uplink.keepalive_s", "1"),
         ("buses[0].parity", "X"),
         ("unknown_key", "1"),
+        ("devices[1].profile", "sdm-630"),  # a cross-check, reported together with the structural errors
+        ("devices[2].interval_s", "-5"),
     ]:
         assert path in out, path
         assert value in out, value
