@@ -130,12 +130,12 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--step-min", type=int, default=15, help="minutes between readings")
     ap.add_argument("--admin-dsn", default="postgresql://127.0.0.1:5432/postgres")
-    ap.add_argument("--db", default=None, help="database name (default pp_bench_rules_<firms>_<days>)")
+    ap.add_argument("--db", default=None, help="database name (default rulesbench_<firms>_<days>)")
     ap.add_argument("--reuse", action="store_true", help="reuse a prepared database of the same size if present")
     ap.add_argument("--drop", action="store_true", help="drop the database afterwards")
     ap.add_argument("--repeat", type=int, default=1, help="timed evaluations (the best is reported)")
     args = ap.parse_args()
-    dbname = args.db or f"pp_bench_rules_{args.firms}_{args.days}"
+    dbname = args.db or f"rulesbench_{args.firms}_{args.days}"
     dsn = server_dsn(args.admin_dsn, dbname)
     if args.reuse and prepared(dsn, args.firms, args.days, args.step_min):
         _log(f"reusing prepared database {dbname}")
