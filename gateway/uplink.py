@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +57,7 @@ class Uplink:
         self.published = 0
         self.acked = 0
         self._started = False
-        self._lock = threading.Lock()
+        self._stopping = False
         up = cfg.uplink
         target = parse_mqtt_url(up.url)
         self.target = target
@@ -110,6 +109,7 @@ class Uplink:
     def stop(self, timeout: float = 5.0) -> None:
         if not self._started:
             return
+        self._stopping = True
         if self.connected:
             try:
                 info = self.client.publish(
@@ -154,7 +154,10 @@ class Uplink:
         self.connected = False
         if was:
             self.disconnects += 1
-            log.warning("disconnected from %s: %s", self.target.redacted(), rc)
+            if self._stopping:
+                log.info("disconnected from %s", self.target.redacted())
+            else:
+                log.warning("disconnected from %s: %s", self.target.redacted(), rc)
         if self._on_disconnect_cb is not None:
             self.loop.call_soon_threadsafe(self._on_disconnect_cb)
 

@@ -95,3 +95,25 @@ def test_gap_reaches_the_platform(sim_factory: Any, broker: Any, unique_id: str,
     energy = [r for r in col.readings() if r[1] == "elec_import_kwh"]
     assert gaps and all(g["metric"] != "elec_import_kwh" for g in gaps)
     assert energy
+
+
+def test_replay_is_in_order_with_original_timestamps_at_a_bounded_rate(broker: Any, unique_id: str, tmp_path: Path) -> None:
+    """A backlog of 60 spooled batches (e.g. after an outage) goes out oldest first, at most at the configured rate."""
+    path = tmp_path / "spool.db"
+    t0 = 1_700_000_000_000
+    with Spool(path, max_bytes=50_000_000) as s:
+        for k in range(60):
+            s.append([["m1", "elec_import_kwh", t0 + k * 1000, 100.0 + k, 0]])
+    cfg = make_config(
+        park=unique_id, broker_url=broker.url, spool=path, buses=[], devices=[],
+        uplink={"replay_batches_per_s": 20, "max_inflight": 4},
+    )
+    with collector(broker.port, unique_id) as col:
+        start = time.monotonic()
+        with RunningGateway(cfg):
+            assert col.wait(lambda c: len(c.unique_batches()) == 60, 20)
+            took = time.monotonic() - start
+    seqs = [b["seq"] for b in col.batches]
+    assert seqs == sorted(seqs) == list(range(60)), "replayed in order"
+    assert [b["readings"][0][2] for b in col.batches] == [t0 + k * 1000 for k in range(60)], "original timestamps"
+    assert took >= (60 - 4) / 20 - 0.2, f"60 batches at ≤ 20/s (burst 4) cannot take {took:.2f} s"
