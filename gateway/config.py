@@ -105,7 +105,9 @@ class Batching(_Strict):
     max_readings: int = Field(default=2000, ge=1, le=100_000)
     max_age_s: float = Field(default=1.0, gt=0, le=3600)
     queue_readings: int = Field(
-        default=200_000, ge=100, description="readings buffered in memory before the spool (backpressure bound)"
+        default=200_000,
+        ge=100,
+        description="readings kept in memory while the spool cannot be written; beyond it the oldest are dropped as a gap",
     )
 
 

@@ -49,6 +49,10 @@ def render_metrics(gw: Gateway) -> str:
     metric("parkpulse_gateway_spool_max_bytes", "gauge", "size bound of the spool", [(g, gw.spool.max_bytes)])
     metric("parkpulse_gateway_spool_dropped_readings_total", "counter", "readings thinned out of a full spool",
            [(g, gw.spool.dropped_readings)])
+    metric("parkpulse_gateway_spool_write_errors_total", "counter", "failed spool writes (disk full, read-only)",
+           [(g, gw.spool_errors)])
+    metric("parkpulse_gateway_memory_dropped_readings_total", "counter", "readings dropped while the spool was unwritable",
+           [(g, gw.memory_dropped)])
     metric("parkpulse_gateway_last_seq", "gauge", "last sequence number assigned", [(g, gw.spool.last_seq)])
     metric("parkpulse_gateway_counter_events_total", "counter", "counter steps flagged (reset, rollover, replaced, jump)",
            [(g, gw.counters.events)])

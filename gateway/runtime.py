@@ -19,7 +19,8 @@ from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.counters import CounterState, CounterTracker
 from gateway.sources import Source, SourceContext, build_sources
-from gateway.spool import PendingBatch, Spool
+from gateway.spool import PendingBatch, Spool, SpoolError
+from gateway.spool import iso_ms as _iso
 from gateway.stats import DeviceStats, percentile
 from gateway.uplink import Uplink
 
@@ -61,6 +62,9 @@ class Gateway:
         self.readings_in = 0
         self.batches_sealed = 0
         self.batches_acked = 0
+        self.spool_errors = 0
+        self.memory_dropped = 0
+        self._pending_gaps: list[dict[str, Any]] = []
         self.started_at = time.time()
         self.http_port: int | None = None
         self.running = False
@@ -75,15 +79,51 @@ class Gateway:
             self._seal()
 
     def _seal(self) -> None:
+        """Write the buffered readings to the spool. If the spool cannot be written (disk full,
+        read-only), the readings stay in memory up to `batching.queue_readings`; beyond that the
+        oldest are dropped and reported as a gap in the next batch that can be written."""
         if not self._buf:
             return
         rows, self._buf = self._buf, []
         max_n = self.cfg.batching.max_readings
         protect = {seq for seq, _ in self._inflight.values()}
         for i in range(0, len(rows), max_n):
-            self.spool.append(rows[i : i + max_n], counters=self.counters.take_dirty(), protect=protect)
+            chunk = rows[i : i + max_n]
+            gaps, self._pending_gaps = self._pending_gaps, []
+            try:
+                self.spool.append(chunk, gaps=gaps or None, counters=self.counters.take_dirty(), protect=protect)
+            except SpoolError as exc:
+                self._pending_gaps = gaps
+                self.spool_errors += 1
+                if self.spool_errors == 1 or self.spool_errors % 100 == 0:
+                    log.error("%s (failure %d); keeping up to %d readings in memory",
+                              exc, self.spool_errors, self.cfg.batching.queue_readings)
+                self._buf = rows[i:] + self._buf
+                self._shed()
+                break
             self.batches_sealed += 1
         self._wake.set()
+
+    def _shed(self) -> None:
+        """Bound the in-memory buffer while the spool is unwritable; record what is dropped."""
+        cap = self.cfg.batching.queue_readings
+        if len(self._buf) <= cap:
+            return
+        drop, self._buf = self._buf[: len(self._buf) - cap], self._buf[len(self._buf) - cap :]
+        spans: dict[tuple[str, str], list[int]] = {}
+        for r in drop:
+            spans.setdefault((r[0], r[1]), []).append(r[2])
+        known = {(g["device"], g["metric"]): g for g in self._pending_gaps if g["reason"] == "spool_unwritable"}
+        for (dev, met), tss in spans.items():
+            start, end = _iso(min(tss)), _iso(max(tss))
+            g = known.get((dev, met))
+            if g is None:
+                g = {"device": dev, "metric": met, "start": start, "end": end, "count": 0, "reason": "spool_unwritable"}
+                self._pending_gaps.append(g)
+                known[(dev, met)] = g
+            g["start"], g["end"] = min(g["start"], start), max(g["end"], end)
+            g["count"] += len(tss)
+        self.memory_dropped += len(drop)
 
     # uplink callbacks (on the loop) ------------------------------------------------------------
     def _on_ack(self, mid: int) -> None:
@@ -220,6 +260,8 @@ class Gateway:
             "spool_depth": self.spool.depth,
             "spool_bytes": self.spool.bytes,
             "spool_dropped_readings": self.spool.dropped_readings,
+            "spool_errors": self.spool_errors,
+            "memory_dropped_readings": self.memory_dropped,
             "last_seq": self.spool.last_seq,
             "inflight": len(self._inflight),
             "readings_total": self.readings_in,

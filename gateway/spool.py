@@ -30,7 +30,7 @@ import orjson
 from parkpulse.catalogue import load_catalogue
 from parkpulse.errors import ParkPulseError
 
-__all__ = ["PendingBatch", "Spool", "SpoolError"]
+__all__ = ["PendingBatch", "Spool", "SpoolError", "iso_ms"]
 
 Row = list[Any]  # [device, metric, ts_ms, value, quality(, event)]
 
@@ -76,7 +76,8 @@ class PendingBatch:
     gaps: bytes | None
 
 
-def _iso(ms: int) -> str:
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as an ISO 8601 UTC timestamp (the wire's gap times)."""
     return datetime.fromtimestamp(ms / 1000.0, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -274,10 +275,10 @@ class Spool:
                 total += len(tss)
                 g = by_series.get((dev, met))
                 if g is None:
-                    gaps.append({"device": dev, "metric": met, "start": _iso(start), "end": _iso(end), "count": len(tss), "reason": reason})
+                    gaps.append({"device": dev, "metric": met, "start": iso_ms(start), "end": iso_ms(end), "count": len(tss), "reason": reason})
                 else:  # one gap per series and batch: widen the earlier one
-                    g["start"] = min(g["start"], _iso(start))
-                    g["end"] = max(g["end"], _iso(end))
+                    g["start"] = min(g["start"], iso_ms(start))
+                    g["end"] = max(g["end"], iso_ms(end))
                     g["count"] += len(tss)
                     g["reason"] = reason
             blob = orjson.dumps(keep)

@@ -117,3 +117,37 @@ def test_replay_is_in_order_with_original_timestamps_at_a_bounded_rate(broker: A
     assert seqs == sorted(seqs) == list(range(60)), "replayed in order"
     assert [b["readings"][0][2] for b in col.batches] == [t0 + k * 1000 for k in range(60)], "original timestamps"
     assert took >= (60 - 4) / 20 - 0.2, f"60 batches at ≤ 20/s (burst 4) cannot take {took:.2f} s"
+
+
+def test_unwritable_spool_keeps_a_bounded_buffer_and_reports_the_gap(broker: Any, unique_id: str, tmp_path: Path) -> None:
+    """Disk full cannot be produced here without mounting a filesystem, so the spool's write is made
+    to fail (the one stand-in in these tests): readings wait in memory up to queue_readings, the
+    excess is dropped and reported as a gap in the first batch that can be written."""
+    from gateway.runtime import Gateway
+    from gateway.spool import SpoolError
+
+    cfg = make_config(
+        park=unique_id, broker_url=broker.url, spool=tmp_path / "spool.db", buses=[], devices=[],
+        batching={"max_readings": 50, "queue_readings": 100},
+    )
+    gw = Gateway(cfg)
+    gw.spool.open()
+    try:
+        real = gw.spool.append
+
+        def full(*a: Any, **k: Any) -> int:
+            raise SpoolError("spool: database or disk is full")
+
+        gw.spool.append = full  # type: ignore[method-assign]
+        for k in range(6):
+            gw._emit([["m1", "active_power_kw", 1_700_000_000_000 + k * 50 + i, 1.0, 0] for i in range(50)])
+        assert len(gw._buf) == 100 and gw.memory_dropped == 200 and gw.spool_errors >= 1
+        gw.spool.append = real  # type: ignore[method-assign]
+        gw._seal()
+        batches = gw.spool.pending(-1, 10)
+        assert sum(b.n for b in batches) == 100
+        gaps = [g for b in batches if b.gaps for g in orjson.loads(b.gaps)]
+        assert gaps == [{"device": "m1", "metric": "active_power_kw", "start": "2023-11-14T22:13:20.000Z",
+                         "end": "2023-11-14T22:13:20.199Z", "count": 200, "reason": "spool_unwritable"}]
+    finally:
+        gw.spool.close()
