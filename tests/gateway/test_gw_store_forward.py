@@ -211,3 +211,38 @@ def test_sigkill_loses_nothing_already_spooled(sim_factory: Any, own_broker: Any
         assert got[seq]["readings"] == rows, f"batch {seq} arrives exactly as spooled (original timestamps)"
     assert max(got) > max(spooled), "new batches continue the sequence"
     assert len(got) == max(got) + 1 or set(range(max(spooled) + 1)) <= set(got)
+
+
+def test_birth_and_last_will_on_the_retained_status_topic(sim_factory: Any, broker: Any, unique_id: str, tmp_path: Path) -> None:  # noqa: F811
+    sim = sim_factory()
+    sim.add_device(device_id=1, model="cems-analyser", seed=1)
+    sim.start()
+    cfg_doc = {
+        "gateway": {"park": unique_id, "firm": "f1", "id": "gw1"},
+        "uplink": {"url": broker.url, "keepalive_s": 5},
+        "spool": {"path": str(tmp_path / "spool.db")},
+        "http": {"listen": None},
+        "buses": [{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port}],
+        "devices": [{"id": "stack-1", "bus": "lan", "device_id": 1, "profile": "cems-analyser", "interval_s": 0.5}],
+    }
+    config = tmp_path / "gw.yaml"
+    config.write_text(yaml.safe_dump(cfg_doc), encoding="utf-8")
+    with collector(broker.port, unique_id) as col:
+        proc = gateway_process(config, tmp_path / "gw.log")
+        try:
+            assert col.wait(lambda c: any(s["state"] == "online" for s in c.status), 20)
+            assert col.wait(lambda c: len(c.unique_batches()) >= 2, 20)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            # no clean disconnect: the broker publishes the last will after 1.5 × keepalive
+            assert col.wait(lambda c: c.status and c.status[-1]["state"] == "offline", 20), (tmp_path / "gw.log").read_text()[-2000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    birth = next(s for s in col.status if s["state"] == "online")
+    assert birth["gateway"] == "gw1" and birth["devices"] == ["stack-1"] and "spool_depth" in birth
+    # a late subscriber gets the retained state
+    with collector(broker.port, unique_id) as late:
+        assert late.wait(lambda c: bool(c.status), 5)
+        assert late.status[-1]["state"] == "offline"
