@@ -98,6 +98,23 @@ def mosquitto_binary() -> str:
     return exe
 
 
+def _hand_to_broker_user(folder: Path) -> None:
+    """Started as root, Mosquitto drops to its `mosquitto` user: give it the data folder, or it
+    cannot write its persistence file and sessions would not survive a restart."""
+    if os.geteuid() != 0:
+        return
+    try:
+        import pwd
+
+        pw = pwd.getpwnam("mosquitto")
+    except (KeyError, ImportError):
+        return
+    os.chown(folder, pw.pw_uid, pw.pw_gid)
+    for parent in folder.parents:  # the user must be able to reach it
+        if str(parent).startswith(tempfile.gettempdir()) and parent != Path(tempfile.gettempdir()):
+            parent.chmod(parent.stat().st_mode | 0o711)
+
+
 class MosquittoBroker:
     """A private Mosquitto with ParkPulse's configuration (no silent drops, persistence on)."""
 
@@ -110,6 +127,7 @@ class MosquittoBroker:
             data_dir = self._tmp.name
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        _hand_to_broker_user(self.data_dir)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
