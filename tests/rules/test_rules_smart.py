@@ -85,6 +85,10 @@ def test_smart_workshop_worked_example(db: str, unique_id: str) -> None:
     assert next(i for i in w2[2]["indicators"] if i["indicator"] == "networking_rate")["value"] == 0.0
     # firm level: one passing workshop is enough (min_passing_workshops 1)
     assert rows[None][0] == "pass"
+    # firm-wide energy per good part from the boundary meter: March 3 300 kWh / 600 vs February 3 000 / 500
+    #   (5.5 / 6 - 1) x 100 = -8.333 %
+    firm_ind = {i["indicator"]: i for i in rows[None][2]["indicators"]}
+    assert firm_ind["energy_per_unit_change_pct"]["value"] == pytest.approx((3300 / 600 / (3000 / 500) - 1) * 100)
     # the month's firm energy: boundary meter 3 000 → 6 300 kWh in March = 3 300 x 0.1229 = 405.57 kgce
     with psycopg.connect(db) as conn:
         e = conn.execute("SELECT energy_tce FROM firm_energy_month_results WHERE firm_id = %s AND month = 3",
