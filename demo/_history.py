@@ -94,21 +94,42 @@ def add_history_gateways(pf: ParkFile, profiles: list[FirmProfile]) -> ParkFile:
     return pf
 
 
-def write_economics_csv(path: Path, pf: ParkFile, profiles: list[FirmProfile], years: list[int]) -> None:
-    last = max(years)
-    cols = ["firm_id", "year", "name", "park", "land_mu", "added_value_10k_cny", "tax_10k_cny", "revenue_10k_cny",
-            "rd_spend_10k_cny", "employees", "pollutant_t", "output_units", "above_scale", "years_in_production"]  # fmt: skip
+_GREEN_ITEMS = (
+    "green:infrastructure", "green:management_system", "green:energy_resource_input", "green:product",
+    "green:environmental_emission", "green:unit_product_energy", "green:unit_product_carbon", "green:water_reuse",
+    "green:performance_other", "green:clean_energy_share", "green:solid_waste_utilisation",
+    "green:unit_product_pollutant", "green:output_per_mu", "green:plot_ratio", "green:product_green",
+    "green:management_qualitative",
+)  # fmt: skip
+
+
+def write_economics_csv(path: Path, profiles: list[FirmProfile], year: int, last_year: int) -> None:
+    """The firms' yearly economic data in `parkpulse firms import`'s template (code headers).
+
+    Firms with a low energy intensity declare the green-factory items (basic requirements met,
+    item scores from 60 to 95), the others declare nothing, so the verdicts differ.
+    """
+    last = last_year
+    cols = ["firm_id", "year", "added_value_10k_cny", "tax_10k_cny", "revenue_10k_cny", "rd_spend_10k_cny",
+            "employees", "pollutant_t", "output_units", "output_value_10k_cny",
+            "green:basic_legal", "green:basic_management", *_GREEN_ITEMS]  # fmt: skip
+    rnd = random.Random(11 + year)
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
         for p in profiles:
-            for y in years:
+            green = p.intensity < 0.35
+            for y in (year,):
                 av = p.added_value(y, last)
-                w.writerow([
-                    p.firm_id, y, p.name, pf.park.id, p.land_mu, av, p.tax(y, last), round(av * 3.4, 2),
-                    round(av * 0.025, 2), int(p.land_mu * 2.5) + 20, round(p.land_mu * 0.004, 3),
-                    int(av * 40), "true" if p.above_scale else "false", p.years_in_production - (last - y),
-                ])  # fmt: skip
+                row: list[object] = [
+                    p.firm_id, y, av, p.tax(y, last), round(av * 3.4, 2), round(av * 0.025, 2),
+                    int(p.land_mu * 2.5) + 20, round(p.land_mu * 0.004, 3), int(av * 40), round(av * 3.6, 2),
+                ]  # fmt: skip
+                if green:
+                    row += ["是", "是"] + [rnd.randint(60, 95) for _ in _GREEN_ITEMS]
+                else:
+                    row += [""] * (2 + len(_GREEN_ITEMS))
+                w.writerow(row)
 
 
 def _hourly_shape(ts: datetime) -> float:

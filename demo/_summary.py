@@ -13,7 +13,8 @@ __all__ = ["print_summary", "stage_counts"]
 
 def _one(conn: psycopg.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
     try:
-        row = conn.execute(sql, params).fetchone()
+        # no parameters → no placeholder parsing, so `%` in LIKE patterns stays literal
+        row = (conn.execute(sql, params) if params else conn.execute(sql.encode())).fetchone()
     except psycopg.Error:
         conn.rollback()
         return None

@@ -5,9 +5,9 @@ Stages (each reported, and recorded in <workdir>/summary.json for the demo's tes
   database   a fresh demo database, migrated
   simulators the virtual park's meters, lines and CEMS (parkpulse-sim park)
   registry   gateway configs and the registry generated from the scenario, imported
-  services   ingest, alert engine, gateways (one behind a proxy that loses its uplink), console
-  history    two years and more of hourly boundary-meter readings through MQTT → ingest;
-             the firms' economic data imported
+  history    ingest starts; two years and more of hourly boundary-meter readings go through
+             MQTT → ingest; the firms' economic data imported; the import channels closed
+  services   alert engine, gateways (one behind a proxy that loses its uplink), console
   rules      yearly KPIs, classes, compliance and the scorecard evaluated and stored
   live       the park runs; the summary is printed; Ctrl-C (or --duration) stops everything
 """
@@ -141,8 +141,42 @@ def demo(
         out.print(f"[green]✓[/green] registry: {counts['firms']} firms, {counts['gateways']} gateways, {counts['devices']} devices")
         record("registry", **counts)
 
-        # --- services ------------------------------------------------------------------------
+        # --- history -------------------------------------------------------------------------
+        # Ingest first, alone: the history goes through it before the live park starts.
         sup.start("ingest", [_bin("parkpulse"), "ingest", "run"])
+        start = datetime(history_from, 1, 1, tzinfo=UTC)
+        end = datetime(today.year, today.month, today.day, tzinfo=UTC)
+        total = count_history(profiles, start, end)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=out) as bar:  # fmt: skip
+            task = bar.add_task(f"history {history_from}–{today.isoformat()} → MQTT → ingest", total=total)
+            sent = publish_history(mqtt_url, pf.park.id, profiles, start, end, today.year - 1,
+                                   progress=lambda n: bar.advance(task, n))  # fmt: skip
+            stored_task = bar.add_task("committed by ingest", total=sent)
+
+            def stored() -> bool:
+                n, refused = _count_hist(dsn)
+                if refused:
+                    raise EnvironmentError_(f"ingest refused history batches: {refused}")
+                bar.update(stored_task, completed=n)
+                return n >= sent
+
+            if not Supervisor.wait_for(stored, 600, 1.0):
+                raise EnvironmentError_("ingest did not commit the history in time:\n" + sup.children["ingest"].tail())
+        years = list(range(history_from, today.year))
+        for y in years:
+            econ = workdir / f"firms-{y}.csv"
+            write_economics_csv(econ, profiles, y, today.year - 1)
+            subprocess.run([_bin("parkpulse"), "firms", "import", str(econ), "--year", str(y)], check=True,
+                           env=child_env, capture_output=True)  # fmt: skip
+        subprocess.run([_bin("parkpulse"), "db", "refresh"], check=True, env=child_env, capture_output=True)
+        # The import channels are closed: their meters are not polled, so no silence alerts for them.
+        with psycopg.connect(dsn) as conn:
+            conn.execute("UPDATE devices SET enabled = false WHERE gateway_id LIKE %s", ("%-hist",))
+        out.print(f"[green]✓[/green] history: {sent:,} readings stored; economic data for {years}")
+        record("history", readings=sent, years=years)
+
+        # --- services ------------------------------------------------------------------------
         sup.start("alerts", [_bin("parkpulse"), "alerts", "run"])
         configs = sorted(gwdir.glob("*.yaml"))
         configs = [c for c in configs if c.name != "park.yaml"]
@@ -161,39 +195,13 @@ def demo(
             cfg.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
             sup.start(f"gateway-{gw_id}", [_bin("parkpulse-gateway"), "run", "-c", str(cfg)])
         password = secrets.token_urlsafe(9)
-        subprocess.run([_bin("parkpulse"), "users", "add", "admin", "--role", "admin", "--password", password],
-                       check=True, env=child_env, capture_output=True)  # fmt: skip
-        sup.start("console", [_bin("parkpulse"), "console", "serve", "--host", "127.0.0.1", "--port", str(console_port)])
+        subprocess.run([_bin("parkpulse"), "users", "add", "admin", "--role", "admin", "--password-stdin"],
+                       input=(password + "\n").encode(), check=True, env=child_env, capture_output=True)  # fmt: skip
+        # plain http on the loopback: the Secure cookie flag would keep browsers from sending the session
+        sup.start("console", [_bin("parkpulse"), "console", "serve", "--host", "127.0.0.1", "--port", str(console_port),
+                              "--insecure-cookies"])  # fmt: skip
         out.print(f"[green]✓[/green] services: ingest, alerts, {len(configs)} gateways, console")
         record("services", gateways=len(configs), outage_gateway=outage_gw)
-
-        # --- history -------------------------------------------------------------------------
-        start = datetime(history_from, 1, 1, tzinfo=UTC)
-        end = datetime(today.year, today.month, today.day, tzinfo=UTC)
-        total = count_history(profiles, start, end)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=out) as bar:  # fmt: skip
-            task = bar.add_task(f"history {history_from}–{today.isoformat()} → MQTT → ingest", total=total)
-            sent = publish_history(mqtt_url, pf.park.id, profiles, start, end, today.year - 1,
-                                   progress=lambda n: bar.advance(task, n))  # fmt: skip
-            stored_task = bar.add_task("committed by ingest", total=sent)
-
-            def stored() -> bool:
-                n = _count_hist(dsn)
-                bar.update(stored_task, completed=n)
-                return n >= sent
-
-            if not Supervisor.wait_for(stored, 600, 1.0):
-                raise EnvironmentError_("ingest did not commit the history in time:\n" + sup.children["ingest"].tail())
-        econ = workdir / "firms.csv"
-        years = list(range(history_from, today.year))
-        write_economics_csv(econ, pf, profiles, years)
-        for y in years:
-            subprocess.run([_bin("parkpulse"), "firms", "import", str(econ), "--year", str(y)], check=True,
-                           env=child_env, capture_output=True)  # fmt: skip
-        subprocess.run([_bin("parkpulse"), "db", "refresh"], check=True, env=child_env, capture_output=True)
-        out.print(f"[green]✓[/green] history: {sent:,} readings stored; economic data for {years}")
-        record("history", readings=sent, years=years)
 
         # --- rules ---------------------------------------------------------------------------
         for y in years:
@@ -254,9 +262,14 @@ def _outage_gateway(scenario: Path) -> str | None:
     return None
 
 
-def _count_hist(dsn: str) -> int:
+def _count_hist(dsn: str) -> tuple[int, str | None]:
+    """Readings of the history committed so far, and the first reason ingest refused any."""
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "SELECT coalesce(sum(n_readings), 0) FROM ingest_batches WHERE gateway_id LIKE '%-hist'"
+            "SELECT coalesce(sum(n_readings), 0) FROM ingest_batches WHERE gateway_id LIKE %s", ("%-hist",)
         ).fetchone()
-        return int(row[0]) if row else 0
+        bad = conn.execute(
+            "SELECT count(*), min(reason) FROM dead_letters WHERE gateway_id LIKE %s", ("%-hist",)
+        ).fetchone()
+        refused = f"{bad[0]} dead letters, e.g. {bad[1]}" if bad and bad[0] else None
+        return (int(row[0]) if row else 0), refused
