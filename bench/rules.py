@@ -150,7 +150,7 @@ def main() -> None:
         best = min(best, secs)
         _log(f"full-year evaluation of {n} firms: {secs:.2f} s")
     with psycopg.connect(dsn) as conn:
-        classes = dict(conn.execute("SELECT class, count(*) FROM v_firm_kpi_year GROUP BY 1").fetchall())
+        classes: dict[str, int] = dict(conn.execute("SELECT class, count(*) FROM v_firm_kpi_year GROUP BY 1").fetchall())
         _log(f"classes: {classes}")
     if args.drop:
         with psycopg.connect(args.admin_dsn, autocommit=True) as conn:
