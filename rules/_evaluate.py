@@ -381,4 +381,6 @@ def park_scorecard(rs: RuleSet, park: str, year: int, firms: list[FirmRecord], r
          "note": "target is province-wide"})
     add("smart_workshops", float(smart_workshops) if smart_workshops is not None else None,
         {} if smart_workshops is not None else {"missing": "no telemetry in this evaluation"})
+    for key in ("green_parks", "smart_demonstration_parks"):
+        add(key, None, {"missing": "a province-wide count of recognised parks: not computable from one park's data"})
     return rows

@@ -54,6 +54,7 @@ SMART_INDICATORS = {"networking_rate", "auto_collection_rate", "oee", "energy_pe
 TARGET_INDICATORS = {
     "mu_tax_10k_cny_per_mu", "firms_at_mu_tax_target_pct", "energy_intensity_change_pct",
     "smart_transformation_coverage_pct", "clusters_at_100bn_cny", "green_factories", "smart_workshops",
+    "green_parks", "smart_demonstration_parks",
 }  # fmt: skip
 
 
