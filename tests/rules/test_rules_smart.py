@@ -118,3 +118,32 @@ def test_serve_keeps_the_current_month_and_stops_cleanly(db: str, unique_id: str
         assert months == {3, None}  # the month, then the year to date
         kpi = conn.execute("SELECT class FROM v_firm_kpi_year WHERE firm_id = %s", (fid,)).fetchone()
         assert kpi == ("out_of_scope",)  # no economic data imported: listed, not dropped
+
+
+def test_serve_cli_stops_cleanly_on_sigterm(db: str, unique_id: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    _seed(db, unique_id)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "parkpulse.cli", "rules", "serve", "--interval", "3600",
+                             "--database-url", db], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        runs = 0
+        while time.monotonic() < deadline and runs < 2:  # the current month, then the year to date
+            time.sleep(0.2)
+            with psycopg.connect(db) as conn:
+                runs = conn.execute("SELECT count(*) FROM rule_runs WHERE finished_at IS NOT NULL").fetchone()[0]  # type: ignore[index]
+        assert runs == 2
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "stopped after 1 evaluation(s)" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
