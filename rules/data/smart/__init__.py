@@ -1,0 +1,1 @@
+"""Rule data files (package so that the YAML files ship in wheels via package-data)."""
