@@ -9,6 +9,7 @@ from parkpulse.wire._topics import (
     alerts_topic,
     data_topic,
     parse_topic,
+    resend_topic,
     shared_data_subscription,
     status_topic,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "decode_batch",
     "epoch_ms",
     "parse_topic",
+    "resend_topic",
     "shared_data_subscription",
     "status_topic",
 ]

@@ -1,4 +1,4 @@
-"""MQTT topic layout: pp/v1/{park}/{firm}/{gateway}/{data|status}."""
+"""MQTT topic layout: pp/v1/{park}/{firm}/{gateway}/{data|status|resend}."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ __all__ = [
     "alerts_topic",
     "data_topic",
     "parse_topic",
+    "resend_topic",
     "shared_data_subscription",
     "status_topic",
 ]
@@ -39,6 +40,11 @@ def data_topic(park: str, firm: str, gateway: str) -> str:
 
 def status_topic(park: str, firm: str, gateway: str) -> str:
     return f"{ROOT}/{_check('park', park)}/{_check('firm', firm)}/{_check('gateway', gateway)}/status"
+
+
+def resend_topic(park: str, firm: str, gateway: str) -> str:
+    """Where the platform asks a gateway to re-send a range of its batches (QoS 1, not retained)."""
+    return f"{ROOT}/{_check('park', park)}/{_check('firm', firm)}/{_check('gateway', gateway)}/resend"
 
 
 def alerts_topic(park: str, *rest: str) -> str:

@@ -212,6 +212,35 @@ def test_deploy_gateway_publishes_only_under_its_prefix(broker_pattern: int) -> 
             c.close()
 
 
+def test_deploy_ingest_may_ask_only_the_gateway_itself_to_resend(broker_pattern: int) -> None:
+    """Gap fill: ingest publishes resend requests; a gateway reads its own resend topic only and
+    cannot ask another gateway to re-send."""
+    port = broker_pattern
+    gw_a = Client(port, "gw-a")
+    gw_b = Client(port, "gw-b")
+    ingest = Client(port, "ingest")
+    try:
+        # Mosquitto 2.0 grants the SUBACK and applies the read ACL when it delivers.
+        gw_a.subscribe("pp/v1/park1/firm1/gw-a/resend")
+        gw_a.subscribe("pp/v1/park1/firm1/gw-b/resend")
+        gw_a.subscribe("pp/v1/park1/firm1/gw-b/data")
+        gw_b.subscribe("pp/v1/park1/firm1/gw-b/resend")
+        assert ingest.publish("pp/v1/park1/firm1/gw-a/resend", b"req-a") in (0, 16)
+        assert ingest.publish("pp/v1/park1/firm1/gw-b/resend", b"req-b") in (0, 16)
+        assert gw_b.publish("pp/v1/park1/firm1/gw-b/data", b"data-b") in (0, 16)
+        assert _wait(lambda: ("pp/v1/park1/firm1/gw-a/resend", b"req-a") in gw_a.got)
+        assert _wait(lambda: ("pp/v1/park1/firm1/gw-b/resend", b"req-b") in gw_b.got)
+        time.sleep(0.3)
+        assert gw_a.got == [("pp/v1/park1/firm1/gw-a/resend", b"req-a")], "gw-a read another gateway's topics"
+        assert gw_b.got == [("pp/v1/park1/firm1/gw-b/resend", b"req-b")]
+        assert _refused(port, "gw-a", "pp/v1/park1/firm1/gw-b/resend")
+        assert _refused(port, "gw-a", "pp/v1/park1/firm1/gw-a/resend")  # only the platform asks
+        assert _refused(port, "console", "pp/v1/park1/firm1/gw-a/resend")
+    finally:
+        for c in (gw_a, gw_b, ingest):
+            c.close()
+
+
 def test_deploy_broker_refuses_anonymous_and_wrong_password(broker_pattern: int) -> None:
     anon = Client(broker_pattern, None)
     wrong = Client(broker_pattern, "gw-a", password="nope")
@@ -236,6 +265,8 @@ def test_deploy_generated_acl_pins_park_and_firm(work: Path) -> None:
         # Allowed by the pattern ACL (park and firm are '+') but not by the generated one.
         assert gw.publish("pp/v1/park9/firm9/gw-a/data") == 135
         assert gw.publish("pp/v1/park1/firm2/gw-b/data") == 135
+        assert "topic read pp/v1/park1/firm1/gw-a/resend" in acl
+        assert "topic read pp/v1/park1/firm1/gw-a/#" not in acl
     finally:
         gw.close()
         proc.terminate()
