@@ -174,6 +174,9 @@ def _smart_telemetry(conn: psycopg.Connection, rs: RuleSet, firms: list[FirmReco
         if not current and (n or 0) > 0:
             networked.add(pk)
     lines = [pk for pk, (_, _, kind) in devices.items() if kind == "line"]
+    # local calendar days of the store (the day columns of the views use the same zone)
+    tz_row = conn.execute("SELECT value FROM store_info WHERE key = 'timezone'").fetchone()
+    tz = tz_row[0] if tz_row else "UTC"
     state: dict[int, tuple[int, int, float | None]] = {}
     counts: dict[tuple[int, str, bool], float] = defaultdict(float)
     if lines:
@@ -184,9 +187,9 @@ def _smart_telemetry(conn: psycopg.Connection, rs: RuleSet, firms: list[FirmReco
                       avg(avg) FILTER (WHERE metric = 'ideal_rate_pcs_h')
                FROM v_readings_15m
                WHERE device_pk = ANY(%s) AND metric IN ('machine_state', 'ideal_rate_pcs_h')
-                 AND bucket >= %s::date::timestamptz AND bucket < %s::date::timestamptz
+                 AND bucket >= (%s::date::timestamp AT TIME ZONE %s) AND bucket < (%s::date::timestamp AT TIME ZONE %s)
                GROUP BY 1""",
-            (lines, start, end),
+            (lines, start, tz, end, tz),
         ):
             state[pk] = (int(planned), int(running), _f(ideal))
         for pk, metric, cur, inc in conn.execute(

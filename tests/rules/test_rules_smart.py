@@ -147,3 +147,18 @@ def test_serve_cli_stops_cleanly_on_sigterm(db: str, unique_id: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_line_states_count_in_the_local_month(db: str, unique_id: str) -> None:
+    """April 1st 00:00-01:00 in Asia/Shanghai is March 31st 16:00-17:00 UTC: it belongs to April."""
+    fid = _seed(db, unique_id)
+    with psycopg.connect(db) as conn:
+        line = device_pks(conn)[(f"{unique_id}-g", "line1")]
+        apr = local(2025, 4, 1)
+        write_readings(conn, [(line, 42, apr + timedelta(minutes=15 * i), 2.0, 0) for i in range(4)])
+    run_once(db, RS, 2025, 4)
+    with psycopg.connect(db) as conn:
+        detail = conn.execute("SELECT detail FROM v_compliance WHERE firm_id = %s AND workshop_id = %s AND month = 4",
+                              (fid, f"{unique_id}-w1")).fetchone()[0]  # type: ignore[index]
+    oee = next(i for i in detail["indicators"] if i["indicator"] == "oee")
+    assert oee["how"]["availability_from"].startswith("4 running / 4 planned")
