@@ -11,6 +11,7 @@ import calendar
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -144,7 +145,10 @@ def _smart_telemetry(conn: psycopg.Connection, rs: RuleSet, firms: list[FirmReco
     start, end = period_bounds(year, month)
     py, pm = _previous(year, month)
     pstart, pend = period_bounds(py, pm)
-    today = now.date()
+    # local calendar days of the store (the day columns of the views use the same zone)
+    tz_row = conn.execute("SELECT value FROM store_info WHERE key = 'timezone'").fetchone()
+    tz = tz_row[0] if tz_row else "UTC"
+    today = now.astimezone(ZoneInfo(tz)).date()
     current = start <= today < end
     window = rs.smart.online_window_s.value
     devices: dict[int, tuple[str, str | None, str]] = {}
@@ -174,9 +178,6 @@ def _smart_telemetry(conn: psycopg.Connection, rs: RuleSet, firms: list[FirmReco
         if not current and (n or 0) > 0:
             networked.add(pk)
     lines = [pk for pk, (_, _, kind) in devices.items() if kind == "line"]
-    # local calendar days of the store (the day columns of the views use the same zone)
-    tz_row = conn.execute("SELECT value FROM store_info WHERE key = 'timezone'").fetchone()
-    tz = tz_row[0] if tz_row else "UTC"
     state: dict[int, tuple[int, int, float | None]] = {}
     counts: dict[tuple[int, str, bool], float] = defaultdict(float)
     if lines:
