@@ -99,6 +99,14 @@ class SpoolConfig(_Strict):
     max_mb: float = Field(default=256.0, gt=0, description="size bound; when reached the spool thins itself")
     thin_window_s: float = Field(default=60.0, gt=0, description="gauges kept at one per this window when thinning")
     counter_window_s: float = Field(default=900.0, gt=0, description="counters kept at one per window (last resort)")
+    keep_acked_s: float = Field(
+        default=86_400.0, ge=0,
+        description="acknowledged batches are kept this long so the platform can ask for them again (0 = not kept)",
+    )
+    keep_acked_share: float = Field(
+        default=0.5, ge=0, le=1,
+        description="share of max_mb acknowledged batches may take; they are evicted first when the spool is full",
+    )
 
 
 class Batching(_Strict):

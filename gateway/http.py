@@ -54,6 +54,16 @@ def render_metrics(gw: Gateway) -> str:
     metric("parkpulse_gateway_memory_dropped_readings_total", "counter", "readings dropped while the spool was unwritable",
            [(g, gw.memory_dropped)])
     metric("parkpulse_gateway_last_seq", "gauge", "last sequence number assigned", [(g, gw.spool.last_seq)])
+    metric("parkpulse_gateway_spool_acked_batches", "gauge", "acknowledged batches kept for resend requests",
+           [(g, gw.spool.acked)])
+    metric("parkpulse_gateway_spool_acked_bytes", "gauge", "bytes of acknowledged batches kept", [(g, gw.spool.acked_bytes)])
+    metric("parkpulse_gateway_spool_evicted_batches_total", "counter",
+           "acknowledged batches evicted from the spool (a tombstone remains)", [(g, gw.spool.evicted)])
+    metric("parkpulse_gateway_resend_requests_total", "counter", "resend requests received, by outcome",
+           [({**g, "outcome": k}, v) for k, v in sorted(gw.resend_requests.items())])
+    metric("parkpulse_gateway_resend_batches_total", "counter",
+           "batches re-sent on request (kind=batch: as first sent; kind=evicted: empty, with the gap of what was lost)",
+           [({**g, "kind": k}, v) for k, v in sorted(gw.resend_batches.items())])
     metric("parkpulse_gateway_counter_events_total", "counter", "counter steps flagged (reset, rollover, replaced, jump)",
            [(g, gw.counters.events)])
     stats = gw.device_stats()

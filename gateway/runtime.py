@@ -10,6 +10,7 @@ for outstanding PUBACKs and closes everything. Backpressure: readings wait in me
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -18,8 +19,9 @@ from typing import Any
 from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.counters import CounterState, CounterTracker
+from gateway.resend import parse_resend_request
 from gateway.sources import Source, SourceContext, build_sources
-from gateway.spool import PendingBatch, Spool, SpoolError
+from gateway.spool import PendingBatch, Spool, SpoolError, Tombstone
 from gateway.spool import iso_ms as _iso
 from gateway.stats import DeviceStats, percentile
 from gateway.uplink import Uplink
@@ -29,6 +31,9 @@ __all__ = ["Gateway"]
 log = logging.getLogger("parkpulse.gateway")
 
 STALE_INFLIGHT_S = 45.0
+RESEND_QUEUE_MAX = 256  # requested ranges waiting; more are refused (ingest asks again later)
+RESEND_CHUNK = 200  # batches read from the spool at a time while answering a request
+EXPIRE_INTERVAL_S = 60.0
 
 
 class Gateway:
@@ -48,6 +53,8 @@ class Gateway:
             max_bytes=int(cfg.spool.max_mb * 1024 * 1024),
             thin_window_s=cfg.spool.thin_window_s,
             counter_window_s=cfg.spool.counter_window_s,
+            keep_acked_s=cfg.spool.keep_acked_s,
+            keep_acked_share=cfg.spool.keep_acked_share,
         )
         self.sources: list[Source] = build_sources(cfg, SourceContext(emit=self._emit, counters=self.counters))
         self.uplink: Uplink | None = None
@@ -55,6 +62,12 @@ class Gateway:
         self._buf_since = 0.0
         self._wake = asyncio.Event()
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (seq, published at)
+        self._resend_inflight: dict[int, tuple[int, float]] = {}  # re-sent on request: mid -> (seq, at)
+        self._resend_q: collections.deque[tuple[int, int]] = collections.deque()
+        self._resend_wake = asyncio.Event()
+        self.resend_requests: dict[str, int] = dict.fromkeys(
+            ("accepted", "invalid", "never_assigned", "duplicate", "queue_full"), 0)
+        self.resend_batches: dict[str, int] = {"batch": 0, "evicted": 0}
         self._sent_upto = -1
         self._connected_since: float | None = None
         self._tokens = float(cfg.uplink.max_inflight)
@@ -129,14 +142,45 @@ class Gateway:
     def _on_ack(self, mid: int) -> None:
         ent = self._inflight.pop(mid, None)
         if ent is None:
+            if self._resend_inflight.pop(mid, None) is not None:
+                self._wake.set()
+                self._resend_wake.set()
             return
         self.spool.ack([ent[0]])
         self.batches_acked += 1
         self._wake.set()
 
+    def _on_resend(self, payload: bytes) -> None:
+        """A resend request arrived (on the loop): validate it and queue its range."""
+        try:
+            req = parse_resend_request(payload, self.cfg.gateway.id)
+        except ValueError as exc:
+            self.resend_requests["invalid"] += 1
+            log.warning("resend request ignored: %s", exc)
+            return
+        last = self.spool.last_seq
+        if req.from_seq > last:
+            self.resend_requests["never_assigned"] += 1
+            log.warning("resend request for seqs %d..%d ignored: the last seq assigned is %d",
+                        req.from_seq, req.to_seq, last)
+            return
+        rng = (req.from_seq, min(req.to_seq, last))
+        if any(a <= rng[0] and rng[1] <= b for a, b in self._resend_q):
+            self.resend_requests["duplicate"] += 1
+            return
+        if len(self._resend_q) >= RESEND_QUEUE_MAX:
+            self.resend_requests["queue_full"] += 1
+            log.warning("resend request for seqs %d..%d refused: %d requests waiting", *rng, len(self._resend_q))
+            return
+        self.resend_requests["accepted"] += 1
+        log.info("platform asks for seqs %d..%d again", *rng)
+        self._resend_q.append(rng)
+        self._resend_wake.set()
+
     def _on_connect(self) -> None:
         self._connected_since = time.monotonic()
         self._wake.set()
+        self._resend_wake.set()
 
     def _on_disconnect(self) -> None:
         self._connected_since = None
@@ -160,12 +204,14 @@ class Gateway:
             return 0.0
         return (1.0 - self._tokens) / up.replay_batches_per_s
 
-    def _envelope(self, b: PendingBatch) -> bytes:
+    def _envelope(self, b: PendingBatch | Tombstone) -> bytes:
         head = b'{"v":1,"gateway":"%s","seq":%d,"sent_at":%d,"readings":' % (
             self.cfg.gateway.id.encode(),
             b.seq,
             int(time.time() * 1000),
         )
+        if isinstance(b, Tombstone):  # evicted: no readings, the gap says what was lost
+            return head + b'[],"gaps":' + b.gaps_json() + b"}"
         if b.gaps:
             return head + b.rows + b',"gaps":' + b.gaps + b"}"
         return head + b.rows + b"}"
@@ -177,8 +223,8 @@ class Gateway:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while up.connected and len(self._inflight) < limit:
-                batches = self.spool.pending(self._sent_upto, limit - len(self._inflight))
+            while up.connected and len(self._inflight) + len(self._resend_inflight) < limit:
+                batches = self.spool.pending(self._sent_upto, limit - len(self._inflight) - len(self._resend_inflight))
                 if not batches:
                     break
                 for b in batches:
@@ -197,10 +243,51 @@ class Gateway:
                     continue
                 break
 
+    async def _resender(self) -> None:
+        """Answer resend requests from the spool, sharing the send rate and the in-flight bound."""
+        up = self.uplink
+        assert up is not None
+        limit = self.cfg.uplink.max_inflight
+        while True:
+            await self._resend_wake.wait()
+            self._resend_wake.clear()
+            while self._resend_q:
+                a, b = self._resend_q[0]
+                items = self.spool.retained(a, b, RESEND_CHUNK)
+                for it in items:
+                    while not (up.connected and len(self._inflight) + len(self._resend_inflight) < limit):
+                        await asyncio.sleep(0.05)
+                    wait = self._take_token()
+                    while wait > 0:
+                        await asyncio.sleep(wait)
+                        wait = self._take_token()
+                    mid = up.publish_batch(self._envelope(it))
+                    while mid is None:  # lost the connection in between: wait for it
+                        await asyncio.sleep(0.2)
+                        mid = up.publish_batch(self._envelope(it)) if up.connected else None
+                    self._resend_inflight[mid] = (it.seq, time.monotonic())
+                    self.resend_batches["evicted" if isinstance(it, Tombstone) else "batch"] += 1
+                if not self._resend_q or self._resend_q[0] != (a, b):
+                    continue
+                if len(items) < RESEND_CHUNK or items[-1].seq >= b:
+                    self._resend_q.popleft()
+                    log.info("re-sent what the spool holds of seqs %d..%d (%d batches)", a, b, len(items))
+                else:
+                    self._resend_q[0] = (items[-1].seq + 1, b)
+
     async def _watchdog(self) -> None:
-        """Re-send batches whose PUBACK never came (e.g. the broker lost its session)."""
+        """Re-send batches whose PUBACK never came (e.g. the broker lost its session); expire acked batches."""
+        expired_at = time.monotonic()
         while True:
             await asyncio.sleep(5.0)
+            if time.monotonic() - expired_at >= EXPIRE_INTERVAL_S:
+                expired_at = time.monotonic()
+                n = self.spool.expire_acked()
+                if n:
+                    log.info("evicted %d acknowledged batches older than %.0f s", n, self.cfg.spool.keep_acked_s)
+            stale = [m for m, (_, t) in self._resend_inflight.items() if time.monotonic() - t > STALE_INFLIGHT_S]
+            for m in stale:  # the platform asks again if it still misses them
+                del self._resend_inflight[m]
             since = self._connected_since
             if not self._inflight or since is None or time.monotonic() - since < STALE_INFLIGHT_S:
                 continue
@@ -263,6 +350,10 @@ class Gateway:
             "spool_errors": self.spool_errors,
             "memory_dropped_readings": self.memory_dropped,
             "last_seq": self.spool.last_seq,
+            "spool_acked_batches": self.spool.acked,
+            "spool_evicted_batches": self.spool.evicted,
+            "resend_requests": dict(self.resend_requests),
+            "resend_batches": dict(self.resend_batches),
             "inflight": len(self._inflight),
             "readings_total": self.readings_in,
             "devices_total": len(stats),
@@ -280,7 +371,7 @@ class Gateway:
         self.counters.state = {k: CounterState(v, t) for k, (v, t) in self.spool.load_counters().items()}
         up = Uplink(
             self.cfg, loop, on_ack=self._on_ack, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
-            version=__version__,
+            on_resend=self._on_resend, version=__version__,
         )
         up.status_extra = self.status_extra
         self.uplink = up
@@ -300,6 +391,7 @@ class Gateway:
                     tg.create_task(src.run(), name=f"source:{src.name}:{i}")
                 tg.create_task(self._flusher(), name="batcher")
                 tg.create_task(self._sender(), name="sender")
+                tg.create_task(self._resender(), name="resender")
                 tg.create_task(self._watchdog(), name="inflight-watchdog")
                 tg.create_task(self._status(), name="status")
                 tg.create_task(self._wait_shutdown(), name="shutdown")
@@ -327,7 +419,7 @@ class Gateway:
         sender = asyncio.create_task(self._sender(), name="drain-sender")
         self._wake.set()
         try:
-            while time.monotonic() < deadline and up.connected and (self._inflight or self.spool.depth):
+            while time.monotonic() < deadline and up.connected and (self._inflight or self.spool.depth or self._resend_inflight):
                 await asyncio.sleep(0.05)
         finally:
             sender.cancel()

@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import GatewayConfig
 from parkpulse.settings import parse_mqtt_url
-from parkpulse.wire import data_topic, status_topic
+from parkpulse.wire import data_topic, resend_topic, status_topic
 
 __all__ = ["Uplink"]
 
@@ -40,6 +40,7 @@ class Uplink:
         on_ack: Callable[[int], None],
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
+        on_resend: Callable[[bytes], None] | None = None,
         version: str = "",
     ) -> None:
         self.cfg = cfg
@@ -47,9 +48,11 @@ class Uplink:
         self._on_ack = on_ack
         self._on_connect_cb = on_connect
         self._on_disconnect_cb = on_disconnect
+        self._on_resend_cb = on_resend
         ident = cfg.gateway
         self.data_topic = data_topic(ident.park, ident.firm, ident.id)
         self.status_topic = status_topic(ident.park, ident.firm, ident.id)
+        self.resend_topic = resend_topic(ident.park, ident.firm, ident.id)
         self.version = version
         self.connected = False
         self.connects = 0
@@ -87,6 +90,7 @@ class Uplink:
         client.on_connect = self._paho_connect
         client.on_disconnect = self._paho_disconnect
         client.on_publish = self._paho_publish
+        client.on_message = self._paho_message
         self.client = client
         self.status_extra: Callable[[], dict[str, Any]] = dict
 
@@ -146,6 +150,8 @@ class Uplink:
         self.connects += 1
         log.info("connected to %s", self.target.redacted())
         client.publish(self.status_topic, self.status_payload("online", **self.status_extra()), qos=1, retain=True)
+        if self._on_resend_cb is not None:  # clean session: subscribe on every connect
+            client.subscribe(self.resend_topic, qos=1)
         if self._on_connect_cb is not None:
             self.loop.call_soon_threadsafe(self._on_connect_cb)
 
@@ -160,6 +166,11 @@ class Uplink:
                 log.warning("disconnected from %s: %s", self.target.redacted(), rc)
         if self._on_disconnect_cb is not None:
             self.loop.call_soon_threadsafe(self._on_disconnect_cb)
+
+    def _paho_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._on_resend_cb is not None and msg.topic == self.resend_topic:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._on_resend_cb, bytes(msg.payload))
 
     def _paho_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any = None) -> None:
         if getattr(rc, "is_failure", False):
