@@ -58,6 +58,12 @@ class IngestMetrics:
         self.db_ok = Gauge("pp_ingest_db_ok", "1 when the last transaction committed", registry=r)
         self.last_commit = Gauge("pp_ingest_last_commit_timestamp_seconds", "unix time of the last commit", registry=r)
         self.cache_refreshes = Counter("pp_ingest_registry_refreshes", "registry cache refreshes", registry=r)
+        self.resend_requests = Counter(
+            "pp_ingest_resend_requests", "resend requests published to gateways (gap fill)", registry=r
+        )
+        self.resend_gave_up = Counter(
+            "pp_ingest_resend_gave_up", "seq gaps given up on after resend_max_attempts requests", registry=r
+        )
         self.rollup_runs = Counter("pp_ingest_rollup_refreshes", "pp_refresh_rollups() runs", registry=r)
 
     def text(self) -> bytes:

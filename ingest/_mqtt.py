@@ -117,7 +117,9 @@ class MqttReceiver:
             c.username_pw_set(self.target.username, self.target.password)
         if self.target.tls:
             c.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-        c.reconnect_delay_set(max(1, round(reconnect[0])), max(1, round(reconnect[1])))
+        # paho sleeps min(max, min * 2**k) between attempts; floats work, so the first retry after
+        # a broker restart comes within a fraction of a second (annotations say int)
+        c.reconnect_delay_set(reconnect[0], max(reconnect[0], reconnect[1]))  # type: ignore[arg-type]
         c.on_connect = self._connected
         c.on_disconnect = self._disconnected
         c.on_message = self._message
@@ -164,6 +166,12 @@ class MqttReceiver:
             return False
         self.client.ack(mid, qos)
         return True
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        """Publish (resend requests); False when not connected. paho keeps a QoS 1 message until PUBACK."""
+        if not self.connected:
+            return False
+        return self.client.publish(topic, payload, qos=qos).rc == mqtt.MQTT_ERR_SUCCESS
 
     def wait_connected(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -3,7 +3,8 @@
 Stages (each a named task in one TaskGroup; the blocking ones run in worker threads):
   mqtt reader (paho network thread) → byte-bounded queue → pipeline (decode, map, build the
   binary COPY segments, group into flushes) → hand-off of one flush → writer (transaction,
-  commit, then ack) ; maintenance (rollups, pruning) ; shutdown watcher (drain on the trigger).
+  commit, then ack) ; maintenance (rollups, pruning, resend requests for open seq gaps) ;
+  shutdown watcher (drain on the trigger).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from ingest._metrics import HealthServer, IngestMetrics
 from ingest._mqtt import MessageQueue, MqttReceiver
 from ingest._prepare import Message, Prepared, prepare
 from ingest._registry import RegistryCache, load_registry
+from ingest._resend import RESEND_LOCK_KEY, OpenGap, ResendScheduler, resend_payload
 from ingest._store import FlushResult, Store, is_transient
 from ingest.settings import IngestSettings
 from parkpulse.db import redact
 from parkpulse.errors import ParkPulseError
+from parkpulse.wire import resend_topic
 
 __all__ = ["IngestError", "IngestService"]
 
@@ -76,6 +79,14 @@ class IngestService:
         self._db_ok = False
         self._last_commit = 0.0
         self._session_empty = False
+        self.resend = ResendScheduler(
+            delay_s=s.resend_delay_s, retry_min_s=s.resend_retry_min_s, retry_max_s=s.resend_retry_max_s,
+            max_attempts=s.resend_max_attempts, max_batches=s.resend_max_batches,
+        )
+        self._gw_where: dict[str, tuple[str, str]] = {}  # gateway → (park, firm), from the topics seen
+        self._resend_conn: psycopg.Connection | None = None
+        self._resend_leader = False
+        self._resend_gave_up_counted = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def __aenter__(self) -> IngestService:
@@ -105,6 +116,7 @@ class IngestService:
             self.store.close()
             if self._cache_conn is not None:
                 self._cache_conn.close()
+            self._drop_resend_conn()
             if self.http is not None:
                 self.http.stop()
 
@@ -171,7 +183,11 @@ class IngestService:
     def _on_message(self, m: Message) -> None:
         with self._unacked_lock:
             self._unacked += 1
-        self.metrics.messages.labels("status" if m.topic.endswith("/status") else "data").inc()
+        is_status = m.topic.endswith("/status")
+        self.metrics.messages.labels("status" if is_status else "data").inc()
+        parts = m.topic.split("/")
+        if len(parts) == 6 and parts[4] not in self._gw_where:  # where to send its resend requests
+            self._gw_where[parts[4]] = (parts[2], parts[3])
         if m.dup:
             self.metrics.redeliveries.inc()
         self._queue.put(m)
@@ -371,6 +387,7 @@ class IngestService:
         next_rollup = time.monotonic() + (s.rollup_interval_s or 1e18)
         next_prune = time.monotonic() + s.prune_interval_s
         next_gauge = 0.0
+        next_resend = time.monotonic() + s.resend_interval_s
         while not self.shutdown.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
@@ -379,6 +396,9 @@ class IngestService:
             if now >= next_gauge:
                 next_gauge = now + s.gaps_gauge_interval_s
                 await asyncio.to_thread(self._open_gaps_gauge)
+            if s.resend_max_attempts and now >= next_resend:
+                next_resend = now + s.resend_interval_s
+                await asyncio.to_thread(self._resend_round)
             if s.rollup_interval_s and now >= next_rollup:
                 next_rollup = now + s.rollup_interval_s
                 await asyncio.to_thread(self._run_sql, "SELECT pp_refresh_rollups()", "rollups")
@@ -391,6 +411,63 @@ class IngestService:
                     f"AND b.seq <= g.contiguous_seq AND b.received_at < now() - interval '{int(s.prune_keep_s)} seconds'",
                     "prune",
                 )
+
+    # -- gap fill: resend requests ------------------------------------------------------------------
+    def _drop_resend_conn(self) -> None:
+        if self._resend_conn is not None:
+            with contextlib.suppress(Exception):
+                self._resend_conn.close()
+        self._resend_conn = None
+        self._resend_leader = False
+
+    def _resend_round(self) -> None:
+        """Ask gateways for the batches of seq gaps that stayed open (one process per database asks:
+        the holder of an advisory lock on its own connection)."""
+        if not self.mqtt.connected:
+            return
+        try:
+            if self._resend_conn is None or self._resend_conn.closed or self._resend_conn.broken:
+                self._drop_resend_conn()
+                self._resend_conn = psycopg.connect(
+                    self.settings.database_url, autocommit=True, connect_timeout=5,
+                    application_name=f"parkpulse-ingest-resend {self.settings.client_id}"[:63],
+                )
+            c = self._resend_conn
+            if not self._resend_leader:
+                row = c.execute("SELECT pg_try_advisory_lock(%s)", (RESEND_LOCK_KEY,)).fetchone()
+                self._resend_leader = bool(row and row[0])
+                if not self._resend_leader:
+                    return
+                log.info("this process asks gateways to re-send missing batches")
+            rows = c.execute(
+                """SELECT s.gateway_id, s.from_seq, s.to_seq, extract(epoch FROM now() - s.detected_at)::float8,
+                          f.park_id, g.firm_id
+                   FROM seq_gaps s LEFT JOIN gateways g USING (gateway_id) LEFT JOIN firms f USING (firm_id)
+                   WHERE s.filled_at IS NULL ORDER BY s.gateway_id, s.from_seq LIMIT 10000"""
+            ).fetchall()
+        except psycopg.Error as exc:
+            log.warning("resend check failed: %s", str(exc).strip()[:200])
+            self._drop_resend_conn()
+            return
+        where = {gw: (park, firm) for gw, _, _, _, park, firm in rows if park and firm}
+        where.update(self._gw_where)
+        gaps = [OpenGap(gw, int(a), int(b), float(age)) for gw, a, b, age, _, _ in rows]
+        park = self.settings.park
+        for req in self.resend.due(gaps):
+            loc = where.get(req.gateway)
+            if loc is None or (park != "+" and loc[0] != park):
+                continue
+            try:
+                topic = resend_topic(loc[0], loc[1], req.gateway)
+            except ValueError:
+                continue
+            if self.mqtt.publish(topic, resend_payload(req.gateway, req.from_seq, req.to_seq)):
+                self.metrics.resend_requests.inc()
+                log.info("asked gateway %s to re-send seqs %d..%d (attempt %d)", req.gateway, req.from_seq,
+                         req.to_seq, req.attempt)
+        if self.resend.gave_up > self._resend_gave_up_counted:
+            self.metrics.resend_gave_up.inc(self.resend.gave_up - self._resend_gave_up_counted)
+            self._resend_gave_up_counted = self.resend.gave_up
 
     def _open_gaps_gauge(self) -> None:
         try:

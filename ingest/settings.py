@@ -26,8 +26,11 @@ class IngestSettings(BaseSettings):
     session_expiry_s: int = Field(default=86_400, ge=60, description="broker keeps the session (and unacked messages) this long")
     receive_maximum: int = Field(default=1000, ge=10, le=65_535, description="MQTT 5 Receive Maximum: unacked messages in flight")
     keepalive_s: int = Field(default=30, ge=5)
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=15.0, gt=0)
+    reconnect_min_s: float = Field(default=0.25, gt=0, description="first reconnect delay (doubles per failure)")
+    reconnect_max_s: float = Field(
+        default=2.0, gt=0,
+        description="reconnect delay bound: back within about this long after a broker restart",
+    )
 
     queue_max_bytes: int = Field(
         default=24 * 1024 * 1024,
@@ -51,6 +54,17 @@ class IngestSettings(BaseSettings):
     gaps_gauge_interval_s: float = Field(default=5.0, gt=0, description="refresh the open-gap gauges this often")
     prune_interval_s: float = Field(default=300.0, gt=0, description="prune ingest_batches rows below the watermark this often")
     prune_keep_s: float = Field(default=3600.0, ge=0, description="keep pruned-eligible batch keys at least this long")
+
+    resend_delay_s: float = Field(
+        default=5.0, ge=0,
+        description="ask a gateway to re-send a missing batch range once its seq gap is this old "
+        "(shorter gaps are usually two ingest processes committing out of order)",
+    )
+    resend_retry_min_s: float = Field(default=15.0, gt=0, description="first wait before asking again")
+    resend_retry_max_s: float = Field(default=300.0, gt=0, description="bound of the doubling wait between requests")
+    resend_max_attempts: int = Field(default=8, ge=0, description="requests per gap before giving up (0 = never ask)")
+    resend_max_batches: int = Field(default=500, ge=1, le=100_000, description="seqs asked for in one request")
+    resend_interval_s: float = Field(default=1.0, gt=0, description="how often open gaps are checked")
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9108, ge=0, le=65_535, description="/metrics and /healthz (0 = a free port)")
