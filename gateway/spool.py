@@ -273,16 +273,23 @@ class Spool:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         return self._evict_acked(None, before_ms=now - self.keep_acked_ms)
 
-    def _evict_acked(self, max_bytes: int | None, *, before_ms: int | None = None) -> int:
+    def evict_acked_through(self, seq: int) -> int:
+        """Evict the acked batches with seq <= `seq` now (tombstones remain). Returns how many."""
+        return self._evict_acked(None, through_seq=seq)
+
+    def _evict_acked(self, max_bytes: int | None, *, before_ms: int | None = None, through_seq: int | None = None) -> int:
         """Evict acked batches, oldest seq first, until acked bytes <= max_bytes (or all acked before
-        `before_ms`). Each leaves a tombstone. Returns batches evicted."""
+        `before_ms`, or up to `through_seq`). Each leaves a tombstone. Returns batches evicted."""
         db = self.db
         evicted = 0
+        if through_seq is not None:
+            before_ms, max_bytes = None, None
         while self.acked:
-            if before_ms is not None:
+            if before_ms is not None or through_seq is not None:
+                col, bound = ("acked_ms", before_ms) if before_ms is not None else ("seq - 1", through_seq)
                 cand = db.execute(
-                    "SELECT seq, n, nbytes, rows, gaps FROM batches WHERE acked_ms IS NOT NULL AND acked_ms < ? "
-                    "ORDER BY seq LIMIT 500", (before_ms,),
+                    f"SELECT seq, n, nbytes, rows, gaps FROM batches WHERE acked_ms IS NOT NULL AND {col} < ? "
+                    "ORDER BY seq LIMIT 500", (bound,),
                 ).fetchall()
             else:
                 if max_bytes is not None and self.acked_bytes <= max_bytes:
@@ -295,7 +302,7 @@ class Spool:
             take: list[tuple[int, int, int, bytes, bytes | None]] = []
             size = 0
             for c in cand:
-                if before_ms is None and max_bytes is not None and self.acked_bytes - size <= max_bytes:
+                if max_bytes is not None and self.acked_bytes - size <= max_bytes:
                     break
                 take.append(c)
                 size += int(c[2])
@@ -319,7 +326,7 @@ class Spool:
             self.bytes -= size
             self.evicted += len(take)
             evicted += len(take)
-            if before_ms is None and len(take) < len(cand):
+            if max_bytes is not None and len(take) < len(cand):
                 break
         return evicted
 
