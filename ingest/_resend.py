@@ -9,6 +9,10 @@ at most `max_attempts` times per gap; then the gap stays open (visible in v_data
 
 Several ingest processes: only the one holding the PostgreSQL advisory lock `RESEND_LOCK_KEY`
 asks (the scheduler state lives in that process).
+
+Tail gaps: a gap shows only when a later batch arrives. When a gateway's retained status says
+`spool_depth` 0 and `last_seq` L (every batch up to L was acknowledged by the broker) while the
+highest seq stored is below L, the seqs up to L are treated as an open gap too.
 """
 
 from __future__ import annotations

@@ -445,6 +445,15 @@ class IngestService:
                    FROM seq_gaps s LEFT JOIN gateways g USING (gateway_id) LEFT JOIN firms f USING (firm_id)
                    WHERE s.filled_at IS NULL ORDER BY s.gateway_id, s.from_seq LIMIT 10000"""
             ).fetchall()
+            # tail: the gateway's status says every batch up to last_seq was acknowledged by the broker
+            # (spool_depth 0), yet the last ones never arrived and no later batch revealed the gap
+            rows += c.execute(
+                """SELECT t.gateway_id, q.max_seq + 1, t.last_seq, extract(epoch FROM now() - t.last_seen)::float8,
+                          f.park_id, g.firm_id
+                   FROM gateway_status t JOIN gateway_seq q USING (gateway_id)
+                        LEFT JOIN gateways g USING (gateway_id) LEFT JOIN firms f USING (firm_id)
+                   WHERE t.spool_depth = 0 AND t.last_seq > q.max_seq"""
+            ).fetchall()
         except psycopg.Error as exc:
             log.warning("resend check failed: %s", str(exc).strip()[:200])
             self._drop_resend_conn()

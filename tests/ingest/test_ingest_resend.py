@@ -126,5 +126,13 @@ def test_open_gap_is_requested_and_closed_by_resent_and_evicted_batches(
         assert len(asks) == 3 and all(d["to_seq"] == 5 for d in asks)
         assert ing.metrics()["pp_ingest_resend_requests_total"] == n_answered + 3
         assert q1(db, "SELECT from_seq || '-' || to_seq FROM seq_gaps WHERE filled_at IS NULL") == "5-5"
+        # tail: the status says seqs up to 9 were acknowledged by the broker; 8 and 9 never came
+        status = orjson.dumps({"v": 1, "gateway": g.gateway, "state": "online", "ts": "2026-11-25T08:00:00Z",
+                               "version": "t", "devices": [], "spool_depth": 0, "last_seq": 9})
+        send(broker.url, [(g.topic.rsplit("/", 1)[0] + "/status", status)])
+        tail = wait_for(lambda: [d for d in req.of(g.gateway) if d["from_seq"] == 8], what="tail request")
+        assert tail[0]["to_seq"] == 9
+        send(broker.url, [(g.topic, g.batch(t0 + 100_000, 30)) for _ in range(2)])  # seq 8, 9 re-sent
+        wait_for(lambda: q1(db, "SELECT max_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 9, what="seq 9")
     finally:
         req.close()
