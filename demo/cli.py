@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -88,8 +89,12 @@ def demo(
     stages: dict[str, Any] = {}
     stop = threading.Event()
 
+    live = threading.Event()
+
     def _on_signal(signum: int, _frame: object) -> None:
         stop.set()
+        if not live.is_set():  # still setting up: abort now, the finally block stops what started
+            raise _Aborted(signal.Signals(signum).name)
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -113,8 +118,9 @@ def demo(
         applied = migrate(dsn, timezone=settings.timezone)
         out.print(f"[green]✓[/green] database {database}: {len(applied)} migrations applied")
         record("database", migrations=len(applied))
+        ingest_http = free_port()
         child_env = {**os.environ, "PARKPULSE_DATABASE_URL": dsn, "PARKPULSE_MQTT_URL": mqtt_url,
-                     "PYTHONUNBUFFERED": "1"}  # fmt: skip
+                     "PYTHONUNBUFFERED": "1", "PARKPULSE_INGEST_HTTP_PORT": str(ingest_http)}  # fmt: skip
         sup = Supervisor(workdir / "logs", child_env)
 
         # --- simulators ----------------------------------------------------------------------
@@ -144,6 +150,11 @@ def demo(
         # --- history -------------------------------------------------------------------------
         # Ingest first, alone: the history goes through it before the live park starts.
         sup.start("ingest", [_bin("parkpulse"), "ingest", "run"])
+        # A broker drops what nobody has subscribed to: publish only once ingest holds its subscription.
+        if not Supervisor.wait_for(lambda: _ingest_subscribed(ingest_http) or not sup.children["ingest"].alive(), 60):
+            raise EnvironmentError_("ingest did not subscribe in time:\n" + sup.children["ingest"].tail())
+        if not sup.children["ingest"].alive():
+            raise EnvironmentError_("ingest stopped:\n" + sup.children["ingest"].tail())
         start = datetime(history_from, 1, 1, tzinfo=UTC)
         end = datetime(today.year, today.month, today.day, tzinfo=UTC)
         total = count_history(profiles, start, end)
@@ -155,6 +166,8 @@ def demo(
             stored_task = bar.add_task("committed by ingest", total=sent)
 
             def stored() -> bool:
+                if not sup.children["ingest"].alive():
+                    raise EnvironmentError_("ingest stopped:\n" + sup.children["ingest"].tail())
                 n, refused = _count_hist(dsn)
                 if refused:
                     raise EnvironmentError_(f"ingest refused history batches: {refused}")
@@ -212,6 +225,7 @@ def demo(
         record("rules", years=years)
 
         # --- live ----------------------------------------------------------------------------
+        live.set()
         url = f"http://127.0.0.1:{console_port}/"
         print_summary(out, dsn, today.year - 1, url, "admin", password)
         began = time.monotonic()
@@ -238,6 +252,10 @@ def demo(
             stop.wait(1.0)
         record("live", seconds=round(time.monotonic() - began, 1), outage=outage_state, **stage_counts(dsn))
         out.print("[bold]stopping…[/bold]")
+    except _Aborted as exc:
+        out.print(f"[yellow]interrupted ({exc}) while setting up[/yellow]")
+        record("error", message=f"interrupted by {exc}")
+        raise typer.Exit(130) from None
     except (EnvironmentError_, subprocess.CalledProcessError) as exc:
         detail = exc.stderr.decode(errors="replace")[-2000:] if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else ""
         out.print(f"[red]demo failed:[/red] {exc}\n{detail}")
@@ -251,6 +269,18 @@ def demo(
             p.close()
         env.close()
     out.print("[green]demo stopped cleanly[/green]")
+
+
+def _ingest_subscribed(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return bool(json.loads(resp.read()).get("subscribed"))
+    except (OSError, ValueError):
+        return False
+
+
+class _Aborted(Exception):
+    """Ctrl-C or SIGTERM before the park runs live."""
 
 
 def _outage_gateway(scenario: Path) -> str | None:
