@@ -67,7 +67,8 @@ def print_summary(out: Console, dsn: str, year: int, console_url: str, user: str
                 "SELECT indicator, value, target, unit, met FROM v_park_scorecard WHERE year = %s ORDER BY indicator",
                 (year,),
             ):
-                s.add_row(str(ind), f"{_f(val, 2)} {unit or ''}", _f(target, 2), "✓" if met else "✗")
+                verdict = "—" if target is None or val is None else ("✓" if met else "✗")
+                s.add_row(str(ind), f"{_f(val, 2)} {unit or ''}", _f(target, 2), verdict)
         except psycopg.Error:
             conn.rollback()
         out.print(s)
