@@ -5,7 +5,6 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as dm
 
 from deploy_tools._board import Board, stats, table_panel, timeseries_panel
-from deploy_tools._limits import EmissionLimits, load_limits
 
 __all__ = ["environment"]
 
@@ -17,10 +16,26 @@ _POLLUTANTS = (
 _POLLUTANT_LIST = ", ".join(f"'{m}'" for m, _, _ in _POLLUTANTS)
 
 
-def _emission_sql(metric: str, lim: EmissionLimits) -> str:
+# Limits and reference oxygen come from the database (v_emission_limits: the alert engine's limits
+# file, rules/alerts/data/emission_limits.yaml, synced when the engine starts or by
+# `parkpulse alerts limits sync`), so the dashboard shows exactly the figures the alerts use.
+# The limit drawn is the strictest one an enabled emission rule applies in this park.
+_SOURCE = "v_emission_limits, synced from the alert engine's rules/alerts/data/emission_limits.yaml"
+# HJ 75/76 valid hour: the emission rules' min_valid_minutes, from the same view.
+_VALID_MINUTES = "(SELECT max(min_valid_minutes) AS min_valid_minutes FROM v_emission_limits WHERE active)"
+
+
+def _emission_sql(metric: str) -> str:
     return f"""
-    WITH o2ref(source_type, o2_ref) AS (VALUES {lim.o2_values_sql()}),
-    lim(source_type, metric, limit_value) AS (VALUES {lim.limit_values_sql()}),
+    WITH o2ref AS (
+      SELECT source_type, reference_o2_pct AS o2_ref FROM v_emission_limits WHERE entry = 'reference_o2'
+    ),
+    lim AS (
+      SELECT source_type, metric, min(limit_mg_m3) AS limit_value
+      FROM v_emission_limits
+      WHERE entry <> 'reference_o2' AND active AND metric = '{metric}' AND (parks IS NULL OR '$park' = ANY (parks))
+      GROUP BY 1, 2
+    ),
     c AS (
       SELECT r.bucket, r.firm_id || ' ' || r.device_id AS stack, r.avg AS conc, o.avg AS o2,
              l.limit_value, x.o2_ref
@@ -42,12 +57,11 @@ def _emission_sql(metric: str, lim: EmissionLimits) -> str:
 
 
 def environment() -> dm.Dashboard:
-    lim = load_limits()
     b = Board(
         uid="pp-environment",
         title="环境监测",
         description="Environment: hourly emission averages of the CEMS stacks against their limits "
-        f"({lim.source}), data validity, data gaps and environmental alerts.",
+        f"({_SOURCE}), data validity, data gaps and environmental alerts.",
         tags=["environment", "cems", "inspector"],
         time_from="now-7d",
         refresh="1m",
@@ -57,20 +71,22 @@ def environment() -> dm.Dashboard:
             f"{zh} 小时均值 vs 限值",
             f"Hourly average {en} per stack, converted to the reference oxygen content of its source "
             "type with the stack's O2 hourly average (the measured value where O2 or the source type "
-            f"is unknown), against the limit of its source type ({lim.source}). mg/m³.",
-            _emission_sql(metric, lim),
+            f"is unknown), against the strictest limit an emission rule applies to its source type in "
+            f"this park ({_SOURCE}). mg/m³.",
+            _emission_sql(metric),
             unit="conmgm3", w=8,
         ))
     b.add(stats(
-        "数据有效率", "Share of the range's hours with a valid hourly average (at least "
-        f"{lim.valid_hour_fraction:.0%} of the expected samples good, HJ 75-2017) over all pollutant "
-        "series of the selected CEMS devices.",
+        "数据有效率", "Share of the range's hours with a valid hourly average (at least the emission "
+        "rules' min_valid_minutes of good samples per hour, HJ 75/76, from v_emission_limits) over all "
+        "pollutant series of the selected CEMS devices.",
         f"""
         WITH h AS (
           SELECT r.device_pk, r.metric, count(*) FILTER (
-                   WHERE r.n_good >= {lim.valid_hour_fraction!r} * 3600 / coalesce(d.poll_interval_s, 60)) AS valid_hours
+                   WHERE r.n_good >= v.min_valid_minutes * 60.0 / coalesce(d.poll_interval_s, 60)) AS valid_hours
           FROM v_readings_1h r
           JOIN v_devices d USING (device_pk)
+          CROSS JOIN {_VALID_MINUTES} v
           WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND d.kind = 'cems'
             AND r.metric IN ({_POLLUTANT_LIST}) AND $__timeFilter(r.bucket)
           GROUP BY 1, 2
@@ -83,16 +99,18 @@ def environment() -> dm.Dashboard:
         unit="percent", w=6, decimals=1, thresholds=((None, "red"), (75, "orange"), (90, "green")),
     ))
     b.add(table_panel(
-        "CEMS 数据有效性", "Per stack and pollutant: hours with data, valid hours (HJ 75-2017), "
+        "CEMS 数据有效性", "Per stack and pollutant: hours with data, valid hours (HJ 75/76, the emission "
+        "rules' min_valid_minutes from v_emission_limits), "
         "samples flagged not good, worst quality seen (0 good … 4 bad).",
         f"""
         SELECT r.firm_id AS "企业 firm", r.device_id AS "设备 device", r.metric AS "指标 metric",
                count(*) AS "有数据小时 hours",
-               count(*) FILTER (WHERE r.n_good >= {lim.valid_hour_fraction!r} * 3600 / coalesce(d.poll_interval_s, 60))
+               count(*) FILTER (WHERE r.n_good >= v.min_valid_minutes * 60.0 / coalesce(d.poll_interval_s, 60))
                  AS "有效小时 valid hours",
                sum(r.n - r.n_good) AS "非良好样本 not good", max(r.worst_quality) AS "最差质量 worst"
         FROM v_readings_1h r
         JOIN v_devices d USING (device_pk)
+        CROSS JOIN {_VALID_MINUTES} v
         WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND d.kind = 'cems'
           AND r.metric IN ({_POLLUTANT_LIST}) AND $__timeFilter(r.bucket)
         GROUP BY 1, 2, 3
@@ -132,5 +150,21 @@ def environment() -> dm.Dashboard:
         LIMIT 200
         """,
         w=12,
+    ))
+    b.add(table_panel(
+        "排放限值与来源", "The emission limits and reference oxygen the alert engine applies, with their "
+        "sources (v_emission_limits; edit rules/alerts/data/emission_limits.yaml, then restart the engine "
+        "or run `parkpulse alerts limits sync`). 核实 = checked against the standard's primary text.",
+        """
+        SELECT source_type AS "排放源 source type", metric AS "指标 metric", limit_mg_m3 AS "限值 mg/m³",
+               reference_o2_pct AS "基准氧 %", limit_id AS "限值集 set", active AS "启用 active",
+               array_to_string(parks, ', ') AS "园区 parks", standard AS "标准 standard", clause AS "条款 clause",
+               edition AS "版本 edition", verified AS "核实 verified", source AS "来源 source", note AS "备注 note",
+               synced_at AS "同步 synced"
+        FROM v_emission_limits
+        WHERE parks IS NULL OR '$park' = ANY (parks)
+        ORDER BY entry = 'reference_o2', source_type, metric, limit_id
+        """,
+        w=24,
     ))
     return b.build()

@@ -6,6 +6,7 @@ Run it with `parkpulse alerts run`; see rules/alerts/README.md.
 
 from rules.alerts._emission import HourResult, convert_to_reference_o2, evaluate_hour
 from rules.alerts._engine import AlertEngine
+from rules.alerts._limits_sync import LimitRow, SyncResult, limit_rows, sync_limits, sync_limits_async
 from rules.alerts._ruleset import HJ212_FLAGS, EmissionLimits, Rule, RuleSet, load_rules
 from rules.alerts._settings import AlertSettings
 from rules.alerts._stats import EngineStats
@@ -22,13 +23,18 @@ __all__ = [
     "EmissionLimits",
     "EngineStats",
     "HourResult",
+    "LimitRow",
     "Obs",
     "Rule",
     "RuleSet",
+    "SyncResult",
     "Tracker",
     "convert_to_reference_o2",
     "evaluate_hour",
+    "limit_rows",
     "load_rules",
     "sign",
+    "sync_limits",
+    "sync_limits_async",
     "verify_signature",
 ]

@@ -34,6 +34,7 @@ from parkpulse.settings import parse_mqtt_url
 from parkpulse.wire import alerts_topic, decode_batch, parse_topic, shared_data_subscription
 from rules.alerts._evaluate import Outcome, StreamEvaluator, render_message
 from rules.alerts._http import health_doc, metrics_text, serve_http
+from rules.alerts._limits_sync import sync_limits_async
 from rules.alerts._periodic import PeriodicEvaluator
 from rules.alerts._registry import DeviceRegistry
 from rules.alerts._ruleset import RuleSet, load_rules
@@ -90,6 +91,9 @@ class AlertEngine:
             raise StoreError(f"alerts: database unreachable: {str(exc).strip()}") from exc
         try:
             await self._sync_rule_versions(self._writer)
+            synced = await sync_limits_async(self._writer, self.rules)
+            log.info("alerts: emission limits synced (%d rows, %d new, %d stale removed)",
+                     synced.rows, synced.inserted, synced.deleted)
             await self._restore(self._writer)
             await self.registry.load(self._writer)
         except psycopg.errors.UndefinedTable as exc:

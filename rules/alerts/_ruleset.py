@@ -113,25 +113,33 @@ class _RuleDoc(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class _RefO2(_Strict):
+class _Sourced(_Strict):
+    """Where a figure comes from: `source` (free text) and, where known, its parts."""
+
+    source: str = Field(min_length=3)
+    standard: str | None = None
+    clause: str | None = None
+    edition: str | None = None
+    verified: bool = False
+    note: str | None = None
+
+
+class _RefO2(_Sourced):
     source_types: list[str] = Field(min_length=1)
     o2_ref_pct: float = Field(ge=0, lt=21)
-    source: str = Field(min_length=3)
 
 
-class _LimitSet(_Strict):
+class _LimitSet(_Sourced):
     id: str
     name_zh: str | None = None
     name_en: str | None = None
-    source: str = Field(min_length=3)
     limits: dict[str, dict[str, float]]
 
 
-class _Override(_Strict):
+class _Override(_Sourced):
     id: str
     name_zh: str | None = None
     name_en: str | None = None
-    source: str = Field(min_length=3)
     parks: list[str] | None = None
     source_types: list[str] | None = None
     limits: dict[str, float]
@@ -157,6 +165,8 @@ class EmissionLimits:
     reference_o2: dict[str, tuple[float, str]]
     limit_sets: dict[str, _LimitSet]
     overrides: dict[str, _Override]
+    reference_o2_docs: dict[str, _RefO2] = field(default_factory=dict)  # source type → its entry (all source fields)
+    path: str = ""
 
     def o2_ref(self, source_type: str | None) -> tuple[float, str] | None:
         return self.reference_o2.get(source_type or "")
@@ -257,11 +267,13 @@ def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | Non
         return None
     cat = load_catalogue().by_name()
     ref: dict[str, tuple[float, str]] = {}
+    ref_docs: dict[str, _RefO2] = {}
     for i, r in enumerate(lim.reference_o2):
         for st in r.source_types:
             if st in ref:
                 problems.append(FieldError(f"{path.name}.reference_o2[{i}].source_types", st, "source type listed twice"))
             ref[st] = (r.o2_ref_pct, r.source)
+            ref_docs[st] = r
     for i, ls in enumerate(lim.limit_sets):
         for st, per in ls.limits.items():
             for m, v in per.items():
@@ -283,7 +295,7 @@ def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | Non
     for dup in {x for x in ids if ids.count(x) > 1}:
         problems.append(FieldError(f"{path.name}.id", dup, "limit set / override id used twice"))
     return EmissionLimits(
-        lim.version, ref, {x.id: x for x in lim.limit_sets}, {x.id: x for x in lim.overrides}
+        lim.version, ref, {x.id: x for x in lim.limit_sets}, {x.id: x for x in lim.overrides}, ref_docs, str(path)
     )
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from parkpulse.errors import ParkPulseError, ValidationReport
 from rules.alerts._engine import AlertEngine
+from rules.alerts._limits_sync import sync_limits
 from rules.alerts._ruleset import RuleSet, load_rules
 from rules.alerts._settings import AlertSettings
 
@@ -24,6 +25,8 @@ __all__ = ["app"]
 app = typer.Typer(help="Alert engine: emission exceedance, data gaps, tamper signs, thresholds.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Webhook subscriptions (HMAC-SHA256 signed, retried from an outbox).", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
+limits_app = typer.Typer(help="Emission limits in the database (v_emission_limits, read by Grafana).", no_args_is_help=True)
+app.add_typer(limits_app, name="limits")
 out = Console()
 err = Console(stderr=True)
 
@@ -302,3 +305,27 @@ def webhooks_retry(name: str, database_url: str | None = DbOpt) -> None:
             (name,),
         ).rowcount
     out.print(f"{n} deliveries queued again")
+
+
+@limits_app.command("sync")
+def limits_sync(
+    rules: Path | None = RulesOpt,
+    limits: Path | None = LimitsOpt,
+    database_url: str | None = DbOpt,
+) -> None:
+    """Copy the emission limits (with sources) into the database now; the engine also does it when it starts."""
+    s = _settings(database_url, rules_file=rules, limits_file=limits)
+    rs = _load(s.rules_file, s.limits_file)
+    try:
+        with psycopg.connect(s.dsn()) as conn:
+            res = sync_limits(conn, rs)
+    except psycopg.OperationalError as exc:
+        err.print(f"[red]database-url: cannot connect ({str(exc).strip()[:200]})[/red]")
+        raise typer.Exit(1) from None
+    except ParkPulseError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    out.print(
+        f"emission limits v{rs.limits.version} synced from {rs.limits.path}: {res.rows} rows "
+        f"({res.inserted} new, {res.rows - res.inserted} updated, {res.deleted} stale removed)"
+    )

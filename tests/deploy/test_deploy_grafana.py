@@ -11,6 +11,7 @@ few Grafana API endpoints the push uses (folders, datasources by uid, dashboards
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -221,24 +222,21 @@ def test_deploy_push_refuses_a_missing_folder(grafana: tuple[str, FakeGrafana], 
     assert not state.requests
 
 
-def test_deploy_emission_limits_file_is_checked(tmp_path: Path) -> None:
-    from deploy_tools._limits import LIMITS_FILE, load_limits
-    from parkpulse.errors import ConfigError
+def test_deploy_emission_figures_are_not_kept_in_deploy_tools() -> None:
+    """The environment dashboard reads the limits from v_emission_limits (the alert engine's data
+    file, synced into the database); deploy_tools keeps no copy of them and renders none into SQL."""
+    import deploy_tools
 
-    lim = load_limits()
-    assert lim.limits["gas_boiler"]["nox_mg_m3"] > 0 and lim.reference_o2_pct["gas_boiler"] == 3.5
-    assert "('gas_boiler', 'nox_mg_m3'," in lim.limit_values_sql()
-    text = LIMITS_FILE.read_text()
-    for broken, expected in (
-        (text.replace("nox_mg_m3: 200", "nox_mg_m3: -5"), r"limits_mg_m3\.gas_boiler\.nox_mg_m3: must be > 0 \(got -5"),
-        (text.replace("nox_mg_m3: 200", "co_mg_m3: 200"), r"limits_mg_m3\.gas_boiler\.co_mg_m3: not a pollutant"),
-        (text.replace("  gas_boiler: 3.5\n", ""), r"reference_o2_pct\.gas_boiler missing"),
-        (text.replace("min_fraction: 0.75", "min_fraction: 1.5"), r"min_fraction must be in \(0, 1\] \(got 1\.5\)"),
-    ):
-        f = tmp_path / "limits.yaml"
-        f.write_text(broken)
-        with pytest.raises(ConfigError, match=expected):
-            load_limits(f)
+    root = Path(deploy_tools.__file__).parent
+    assert not (root / "data" / "emission_limits.yaml").exists() and not (root / "_limits.py").exists()
+    env = json.loads(render_all()["environment.json"])
+    sqls = [t["rawSql"] for p in env["panels"] for t in p.get("targets", [])]
+    emission = [q for q in sqls if "折算浓度" in q]
+    assert len(emission) == 3 and all("FROM v_emission_limits" in q and "VALUES" not in q for q in emission)
+    for q in emission:  # only the conversion formula's 21 (and its 20.5 guard) and column positions
+        assert set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", q)) <= {"1", "2", "21", "20.5"}, q
+    validity = [q for q in sqls if "valid" in q]
+    assert len(validity) == 2 and all("min_valid_minutes" in q and "0.75" not in q and "45" not in q for q in validity)
 
 
 def test_deploy_push_reports_an_unreachable_grafana() -> None:

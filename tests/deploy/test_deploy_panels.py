@@ -3,8 +3,9 @@
 The seeding writes a small park the way the services do: the registry through
 `parkpulse.registry.import_registry`, three days of readings through COPY into `readings` plus
 `rollup_dirty` and `pp_refresh_rollups()`, counter events, device status and data gaps as ingest
-records them, KPI / scorecard / compliance rows in the rules result tables (migration 0200) and
-alerts through `pp_alert_fire` (migration 0300). The SQL of each panel is expanded as Grafana's
+records them, KPI / scorecard / compliance rows in the rules result tables (migration 0200),
+alerts through `pp_alert_fire` (migration 0300) and the emission limits through the alert engine's
+own sync (`rules.alerts.sync_limits`, migration 0303). The SQL of each panel is expanded as Grafana's
 PostgreSQL datasource does (deploy_tools.sqlmacros documents the rules) and must return rows of
 the shape the panel type needs. No panel is skipped: the test counts them.
 """
@@ -26,11 +27,12 @@ from deploy_tools.panelcheck import check_dashboards, load_dashboards, resolve_v
 from deploy_tools.sqlmacros import MacroError, TimeRange, Variable, expand, interpolate_variables
 from parkpulse.registry import Cluster as ClusterModel
 from parkpulse.registry import Device, Firm, Gateway, ParkFile, ParkInfo, Workshop, import_registry
+from rules.alerts import load_rules, sync_limits
 
 CONTRACT_VIEWS = {
     "v_devices", "v_readings", "v_readings_15m", "v_readings_1h", "v_readings_1d", "v_counter_daily",
     "v_energy_daily", "v_firm_energy_daily", "v_device_last_seen", "v_gateway_status", "v_data_gaps",
-    "v_alerts", "v_alerts_open", "v_firm_kpi_year", "v_park_scorecard", "v_compliance",
+    "v_alerts", "v_alerts_open", "v_firm_kpi_year", "v_park_scorecard", "v_compliance", "v_emission_limits",
 }
 PARK = "hz-park"
 FIRMS = ("f-steel", "f-textile")
@@ -139,7 +141,9 @@ def _seed(dsn: str, end: datetime) -> None:
 
 
 def _seed_results(conn: psycopg.Connection, end: datetime) -> None:
-    """Rules results (migration 0200 tables) and alerts (0300's pp_alert_fire)."""
+    """Rules results (migration 0200 tables), alerts (0300's pp_alert_fire) and the emission limits
+    the alert engine writes when it starts (its shipped limits file)."""
+    sync_limits(conn, load_rules())
     y = end.year
     for k, (fid, cls, score) in enumerate(((FIRMS[0], "A", 86.5), (FIRMS[1], "C", 48.0), (OFFICE, "out_of_scope", None))):
         for year, tce, av in ((y - 2, 5200.0 + k * 900, 41000.0), (y - 1, 4900.0 + k * 950, 42500.0)):
@@ -362,3 +366,46 @@ def test_deploy_check_cli_runs_every_panel(seeded: tuple[str, datetime]) -> None
     assert res.output.count(" ok ") == len([t for _, p in _all_panels() for t in p["targets"]])
     res = CliRunner().invoke(app, ["check", "--database-url", dsn, "--park", "no-such-park"])
     assert res.exit_code == 2 and "no-such-park" in res.output
+
+
+def _panel_rows(conn: psycopg.Connection, title: str, end: datetime) -> list[tuple[Any, ...]]:
+    d = load_dashboards()["environment.json"]
+    (panel,) = [p for p in iter_panels(d) if p["title"] == title]
+    variables = resolve_variables(conn, d, _range(d, end), {"park": [PARK]})
+    sql = expand(panel["targets"][0]["rawSql"], variables, _range(d, end), "1h")
+    return conn.execute(sql.encode()).fetchall()
+
+
+def test_deploy_environment_limits_come_from_the_alert_engines_file(tmp_path: Path, seeded: tuple[str, datetime]) -> None:
+    """The limit line is the alert engine's limit (its data file, synced into v_emission_limits); a
+    limits file with a park override switched on changes the line after a sync, no regeneration."""
+    dsn, end = seeded
+    rs = load_rules()
+    shipped = rs.limits.limit_sets["gb13271-2014-existing"].limits["gas_boiler"]["nox_mg_m3"]
+    stack = f"{FIRMS[0]} cems-1"
+    with psycopg.connect(dsn) as conn:
+        rows = _panel_rows(conn, "氮氧化物 NOx 小时均值 vs 限值", end)
+        limits = {v for _, m, v in rows if m == f"{stack} 限值"}
+        assert limits == {shipped}
+        # measured at 3.5 % O2 on a gas boiler (reference 3.5 %): the converted value is the measured one
+        assert max(v for _, m, v in rows if m == f"{stack} 折算浓度") == pytest.approx(240.0)
+        valid = _panel_rows(conn, "CEMS 数据有效性", end)
+        assert valid and all(0 < r[4] <= r[3] for r in valid), valid
+        # a local stricter limit switched on for this park only
+        rules_file = tmp_path / "rules.yaml"
+        rules_file.write_text(
+            Path(rs.source).read_text(encoding="utf-8").replace(
+                "overrides: []", "overrides: [zhengzhou-ultra-low-nox]"
+            ),
+            encoding="utf-8",
+        )
+        assert "overrides: [zhengzhou-ultra-low-nox]" in rules_file.read_text(encoding="utf-8")
+        sync_limits(conn, load_rules(rules_file))
+        conn.commit()
+        rows = _panel_rows(conn, "氮氧化物 NOx 小时均值 vs 限值", end)
+        ov = load_rules(rules_file).limits.overrides["zhengzhou-ultra-low-nox"].limits["nox_mg_m3"]
+        assert {v for _, m, v in rows if m == f"{stack} 限值"} == {ov}
+        so2 = _panel_rows(conn, "二氧化硫 SO2 小时均值 vs 限值", end)
+        assert {v for _, m, v in so2 if m == f"{stack} 限值"} == {rs.limits.limit_sets["gb13271-2014-existing"].limits["gas_boiler"]["so2_mg_m3"]}
+        sources = _panel_rows(conn, "排放限值与来源", end)
+        assert any(r[0] == "gas_boiler" and r[1] == "nox_mg_m3" and r[2] == ov and r[5] for r in sources)
