@@ -5,6 +5,7 @@ writes them to the database."""
 from __future__ import annotations
 
 import string
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,7 @@ class StreamEvaluator:
                 for m in r.params.metrics:
                     self._by_metric.setdefault(m, []).append(r)
         self._prev: dict[tuple[str, str, str, str], tuple[int, float]] = {}
+        self._window: dict[tuple[str, str, str, str], deque[tuple[int, float]]] = {}
         self._offline = rules.gap_rules("gateway_offline")
         self._spool = rules.gap_rules("spool_gap")
 
@@ -158,21 +160,28 @@ class StreamEvaluator:
         if isinstance(p, RateParams):
             if value is None or quality >= p.exclude_quality_from or not _matches(rule, p, park, gw, dev, info):
                 return None
+            # The change over at least one window: compare with the newest sample that is at least
+            # per_s old. Scaling the step between two close samples (5 s apart) up to per_s would
+            # turn ordinary noise into a "step" (±4 V in 5 s reads as 96 V/min).
             pk = (rule.id, gw, dev, metric)
-            prev = self._prev.get(pk)
-            if prev is not None and ts_ms <= prev[0]:
+            hist = self._window.setdefault(pk, deque())
+            if hist and ts_ms <= hist[-1][0]:
                 return None
-            self._prev[pk] = (ts_ms, value)
-            if prev is None:
-                return None
-            dt = (ts_ms - prev[0]) / 1000.0
+            hist.append((ts_ms, value))
+            horizon = ts_ms - int(p.per_s * 1000)
+            while len(hist) > 2 and hist[1][0] <= horizon:
+                hist.popleft()  # keep one sample at or before the horizon, and everything after it
+            ref = hist[0]
+            if len(hist) < 2 or ref[0] > horizon:
+                return None  # less than one window of history yet
+            dt = (ts_ms - ref[0]) / 1000.0
             if dt > p.max_gap_s:
                 return None
-            rate = abs(value - prev[1]) / dt * p.per_s
+            rate = abs(value - ref[1]) / dt * p.per_s
             clear = p.clear_level if p.clear_level is not None else p.limit
             obs = Obs.BREACH if rate > p.limit else Obs.CLEAR if rate <= clear else Obs.HOLD
             act = self.tracker.observe(key, obs, t, fire_for_s=p.fire_for_s, clear_for_s=p.clear_for_s)
-            ev = {"prev": {"ts_ms": prev[0], "value": prev[1]}, "reading": {"ts_ms": ts_ms, "value": value},
+            ev = {"prev": {"ts_ms": ref[0], "value": ref[1]}, "reading": {"ts_ms": ts_ms, "value": value},
                   "elapsed_s": dt, "rate": rate, "per_s": p.per_s, "limit": p.limit, "clear_level": clear}  # fmt: skip
             return self._outcome(act, rule, park, firm, gw, dev, metric, round(rate, 6), p.limit, t, ev,
                                  extra={"per_s": p.per_s})  # fmt: skip

@@ -146,9 +146,26 @@ def test_rate_of_change(env: Env) -> None:
     env.batch([["meter-1", "voltage_l1_v", _ms(t0), 230.0, 0], ["meter-1", "voltage_l1_v", _ms(t0 + timedelta(seconds=60)), 290.0, 0]])
     rows = env.wait(lambda: env.alerts("voltage-step"))
     assert rows[0][2] == pytest.approx(60.0) and rows[0][3] == 40.0
-    # steady afterwards (0 V/min ≤ clear level 20) for 120 s → resolved
-    env.batch([["meter-1", "voltage_l1_v", _ms(t0 + timedelta(seconds=60 + 30 * i)), 290.0, 0] for i in range(1, 6)])
+    # steady afterwards: the change over the last 60 s is 0 V (≤ clear level 20) from +120 s on;
+    # after 120 s of that (+240 s) → resolved
+    env.batch([["meter-1", "voltage_l1_v", _ms(t0 + timedelta(seconds=60 + 30 * i)), 290.0, 0] for i in range(1, 7)])
     env.wait(lambda: env.alerts("voltage-step")[0][1] == "resolved")
+
+
+def test_rate_of_change_ignores_noise_between_close_samples(env: Env) -> None:
+    # A 230 V supply read every 5 s with ±4 V of noise: one 5-s step of 8 V would read as
+    # 8 / 5 × 60 = 96 V/min if scaled up, but over any 60-s window the change stays ≤ 8 V < 40.
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    noise = [226.0, 234.0] * 30
+    env.batch([["meter-1", "voltage_l1_v", _ms(t0 + timedelta(seconds=5 * i)), v, 0] for i, v in enumerate(noise)])
+    # a real step afterwards still fires: 230 → 290 V held for a minute
+    step = [["meter-1", "voltage_l1_v", _ms(t0 + timedelta(seconds=300 + 5 * i)), 290.0, 0] for i in range(13)]
+    env.batch(step)
+    rows = env.wait(lambda: env.alerts("voltage-step"))
+    assert len(rows) == 1
+    assert rows[0][2] >= 40.0
+    # raised by the step, not by the noise before it
+    assert rows[0][6]["reading"]["ts_ms"] >= _ms(t0 + timedelta(seconds=300))
 
 
 def test_meter_tamper_backwards_and_impossible_jump(env: Env) -> None:
