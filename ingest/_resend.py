@@ -7,8 +7,9 @@ answers evicted batches with an empty batch whose `gaps` say what was lost; eith
 through the normal late-arrival path. Unanswered requests are repeated with exponential backoff,
 at most `max_attempts` times per gap; then the gap stays open (visible in v_data_gaps).
 
-Several ingest processes: only the one holding the PostgreSQL advisory lock `RESEND_LOCK_KEY`
-asks (the scheduler state lives in that process).
+Several ingest processes: only the one holding the PostgreSQL advisory lock
+(`RESEND_LOCK_KEY`, hashtext(park setting)) asks (the scheduler state lives in that process);
+processes that serve different parks each ask for their own.
 
 Tail gaps: a gap shows only when a later batch arrives. When a gateway's retained status says
 `spool_depth` 0 and `last_seq` L (every batch up to L was acknowledged by the broker) while the
@@ -27,7 +28,7 @@ __all__ = ["RESEND_LOCK_KEY", "OpenGap", "ResendRequest", "ResendScheduler", "re
 
 log = logging.getLogger("parkpulse.ingest.resend")
 
-RESEND_LOCK_KEY = 0x70705F7265736E64  # "pp_resnd": one requesting process per database
+RESEND_LOCK_KEY = 0x70707273  # "pprs": with hashtext(park), one requesting process per database and park setting
 
 
 @dataclass(frozen=True, slots=True)

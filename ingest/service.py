@@ -434,7 +434,8 @@ class IngestService:
                 )
             c = self._resend_conn
             if not self._resend_leader:
-                row = c.execute("SELECT pg_try_advisory_lock(%s)", (RESEND_LOCK_KEY,)).fetchone()
+                row = c.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                (RESEND_LOCK_KEY, self.settings.park)).fetchone()
                 self._resend_leader = bool(row and row[0])
                 if not self._resend_leader:
                     return

@@ -136,3 +136,24 @@ def test_open_gap_is_requested_and_closed_by_resent_and_evicted_batches(
         wait_for(lambda: q1(db, "SELECT max_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 9, what="seq 9")
     finally:
         req.close()
+
+
+def test_two_ingest_processes_ask_once(db: str, broker: MosquittoBroker, park: Park, start_ingest: Any) -> None:
+    """Only the holder of the advisory lock asks: two processes, one attempt each allowed → one request."""
+    opts = {"resend_delay_s": 0.5, "resend_max_attempts": 1, "resend_interval_s": 0.2}
+    a = start_ingest(broker.url, client="a", **opts)
+    b = start_ingest(broker.url, client="b", **opts)
+    req = _Requests(broker.port, park.pf.park.id)
+    try:
+        g = park.gateways[1]
+        t0 = int(time.time() * 1000) - 3_600_000
+        payloads = [g.batch(t0 + i * 10_000, 30) for i in range(4)]
+        send(broker.url, [(g.topic, payloads[i]) for i in (0, 3)])
+        wait_for(lambda: q1(db, "SELECT max_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 3, what="seq 3")
+        wait_for(lambda: req.of(g.gateway), what="a resend request")
+        time.sleep(2.0)
+        assert [(d["from_seq"], d["to_seq"]) for d in req.of(g.gateway)] == [(1, 2)]
+        total = sum(p.metrics().get("pp_ingest_resend_requests_total", 0) for p in (a, b))
+        assert total == 1
+    finally:
+        req.close()
