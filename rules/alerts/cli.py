@@ -325,7 +325,7 @@ def limits_sync(
     except ParkPulseError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    out.print(
+    typer.echo(
         f"emission limits v{rs.limits.version} synced from {rs.limits.path}: {res.rows} rows "
         f"({res.inserted} new, {res.rows - res.inserted} updated, {res.deleted} stale removed)"
     )
