@@ -43,6 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-0123456789abcdef"
 
 
+
+def _scalar(conn: psycopg.Connection, sql: str, params: tuple[object, ...] = ()) -> Any:
+    """The first column of the first row (queries here always return one)."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None, sql
+    return row[0]
+
 def pct(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
@@ -154,7 +161,7 @@ def main() -> int:
                 kind = "threshold" if wave % 2 == 0 else "gap"
                 batch = gws[: min(len(gws), a.alerts - done)]
                 rule = "flue-temp-high" if kind == "threshold" else "gateway-offline"
-                since = conn.execute("SELECT coalesce(max(alert_id), 0) FROM alerts").fetchone()[0]
+                since = _scalar(conn, "SELECT coalesce(max(alert_id), 0) FROM alerts")
                 n_hooks = len(recv.received)
                 sent: dict[str, float] = {}
                 data_t += 120_000
@@ -193,15 +200,15 @@ def main() -> int:
                         pub.publish(status_topic(park, firm, gw), orjson.dumps({"v": 1, "gateway": gw, "state": "online"}),
                                     qos=1, retain=True)  # fmt: skip
                 deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and conn.execute(
-                    "SELECT count(*) FROM alerts WHERE rule_id = %s AND state <> 'resolved'", (rule,)
-                ).fetchone()[0]:
+                while time.monotonic() < deadline and _scalar(
+                    conn, "SELECT count(*) FROM alerts WHERE rule_id = %s AND state <> 'resolved'", (rule,)
+                ):
                     time.sleep(0.05)
                 print(f"wave {wave} {kind}: {len(batch)} alerts, stored {len(stored)}, webhooks {len(hooks)}", flush=True)
                 wave += 1
             time.sleep(1.0)
-            n_readings = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
-            n_dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+            n_readings = _scalar(conn, "SELECT count(*) FROM readings")
+            n_dead = _scalar(conn, "SELECT count(*) FROM dead_letters")
             if n_dead:
                 print("dead letters:", conn.execute("SELECT reason FROM dead_letters LIMIT 3").fetchall())
         all_store = store_lat["threshold"] + store_lat["gap"]
