@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from parkpulse.catalogue import load_catalogue
-from parkpulse.errors import ConfigError, FieldError, ValidationReport
+from parkpulse.errors import ConfigError, FieldError, ValidationReport, field_path
 from parkpulse.settings import parse_mqtt_url
 from parkpulse.wire import ID_PATTERN
 
@@ -383,18 +383,6 @@ def config_problems(cfg: GatewayConfig | _Partial) -> list[FieldError]:
     return problems
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("tcp", "rtu") and out.endswith("]"):
-            continue  # pydantic's tagged-union branch name is not a path in the file
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(file)"
-
-
 def parse_config(raw: object, source: str = "config") -> GatewayConfig:
     """Validate a parsed document; raises ValidationReport with every problem."""
     if not isinstance(raw, dict):
@@ -411,7 +399,7 @@ def parse_config(raw: object, source: str = "config") -> GatewayConfig:
                 btype = bus.get("type") if isinstance(bus, dict) else None
                 if btype in ("tcp", "rtu") and loc[2] != btype:
                     continue
-            problems.append(FieldError(_loc(loc), err.get("input"), err["msg"]))
+            problems.append(FieldError(field_path(loc, skip=("tcp", "rtu")), err.get("input"), err["msg"]))
         problems.extend(config_problems(_partial(raw)))
         raise ValidationReport(source, _dedupe(problems)) from None
     problems = config_problems(cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
+
 __all__ = [
     "ConfigError",
     "FieldError",
@@ -9,6 +11,7 @@ __all__ = [
     "StoreError",
     "ValidationReport",
     "WireError",
+    "field_path",
 ]
 
 
@@ -46,3 +49,20 @@ class ValidationReport(ParkPulseError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+def field_path(loc: Iterable[object], prefix: str = "", *, skip: Container[object] = ()) -> str:
+    """A validation error's location as the path a person finds in the file, e.g. `firms[0].gateways[1].id`.
+
+    `skip` names location parts that are not keys in the file (pydantic's tagged-union branch
+    names), dropped where they follow a list index.
+    """
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in skip and out.endswith("]"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(file)"

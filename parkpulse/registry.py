@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import psycopg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from parkpulse.catalogue import load_catalogue
-from parkpulse.errors import FieldError, ValidationReport
+from parkpulse.errors import FieldError, ValidationReport, field_path
 from parkpulse.wire import ID_PATTERN
 
 __all__ = ["Cluster", "Device", "Firm", "Gateway", "ParkFile", "ParkInfo", "Workshop", "import_registry", "load_park_file"]
@@ -127,13 +127,6 @@ def cross_check(pf: ParkFile) -> list[FieldError]:
     return problems
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(file)"
-
-
 def load_park_file(path: str | Path) -> ParkFile:
     """Parse and validate; raises ValidationReport listing every bad entry by its path in the file."""
     p = Path(path)
@@ -150,7 +143,7 @@ def load_park_file(path: str | Path) -> ParkFile:
                 # cross-check problems, already with their paths
                 problems.extend(FieldError(*_split_cross(m)) for m in err["msg"].removeprefix("Value error, ").split("; "))
             else:
-                problems.append(FieldError(_loc(err["loc"]), err.get("input"), err["msg"]))
+                problems.append(FieldError(field_path(err["loc"]), err.get("input"), err["msg"]))
         raise ValidationReport(str(p), problems) from None
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from parkpulse.errors import FieldError, ValidationReport
+from parkpulse.errors import FieldError, ValidationReport, field_path
 from rules._checks import CHECKS
 from rules._figures import Figure, Strict, TextFigure
 
@@ -295,13 +295,6 @@ class RuleSet(Strict):
         return {"rule_set": self.name, "version": self.version, "files": self.files}
 
 
-def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
-    out = prefix
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
 def _read(path: Path, label: str, model: type[Strict], problems: list[FieldError]) -> Any:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -315,7 +308,7 @@ def _read(path: Path, label: str, model: type[Strict], problems: list[FieldError
         return model.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors():
-            problems.append(FieldError(_loc(label, tuple(err["loc"])), err.get("input"), err["msg"]))
+            problems.append(FieldError(field_path(err["loc"], label), err.get("input"), err["msg"]))
         return None
 
 

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from parkpulse.catalogue import load_catalogue
-from parkpulse.errors import ConfigError, FieldError, ValidationReport
+from parkpulse.errors import ConfigError, FieldError, ValidationReport, field_path
 
 __all__ = [
     "WORDS",
@@ -161,13 +161,6 @@ def profile_problems(p: Profile) -> list[FieldError]:
     return problems
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(file)"
-
-
 def parse_profile(raw: object, source: str) -> Profile:
     try:
         return Profile.model_validate(raw)
@@ -179,7 +172,7 @@ def parse_profile(raw: object, source: str) -> Profile:
                     path, _, reason = msg.partition(": ")
                     problems.append(FieldError(path, None, reason))
             else:
-                problems.append(FieldError(_loc(err["loc"]), err.get("input"), err["msg"]))
+                problems.append(FieldError(field_path(err["loc"]), err.get("input"), err["msg"]))
         raise ValidationReport(source, problems) from None
 
 
