@@ -52,18 +52,20 @@ class PeriodicEvaluator:
             return out
         cur = await conn.execute(
             "SELECT park_id, firm_id, gateway_id, device_id, poll_interval_s, "
-            "extract(epoch FROM last_ts), extract(epoch FROM received_at) FROM v_device_last_seen WHERE last_ts IS NOT NULL"
+            "extract(epoch FROM last_ts), extract(epoch FROM received_at), enabled FROM v_device_last_seen "
+            "WHERE last_ts IS NOT NULL"
         )
         rows = await cur.fetchall()
         for rule in rules:
             p: GapParams = rule.params
-            for park, firm, gw, dev, poll, last_ts, received in rows:
+            for park, firm, gw, dev, poll, last_ts, received, enabled in rows:
                 if not self._ok(rule, park):
                     continue
                 poll_s = float(poll or p.default_poll_interval_s)
                 limit = max(p.poll_intervals * poll_s, p.min_silence_s)
                 silent = now - float(last_ts)
-                obs = Obs.BREACH if silent > limit else Obs.CLEAR
+                # a device out of service is expected to be silent; an alert open for it resolves
+                obs = Obs.BREACH if enabled and silent > limit else Obs.CLEAR
                 key = (rule.id, f"{gw}/{dev}")
                 act = self.tracker.observe(key, obs, now, clear_for_s=p.clear_for_s)
                 if act is None:

@@ -230,6 +230,20 @@ def test_device_silence_and_seq_gap_from_the_database(env: Env) -> None:
     env.wait(lambda: env.alerts("gateway-offline")[0][1] == "resolved")
 
 
+def test_a_device_taken_out_of_service_is_expected_to_be_silent(env: Env) -> None:
+    pk = env.conn.execute("SELECT device_pk FROM devices WHERE gateway_id = %s AND device_id = 'meter-1'", (env.gw,)).fetchone()[0]
+    env.conn.execute(
+        "INSERT INTO device_status (device_pk, last_ts, received_at, last_quality, readings) "
+        "VALUES (%s, now() - interval '10 minutes', now() - interval '10 minutes', 0, 100)", (pk,)
+    )
+    env.wait(lambda: env.alerts("device-silent"))
+    # the meter is disabled in the registry (taken out, or an import channel closed): its silence
+    # is expected, so the open alert resolves although no reading came
+    env.conn.execute("UPDATE devices SET enabled = false WHERE device_pk = %s", (pk,))
+    rows = env.wait(lambda: env.alerts("device-silent")[0][1] == "resolved" and env.alerts("device-silent"))
+    assert rows[0][5] is None  # resolved by the engine, not by a person
+
+
 def _write_cems_hour(conn: psycopg.Connection, pk: int, hour: datetime, minutes: int, nox: float, o2: float,
                      flags: dict[int, str]) -> None:  # fmt: skip
     ids = {r[0]: r[1] for r in conn.execute("SELECT name, metric_id FROM metrics")}
