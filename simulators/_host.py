@@ -30,7 +30,7 @@ except ImportError as exc:  # older pymodbus 3 releases have no SimDevice runtim
         f"the simulators need a pymodbus 3 release with pymodbus.simulator.SimDevice (3.16 is known good); installed: {pymodbus.__version__}"
     ) from exc
 
-__all__ = ["ServerHost", "build_catch_all", "build_sim_device"]
+__all__ = ["MODELS", "DeviceSet", "ServerHost", "build_catch_all", "build_sim_device"]
 
 log = logging.getLogger("simulators")
 
@@ -207,3 +207,40 @@ class ServerHost:
 
 class _Stop(Exception):
     """Internal: ends the task group on stop()."""
+
+
+MODELS: tuple[str, ...] = (
+    "eastron-sdm630",
+    "acrel-adl400",
+    "chint-dtsu666",
+    "schneider-iem3255",
+    "cems-analyser",
+    "generic-meter",
+)
+
+
+class DeviceSet:
+    """The devices a simulator serves: shared by the TCP and the RTU simulator."""
+
+    _host: ServerHost
+    _clock: Callable[[], float]
+
+    def add_device(
+        self, device_id: int, model: str, seed: int = 0, params: dict[str, Any] | None = None, **sim: Any
+    ) -> SimulatedDevice:
+        """Add a device (before or after start). `params`/keyword args are the scenario's `sim:` keys."""
+        if model not in MODELS:
+            raise SimulatorError(f"unknown model {model!r} (known: {list(MODELS)})")
+        dev = SimulatedDevice(device_id, model, seed=seed, params={**(params or {}), **sim}, clock=self._clock)
+        self._host.add(dev)
+        return dev
+
+    @property
+    def devices(self) -> dict[int, SimulatedDevice]:
+        return self._host.devices
+
+    def device(self, device_id: int) -> SimulatedDevice:
+        try:
+            return self._host.devices[device_id]
+        except KeyError:
+            raise SimulatorError(f"no device {device_id} on this simulator") from None

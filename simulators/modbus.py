@@ -13,28 +13,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimDevice
 
-from simulators._host import ServerHost
+from simulators._host import MODELS, DeviceSet, ServerHost
 from simulators.device import FAULTS, SimulatedDevice
 from simulators.errors import SimulatorError
 
 __all__ = ["FAULTS", "MODELS", "ModbusSimulator", "SimulatedDevice"]
 
-MODELS: tuple[str, ...] = (
-    "eastron-sdm630",
-    "acrel-adl400",
-    "chint-dtsu666",
-    "schneider-iem3255",
-    "cems-analyser",
-    "generic-meter",
-)
 
 
-class ModbusSimulator:
+class ModbusSimulator(DeviceSet):
     """A Modbus TCP server with many simulated devices, run in a background thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, clock: Callable[[], float] = time.time) -> None:
@@ -47,31 +38,6 @@ class ModbusSimulator:
 
     async def _make_server(self, devices: list[SimDevice]) -> ModbusTcpServer:
         return ModbusTcpServer(devices, address=(self.host, self._requested_port), ignore_missing_devices=True)
-
-    def add_device(
-        self,
-        device_id: int,
-        model: str,
-        seed: int = 0,
-        params: dict[str, Any] | None = None,
-        **sim: Any,
-    ) -> SimulatedDevice:
-        """Add a device (before or after start). `params`/keyword args are the scenario's `sim:` keys."""
-        if model not in MODELS:
-            raise SimulatorError(f"unknown model {model!r} (known: {list(MODELS)})")
-        dev = SimulatedDevice(device_id, model, seed=seed, params={**(params or {}), **sim}, clock=self._clock)
-        self._host.add(dev)
-        return dev
-
-    @property
-    def devices(self) -> dict[int, SimulatedDevice]:
-        return self._host.devices
-
-    def device(self, device_id: int) -> SimulatedDevice:
-        try:
-            return self._host.devices[device_id]
-        except KeyError:
-            raise SimulatorError(f"no device {device_id} on this simulator") from None
 
     @property
     def port(self) -> int:

@@ -32,23 +32,20 @@ import time
 import tty
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import SimDevice
 
-from simulators._host import ServerHost
-from simulators.device import SimulatedDevice
+from simulators._host import DeviceSet, ServerHost
 from simulators.errors import SimulatorError
-from simulators.modbus import MODELS
 
 __all__ = ["RtuSimulator"]
 
 _PARITIES = {"N": 0, "E": 1, "O": 1, "M": 1, "S": 1}
 
 
-class RtuSimulator:
+class RtuSimulator(DeviceSet):
     """A Modbus RTU server with many simulated devices on one pseudo-terminal "bus"."""
 
     def __init__(
@@ -83,19 +80,6 @@ class RtuSimulator:
         """Seconds one character takes on the line at these settings."""
         bits = 1 + self.bytesize + _PARITIES[self.parity] + self.stopbits
         return bits / self.baudrate
-
-    def add_device(
-        self, device_id: int, model: str, seed: int = 0, params: dict[str, Any] | None = None, **sim: Any
-    ) -> SimulatedDevice:
-        if model not in MODELS:
-            raise SimulatorError(f"unknown model {model!r} (known: {list(MODELS)})")
-        dev = SimulatedDevice(device_id, model, seed=seed, params={**(params or {}), **sim}, clock=self._clock)
-        self._host.add(dev)
-        return dev
-
-    @property
-    def devices(self) -> dict[int, SimulatedDevice]:
-        return self._host.devices
 
     def _open_ptys(self) -> None:
         a_master, a_slave = os.openpty()
