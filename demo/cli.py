@@ -47,7 +47,7 @@ from demo._proxy import CuttableProxy
 from demo._summary import print_summary, stage_counts
 from parkpulse.db import migrate, server_dsn
 from parkpulse.registry import import_registry, load_park_file
-from parkpulse.services import free_port
+from parkpulse.services import free_port, port_open
 from parkpulse.settings import get_settings, parse_mqtt_url
 
 __all__ = ["app"]
@@ -213,6 +213,11 @@ def demo(
         # plain http on the loopback: the Secure cookie flag would keep browsers from sending the session
         sup.start("console", [_bin("parkpulse"), "console", "serve", "--host", "127.0.0.1", "--port", str(console_port),
                               "--insecure-cookies"])  # fmt: skip
+        # the URL printed below must answer: wait until the console listens
+        if not Supervisor.wait_for(lambda: port_open("127.0.0.1", console_port) or not sup.children["console"].alive(), 60):
+            raise EnvironmentError_("the console did not start listening:\n" + sup.children["console"].tail())
+        if not sup.children["console"].alive():
+            raise EnvironmentError_("the console stopped:\n" + sup.children["console"].tail())
         out.print(f"[green]✓[/green] services: ingest, alerts, {len(configs)} gateways, console")
         record("services", gateways=len(configs), outage_gateway=outage_gw)
 
