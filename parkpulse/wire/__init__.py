@@ -1,7 +1,16 @@
 """The MQTT wire contract, version 1. See docs/wire-format.md."""
 
 from parkpulse.wire._decode import DecodedBatch, RejectedReading, decode_batch
-from parkpulse.wire._models import WIRE_VERSION, Batch, CounterEvent, Gap, Reading, Status, epoch_ms
+from parkpulse.wire._models import (
+    WIRE_VERSION,
+    Batch,
+    CounterEvent,
+    DeviceHealth,
+    Gap,
+    Reading,
+    Status,
+    epoch_ms,
+)
 from parkpulse.wire._quality import Quality
 from parkpulse.wire._topics import (
     ID_PATTERN,
@@ -20,6 +29,7 @@ __all__ = [
     "Batch",
     "CounterEvent",
     "DecodedBatch",
+    "DeviceHealth",
     "Gap",
     "Quality",
     "Reading",

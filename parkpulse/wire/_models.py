@@ -19,7 +19,7 @@ def epoch_ms(ts: datetime) -> int:
     return (ts - _EPOCH) // timedelta(milliseconds=1)
 
 
-__all__ = ["WIRE_VERSION", "Batch", "CounterEvent", "Gap", "Reading", "Status", "epoch_ms"]
+__all__ = ["WIRE_VERSION", "Batch", "CounterEvent", "DeviceHealth", "Gap", "Reading", "Status", "epoch_ms"]
 
 WIRE_VERSION = 1
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -123,6 +123,20 @@ class Batch(BaseModel):
         return out
 
 
+class DeviceHealth(BaseModel):
+    """How polling one device goes at the gateway; carried in the status message (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    poll_lag_ms_last: float | None = Field(default=None, ge=0, description="lag of the latest poll behind its slot, ms")
+    poll_lag_ms_p99: float | None = Field(
+        default=None, ge=0, description="99th percentile poll lag over the gateway's recent window, ms"
+    )
+    overruns: int | None = Field(default=None, ge=0, description="polls that took longer than the poll interval")
+    timeouts: int | None = Field(default=None, ge=0, description="polls lost to transport errors or timeouts")
+    exceptions: int | None = Field(default=None, ge=0, description="polls answered with a Modbus exception")
+
+
 class Status(BaseModel):
     """`pp/v1/{park}/{firm}/{gateway}/status`, retained; birth and last-will."""
 
@@ -136,3 +150,6 @@ class Status(BaseModel):
     devices: list[str] = Field(default_factory=list)
     spool_depth: int | None = None
     last_seq: int | None = None
+    device_health: dict[str, DeviceHealth] = Field(
+        default_factory=dict, description="per device id: poll lag and error counters (optional)"
+    )
