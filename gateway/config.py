@@ -83,7 +83,9 @@ class Uplink(_Strict):
     replay_batches_per_s: float = Field(default=20.0, gt=0, description="bound on batches sent per second")
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
-    status_interval_s: float = Field(default=60.0, gt=0, description="how often the retained status is refreshed")
+    status_interval_s: float = Field(
+        default=30.0, gt=0, description="how often the retained status (with per-device health) is refreshed"
+    )
 
     @field_validator("url")
     @classmethod

@@ -34,6 +34,7 @@ STALE_INFLIGHT_S = 45.0
 RESEND_QUEUE_MAX = 256  # requested ranges waiting; more are refused (ingest asks again later)
 RESEND_CHUNK = 200  # batches read from the spool at a time while answering a request
 EXPIRE_INTERVAL_S = 60.0
+HEALTH_LAG_WINDOW_S = 300.0  # the status message's poll_lag_ms_p99 covers the polls of the last 5 minutes
 
 
 class Gateway:
@@ -319,8 +320,11 @@ class Gateway:
         return [s for src in self.sources for s in src.stats()]
 
     def status_extra(self) -> dict[str, Any]:
+        since = time.monotonic() - HEALTH_LAG_WINDOW_S
+        stats = self.device_stats()
         return {
-            "devices": [s.device for s in self.device_stats()],
+            "devices": [s.device for s in stats],
+            "device_health": {s.device: s.wire_health(since) for s in stats},
             "spool_depth": self.spool.depth,
             "last_seq": self.spool.last_seq if self.spool.last_seq >= 0 else None,
         }

@@ -45,6 +45,21 @@ class DeviceStats:
     def recent_lags(self, since: float) -> list[float]:
         return [lag for t, lag in zip(self.lag_at, self.lags_ms, strict=False) if t >= since]
 
+    def wire_health(self, since: float) -> dict[str, float | int]:
+        """The status message's `device_health` entry: lag of the latest poll, p99 of polls since `since`
+        (monotonic), and the error counters since start. Fields without data are left out."""
+        out: dict[str, float | int] = {
+            "overruns": self.overruns,
+            "timeouts": self.transport_errors,
+            "exceptions": self.exception_errors,
+        }
+        if self.lags_ms:
+            out["poll_lag_ms_last"] = round(max(0.0, self.lags_ms[-1]), 3)
+        p99 = percentile(self.recent_lags(since), 99)
+        if p99 is not None:
+            out["poll_lag_ms_p99"] = round(max(0.0, p99), 3)
+        return out
+
     @property
     def state(self) -> str:
         if self.polls == 0:

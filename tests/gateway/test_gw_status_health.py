@@ -1,0 +1,61 @@
+"""The retained status carries per-device poll health (issue 5): birth and every status_interval_s."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from test_gw_helpers import RunningGateway, collector, make_config, sim_factory  # noqa: F401
+
+from parkpulse.wire import Status
+
+
+def test_status_is_refreshed_with_the_health_of_each_polled_device(
+    sim_factory: Any, broker: Any, unique_id: str, tmp_path: Path  # noqa: F811
+) -> None:
+    sim = sim_factory()
+    sim.add_device(device_id=1, model="chint-dtsu666", seed=1)
+    flaky = sim.add_device(device_id=2, model="chint-dtsu666", seed=2)
+    sim.start()
+    flaky.inject("exception")
+    cfg = make_config(
+        park=unique_id,
+        broker_url=broker.url,
+        spool=tmp_path / "spool.db",
+        buses=[{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port, "timeout_s": 0.3}],
+        devices=[
+            {"id": "main", "bus": "lan", "device_id": 1, "profile": "chint-dtsu666", "interval_s": 0.2},
+            {"id": "flaky", "bus": "lan", "device_id": 2, "profile": "chint-dtsu666", "interval_s": 0.2},
+        ],
+        uplink={"status_interval_s": 0.5},
+    )
+    t0 = time.monotonic()
+    with collector(broker.port, unique_id) as col, RunningGateway(cfg) as rg:
+        assert col.wait(lambda c: any(s["state"] == "online" for s in c.status), 15), "birth"
+
+        def healthy(c: Any) -> bool:
+            return any(
+                s["state"] == "online"
+                and s.get("device_health", {}).get("main", {}).get("poll_lag_ms_p99") is not None
+                and s["device_health"].get("flaky", {}).get("exceptions", 0) >= 1
+                for s in c.status
+            )
+
+        assert col.wait(healthy, 15), col.status[-3:]
+        assert col.wait(lambda c: sum(s["state"] == "online" for s in c.status) >= 4, 15), "refreshed every status_interval_s"
+        assert rg.gw is not None
+        stats = {s.device: s for s in rg.gw.device_stats()}
+    elapsed = time.monotonic() - t0
+    online = [s for s in col.status if s["state"] == "online"]
+    assert len(online) >= 4
+    assert len(online) <= elapsed / 0.5 + 3, "not more often than the interval"
+    last = Status.model_validate(next(s for s in reversed(online) if "main" in s.get("device_health", {})))
+    main = last.device_health["main"]
+    assert main.poll_lag_ms_p99 is not None and 0 <= main.poll_lag_ms_p99 < 5000
+    assert main.poll_lag_ms_last is not None and main.poll_lag_ms_last >= 0
+    assert main.exceptions == 0 and main.timeouts == 0
+    flaky_h = last.device_health["flaky"]
+    assert flaky_h.exceptions is not None and 1 <= flaky_h.exceptions <= stats["flaky"].exception_errors
+    # the last will / clean stop stays "offline"
+    assert col.wait(lambda c: c.status[-1]["state"] == "offline", 10)
