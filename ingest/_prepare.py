@@ -74,6 +74,8 @@ class Prepared:
     gaps: list[tuple[Any, ...]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     status: dict[str, Any] | None = None
+    # status device_health of known devices: (device_pk, lag_last, lag_p99, overruns, timeouts, exceptions)
+    health: list[tuple[Any, ...]] = field(default_factory=list)
 
     def bucket_set(self) -> set[int]:
         if self.buckets is not None:
@@ -110,7 +112,7 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
         p.dead.append((msg.topic, None, None, "topic", f"not a ParkPulse topic: {msg.topic!r}", msg.payload))
         return p
     if parts.kind == "status":
-        return _prepare_status(p, parts.gateway, msg)
+        return _prepare_status(p, parts.gateway, msg, cache)
     try:
         b = decode_batch(msg.payload, max_future_ms=max_future_ms, now_ms=int(time.time() * 1000))
     except WireError as exc:
@@ -240,7 +242,7 @@ def _gap_row(g: object, i: int, gw: str) -> tuple[Any, ...]:
     return (gw, dev, met, start, end, count, reason[:500])
 
 
-def _prepare_status(p: Prepared, topic_gw: str, msg: Message) -> Prepared:
+def _prepare_status(p: Prepared, topic_gw: str, msg: Message, cache: RegistryCache) -> Prepared:
     if not msg.payload:  # a retained message being cleared
         p.kind = "status"
         return p
@@ -266,4 +268,13 @@ def _prepare_status(p: Prepared, topic_gw: str, msg: Message) -> Prepared:
         "spool_depth": s.spool_depth,
         "last_seq": s.last_seq,
     }
+    if s.device_health:
+        known = cache.devices.get(s.gateway, {})
+        for dev in sorted(s.device_health):  # unknown devices are ignored (the registry decides)
+            pk = known.get(dev)
+            if pk is None:
+                continue
+            h = s.device_health[dev]
+            p.health.append((pk, h.poll_lag_ms_last, h.poll_lag_ms_p99, h.overruns, h.timeouts, h.exceptions))
+        p.health.sort(key=lambda row: row[0])  # row locks in device_pk order
     return p

@@ -232,6 +232,18 @@ class Store:
                      last_seq = coalesce(excluded.last_seq, g.last_seq)""",
                 p.status,
             )
+            if p.health:
+                cur.executemany(
+                    """INSERT INTO device_health AS h (device_pk, poll_lag_ms_last, poll_lag_ms_p99, overruns, timeouts,
+                                                       exceptions, reported_at)
+                       VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, now()))
+                       ON CONFLICT (device_pk) DO UPDATE SET
+                         poll_lag_ms_last = excluded.poll_lag_ms_last, poll_lag_ms_p99 = excluded.poll_lag_ms_p99,
+                         overruns = excluded.overruns, timeouts = excluded.timeouts, exceptions = excluded.exceptions,
+                         reported_at = excluded.reported_at
+                       WHERE excluded.reported_at >= h.reported_at""",
+                    [(*row, p.status["ts"] if p.status else None) for row in p.health],
+                )
         res.statuses = len(statuses)
 
         # 7. sequence tracking under the gateway_seq row locks
