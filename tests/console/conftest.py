@@ -120,6 +120,12 @@ def seed(dsn: str, uid: str) -> World:
             """INSERT INTO device_status (device_pk, last_ts, received_at, last_quality, readings)
                SELECT device_pk, now() - interval '30 seconds', now() - interval '28 seconds', 0, 181 FROM v_devices"""
         )
+        conn.execute(  # poll health as ingest stores it from the gateway's status (issue 5)
+            """INSERT INTO device_health (device_pk, poll_lag_ms_last, poll_lag_ms_p99, overruns, timeouts, exceptions, reported_at)
+               SELECT device_pk, 7.25, 123.5, 0, 2, 0, now() - interval '10 seconds' FROM v_devices
+               WHERE device_id = 'meter-1' AND park_id = ANY(%s)""",
+            ([w.p1, w.p2],),
+        )
         for gw, depth in ((w.gw1, 0), (w.gw2, 42)):
             conn.execute(
                 "INSERT INTO gateway_status (gateway_id, state, spool_depth, last_seq, version) VALUES (%s, 'online', %s, 900, '0.1.0')",

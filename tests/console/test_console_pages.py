@@ -156,6 +156,10 @@ def test_health_page_for_operator(client_as: AsUser, world: World) -> None:
     devices = c.get("/api/v1/health/devices").json()
     assert {d["device_id"] for d in devices} == {"cems-1", "meter-1"}
     assert all(d["health"] == "ok" and d["delivery_lag_s"] is not None for d in devices)
+    lag = {d["device_id"]: (d["poll_lag_ms_p99"], d["poll_lag_ms_last"]) for d in devices}
+    assert lag == {"meter-1": (123.5, 7.25), "cems-1": (None, None)}, "poll lag from the gateway's status, none reported for cems-1"
+    assert "采集滞后 P99（毫秒）" in page.text  # the default language is zh-CN
+    assert '<td class="num poll-lag-p99"' in page.text and ">123.5</td>" in page.text and ">7.25</td>" in page.text
     gws = c.get("/api/v1/health/gateways").json()
     assert [g["gateway_id"] for g in gws] == [world.gw1]
 
