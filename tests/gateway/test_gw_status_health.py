@@ -59,3 +59,43 @@ def test_status_is_refreshed_with_the_health_of_each_polled_device(
     assert flaky_h.exceptions is not None and 1 <= flaky_h.exceptions <= stats["flaky"].exception_errors
     # the last will / clean stop stays "offline"
     assert col.wait(lambda c: c.status[-1]["state"] == "offline", 10)
+
+
+def test_poll_lag_reaches_v_device_last_seen_end_to_end(
+    sim_factory: Any, broker: Any, db: str, unique_id: str, tmp_path: Path  # noqa: F811
+) -> None:
+    """Simulator → gateway status → MQTT → ingest process → device_health → the contract view."""
+    import psycopg
+    from test_gw_store_forward import _ingest, _register, _stop
+
+    sim = sim_factory()
+    sim.add_device(device_id=1, model="eastron-sdm630", seed=1)
+    sim.start()
+    _register(db, unique_id, ["main"])
+    cfg = make_config(
+        park=unique_id,
+        broker_url=broker.url,
+        spool=tmp_path / "spool.db",
+        buses=[{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port}],
+        devices=[{"id": "main", "bus": "lan", "device_id": 1, "profile": "eastron-sdm630", "interval_s": 0.3}],
+        uplink={"status_interval_s": 0.5},
+    )
+    ing = _ingest(db, broker.url, tmp_path / "ingest.log")
+
+    def row() -> tuple[Any, ...] | None:
+        with psycopg.connect(db, autocommit=True) as c:
+            return c.execute(
+                "SELECT poll_lag_ms_p99, poll_lag_ms_last, health_reported_at FROM v_device_last_seen WHERE device_id = 'main'"
+            ).fetchone()
+
+    try:
+        with RunningGateway(cfg):
+            deadline = time.monotonic() + 30
+            got = row()
+            while (got is None or got[0] is None) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                got = row()
+    finally:
+        _stop(ing)
+    assert got is not None and got[0] is not None, (tmp_path / "ingest.log").read_text()[-2000:]
+    assert 0 <= got[0] < 5000 and got[1] is not None and got[1] >= 0 and got[2] is not None
