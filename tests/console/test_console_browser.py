@@ -20,7 +20,7 @@ from pathlib import Path
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
-from conftest import PASSWORDS, ROOT, LiveServer, World, fire_alert, screenshot_dir
+from console_testkit import PASSWORDS, ROOT, LiveServer, World, fire_alert, screenshot_dir
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from parkpulse.services import MosquittoBroker

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import World
+from console_testkit import World
 from typer.testing import CliRunner
 
 from console.cli import users_app

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 import httpx
-from conftest import PASSWORDS, LiveServer, World, fire_alert
+from console_testkit import PASSWORDS, LiveServer, World, fire_alert
 
 
 def _signed_in(server: LiveServer, user: str) -> httpx.Client:

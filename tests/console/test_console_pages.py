@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Callable
 
-from conftest import World, fire_alert
+from console_testkit import World, fire_alert
 from fastapi.testclient import TestClient
 
 AsUser = Callable[[str], tuple[TestClient, str]]

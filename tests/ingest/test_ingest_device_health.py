@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from conftest import Park, q1, send, wait_for
+from ingest_testkit import Park, q1, send, wait_for
 
 from parkpulse.services import MosquittoBroker
 from parkpulse.wire import status_topic

@@ -6,7 +6,7 @@ import json
 import time
 
 import orjson
-from conftest import Park, q1, readings_of, send, wait_for
+from ingest_testkit import Park, q1, readings_of, send, wait_for
 
 from ingest._load import wait_stored
 from parkpulse.services import MosquittoBroker

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from conftest import Park, q1, readings_of, send, wait_for
+from ingest_testkit import Park, q1, readings_of, send, wait_for
 
 from ingest._load import wait_stored
 from parkpulse.db import server_dsn

@@ -7,9 +7,9 @@ import json
 import time
 from datetime import UTC, datetime
 
-from conftest import Park, q1, readings_of, send, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ingest_testkit import Park, q1, readings_of, send, wait_for
 
 from ingest._load import wait_stored
 from ingest._prepare import _original_index

@@ -7,7 +7,7 @@ import threading
 import time
 import urllib.request
 
-from conftest import Park, readings_of, send
+from ingest_testkit import Park, readings_of, send
 
 from ingest import IngestService, IngestSettings
 from ingest._load import wait_stored

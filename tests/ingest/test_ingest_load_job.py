@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import q1
+from ingest_testkit import q1
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
-from conftest import Park, q1, send, wait_for
+from ingest_testkit import Park, q1, send, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest._resend import OpenGap, ResendScheduler, resend_payload
