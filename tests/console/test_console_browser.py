@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,7 +79,24 @@ def services(world: World, broker: MosquittoBroker, tmp_path: Path) -> Iterator[
     def read_logs() -> str:
         return "\n".join(p.read_text(errors="replace") for p in logs)
 
+    def ready() -> bool:
+        # a broker drops what nobody has subscribed to yet: publish only once both services hold
+        # their subscriptions (ingest says so on /healthz, the alert engine in its log)
+        m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", logs[0].read_text(errors="replace"))
+        if not m or "alerts: subscribed on" not in logs[1].read_text(errors="replace"):
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/healthz", timeout=2) as resp:
+                return bool(json.loads(resp.read()).get("subscribed"))
+        except (OSError, ValueError):
+            return False
+
     try:
+        deadline = time.monotonic() + 30
+        while not ready() and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), f"a service exited:\n{read_logs()[-3000:]}"
+            time.sleep(0.2)
+        assert ready(), f"ingest and the alert engine did not subscribe in time:\n{read_logs()[-3000:]}"
         yield read_logs
     finally:
         for p in procs:
