@@ -291,7 +291,7 @@ def config_problems(cfg: GatewayConfig | _Partial) -> list[FieldError]:
 
     Works on a partial config too (entries that failed their own validation are None), so a file
     with several kinds of errors gets all of them reported at once."""
-    from gateway.profiles import WORDS, list_profiles
+    from gateway.profiles import WORDS, catalogue_problems, list_profiles
 
     problems: list[FieldError] = []
     try:
@@ -359,11 +359,7 @@ def config_problems(cfg: GatewayConfig | _Partial) -> list[FieldError]:
         ]
         for j, r in enumerate(d.registers):
             rat = f"{at}.registers[{j}]"
-            cm = catalogue.get(r.metric)
-            if cm is None:
-                problems.append(FieldError(f"{rat}.metric", r.metric, "not a catalogue metric"))
-            elif cm.unit != r.unit:
-                problems.append(FieldError(f"{rat}.unit", r.unit, f"the catalogue unit of {r.metric} is {cm.unit!r}"))
+            problems += catalogue_problems(rat, r.metric, r.unit)
             if r.metric in names:
                 problems.append(FieldError(f"{rat}.metric", r.metric, f"already read by profile {d.profile}"))
             lo, hi = r.address, r.address + WORDS[r.type]

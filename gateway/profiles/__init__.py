@@ -20,6 +20,7 @@ __all__ = [
     "Profile",
     "ProfileSource",
     "Register",
+    "catalogue_problems",
     "list_profiles",
     "load_profile",
     "load_profile_file",
@@ -124,19 +125,24 @@ class ResolvedRegister(_Strict):
         return WORDS[self.type]
 
 
+
+def catalogue_problems(at: str, metric: str, unit: str) -> list[FieldError]:
+    """A register's metric must be in the catalogue and read in the catalogue's unit."""
+    m = load_catalogue().by_name().get(metric)
+    if m is None:
+        return [FieldError(f"{at}.metric", metric, "not a catalogue metric")]
+    if unit != m.unit:
+        return [FieldError(f"{at}.unit", unit, f"the catalogue unit of {metric} is {m.unit!r}")]
+    return []
+
 def profile_problems(p: Profile) -> list[FieldError]:
     """Catalogue names and units, addresses inside the register space, no overlaps, no duplicate metrics."""
-    cat = {m.name: m for m in load_catalogue().metrics}
     problems: list[FieldError] = []
     seen: dict[str, int] = {}
     spans: dict[str, list[tuple[int, int, int]]] = {"holding": [], "input": []}
     for i, r in enumerate(p.registers):
         at = f"registers[{i}]"
-        m = cat.get(r.metric)
-        if m is None:
-            problems.append(FieldError(f"{at}.metric", r.metric, "not a catalogue metric"))
-        elif r.unit != m.unit:
-            problems.append(FieldError(f"{at}.unit", r.unit, f"the catalogue unit of {r.metric} is {m.unit!r}"))
+        problems += catalogue_problems(at, r.metric, r.unit)
         if r.metric in seen:
             problems.append(FieldError(f"{at}.metric", r.metric, f"already mapped by registers[{seen[r.metric]}]"))
         seen.setdefault(r.metric, i)

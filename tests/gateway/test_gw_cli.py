@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from test_gw_helpers import sim_factory  # noqa: F401  (fixture)
 from typer.testing import CliRunner
@@ -141,3 +142,25 @@ def test_profiles_list_and_show() -> None:
     assert "DOCA0005EN" in res.output and "0x0C83" in res.output  # register 3204 is wire address 3203
     res = runner.invoke(app, ["profiles", "show", "nope"])
     assert res.exit_code == 2
+
+
+
+def test_extra_device_registers_are_checked_against_the_catalogue(tmp_path: Path) -> None:
+    # registers a device adds to its profile meet the same catalogue check as the profile's own
+    from test_gw_helpers import make_config
+
+    from parkpulse.errors import ValidationReport
+
+    extra = [
+        {"metric": "no_such_metric", "address": 500, "unit": "V"},
+        {"metric": "temperature_c", "address": 502, "unit": "K"},
+        {"metric": "humidity_pct", "address": 504, "unit": "%"},
+    ]
+    with pytest.raises(ValidationReport) as exc:
+        make_config(park="p", broker_url="mqtt://127.0.0.1:1883", spool=tmp_path / "s.db",
+                    buses=[{"id": "lan", "type": "tcp", "host": "127.0.0.1", "port": 502}],
+                    devices=[{"id": "m1", "bus": "lan", "device_id": 1, "profile": "generic-meter", "registers": extra}])
+    paths = {p.path for p in exc.value.problems}
+    assert "devices[0].registers[0].metric" in paths
+    assert "devices[0].registers[1].unit" in paths
+    assert not any(p.startswith("devices[0].registers[2]") for p in paths)
