@@ -31,7 +31,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from parkpulse.db import migrate, server_dsn  # noqa: E402
+from parkpulse.db import migrate, refresh_rollups, server_dsn  # noqa: E402
 from parkpulse.registry import import_registry  # noqa: E402
 from parkpulse.synthetic import synthetic_park  # noqa: E402
 from rules._economics import import_economics  # noqa: E402
@@ -98,8 +98,7 @@ def setup(admin: str, dbname: str, firms: int, days: int, step_min: int) -> str:
             conn.commit()
             total += len(stamps) * len(pks)
             t1 = time.perf_counter()
-            conn.execute("SELECT pp_refresh_rollups()")
-            conn.commit()
+            refresh_rollups(conn)
             _log(f"{t_month:%Y-%m}: {len(stamps) * len(pks):,} readings copied, rollups refreshed in "
                  f"{time.perf_counter() - t1:.1f} s")
             idx = end_idx

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
+import psycopg
 
 from parkpulse.registry import Device, Firm, Gateway, ParkFile, ParkInfo, Workshop
 from parkpulse.wire import data_topic
 
-__all__ = ["METER_METRICS", "SyntheticGateway", "synthetic_gateways", "synthetic_park"]
+__all__ = ["METER_METRICS", "ReadingRow", "SyntheticGateway", "synthetic_gateways", "synthetic_park", "write_readings"]
+
+# (device_pk, metric_id, ts, value, quality)
+ReadingRow = tuple[int, int, datetime, float | None, int]
 
 # 20 values of a three-phase meter, as the gateway benchmark reads them.
 METER_METRICS = (
@@ -88,3 +93,21 @@ def synthetic_gateways(pf: ParkFile) -> Iterator[SyntheticGateway]:
     for f in pf.firms:
         for g in f.gateways:
             yield SyntheticGateway(pf.park.id, f.id, g.id, [d.id for d in g.devices])
+
+
+def write_readings(conn: psycopg.Connection, rows: Sequence[ReadingRow]) -> None:
+    """Store rows the way ingest does, without the wire: the month partitions they need, then in one
+    transaction the readings (COPY) and their dirty 15-minute buckets for the rollup refresher."""
+    for month in sorted({datetime(r[2].year, r[2].month, 1, tzinfo=UTC) for r in rows}):
+        conn.execute("SELECT pp_ensure_partition(%s)", (month,))
+    conn.commit()
+    with conn.cursor().copy("COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN") as cp:
+        for r in rows:
+            cp.write_row(r)
+    conn.execute(
+        "INSERT INTO rollup_dirty (bucket) SELECT DISTINCT date_bin('15 minutes', t, '2000-01-01') "
+        "FROM unnest(%s::timestamptz[]) t",
+        (sorted({r[2] for r in rows}),),
+    )
+    conn.commit()
+

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from parkpulse.db import connect
+from parkpulse.db import connect, refresh_rollups
 from parkpulse.errors import ConfigError, ParkPulseError
 from rules._evaluate import evaluate_year
 from rules._ruleset import DEFAULT_RULE_SET, RuleSet, load_rule_set
@@ -44,8 +44,7 @@ def run_once(dsn: str, rs: RuleSet, year: int, month: int | None = None, park: s
     """Refresh rollups, evaluate from the database and store. Returns (run_id, firms)."""
     with connect(dsn) as conn:
         if refresh:
-            conn.execute("SELECT pp_refresh_rollups()")
-            conn.commit()
+            refresh_rollups(conn)  # everything dirty, on either storage path
         inputs = load_inputs(conn, rs, year, month, park)
         result = evaluate_year(rs, inputs)
         run_id = store_result(conn, result, park)

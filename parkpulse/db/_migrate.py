@@ -9,6 +9,7 @@ statement in autocommit (TimescaleDB continuous aggregates need that).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -18,10 +19,21 @@ from typing import Literal
 import psycopg
 
 from parkpulse.catalogue import load_catalogue
-from parkpulse.db._connect import connect, ensure_database
+from parkpulse.db._connect import connect, database_name, ensure_database, server_dsn
 from parkpulse.errors import StoreError
 
-__all__ = ["Migration", "MigrationStatus", "StorePath", "detect_path", "list_migrations", "migrate", "status"]
+__all__ = [
+    "NOT_PRELOADED",
+    "Migration",
+    "MigrationStatus",
+    "StorePath",
+    "TimescaleNotPreloaded",
+    "detect_path",
+    "list_migrations",
+    "migrate",
+    "plan_path",
+    "status",
+]
 
 StorePath = Literal["plain", "timescale"]
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(plain|timescale))?\.sql$")
@@ -72,6 +84,64 @@ def detect_path(conn: psycopg.Connection, prefer: str = "auto") -> StorePath:
     return "timescale" if row else "plain"
 
 
+NOT_PRELOADED = (
+    "TimescaleDB is installed on this server but not preloaded, so its extension cannot be created. "
+    "Add it to shared_preload_libraries in postgresql.conf (shared_preload_libraries = 'timescaledb'), "
+    "restart PostgreSQL, and run `parkpulse db migrate` again. To use plain PostgreSQL instead, run "
+    "`parkpulse db migrate --store plain`: the store's path is recorded for good at the first migration. "
+    "Nothing was changed."
+)
+
+
+class TimescaleNotPreloaded(StoreError):
+    """The server has TimescaleDB installed but not in shared_preload_libraries (nothing was changed)."""
+
+
+def _timescale_problem(conn: psycopg.Connection, target_has_extension: bool) -> str | None:
+    """Why the TimescaleDB path cannot be set up on this server, or None when it can."""
+    if target_has_extension:
+        return None
+    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone() is None:
+        return (
+            "--store timescale: the TimescaleDB extension is not installed on this server. Install it, or run "
+            "`parkpulse db migrate --store plain`. Nothing was changed."
+        )
+    row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    libs = [x.strip().strip('"') for x in str(row[0] if row else "").split(",")]
+    if not any(lib == "timescaledb" or lib.endswith("/timescaledb") or lib.startswith("timescaledb-") for lib in libs):
+        return NOT_PRELOADED
+    return None
+
+
+def plan_path(dsn: str, prefer: str = "auto") -> StorePath:
+    """The path a migration of `dsn` will take, decided before anything is changed.
+
+    A recorded path wins. Otherwise auto picks TimescaleDB when the server offers it; in auto mode
+    and with prefer='timescale', a server that has the extension installed but not preloaded is
+    refused with one clear StoreError (a silent fallback to plain would be recorded for good).
+    """
+    name = database_name(dsn)
+    with connect(server_dsn(dsn), autocommit=True) as sconn:
+        exists = bool(name) and sconn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            path = detect_path(sconn, prefer)
+            problem = _timescale_problem(sconn, False) if path == "timescale" else None
+            if problem:
+                raise TimescaleNotPreloaded(problem) if problem == NOT_PRELOADED else StoreError(problem)
+            return path
+    with connect(dsn, autocommit=True) as conn:
+        recorded = _recorded_path(conn)
+        if recorded:
+            return recorded
+        path = detect_path(conn, prefer)
+        if path == "timescale":
+            has_ext = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is not None
+            problem = _timescale_problem(conn, has_ext)
+            if problem:
+                raise TimescaleNotPreloaded(problem) if problem == NOT_PRELOADED else StoreError(problem)
+        return path
+
+
 def _split_statements(text: str) -> list[str]:
     """Split on `;` at line ends, outside dollar-quoted bodies."""
     stmts, buf, in_dollar = [], [], False
@@ -116,7 +186,12 @@ def migrate(
     retention: str = "5 years",
     create_database: bool = True,
 ) -> list[Migration]:
-    """Apply pending migrations; returns those applied (empty when up to date)."""
+    """Apply pending migrations; returns those applied (empty when up to date).
+
+    The path is decided first (`plan_path`): a server that cannot take it is refused before
+    the database is created or touched.
+    """
+    planned = plan_path(dsn, prefer)
     if create_database:
         ensure_database(dsn)
     applied: list[Migration] = []
@@ -126,7 +201,7 @@ def migrate(
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
         try:
             _ensure_bookkeeping(conn)
-            path = _recorded_path(conn) or detect_path(conn, prefer)
+            path = _recorded_path(conn) or planned
             done = {r[0]: r[1] for r in conn.execute("SELECT version, checksum FROM schema_migrations")}
             for mig in list_migrations(path):
                 if mig.version in done:
@@ -162,7 +237,11 @@ def migrate(
                     "SELECT pp_ensure_partition(now() + make_interval(months => m)) FROM generate_series(-1, 2) AS m"
                 )
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+            # after a failure the connection may be gone: never let the unlock hide the first error
+            # (the server drops a session's advisory locks with the session)
+            if not conn.closed and not conn.broken:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
     return applied
 
 

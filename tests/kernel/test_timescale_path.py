@@ -21,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from parkpulse.db import list_migrations, migrate
+from parkpulse.db import list_migrations, migrate, server_dsn
 from parkpulse.registry import import_registry
-from parkpulse.synthetic import synthetic_park
+from parkpulse.synthetic import synthetic_park, write_readings
 
 # TimescaleDB's documented behaviour, emulated: time_bucket aligns buckets on 2000-01-03 (a
 # Monday) and, given a time zone, on local midnights there; first()/last() take the value at the
@@ -100,18 +100,7 @@ def _load(dsn: str, park: str) -> None:
     with psycopg.connect(dsn) as conn:
         import_registry(conn, synthetic_park(park, firms=1, meters_per_gateway=2))
         dev = {r[0]: r[1] for r in conn.execute("SELECT device_id, device_pk FROM devices")}
-        rows = _rows(dev)
-        for ts in {r[2] for r in rows}:
-            conn.execute("SELECT pp_ensure_partition(%s)", (ts,))
-        with conn.cursor().copy("COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN") as cp:
-            for r in rows:
-                cp.write_row(r)
-        conn.execute(
-            "INSERT INTO rollup_dirty SELECT DISTINCT date_bin('15 minutes', t, '2000-01-01') "
-            "FROM unnest(%s::timestamptz[]) t",
-            ([r[2] for r in rows],),
-        )
-        conn.commit()
+        write_readings(conn, _rows(dev))
         conn.execute("SELECT pp_refresh_rollups()")
         conn.commit()
 
@@ -152,12 +141,17 @@ def test_real_timescaledb_path(unique_id: str) -> None:
     url = os.environ.get("PARKPULSE_TEST_TIMESCALE_URL")
     if not url:
         pytest.skip("PARKPULSE_TEST_TIMESCALE_URL is not set (no TimescaleDB on this machine)")
-    migrate(url, prefer="timescale")
-    with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT value FROM store_info WHERE key = 'path'").fetchone() == ("timescale",)
-        assert conn.execute(
-            "SELECT count(*) FROM timescaledb_information.continuous_aggregates WHERE view_name LIKE 'rollup_%'"
-        ).fetchone() == (3,)
-    _load(url, unique_id)
-    for view, order in VIEWS.items():
-        assert _dump(url, view, order), f"{view} is empty on TimescaleDB"
+    dsn = server_dsn(url, f"pp_tsp_{os.getpid()}_{unique_id}")  # a database of its own on that server
+    try:
+        migrate(dsn, prefer="timescale")
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT value FROM store_info WHERE key = 'path'").fetchone() == ("timescale",)
+            assert conn.execute(
+                "SELECT count(*) FROM timescaledb_information.continuous_aggregates WHERE view_name LIKE 'rollup_%'"
+            ).fetchone() == (3,)
+        _load(dsn, unique_id)
+        for view, order in VIEWS.items():
+            assert _dump(dsn, view, order), f"{view} is empty on TimescaleDB"
+    finally:
+        with psycopg.connect(server_dsn(url, "postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "pp_tsp_{os.getpid()}_{unique_id}" WITH (FORCE)')
