@@ -17,6 +17,7 @@ from grafana_client.client import GrafanaClientError, GrafanaException
 
 from deploy_tools.dashboards import DATASOURCE_TYPE, DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
 from parkpulse.errors import ConfigError, ParkPulseError
+from parkpulse.redact import redact_url
 
 __all__ = ["DatasourceSettings", "PushError", "PushReport", "connect", "datasource_payload", "push"]
 
@@ -135,7 +136,7 @@ def connect(url: str, token: str | None, timeout: float = 10.0) -> Iterator[Graf
     """A Grafana API client; its HTTP session (and niquests' idle-connection watcher) closes on exit."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"grafana url: expected http(s)://host[:port][/path] (got {url!r})")
+        raise ConfigError(f"grafana url: expected http(s)://host[:port][/path] (got {redact_url(url)!r})")
     if not token and not (parts.username and parts.password):
         raise ConfigError("grafana push: give --token (a service-account token) or user:password in --url")
     api = GrafanaApi.from_url(url, credential=token or None, timeout=timeout)

@@ -32,11 +32,13 @@ def _load(path: Path) -> GatewayConfig:
 
 def _print_report(rep: ValidationReport) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True)
     err.print(f"[bold red]{rep.source}: {len(rep.problems)} problem(s)[/]")
     for p in rep.problems:
-        err.print(f"  [cyan]{p.path}[/]: {p.reason} [dim](got {p.value!r})[/]", highlight=False, markup=True)
+        got = "" if f"(got {p.shown_value})" in p.reason else f" [dim](got {escape(p.shown_value)})[/]"
+        err.print(f"  [cyan]{p.path}[/]: {p.reason}{got}", highlight=False, markup=True)
 
 
 @app.command()

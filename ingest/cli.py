@@ -19,10 +19,11 @@ from ingest._load import IngestProcess, count_stored, plan_load, publish, wait_s
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from parkpulse.db import connect, migrate
-from parkpulse.errors import ParkPulseError
+from parkpulse.errors import ConfigError, ParkPulseError
+from parkpulse.redact import redact_url
 from parkpulse.registry import import_registry
 from parkpulse.services import MosquittoBroker, free_port
-from parkpulse.settings import get_settings
+from parkpulse.settings import describe_settings_error, get_settings
 from parkpulse.synthetic import synthetic_park
 
 __all__ = ["app"]
@@ -41,8 +42,10 @@ def _settings(**overrides: object) -> IngestSettings:
     try:
         return IngestSettings.model_validate({k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        e = exc.errors()[0]
-        err.print(f"[red]ingest settings: {'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})[/red]")
+        err.print(f"ingest settings: {describe_settings_error(exc)}", style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except ConfigError as exc:  # a bad PARKPULSE_* value ingest falls back to
+        err.print(f"ingest settings: {exc}", style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -104,7 +107,7 @@ def load(
             proc = IngestProcess(dsn, url, f"pp-ingest-load-{park}", free_port(), rollup_interval_s=0).start()
         plan = plan_load(pf, readings, per_message)
         out.print(f"publishing {plan.readings:,} readings in {len(plan.messages):,} messages from "
-                  f"{len(plan.gateways)} gateways to {url} …")
+                  f"{len(plan.gateways)} gateways to {redact_url(url)} …", markup=False)
         t0 = time.perf_counter()
         publish(url, plan.messages, client_id=f"pp-load-{park}")
         wait_stored(dsn, plan.last_seq, timeout=max(120.0, readings / 20_000))

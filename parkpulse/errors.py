@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable
 
+from parkpulse.redact import redact_value
+
 __all__ = [
     "ConfigError",
     "FieldError",
@@ -34,7 +36,14 @@ class FieldError(ParkPulseError):
         self.path = path
         self.value = value
         self.reason = reason
-        super().__init__(f"{path}: {reason} (got {value!r})")
+        shown = self.shown_value
+        got = f" (got {shown})"
+        super().__init__(f"{path}: {reason}" + ("" if got in reason else got))  # said once when the reason says it
+
+    @property
+    def shown_value(self) -> str:
+        """repr() of the value fit to print: URLs redacted, masked whole in a secret-named field."""
+        return redact_value(self.path, self.value)
 
 
 class WireError(FieldError):

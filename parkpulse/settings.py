@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["MqttTarget", "Settings", "get_settings", "parse_mqtt_url"]
+from parkpulse.errors import ConfigError
+from parkpulse.redact import redact_text, redact_url, redact_value
+
+__all__ = ["MqttTarget", "Settings", "describe_settings_error", "get_settings", "parse_mqtt_url"]
 
 DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/parkpulse"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -24,29 +27,53 @@ class MqttTarget(BaseModel):
     password: str | None = Field(default=None, repr=False)
 
     def redacted(self) -> str:
+        """The address fit for logs: `mqtt://user:***@host:port` (the password never shows)."""
         scheme = "mqtts" if self.tls else "mqtt"
-        user = f"{self.username}:***@" if self.username else ""
-        return f"{scheme}://{user}{self.host}:{self.port}"
+        user = quote(self.username, safe="") if self.username else ""
+        userinfo = f"{user}:{quote(self.password or '', safe='')}@" if self.username or self.password else ""
+        return redact_url(f"{scheme}://{userinfo}{self.host}:{self.port}")
 
 
 def parse_mqtt_url(url: str) -> MqttTarget:
-    parts = urlsplit(url)
+    """`mqtt://user:pass@host:port` → MqttTarget. A bad URL is refused with the URL shown redacted."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a bad port or IPv6 literal; urllib's message never quotes the URL
+        raise ValueError(f"mqtt url: {exc} (got {redact_url(url)!r})") from None
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"mqtt url: scheme must be mqtt:// or mqtts:// (got {parts.scheme!r})")
+        raise ValueError(f"mqtt url: scheme must be mqtt:// or mqtts:// (got {redact_url(url)!r})")
     tls = parts.scheme in ("mqtts", "ssl")
     return MqttTarget(
         host=parts.hostname or "127.0.0.1",
-        port=parts.port or (8883 if tls else 1883),
+        port=port or (8883 if tls else 1883),
         tls=tls,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
 
 
+def describe_settings_error(exc: ValidationError, env_prefix: str = "") -> str:
+    """One line per problem of a settings model: the field (as its environment variable when
+    `env_prefix` is given), the reason and the value found, with secrets redacted."""
+    lines = []
+    for e in exc.errors(include_url=False):
+        field = ".".join(map(str, e["loc"]))
+        name = env_prefix + field.upper() if env_prefix else field
+        reason = redact_text(str(e["msg"]).removeprefix("Value error, "))
+        value = e.get("input")
+        got = f" (got {redact_value(field, value)})"
+        got = got if field and not isinstance(value, dict) and got not in reason else ""
+        lines.append(f"{name}: {reason}{got}" if field else reason)
+    return "\n".join(lines)
+
+
 class Settings(BaseSettings):
     """Platform-wide settings. Each service adds its own block with its own prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="PARKPULSE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="PARKPULSE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = DEFAULT_DATABASE_URL
     mqtt_url: str = DEFAULT_MQTT_URL
@@ -66,4 +93,8 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The platform settings; a bad PARKPULSE_* value raises ConfigError naming the variable (redacted)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_error(exc, "PARKPULSE_")) from None

@@ -4,8 +4,9 @@ import psycopg
 from psycopg import conninfo, sql
 
 from parkpulse.errors import StoreError
+from parkpulse.redact import redact_text, redact_url
 
-__all__ = ["connect", "database_name", "ensure_database", "server_dsn"]
+__all__ = ["connect", "database_name", "ensure_database", "redact", "server_dsn"]
 
 
 def database_name(dsn: str) -> str:
@@ -22,15 +23,13 @@ def server_dsn(dsn: str, dbname: str = "postgres") -> str:
 def connect(dsn: str, *, autocommit: bool = False, timeout: float = 10.0) -> psycopg.Connection:
     try:
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=int(max(1, timeout)))
-    except psycopg.OperationalError as exc:
-        raise StoreError(f"cannot connect to the database {redact(dsn)}: {str(exc).strip()}") from exc
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:  # unreachable, or a malformed DSN
+        raise StoreError(f"cannot connect to the database {redact(dsn)}: {redact_text(str(exc).strip())}") from exc
 
 
 def redact(dsn: str) -> str:
-    params = conninfo.conninfo_to_dict(dsn)
-    if "password" in params:
-        params["password"] = "***"
-    return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+    """The DSN fit for logs, URL or key=value form: password and other secrets masked (never raises)."""
+    return redact_url(dsn)
 
 
 def ensure_database(dsn: str) -> bool:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import httpx
 import psycopg
 
+from parkpulse.redact import redact_text, redact_url
+
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookWorker", "backoff_s", "sign", "verify_signature"]
 
 log = logging.getLogger("parkpulse.alerts.webhooks")
@@ -122,8 +124,8 @@ class WebhookWorker:
                             "WHERE delivery_id = %s",
                             (attempts, status, (err or "")[:500], "dead" if dead else "pending", delay, d.delivery_id),
                         )
-                        log.info("webhook %s: delivery %s failed (%s), retry in %.1f s", d.url, d.delivery_id,
-                                 err or status, delay)  # fmt: skip
+                        log.info("webhook %s: delivery %s failed (%s), retry in %.1f s", redact_url(d.url),
+                                 d.delivery_id, err or status, delay)  # fmt: skip
             return len(rows)
 
     async def _post_in_order(
@@ -147,6 +149,6 @@ class WebhookWorker:
                 if not ok:
                     break  # keep order: the rest wait behind this one
             except httpx.HTTPError as exc:
-                out.append((d, None, f"{type(exc).__name__}: {exc}"))
+                out.append((d, None, redact_text(f"{type(exc).__name__}: {exc}")))
                 break
         return out

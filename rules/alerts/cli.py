@@ -11,10 +11,13 @@ from pathlib import Path
 import orjson
 import psycopg
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from parkpulse.errors import ParkPulseError, ValidationReport
+from parkpulse.errors import ConfigError, ParkPulseError, ValidationReport
+from parkpulse.redact import redact_text, redact_url
+from parkpulse.settings import describe_settings_error
 from rules.alerts._engine import AlertEngine
 from rules.alerts._limits_sync import sync_limits
 from rules.alerts._ruleset import RuleSet, load_rules
@@ -36,7 +39,11 @@ DbOpt = typer.Option(None, "--database-url", help="default: PARKPULSE_ALERTS_DAT
 
 
 def _settings(database_url: str | None = None, **kw: object) -> AlertSettings:
-    s = AlertSettings()
+    try:
+        s = AlertSettings()
+    except ValidationError as exc:
+        err.print(describe_settings_error(exc, "PARKPULSE_ALERTS_"), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     upd = {k: v for k, v in kw.items() if v is not None}
     if database_url:
         upd["database_url"] = database_url
@@ -67,6 +74,14 @@ def run(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(database_url, mqtt_url=mqtt_url, park=park, group=group, rules_file=rules, limits_file=limits,
                          http_port=http_port, client_id=client_id)  # fmt: skip
+    try:
+        settings.mqtt()
+    except ValueError as exc:  # the message shows the URL redacted
+        err.print(f"mqtt-url: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except ConfigError as exc:  # a bad PARKPULSE_MQTT_URL, named and redacted
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     ruleset = _load(settings.rules_file, settings.limits_file)
 
     async def main() -> None:
@@ -234,7 +249,8 @@ def webhooks_add(
 ) -> None:
     """Add a webhook subscription."""
     if not url.startswith(("http://", "https://")):
-        err.print(f"[red]url: must start with http:// or https:// (got {url!r})[/red]")
+        err.print(f"url: must start with http:// or https:// (got {redact_url(url)!r})", style="red", markup=False,
+                  highlight=False)
         raise typer.Exit(1)
     if secret is not None and len(secret) < 16:
         err.print(f"[red]secret: must be at least 16 characters (got {len(secret)})[/red]")
@@ -256,7 +272,7 @@ def webhooks_add(
     except psycopg.errors.UniqueViolation:
         err.print(f"[red]name: a webhook named {name!r} exists already[/red]")
         raise typer.Exit(1) from None
-    out.print(f"webhook {name} → {url}")
+    out.print(f"webhook {name} → {redact_url(url)}", markup=False, highlight=False)
     if generated:
         out.print(f"secret (shown once): {key}")
 
@@ -275,9 +291,10 @@ def webhooks_list(database_url: str | None = DbOpt) -> None:
         ).fetchall()
     t = Table()
     for c in ("name", "url", "park", "enabled", "pending", "delivered", "dead", "last error"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold" if c in ("url", "last error") else "ellipsis")  # the URL is shown whole, redacted
     for r in rows:
-        t.add_row(r[0], r[1], r[2], "yes" if r[3] else "no", str(r[4]), str(r[5]), str(r[6]), r[7] or "")
+        t.add_row(r[0], redact_url(r[1]), r[2], "yes" if r[3] else "no", str(r[4]), str(r[5]), str(r[6]),
+                  redact_text(r[7] or ""))
     out.print(t)
 
 

@@ -12,12 +12,14 @@ import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from parkpulse.registry import import_registry
 from parkpulse.services import MosquittoBroker, free_port
 from parkpulse.wire import status_topic
 from rules.alerts import AlertSettings, sign, verify_signature
+from rules.alerts import cli as alerts_cli
 from rules.alerts._webhooks import WebhookWorker, backoff_s
 from rules.alerts.cli import app
 from rules.alerts.harness import EngineThread, WebhookReceiver, sample_park
@@ -175,3 +177,59 @@ def test_expired_delivery_is_dead_and_retry_requeues_it(db: str, conn: psycopg.C
         assert asyncio.run(once(max_age_s=60)) == 1
         assert len(recv.received) == 1 and recv.received[0].signature_ok
     assert conn.execute("SELECT state, attempts FROM webhook_outbox").fetchone() == ("delivered", 2)
+
+
+HOOK_PASSWORD = "hookPw-Tq48x2"
+HOOK_TOKEN = "hookTok-Rb93m7"
+
+
+def _flat(text: str) -> str:
+    """Output without blanks, so a URL rich folded over two lines reads whole again."""
+    return "".join(c for c in text if not c.isspace())
+
+
+def test_webhook_url_secrets_are_never_printed_or_logged(
+    db: str, conn: psycopg.Connection, unique_id: str, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`webhooks add` and `list` show the URL redacted; failed deliveries log it (and store their
+    error) redacted; the subscription itself keeps the whole URL, which the delivery needs."""
+    port = free_port()
+    url = f"http://hub:{HOOK_PASSWORD}@127.0.0.1:{port}/hook?park={unique_id}&access_token={HOOK_TOKEN}"
+    outputs = []
+    r = CliRunner().invoke(app, ["webhooks", "add", "hub", url, "--secret", SECRET, "--database-url", db])
+    assert r.exit_code == 0, r.output
+    assert f"hub:***@127.0.0.1:{port}/hook?park={unique_id}&access_token=***" in _flat(r.output)
+    outputs.append(r.output)
+    assert conn.execute("SELECT url FROM webhook_subscriptions WHERE name = 'hub'").fetchone() == (url,)
+    r = CliRunner().invoke(app, ["webhooks", "add", "hub2", url.replace("http", "ftp", 1), "--database-url", db])
+    assert r.exit_code == 1 and "url:" in r.output and "hub:***@" in _flat(r.output), r.output
+    outputs.append(r.output)
+
+    conn.execute(
+        "SELECT pp_alert_fire('gateway-offline', 1, 'data_gap', 'warning', %s, NULL, 'g', NULL, NULL, 'g', 1, NULL, "
+        "NULL, '网关离线', 'gateway offline', '{}')",
+        (unique_id,),
+    )
+
+    async def once() -> int:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as c, httpx.AsyncClient() as client:
+            w = WebhookWorker(timeout_s=2, base_s=0.01, cap_s=0.01, max_age_s=60, batch=10)
+            return await w.run_once(c, client)
+
+    with caplog.at_level("INFO", logger="parkpulse.alerts.webhooks"):
+        assert asyncio.run(once()) == 1  # refused: nobody listens
+        with WebhookReceiver(SECRET, port=port, status=500) as recv:
+            time.sleep(0.05)
+            assert asyncio.run(once()) == 1  # answered 500
+            assert recv.received == []
+    assert conn.execute("SELECT attempts, last_status FROM webhook_outbox").fetchone() == (2, 500)
+    assert f"webhook http://hub:***@127.0.0.1:{port}/hook?park={unique_id}&access_token=***: delivery" in caplog.text
+    assert "ConnectError" in caplog.text and "HTTP 500" in caplog.text
+    monkeypatch.setattr(alerts_cli, "out", Console(width=400))  # one line per subscription
+    r = CliRunner().invoke(app, ["webhooks", "list", "--database-url", db])
+    assert r.exit_code == 0 and f"hub:***@127.0.0.1:{port}/hook?park={unique_id}&access_token=***" in r.output, r.output
+    outputs.append(r.output)
+    stored_errors = [str(e) for (e,) in conn.execute("SELECT last_error FROM webhook_outbox")]
+    for text in [*outputs, caplog.text, *stored_errors]:
+        assert HOOK_PASSWORD not in text and HOOK_TOKEN not in text, text
