@@ -45,7 +45,8 @@ from demo._history import (
 from demo._procs import Supervisor
 from demo._proxy import CuttableProxy
 from demo._summary import print_summary, stage_counts
-from parkpulse.db import migrate, server_dsn
+from parkpulse.db import TimescaleNotPreloaded, migrate, server_dsn
+from parkpulse.redact import redact_url
 from parkpulse.registry import import_registry, load_park_file
 from parkpulse.services import free_port, port_open
 from parkpulse.settings import get_settings, parse_mqtt_url
@@ -110,17 +111,26 @@ def demo(
         mqtt_url = find_broker(settings.mqtt_url, env, workdir)
         for n in env.notes:
             out.print(f"[green]✓[/green] {n}")
-        record("env", database=dsn.split("password")[0], mqtt=parse_mqtt_url(mqtt_url).redacted())
+        record("env", database=redact_url(dsn), mqtt=parse_mqtt_url(mqtt_url).redacted())
 
         # --- database ----------------------------------------------------------------------
         with psycopg.connect(server_dsn(dsn, "postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        applied = migrate(dsn, timezone=settings.timezone)
+        try:
+            applied = migrate(dsn, timezone=settings.timezone)
+        except TimescaleNotPreloaded:
+            # a throwaway demo database may take the plain path; a real store is refused (docs/database.md)
+            out.print("[yellow]![/yellow] TimescaleDB is installed on this server but not preloaded "
+                      "(shared_preload_libraries): the demo database uses plain PostgreSQL")
+            applied = migrate(dsn, prefer="plain", timezone=settings.timezone)
         out.print(f"[green]✓[/green] database {database}: {len(applied)} migrations applied")
         record("database", migrations=len(applied))
         ingest_http = free_port()
+        # the demo's meters arrive with years of history: widen ingest's window before registration
+        history_days = (date.today() - date(history_from, 1, 1)).days + 31
         child_env = {**os.environ, "PARKPULSE_DATABASE_URL": dsn, "PARKPULSE_MQTT_URL": mqtt_url,
-                     "PYTHONUNBUFFERED": "1", "PARKPULSE_INGEST_HTTP_PORT": str(ingest_http)}  # fmt: skip
+                     "PYTHONUNBUFFERED": "1", "PARKPULSE_INGEST_HTTP_PORT": str(ingest_http),
+                     "PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS": str(history_days)}  # fmt: skip
         sup = Supervisor(workdir / "logs", child_env)
 
         # --- simulators ----------------------------------------------------------------------

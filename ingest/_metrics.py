@@ -23,6 +23,16 @@ class IngestMetrics:
         self.batches = Counter("pp_ingest_batches_stored", "batches committed (new gateway/seq keys)", registry=r)
         self.messages = Counter("pp_ingest_messages_received", "MQTT messages received", ["kind"], registry=r)
         self.dead_letters = Counter("pp_ingest_dead_letters", "rows written to dead_letters", ["scope"], registry=r)
+        self.dead_letters_minimal = Counter(
+            "pp_ingest_dead_letters_minimal",
+            "refused messages whose full dead letter was refused too: stored as topic, size, sha256 and reason",
+            registry=r,
+        )
+        self.dead_letters_lost = Counter(
+            "pp_ingest_dead_letters_lost",
+            "refused messages acknowledged although not even a minimal dead letter could be stored (see the log)",
+            registry=r,
+        )
         self.duplicate_batches = Counter(
             "pp_ingest_duplicate_batches_skipped", "redelivered or re-sent batches (same gateway, seq) skipped", registry=r
         )
@@ -64,7 +74,16 @@ class IngestMetrics:
         self.resend_gave_up = Counter(
             "pp_ingest_resend_gave_up", "seq gaps given up on after resend_max_attempts requests", registry=r
         )
-        self.rollup_runs = Counter("pp_ingest_rollup_refreshes", "pp_refresh_rollups() runs", registry=r)
+        self.rollup_runs = Counter("pp_ingest_rollup_refreshes", "rollup refresher runs", registry=r)
+        self.rollup_buckets = Counter(
+            "pp_ingest_rollup_buckets_refreshed", "15-minute buckets brought up to date in the rollups", registry=r
+        )
+        self.rollup_lag = Gauge(
+            "pp_ingest_rollup_lag_seconds",
+            "how long the oldest unrefreshed dirty-bucket mark has waited (0 when the rollups are complete)",
+            registry=r,
+        )
+        self.rollup_dirty = Gauge("pp_ingest_rollup_dirty_buckets", "15-minute buckets waiting for a refresh", registry=r)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -79,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path.split("?")[0] == "/healthz":
             h = self.server.health()
             body, ctype = json.dumps(h).encode(), "application/json"
-            code = 200 if h.get("status") != "down" else 503
+            code = 200 if h.get("status") not in ("down", "failing") else 503
         else:
             body, ctype, code = b"not found\n", "text/plain", 404
         self.send_response(code)

@@ -73,6 +73,7 @@ class Prepared:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     gaps: list[tuple[Any, ...]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    digest_of: bytes | None = None  # a minimal dead letter: size and sha256 of this payload, not the payload
     status: dict[str, Any] | None = None
     # status device_health of known devices: (device_pk, lag_last, lag_p99, overruns, timeouts, exceptions)
     health: list[tuple[Any, ...]] = field(default_factory=list)
@@ -139,7 +140,19 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
     lo, hi = 1 << 62, -1
     bad_idx: list[int] | None = None
     n = 0
+    floor_max = cache.floor_max(gw)
+    floors = cache.floors.get(gw, {})
     for k, (d, m, t, v, q, ev) in enumerate(b.readings):
+        if t < floor_max:  # older than some device's registration window: check this reading's device
+            fl = floors.get(d)
+            if fl is not None and t < fl:
+                if bad_idx is None:
+                    bad_idx = sorted(rr.index for rr in b.rejected)
+                i = _original_index(k, bad_idx)
+                dead.append((msg.topic, gw, b.seq, f"readings[{i}].ts",
+                             f"is older than device {d!r} allows ({ms_to_dt(fl):%Y-%m-%d %H:%M}Z: its registration "
+                             "less PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS)", _raw(list(b.readings[k][:5]))))
+                continue
         pre = pf.get((d, m))
         if pre is None:
             res = cache.resolve(gw, d, m)
@@ -181,12 +194,9 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
         if hi // _BUCKET_MS - lo // _BUCKET_MS > 96:
             p.buckets = {r[2] // _BUCKET_MS for r in b.readings}
         p.devstat = {_PK.unpack_from(first_pre[d], 6)[0]: s for d, s in st.items()}
-    for gi, gap in enumerate(b.gaps):
-        row = _gap_row(gap, gi, gw)
-        if isinstance(row, tuple) and len(row) == 2:
-            dead.append((msg.topic, gw, b.seq, row[0], row[1], _raw(gap)))
-        else:
-            p.gaps.append(row)  # type: ignore[arg-type]
+    for rg in b.rejected_gaps:
+        dead.append((msg.topic, gw, b.seq, rg.field, rg.reason, _raw(rg.raw)))
+    p.gaps = [(gw, *g) for g in b.gaps]
     p.n_rejected = len(dead)
     return p
 
@@ -200,46 +210,6 @@ def _original_index(k: int, rejected_sorted: list[int]) -> int:
         else:
             break
     return i
-
-
-def _ts(x: object) -> datetime | None:
-    if type(x) is int and x >= 0:
-        return ms_to_dt(x)
-    if isinstance(x, str):
-        try:
-            dt = datetime.fromisoformat(x.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return dt.astimezone(UTC) if dt.tzinfo else None
-    return None
-
-
-def _gap_row(g: object, i: int, gw: str) -> tuple[Any, ...]:
-    """(gateway, device, metric, start, end, count, reason) or (field, reason) when bad."""
-    f = f"gaps[{i}]"
-    if not isinstance(g, dict):
-        return f, "must be an object"
-    start, end = _ts(g.get("start")), _ts(g.get("end"))
-    if start is None:
-        return f"{f}.start", "must be an ISO time with zone or epoch ms"
-    if end is None:
-        return f"{f}.end", "must be an ISO time with zone or epoch ms"
-    if end < start:
-        return f"{f}.end", "is before start"
-    count = g.get("count", 0)
-    if type(count) is not int or count < 0:
-        return f"{f}.count", "must be an integer ≥ 0"
-    reason = g.get("reason")
-    if not isinstance(reason, str) or not reason:
-        return f"{f}.reason", "must be a non-empty string"
-    if "\x00" in reason:
-        return f"{f}.reason", "must not contain NUL"
-    dev, met = g.get("device"), g.get("metric")
-    if dev is not None and (not isinstance(dev, str) or "\x00" in dev):
-        return f"{f}.device", "must be a string (no NUL) or null"
-    if met is not None and (not isinstance(met, str) or "\x00" in met):
-        return f"{f}.metric", "must be a string (no NUL) or null"
-    return (gw, dev, met, start, end, count, reason[:500])
 
 
 def _prepare_status(p: Prepared, topic_gw: str, msg: Message, cache: RegistryCache) -> Prepared:

@@ -1,17 +1,25 @@
 """Registry cache: (gateway, device) → device_pk and metric name → metric_id, with the binary COPY
-row prefix (field count, device_pk, metric_id, ts length) precomputed per (device, metric)."""
+row prefix (field count, device_pk, metric_id, ts length) precomputed per (device, metric), and
+the earliest reading time each device may report (its registration date less the history window)."""
 
 from __future__ import annotations
 
 import struct
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import psycopg
 
-__all__ = ["RegistryCache"]
+__all__ = ["RegistryCache", "RegistryData", "load_registry"]
 
 _PREFIX = struct.Struct(">hiiihi")  # 5 fields; int4 device_pk; int2 metric_id; then the int8 ts length
+
+
+class RegistryData(NamedTuple):
+    devices: dict[str, dict[str, int]]  # gateway → device → device_pk
+    metrics: dict[str, int]  # metric name → metric_id
+    floors: dict[str, dict[str, int]]  # gateway → device → earliest accepted reading time, epoch ms
 
 
 class RegistryCache:
@@ -24,7 +32,7 @@ class RegistryCache:
 
     def __init__(
         self,
-        load: Callable[[], tuple[dict[str, dict[str, int]], dict[str, int]]],
+        load: Callable[[], RegistryData],
         refresh_s: float = 60.0,
         miss_refresh_s: float = 1.0,
         on_refresh: Callable[[], None] | None = None,
@@ -35,12 +43,15 @@ class RegistryCache:
         self._on_refresh = on_refresh
         self.devices: dict[str, dict[str, int]] = {}
         self.metrics: dict[str, int] = {}
+        self.floors: dict[str, dict[str, int]] = {}
+        self._floor_max: dict[str, int] = {}
         self._prefixes: dict[str, dict[tuple[str, str], bytes]] = {}
         self.loaded_at = 0.0
 
     def refresh(self) -> None:
-        devices, metrics = self._load()
-        self.devices, self.metrics = devices, metrics
+        devices, metrics, floors = self._load()
+        self.devices, self.metrics, self.floors = devices, metrics, floors
+        self._floor_max = {gw: max(f.values()) for gw, f in floors.items() if f}
         self._prefixes = {}
         self.loaded_at = time.monotonic()
         if self._on_refresh:
@@ -56,6 +67,10 @@ class RegistryCache:
         if p is None:
             p = self._prefixes[gateway] = {}
         return p
+
+    def floor_max(self, gateway: str) -> int:
+        """The latest of the gateway's device floors: a reading at or after it passes every device's floor."""
+        return self._floor_max.get(gateway, -(1 << 62))
 
     def knows_gateway(self, gateway: str) -> bool:
         if gateway in self.devices:
@@ -85,13 +100,20 @@ class RegistryCache:
         return True
 
 
-def load_registry(conn: psycopg.Connection) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+def load_registry(conn: psycopg.Connection, history_before_registration_s: float) -> RegistryData:
+    """Read the registry. A device's floor is its registration time less the history window."""
     devices: dict[str, dict[str, int]] = {}
+    floors: dict[str, dict[str, int]] = {}
     with conn.cursor() as cur:
-        cur.execute("SELECT gateway_id, device_id, device_pk FROM devices WHERE enabled")
-        for gw, dev, pk in cur:
+        cur.execute(
+            "SELECT gateway_id, device_id, device_pk, "
+            "floor(extract(epoch FROM registered_at) * 1000 - %s * 1000)::bigint FROM devices WHERE enabled",
+            (history_before_registration_s,),
+        )
+        for gw, dev, pk, floor_ms in cur:
             devices.setdefault(gw, {})[dev] = pk
+            floors.setdefault(gw, {})[dev] = floor_ms
         cur.execute("SELECT name, metric_id FROM metrics")
         metrics = {name: mid for name, mid in cur}
     conn.rollback()
-    return devices, metrics
+    return RegistryData(devices, metrics, floors)

@@ -9,6 +9,7 @@ data gaps, rollup buckets → device_status (sorted by device_pk) → status ups
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -152,18 +153,24 @@ class Store:
 
         # 3. dead letters (only once per batch: a duplicate's were written with its first copy)
         dead: list[DeadLetter] = []
+        digests: list[bytes | None] = []
         for p in items:
             if p.kind == "batch":
                 continue
             dead.extend(p.dead)
+            digests.extend([p.digest_of] * len(p.dead))
             if p.kind == "dead":
                 res.dead_batch += 1
         for p in new:
             dead.extend(p.dead)
+            digests.extend([None] * len(p.dead))
         if dead:
-            with cur.copy("COPY dead_letters (topic, gateway_id, seq, field, reason, payload) FROM STDIN") as cp:
-                for row in dead:
-                    cp.write_row(row)
+            with cur.copy(
+                "COPY dead_letters (topic, gateway_id, seq, field, reason, payload, payload_bytes, payload_sha256) FROM STDIN"
+            ) as cp:
+                for row, of in zip(dead, digests, strict=True):
+                    body = row[5] if of is None else of
+                    cp.write_row((*row, len(body), hashlib.sha256(body).digest()))
         res.dead_letters = len(dead)
 
         # 4. counter events, gateway-reported gaps, rollup buckets

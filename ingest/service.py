@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import queue
 import sys
@@ -24,11 +25,11 @@ import psycopg
 from ingest._metrics import HealthServer, IngestMetrics
 from ingest._mqtt import MessageQueue, MqttReceiver
 from ingest._prepare import Message, Prepared, prepare
-from ingest._registry import RegistryCache, load_registry
+from ingest._registry import RegistryCache, RegistryData, load_registry
 from ingest._resend import RESEND_LOCK_KEY, OpenGap, ResendScheduler, resend_payload
 from ingest._store import FlushResult, Store, is_transient
 from ingest.settings import IngestSettings
-from parkpulse.db import redact
+from parkpulse.db import RollupLag, redact, refresh_rollups, rollup_lag
 from parkpulse.errors import ParkPulseError
 from parkpulse.wire import resend_topic
 
@@ -78,6 +79,8 @@ class IngestService:
         self.http: HealthServer | None = None
         self._db_ok = False
         self._last_commit = 0.0
+        self._busy_since = 0.0  # when the count of unacknowledged messages last rose from zero
+        self._rollup_lag: RollupLag | None = None
         self._session_empty = False
         self.resend = ResendScheduler(
             delay_s=s.resend_delay_s, retry_min_s=s.resend_retry_min_s, retry_max_s=s.resend_retry_max_s,
@@ -182,6 +185,8 @@ class IngestService:
 
     def _on_message(self, m: Message) -> None:
         with self._unacked_lock:
+            if self._unacked == 0:
+                self._busy_since = time.time()
             self._unacked += 1
         is_status = m.topic.endswith("/status")
         self.metrics.messages.labels("status" if is_status else "data").inc()
@@ -266,14 +271,14 @@ class IngestService:
                 if self._abandon.is_set():
                     raise _Abandon from None
 
-    def _load_registry(self) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    def _load_registry(self) -> RegistryData:
         if self._cache_conn is None or self._cache_conn.closed or self._cache_conn.broken:
             self._drop_cache_conn()
             self._cache_conn = psycopg.connect(
                 self.settings.database_url, connect_timeout=5,
                 application_name=f"parkpulse-ingest-registry {self.settings.client_id}"[:63],
             )
-        return load_registry(self._cache_conn)
+        return load_registry(self._cache_conn, self.settings.history_before_registration_days * 86_400)
 
     def _drop_cache_conn(self) -> None:
         if self._cache_conn is not None:
@@ -306,8 +311,12 @@ class IngestService:
             self._commit(item)
 
     def _commit(self, items: list[Prepared]) -> None:
+        """Commit a flush, retrying while the database is away. A flush the database refuses is split;
+        a single refused message becomes a dead letter, then a minimal one (topic, size, sha256,
+        reason), and if even that is refused it is acknowledged and counted as lost: one message
+        never holds up the stream."""
         delay = self.settings.db_retry_min_s
-        refused = False
+        stage = "data"  # data → dead letter → minimal dead letter
         while True:
             if self._abandon.is_set():
                 raise _Abandon
@@ -331,20 +340,26 @@ class IngestService:
                     continue
                 self.metrics.db_errors.labels("refused").inc()
                 if len(items) > 1:
-                    log.warning("database refused a flush (%s); retrying its messages one by one", exc)
+                    log.warning("database refused a flush (%s); retrying its messages one by one", _short(exc))
                     for p in items:
                         self._commit([p])
                     return
-                if refused:  # even its dead letter failed: keep it unacknowledged, retry slowly, never drop
-                    log.error("cannot store the dead letter of a refused message (%s); retrying", exc)
-                    if self._abandon.wait(delay):
-                        raise _Abandon from None
-                    delay = min(delay * 2, self.settings.db_retry_max_s)
+                if stage == "data":
+                    log.error("database refused a message for good, dead-lettering it: %s", _short(exc))
+                    items, stage = [_refused(items[0], exc)], "dead letter"
                     continue
-                log.error("database refused a message for good, dead-lettering it: %s", exc)
-                items = [_refused(items[0], exc)]
-                refused = True
-                continue
+                if stage == "dead letter":
+                    log.error("database refused the dead letter of %s too (%s); storing a minimal one",
+                              items[0].topic, _short(exc))
+                    items, stage = [_minimal(items[0], exc)], "minimal"
+                    self.metrics.dead_letters_minimal.inc()
+                    continue
+                log.error("database refused even the minimal dead letter of %s (%d bytes, sha256 %s): %s; "
+                          "acknowledging it so the stream goes on", items[0].topic, len(items[0].payload),
+                          hashlib.sha256(items[0].payload).hexdigest(), _short(exc))
+                self.metrics.dead_letters_lost.inc()
+                self._after_commit(items, FlushResult())
+                return
             res.seconds = time.monotonic() - t0
             self._after_commit(items, res)
             return
@@ -401,7 +416,7 @@ class IngestService:
                 await asyncio.to_thread(self._resend_round)
             if s.rollup_interval_s and now >= next_rollup:
                 next_rollup = now + s.rollup_interval_s
-                await asyncio.to_thread(self._run_sql, "SELECT pp_refresh_rollups()", "rollups")
+                await asyncio.to_thread(self._refresh_rollups)
                 self.metrics.rollup_runs.inc()
             if now >= next_prune:
                 next_prune = now + s.prune_interval_s
@@ -491,6 +506,26 @@ class IngestService:
             self.metrics.open_gaps.set(row[0])
             self.metrics.open_gap_batches.set(row[1])
 
+    def _refresh_rollups(self) -> None:
+        """One bounded round of the shared refresher (both storage paths), then the lag gauges.
+        A round that worked off its full bound is followed by another, up to rollup_max_rounds."""
+        s = self.settings
+        try:
+            with psycopg.connect(s.database_url, autocommit=True, connect_timeout=5,
+                                 application_name=f"parkpulse-ingest-rollups {s.client_id}"[:63]) as c:
+                for _ in range(s.rollup_max_rounds):
+                    n = refresh_rollups(c, max_buckets=s.rollup_max_buckets)
+                    self.metrics.rollup_buckets.inc(n)
+                    if n < s.rollup_max_buckets or self.shutdown.is_set():
+                        break
+                lag = rollup_lag(c)
+        except psycopg.Error as exc:
+            log.warning("rollup refresh failed: %s", str(exc).strip()[:200])
+            return
+        self.metrics.rollup_lag.set(lag.oldest_mark_age_s or 0.0)
+        self.metrics.rollup_dirty.set(lag.dirty_buckets)
+        self._rollup_lag = lag
+
     def _run_sql(self, sql: str, what: str) -> None:
         try:
             with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5,
@@ -500,13 +535,24 @@ class IngestService:
             log.warning("%s failed: %s", what, str(exc).strip()[:200])
 
     # -- health ----------------------------------------------------------------------------------
+    def stalled_for(self) -> float:
+        """Seconds messages have been waiting without any commit (0 when nothing waits)."""
+        if self._unacked <= 0:
+            return 0.0
+        return max(0.0, time.time() - max(self._last_commit, self._busy_since))
+
     def health(self) -> dict[str, Any]:
         up = self.mqtt.connected
         status = "ok" if up and self._db_ok else "degraded"
+        stalled = self.stalled_for()
+        if stalled > self.settings.stall_after_s:
+            status = "failing"
         if self._fatal is not None:
             status = "down"
         return {
             "status": status,
+            "stalled_s": round(stalled, 3),
+            "rollup_lag_s": None if self._rollup_lag is None else round(self._rollup_lag.oldest_mark_age_s or 0.0, 1),
             "mqtt_connected": up,
             "subscribed": self.mqtt.subscribed,
             "database_ok": self._db_ok,
@@ -518,9 +564,25 @@ class IngestService:
         }
 
 
+def _short(exc: BaseException) -> str:
+    return (str(exc).strip().replace("\x00", "\\x00") or type(exc).__name__)[:300]
+
+
 def _refused(p: Prepared, exc: BaseException) -> Prepared:
     """The whole message as one dead letter when the database refuses its content."""
     out = Prepared(p.topic, p.mid, p.qos, p.gen, "dead", p.gateway, p.seq)
     what = "database refused the batch" if isinstance(exc, psycopg.Error) else "internal error storing the batch"
-    out.dead.append((p.topic, p.gateway, p.seq, None, f"{what}: {str(exc).strip()[:300] or type(exc).__name__}", p.payload))
+    out.dead.append((p.topic, p.gateway, p.seq, None, f"{what}: {_short(exc)}", p.payload))
+    return out
+
+
+def _minimal(p: Prepared, exc: BaseException) -> Prepared:
+    """The least that can describe a message: its topic, the payload's size and sha256 (the store
+    writes both from `digest_of`), and why; no payload, no gateway or seq that could be refused again."""
+    out = Prepared(p.topic, p.mid, p.qos, p.gen, "dead")
+    out.digest_of = p.dead[0][5] if p.dead else p.payload
+    first = p.dead[0][4] if p.dead else "refused"
+    reason = f"{first[:200]}; its dead letter was refused too: {_short(exc)}"
+    topic = "".join(ch for ch in p.topic if ch.isprintable())[:300]
+    out.dead.append((topic, None, None, "payload", reason.replace("\x00", ""), b""))
     return out

@@ -1,6 +1,8 @@
 """The MQTT wire contract, version 1. See docs/wire-format.md."""
 
-from parkpulse.wire._decode import DecodedBatch, RejectedReading, decode_batch
+from parkpulse.wire._accounts import RESERVED_GATEWAY_IDS, RESERVED_ID_PREFIXES, reserved_gateway_id
+from parkpulse.wire._decode import DecodedBatch, DecodedGap, RejectedReading, decode_batch
+from parkpulse.wire._limits import FLOAT_MAX, INT32_MAX, INT64_MAX, MAX_TS_MS, MIN_TS_MS
 from parkpulse.wire._models import (
     WIRE_VERSION,
     Batch,
@@ -24,11 +26,19 @@ from parkpulse.wire._topics import (
 )
 
 __all__ = [
+    "FLOAT_MAX",
     "ID_PATTERN",
+    "INT32_MAX",
+    "INT64_MAX",
+    "MAX_TS_MS",
+    "MIN_TS_MS",
+    "RESERVED_GATEWAY_IDS",
+    "RESERVED_ID_PREFIXES",
     "WIRE_VERSION",
     "Batch",
     "CounterEvent",
     "DecodedBatch",
+    "DecodedGap",
     "DeviceHealth",
     "Gap",
     "Quality",
@@ -42,6 +52,7 @@ __all__ = [
     "epoch_ms",
     "parse_topic",
     "resend_topic",
+    "reserved_gateway_id",
     "shared_data_subscription",
     "status_topic",
 ]

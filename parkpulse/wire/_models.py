@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parkpulse.wire._limits import INT32_MAX, INT64_MAX
 from parkpulse.wire._quality import Quality
 from parkpulse.wire._topics import ID_PATTERN
 
@@ -32,8 +33,9 @@ class CounterEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event: Literal["reset", "rollover", "replaced", "jump"]
-    prev: float = Field(description="the previous reading of the counter, before the event")
+    prev: float = Field(allow_inf_nan=False, description="the previous reading of the counter, before the event")
     correction: float = Field(
+        allow_inf_nan=False,
         description=(
             "amount to add to (value - prev) to get the true consumption across the step: "
             "reset → prev (counter restarted at 0), rollover → the register span, "
@@ -92,7 +94,7 @@ class Gap(BaseModel):
     metric: str | None = None
     start: datetime
     end: datetime
-    count: int = Field(ge=0, description="readings dropped")
+    count: int = Field(ge=0, le=INT32_MAX, description="readings dropped")
     reason: str
 
 
@@ -103,7 +105,7 @@ class Batch(BaseModel):
 
     v: Literal[1] = 1
     gateway: Id
-    seq: int = Field(ge=0, description="per-gateway, assigned when spooled, never reused")
+    seq: int = Field(ge=0, le=INT64_MAX, description="per-gateway, assigned when spooled, never reused")
     sent_at: datetime
     readings: list[Reading] = Field(
         json_schema_extra={"description": "each reading as [device, metric, ts_ms, value, quality(, event)]"}
@@ -128,13 +130,13 @@ class DeviceHealth(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    poll_lag_ms_last: float | None = Field(default=None, ge=0, description="lag of the latest poll behind its slot, ms")
+    poll_lag_ms_last: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="lag of the latest poll behind its slot, ms")
     poll_lag_ms_p99: float | None = Field(
-        default=None, ge=0, description="99th percentile poll lag over the gateway's recent window, ms"
+        default=None, ge=0, allow_inf_nan=False, description="99th percentile poll lag over the gateway's recent window, ms"
     )
-    overruns: int | None = Field(default=None, ge=0, description="polls that took longer than the poll interval")
-    timeouts: int | None = Field(default=None, ge=0, description="polls lost to transport errors or timeouts")
-    exceptions: int | None = Field(default=None, ge=0, description="polls answered with a Modbus exception")
+    overruns: int | None = Field(default=None, ge=0, le=INT64_MAX, description="polls that took longer than the poll interval")
+    timeouts: int | None = Field(default=None, ge=0, le=INT64_MAX, description="polls lost to transport errors or timeouts")
+    exceptions: int | None = Field(default=None, ge=0, le=INT64_MAX, description="polls answered with a Modbus exception")
 
 
 class Status(BaseModel):
@@ -146,10 +148,10 @@ class Status(BaseModel):
     gateway: Id
     state: Literal["online", "offline"]
     ts: datetime | None = None
-    version: str | None = None
-    devices: list[str] = Field(default_factory=list)
-    spool_depth: int | None = None
-    last_seq: int | None = None
+    version: str | None = Field(default=None, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")
+    devices: list[Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]] = Field(default_factory=list)
+    spool_depth: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    last_seq: int | None = Field(default=None, ge=0, le=INT64_MAX)
     device_health: dict[str, DeviceHealth] = Field(
         default_factory=dict, description="per device id: poll lag and error counters (optional)"
     )

@@ -319,9 +319,11 @@ class AlertEngine:
         if self.stream.unknown_devices(parts.gateway, batch.readings) and self.registry.needs_refresh(missed=True):
             async with self._write_lock:
                 await self.registry.load(await self._writer_conn())
-        outcomes = self.stream.on_batch(
-            parts.park, parts.firm, parts.gateway, batch.readings, batch.gaps, batch.sent_at_ms
-        )
+        gaps = [
+            {"device": d, "metric": m, "start": a.isoformat(), "end": b.isoformat(), "count": n, "reason": why}
+            for d, m, a, b, n, why in batch.gaps
+        ]
+        outcomes = self.stream.on_batch(parts.park, parts.firm, parts.gateway, batch.readings, gaps, batch.sent_at_ms)
         await self.apply(outcomes)
 
     # -- periodic ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,6 +62,14 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, pg_admin: str, 
     assert proc.returncode == 0, text[-3000:]
     assert "demo stopped cleanly" in text
     assert "console:" in text and "scorecard" in text
+    # the admin password is printed once, to the person who started the demo, and is in no log or file it wrote
+    shown = re.search(r"^console: \S+\s+user \S+\s+password (\S+)\s*$", text, re.MULTILINE)
+    assert shown, text[-3000:]
+    password = shown[1]
+    assert text.count(password) == 1
+    for f in [workdir / "summary.json", *(workdir / "logs").rglob("*")]:
+        if f.is_file():
+            assert password.encode() not in f.read_bytes(), f"{f} holds the admin password"
 
     s = _summary(workdir)
     assert s["simulators"]["devices"] >= 25

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from parkpulse.errors import WireError
 from parkpulse.wire import Batch, Quality, Reading, decode_batch, parse_topic, shared_data_subscription
 
+T = 1_795_593_600_000  # 2026-11-25: readings must be stamped after 2000-01-01
+
 
 def _batch(readings: list[list[object]], **kw: object) -> bytes:
     doc = {"v": 1, "gateway": "gw-1", "seq": 7, "sent_at": 1_700_000_000_000, "readings": readings} | kw
@@ -34,30 +36,31 @@ def test_model_round_trips_through_fast_decoder() -> None:
 
 def test_bad_readings_are_named_and_the_rest_kept() -> None:
     payload = _batch([
-        ["m1", "elec_import_kwh", 1000, 1.0, 0],
+        ["m1", "elec_import_kwh", T + 1000, 1.0, 0],
         ["m1", "elec_import_kwh", "yesterday", 1.0, 0],
-        ["m1", "elec_import_kwh", 2000, "12", 0],
-        ["m1", "elec_import_kwh", 3000, None, 0],
-        ["m1", "elec_import_kwh", 4000, 1.0, 9],
-        ["m1", "elec_import_kwh", 5000, 2.0, 0],
+        ["m1", "elec_import_kwh", T + 2000, "12", 0],
+        ["m1", "elec_import_kwh", T + 3000, None, 0],
+        ["m1", "elec_import_kwh", T + 4000, 1.0, 9],
+        ["m1", "elec_import_kwh", T + 5000, 2.0, 0],
     ])  # fmt: skip
     d = decode_batch(payload)
-    assert [r[2] for r in d.readings] == [1000, 5000]
+    assert [r[2] - T for r in d.readings] == [1000, 5000]
     assert [r.field for r in d.rejected] == [
         "readings[1].ts", "readings[2].value", "readings[3].value", "readings[4].quality",
     ]  # fmt: skip
 
 
 def test_nan_from_a_lenient_encoder_rejects_only_that_reading() -> None:
-    payload = b'{"v":1,"gateway":"gw-1","seq":1,"sent_at":1,"readings":[["m","x",1,NaN,0],["m","x",2,3.5,0]]}'
+    payload = b'{"v":1,"gateway":"gw-1","seq":1,"sent_at":1,"readings":[["m","x",1795593600000,NaN,0],["m","x",1795593600001,3.5,0]]}'
     d = decode_batch(payload)
     assert [r[3] for r in d.readings] == [3.5]
     assert d.rejected[0].field == "readings[0].value"
 
 
 def test_future_timestamps_are_refused() -> None:
-    d = decode_batch(_batch([["m", "x", 10_000, 1.0, 0], ["m", "x", 5_000, 1.0, 0]]), max_future_ms=1000, now_ms=5000)
-    assert [r[2] for r in d.readings] == [5000]
+    d = decode_batch(_batch([["m", "x", T + 10_000, 1.0, 0], ["m", "x", T + 5_000, 1.0, 0]]), max_future_ms=1000,
+                     now_ms=T + 5000)
+    assert [r[2] - T for r in d.readings] == [5000]
     assert d.rejected[0].field == "readings[0].ts"
 
 
@@ -83,7 +86,7 @@ def test_unusable_envelopes_name_the_field(payload: bytes, field: str) -> None:
                           st.lists(st.integers(), max_size=7)), max_size=8))  # fmt: skip
 def test_decoder_never_raises_on_any_reading_shape(row: list[object]) -> None:
     try:
-        payload = orjson.dumps({"v": 1, "gateway": "g", "seq": 1, "sent_at": 1, "readings": [row, ["m", "x", 1, 1.0, 0]]})
+        payload = orjson.dumps({"v": 1, "gateway": "g", "seq": 1, "sent_at": 1, "readings": [row, ["m", "x", T, 1.0, 0]]})
     except TypeError:
         return
     d = decode_batch(payload)
