@@ -74,11 +74,26 @@ def db_migrate(
 
 @db_app.command("status")
 def db_status(database_url: DsnOpt = None) -> None:
-    """Show the storage path and applied and pending migrations."""
-    from parkpulse.db import status
+    """Show the storage path, TimescaleDB version, rollup lag, failed background jobs and migrations."""
+    from parkpulse.db import connect, status, store_health
 
-    st = status(_dsn(database_url))
+    dsn = _dsn(database_url)
+    st = status(dsn)
     out.print(f"storage path: [bold]{st.path or 'not migrated'}[/bold]")
+    if st.applied:
+        with connect(dsn, autocommit=True) as conn:
+            h = store_health(conn)
+        out.print(f"timescaledb: {h.timescaledb_version or 'not installed in this database'}")
+        lag = h.lag
+        if lag.dirty_buckets:
+            out.print(f"rollup lag: {lag.oldest_mark_age_s or 0:.0f} s, {lag.dirty_buckets} fifteen-minute bucket(s) "
+                      f"waiting, the oldest from {lag.oldest_bucket:%Y-%m-%d %H:%M %Z}")
+        else:
+            out.print("rollup lag: 0 s (nothing waits)")
+        for j in h.failed_jobs:
+            out.print(f"[red]background job {j.job_id} {j.proc_name}"
+                      f"{' on ' + j.relation if j.relation else ''} failed[/red] ({j.total_failures} failure(s), last "
+                      f"{j.last_run_started_at:%Y-%m-%d %H:%M:%S %Z}): {j.error or 'no error text'}")
     table = Table("version", "name", "applied at")
     for v, name, at in st.applied:
         table.add_row(f"{v:04d}", name, at)
@@ -92,8 +107,14 @@ def db_refresh(database_url: DsnOpt = None) -> None:
     """Bring the rollups up to date now (the ingest service does this continuously)."""
     from parkpulse.db import connect, refresh_rollups
 
+    n = 0
     with connect(_dsn(database_url)) as conn:
-        n = refresh_rollups(conn)
+        while True:  # in rounds, so the progress of a large backfill shows
+            k = refresh_rollups(conn, max_buckets=20_000)
+            if k == 0:
+                break
+            n += k
+            out.print(f"  … {n} bucket(s)")
     out.print(f"refreshed {n} fifteen-minute bucket(s)")
 
 
@@ -111,15 +132,43 @@ def registry_validate(file: Annotated[Path, typer.Argument(exists=True, dir_okay
 def registry_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     database_url: DsnOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would be added, updated and moved; write nothing")] = False,
+    move: Annotated[bool, typer.Option("--move", help="allow moving existing firms, gateways… to another park or firm "
+                                               "(their history moves with them)")] = False,
 ) -> None:
-    """Validate a park.yaml and upsert it into the registry (nothing is written if it has errors)."""
+    """Validate a park.yaml and upsert it into the registry (nothing is written if it has errors).
+
+    An entry that already belongs to another park (or a gateway or workshop to another firm) is
+    refused unless --move is given; moves are printed as a diff and recorded in registry_audit.
+    """
     from parkpulse.db import connect
-    from parkpulse.registry import import_registry, load_park_file
+    from parkpulse.registry import apply_import, load_park_file, plan_import
 
     pf = load_park_file(file)
     with connect(_dsn(database_url)) as conn:
-        counts = import_registry(conn, pf)
-    out.print("imported " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        if dry_run:
+            plan = plan_import(conn, pf)
+            out.print(f"dry run, nothing written — park {pf.park.id}: {plan.summary()}", markup=False, highlight=False,
+                      soft_wrap=True)
+            for change in plan.changes:
+                if change.action != "unchanged":
+                    _print_change(_SIGN[change.action], change.lines())
+            if plan.of("move") and not move:
+                out.print("the moves above are refused without --move", markup=False, highlight=False)
+            return
+        plan = apply_import(conn, pf, move=move, source=str(file))
+    for change in plan.of("move"):
+        _print_change(">", ["moved " + change.lines()[0], *change.lines()[1:]])
+    counts = ", ".join(f"{v} {k}" for k, v in plan.counts.items())
+    out.print(f"imported {counts} ({plan.summary(done=True)})", markup=False, highlight=False, soft_wrap=True)
+
+
+_SIGN = {"add": "+", "update": "~", "move": ">"}
+
+
+def _print_change(sign: str, lines: list[str]) -> None:
+    for i, line in enumerate(lines):
+        out.print(f"{sign if i == 0 else ' '} {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @wire_app.command("schema")
@@ -163,7 +212,8 @@ def main() -> None:
     try:
         app()
     except ValidationReport as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
+        err.print("error:", style="red", end=" ")
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except ParkPulseError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)

@@ -1,4 +1,8 @@
-"""The park registry file (park.yaml): validated models and an idempotent upsert into the store."""
+"""The park registry file (park.yaml): validated models and an idempotent upsert into the store.
+
+An import never re-parents an existing entry (a firm to another park, a gateway to another firm)
+unless asked to: see `parkpulse._registry_sync`.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,32 @@ from typing import Literal
 
 import psycopg
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from parkpulse._registry_sync import Change, ImportPlan, MovesRefused, apply_import, plan_import
 from parkpulse.catalogue import load_catalogue
 from parkpulse.errors import FieldError, ValidationReport, field_path
-from parkpulse.wire import ID_PATTERN
+from parkpulse.text import control_character
+from parkpulse.wire import ID_PATTERN, reserved_gateway_id
 
-__all__ = ["Cluster", "Device", "Firm", "Gateway", "ParkFile", "ParkInfo", "Workshop", "import_registry", "load_park_file"]
+__all__ = [
+    "Change", "Cluster", "Device", "Firm", "Gateway", "ImportPlan", "MovesRefused", "ParkFile", "ParkInfo", "Workshop",
+    "apply_import", "import_registry", "load_park_file", "plan_import",
+]  # fmt: skip
 
 Id = str
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: object) -> object:
+        """NUL cannot be stored, an escape sequence in a name rewrites terminals: every text field is printable."""
+        if isinstance(value, str) and (why := control_character(value)):
+            raise ValueError(why)
+        return value
 
 
 class Device(_Strict):
@@ -33,8 +50,8 @@ class Device(_Strict):
     carrier: str | None = None
     measures: str | None = None
     source_type: str | None = None
-    poll_interval_s: float | None = Field(default=None, gt=0)
-    rated_power_kw: float | None = Field(default=None, gt=0)
+    poll_interval_s: float | None = Field(default=None, gt=0, le=86_400)  # stored as real: bounded
+    rated_power_kw: float | None = Field(default=None, gt=0, le=10_000_000)
     enabled: bool = True
 
 
@@ -42,6 +59,14 @@ class Gateway(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     name: str | None = None
     devices: list[Device] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        problem = reserved_gateway_id(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class Workshop(_Strict):
@@ -134,6 +159,8 @@ def load_park_file(path: str | Path) -> ParkFile:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValidationReport(str(p), [FieldError("(file)", str(p), f"not YAML: {exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ValidationReport(str(p), [FieldError("(file)", str(p), f"not UTF-8 text: {exc}")]) from None
     try:
         return ParkFile.model_validate(raw)
     except ValidationError as exc:
@@ -143,7 +170,7 @@ def load_park_file(path: str | Path) -> ParkFile:
                 # cross-check problems, already with their paths
                 problems.extend(FieldError(*_split_cross(m)) for m in err["msg"].removeprefix("Value error, ").split("; "))
             else:
-                problems.append(FieldError(field_path(err["loc"]), err.get("input"), err["msg"]))
+                problems.append(FieldError(field_path(err["loc"]), err.get("input"), err["msg"].removeprefix("Value error, ")))
         raise ValidationReport(str(p), problems) from None
 
 
@@ -153,69 +180,12 @@ def _split_cross(msg: str) -> tuple[str, object, str]:
     return path, got.rstrip(")"), reason
 
 
-def import_registry(conn: psycopg.Connection, pf: ParkFile) -> dict[str, int]:
-    """Upsert a validated park into the registry in one transaction. Returns counts per entity."""
-    counts = {"parks": 1, "clusters": 0, "firms": 0, "workshops": 0, "gateways": 0, "devices": 0}
-    p = pf.park
-    with conn.transaction():
-        conn.execute(
-            """INSERT INTO parks (park_id, name, name_en, province, city, timezone, land_mu)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (park_id) DO UPDATE SET name = excluded.name, name_en = excluded.name_en,
-                 province = excluded.province, city = excluded.city, timezone = excluded.timezone,
-                 land_mu = excluded.land_mu, updated_at = now()""",
-            (p.id, p.name, p.name_en, p.province, p.city, p.timezone, p.land_mu),
-        )
-        for c in pf.clusters:
-            conn.execute(
-                """INSERT INTO clusters (cluster_id, park_id, name, name_en, industry) VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (cluster_id) DO UPDATE SET park_id = excluded.park_id, name = excluded.name,
-                     name_en = excluded.name_en, industry = excluded.industry, updated_at = now()""",
-                (c.id, p.id, c.name, c.name_en, c.industry),
-            )
-            counts["clusters"] += 1
-        for f in pf.firms:
-            conn.execute(
-                """INSERT INTO firms (firm_id, park_id, cluster_id, name, name_en, credit_code, land_mu, industry,
-                                      size_class, production_start)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (firm_id) DO UPDATE SET park_id = excluded.park_id, cluster_id = excluded.cluster_id,
-                     name = excluded.name, name_en = excluded.name_en, credit_code = excluded.credit_code,
-                     land_mu = excluded.land_mu, industry = excluded.industry, size_class = excluded.size_class,
-                     production_start = excluded.production_start, updated_at = now()""",
-                (f.id, p.id, f.cluster, f.name, f.name_en, f.credit_code, f.land_mu, f.industry, f.size_class,
-                 f.production_start),
-            )
-            counts["firms"] += 1
-            for w in f.workshops:
-                conn.execute(
-                    """INSERT INTO workshops (workshop_id, firm_id, name, name_en, smart_declared) VALUES (%s, %s, %s, %s, %s)
-                       ON CONFLICT (workshop_id) DO UPDATE SET firm_id = excluded.firm_id, name = excluded.name,
-                         name_en = excluded.name_en, smart_declared = excluded.smart_declared, updated_at = now()""",
-                    (w.id, f.id, w.name, w.name_en, w.smart_declared),
-                )
-                counts["workshops"] += 1
-            for g in f.gateways:
-                conn.execute(
-                    """INSERT INTO gateways (gateway_id, firm_id, name) VALUES (%s, %s, %s)
-                       ON CONFLICT (gateway_id) DO UPDATE SET firm_id = excluded.firm_id, name = excluded.name,
-                         updated_at = now()""",
-                    (g.id, f.id, g.name),
-                )
-                counts["gateways"] += 1
-                for d in g.devices:
-                    conn.execute(
-                        """INSERT INTO devices (gateway_id, device_id, workshop_id, name, kind, profile, meter_level,
-                                                carrier, measures, source_type, poll_interval_s, rated_power_kw, enabled)
-                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                           ON CONFLICT (gateway_id, device_id) DO UPDATE SET workshop_id = excluded.workshop_id,
-                             name = excluded.name, kind = excluded.kind, profile = excluded.profile,
-                             meter_level = excluded.meter_level, carrier = excluded.carrier,
-                             measures = excluded.measures, source_type = excluded.source_type,
-                             poll_interval_s = excluded.poll_interval_s, rated_power_kw = excluded.rated_power_kw,
-                             enabled = excluded.enabled, updated_at = now()""",
-                        (g.id, d.id, d.workshop, d.name, d.kind, d.profile, d.meter_level, d.carrier, d.measures,
-                         d.source_type, d.poll_interval_s, d.rated_power_kw, d.enabled),
-                    )
-                    counts["devices"] += 1
-    return counts
+def import_registry(
+    conn: psycopg.Connection, pf: ParkFile, *, move: bool = False, source: str | None = None
+) -> dict[str, int]:
+    """Upsert a validated park into the registry in one transaction. Returns counts per entity.
+
+    Re-parenting an existing cluster, firm, workshop or gateway raises MovesRefused and writes
+    nothing, unless `move`; allowed moves are recorded in `registry_audit`.
+    """
+    return apply_import(conn, pf, move=move, source=source).counts

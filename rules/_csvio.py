@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from parkpulse.errors import FieldError, ValidationReport
+from parkpulse.text import control_character
 from rules._energy import CarrierAmount, UnitError, to_base
 from rules._evaluate import Economics, FirmRecord, YearInputs
 from rules._ruleset import RuleSet
-from rules._tabular import parse_bool, parse_number, read_table
+from rules._tabular import out_of_range, parse_bool, parse_number, read_table
 
 __all__ = ["ENERGY_COLUMNS", "FIRMS_COLUMNS", "read_kpi_inputs"]
 
@@ -39,6 +40,16 @@ def _columns(path: Path, headers: list[str], required: list[str], optional: list
     return idx
 
 
+def _refuse_controls(name: str, headers: list[str], rows: list[tuple[int, list[str]]],
+                     problems: list[FieldError]) -> None:  # fmt: skip
+    """Names and ids end up in tables printed on a terminal: no control characters anywhere."""
+    for line, cells in rows:
+        for i, cell in enumerate(cells):
+            if why := control_character(cell):
+                column = headers[i] if i < len(headers) else str(i + 1)
+                problems.append(FieldError(f"{name} line {line}, column {column}", cell, why))
+
+
 def _get(cells: list[str], idx: dict[str, int], key: str) -> str:
     i = idx.get(key)
     return cells[i].strip() if i is not None and i < len(cells) else ""
@@ -47,12 +58,14 @@ def _get(cells: list[str], idx: dict[str, int], key: str) -> str:
 def read_kpi_inputs(rs: RuleSet, firms_csv: Path, energy_csv: Path, year: int) -> YearInputs:
     """Parse both files, collecting every problem (line, column, value) before raising."""
     problems: list[FieldError] = []
-    fh, frows = read_table(firms_csv)
+    fh, frows = read_table(firms_csv, problems)
     fidx = _columns(firms_csv, fh, FIRMS_COLUMNS, FIRMS_OPTIONAL, problems)
-    eh, erows = read_table(energy_csv)
+    eh, erows = read_table(energy_csv, problems)
     eidx = _columns(energy_csv, eh, ENERGY_COLUMNS, [], problems)
     if problems:
         raise ValidationReport("kpi evaluate inputs", problems)
+    for name, head, rows in ((firms_csv.name, fh, frows), (energy_csv.name, eh, erows)):
+        _refuse_controls(name, head, rows, problems)
     firms: dict[str, FirmRecord] = {}
     economics: dict[tuple[str, int], Economics] = {}
     known_firms: set[str] = set()
@@ -80,8 +93,8 @@ def read_kpi_inputs(rs: RuleSet, firms_csv: Path, energy_csv: Path, year: int) -
                 problems.append(FieldError(f"{at}, column {key}", raw, "not a number"))
                 bad = True
                 continue
-            if v < 0:
-                problems.append(FieldError(f"{at}, column {key}", raw, "must be >= 0"))
+            if why := out_of_range(v):
+                problems.append(FieldError(f"{at}, column {key}", raw, why))
                 bad = True
             vals[key] = v
         if vals.get("land_mu") is None:
@@ -130,6 +143,9 @@ def read_kpi_inputs(rs: RuleSet, firms_csv: Path, energy_csv: Path, year: int) -
             q = parse_number(raw_q)
         except ValueError:
             problems.append(FieldError(f"{at}, column quantity", raw_q, "not a number"))
+            ok, q = False, 0.0
+        if why := out_of_range(q, signed=True):
+            problems.append(FieldError(f"{at}, column quantity", raw_q, why))
             ok, q = False, 0.0
         try:
             to_base(rs, carrier, q, unit)

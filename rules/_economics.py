@@ -12,8 +12,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from parkpulse.errors import FieldError, ValidationReport
+from parkpulse.text import control_character
 from rules._ruleset import RuleSet
-from rules._tabular import parse_bool, parse_number, read_table
+from rules._tabular import AMOUNT_MAX, out_of_range, parse_bool, parse_number, read_table
 
 __all__ = ["COLUMNS", "EconomicsRow", "import_economics", "parse_economics", "write_template"]
 
@@ -42,6 +43,7 @@ COLUMNS: list[Column] = [
 _BY_KEY = {c.key: c for c in COLUMNS}
 _BY_ZH = {c.zh: c for c in COLUMNS}
 _HEADER = re.compile(r"^(?P<zh>.*?)\s*[(（](?P<key>[A-Za-z0-9_:.-]+)[)）]\s*$")
+INTEGER_MAX = 2**31 - 1  # firm_economics.employees is a PostgreSQL integer
 
 
 @dataclass
@@ -112,8 +114,8 @@ def _resolve_header(h: str, greens: dict[str, tuple[str, str]]) -> str | None:
 def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
     """Validate every cell; raise one ValidationReport naming row, column and value of each problem."""
     greens = _green_items(rs)
-    hs, body = read_table(path)
     problems: list[FieldError] = []
+    hs, body = read_table(path, problems)
     cols: dict[int, str] = {}
     for i, h in enumerate(hs):
         key = _resolve_header(h, greens)
@@ -138,6 +140,9 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
             raw = cells[i].strip() if i < len(cells) else ""
             at = f"row {rownum}, column {hs[i]}"
             col = _BY_KEY.get(key)
+            if why := control_character(raw, allow="\t\n\r"):
+                problems.append(FieldError(at, raw, why))
+                continue
             if key == "firm_id":
                 firm_id = raw
                 if not raw:
@@ -170,16 +175,16 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
                     except ValueError:
                         problems.append(FieldError(at, raw, "expected points (a number) or 是/否"))
                         continue
-                    if v < 0:
-                        problems.append(FieldError(at, raw, "must be >= 0"))
+                    if why := out_of_range(v):
+                        problems.append(FieldError(at, raw, why))
                         continue
                     green[item_id] = v
                 continue
             assert col is not None
             if col.kind == "json":
                 try:
-                    obj = json.loads(raw)
-                except ValueError as exc:
+                    obj = json.loads(raw, parse_constant=_no_constant)
+                except (ValueError, RecursionError) as exc:
                     problems.append(FieldError(at, raw, f"not JSON: {exc}"))
                     continue
                 if not isinstance(obj, dict):
@@ -188,8 +193,10 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
                 for k, v in obj.items():
                     if k not in greens:
                         problems.append(FieldError(at, k, f"unknown green-factory item (known: {sorted(greens)})"))
-                    elif not isinstance(v, bool | int | float) or (not isinstance(v, bool) and v < 0):
+                    elif not isinstance(v, bool | int | float):
                         problems.append(FieldError(at, v, f"item {k}: expected true/false or points >= 0"))
+                    elif not isinstance(v, bool) and (why := out_of_range(v)):
+                        problems.append(FieldError(at, v, f"item {k}: points {why}"))
                     else:
                         green[k] = v
                 continue
@@ -198,8 +205,8 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
             except ValueError:
                 problems.append(FieldError(at, raw, "not a number"))
                 continue
-            if num < 0:
-                problems.append(FieldError(at, raw, "must be >= 0"))
+            if why := out_of_range(num, INTEGER_MAX if col.kind == "integer" else AMOUNT_MAX):
+                problems.append(FieldError(at, raw, why))
                 continue
             if col.kind == "integer":
                 if not float(num).is_integer():
@@ -218,6 +225,10 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
     if problems:
         raise ValidationReport(str(path), problems)
     return rows
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number here")
 
 
 def import_economics(conn: psycopg.Connection, rs: RuleSet, path: Path, year: int) -> int:

@@ -62,3 +62,18 @@ def test_cli_out_of_scope_firm_is_listed_and_errors_exit_2(tmp_path: Path) -> No
     (tmp_path / "energy.csv").write_text("firm_id,year,carrier,quantity,unit\na,2025,electricity,1,MWx\n", encoding="utf-8")
     bad = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "energy.csv line 2, column unit" in bad.stderr and "MWx" in bad.stderr
+
+
+def test_absurd_numbers_and_control_characters_are_named_by_line(tmp_path: Path) -> None:
+    """Issue 9: 1e308 MWh made every figure Infinity (invalid JSON out); an escape sequence reached the terminal."""
+    (tmp_path / "firms.csv").write_text(FIRMS.replace(",A,p,100,", ",\x1b]0;pwned\x07A,p,1e300,"), encoding="utf-8")
+    (tmp_path / "energy.csv").write_text("firm_id,year,carrier,quantity,unit\nb,2025,electricity,1e308,MWh\n",
+                                         encoding="utf-8")  # fmt: skip
+    with pytest.raises(ValidationReport) as exc:
+        read_kpi_inputs(RS, tmp_path / "firms.csv", tmp_path / "energy.csv", 2025)
+    got = [(p.path, p.value, p.reason) for p in exc.value.problems]
+    assert got == [
+        ("firms.csv line 2, column name", "\x1b]0;pwned\x07A", "control character U+001B at position 0 is not allowed"),
+        ("firms.csv line 2, column land_mu", "1e300", "out of range: at most 1e+15"),
+        ("energy.csv line 2, column quantity", "1e308", "out of range: at most 1e+15"),
+    ]
