@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# ParkPulse compose: create .env with random passwords and the Mosquitto password file.
+# ParkPulse compose: create .env with random passwords and the Mosquitto password files
+# (secrets/mosquitto-services.passwd: the service accounts, listener 1884;
+#  secrets/mosquitto.passwd: the gateways, listeners 1883/8883 — deploy/mosquitto/README.md).
 #   ./init-secrets.sh                 first time (keeps an existing .env and password file)
 #   ./init-secrets.sh add-gateway ID  add (or reset) a gateway account; prints its password once
 # Uses mosquitto_passwd from the Debian package when installed, else the eclipse-mosquitto image.
@@ -11,14 +13,14 @@ chmod 700 secrets
 
 rand() { head -c 18 /dev/urandom | base64 | tr -d '/+=' | cut -c1-24; }
 
-passwd_set() {  # user password
-  local file=secrets/mosquitto.passwd
+passwd_set() {  # file-in-secrets/ user password
+  local file=secrets/$1
   [ -f "$file" ] || : > "$file"
   if command -v mosquitto_passwd >/dev/null 2>&1; then
-    mosquitto_passwd -b "$file" "$1" "$2"
+    mosquitto_passwd -b "$file" "$2" "$3"
   else
     docker run --rm -u "$(id -u):$(id -g)" -v "$PWD/secrets:/s" "$MOSQUITTO_IMAGE" \
-      mosquitto_passwd -b /s/mosquitto.passwd "$1" "$2"
+      mosquitto_passwd -b "/s/$1" "$2" "$3"
   fi
   # 644 inside the 700 secrets/ folder: the broker (uid 1883 in the container) must read the
   # file mounted on its own; on the host only the owner can reach it. It holds salted hashes.
@@ -26,13 +28,17 @@ passwd_set() {  # user password
 }
 
 valid_id() { [[ "$1" =~ ^[a-z0-9][a-z0-9-]*$ ]]; }
+# The same reserved ids and prefix as deploy_tools/mosquitto_acl.py (a test keeps them equal).
+RESERVED_IDS="ingest alerts rules console platform parkpulse admin administrator root superuser system sys mosquitto emqx dashboard broker bridge grafana monitor anonymous"
+RESERVED_PREFIX=pp-
+reserved_id() { [[ " $RESERVED_IDS " == *" $1 "* || "$1" == "$RESERVED_PREFIX"* ]]; }
 
 if [ "${1:-}" = add-gateway ]; then
   id=${2:?usage: ./init-secrets.sh add-gateway GATEWAY_ID}
   valid_id "$id" || { echo "gateway id '$id': use lowercase letters, digits and '-' (the registry id)" >&2; exit 2; }
-  case "$id" in ingest|alerts|rules|console) echo "gateway id '$id' is a service account name" >&2; exit 2;; esac
+  reserved_id "$id" && { echo "gateway id '$id' is reserved for the platform (ids: $RESERVED_IDS; prefix $RESERVED_PREFIX)" >&2; exit 2; }
   pw=$(rand)
-  passwd_set "$id" "$pw"
+  passwd_set mosquitto.passwd "$id" "$pw"
   echo "gateway $id: username $id  password $pw"
   echo "(give it to the gateway's config: uplink url mqtt://$id:<password>@<broker>:1883 or mqtts://…:8883)"
   echo "Mosquitto re-reads the password file on SIGHUP: docker compose kill -s HUP mosquitto"
@@ -54,7 +60,8 @@ fi
 set -a; . ./.env; set +a
 for svc in ingest alerts rules console; do
   var="MQTT_$(echo "$svc" | tr a-z A-Z)_PASSWORD"
-  passwd_set "$svc" "${!var}"
+  passwd_set mosquitto-services.passwd "$svc" "${!var}"
 done
-echo "wrote secrets/mosquitto.passwd (service accounts ingest, alerts, rules, console)"
+[ -f secrets/mosquitto.passwd ] || { : > secrets/mosquitto.passwd; chmod 644 secrets/mosquitto.passwd; }
+echo "wrote secrets/mosquitto-services.passwd (service accounts ingest, alerts, rules, console)"
 echo "next: ./init-secrets.sh add-gateway <gateway-id> for every gateway, then docker compose up -d --build"

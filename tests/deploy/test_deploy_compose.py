@@ -127,7 +127,7 @@ def test_deploy_compose_wires_the_broker_and_grafana() -> None:
     acl = (ROOT / "deploy/mosquitto/acl").read_text()
     for svc, user in (("ingest", "ingest"), ("alerts", "alerts")):
         url = services[svc]["environment"]["PARKPULSE_MQTT_URL"]
-        assert url.startswith(f"mqtt://{user}:") and "@mosquitto:1883" in url
+        assert url.startswith(f"mqtt://{user}:") and "@mosquitto:1884" in url  # the services' listener
         assert f"user {user}\n" in acl
     # Grafana's provisioning reads exactly the variables compose sets.
     ds = (ROOT / "deploy/grafana/provisioning/datasources/parkpulse.yaml").read_text()
@@ -165,12 +165,14 @@ def test_deploy_init_secrets_makes_env_and_password_file(tmp_path: Path) -> None
     env = dict(ln.split("=", 1) for ln in (work / ".env").read_text().splitlines() if "=" in ln and ln[0] != "#")
     required = set(re.findall(r"\$\{(\w+):\?", (COMPOSE / "docker-compose.yml").read_text()))
     assert all(len(env[k]) >= 16 for k in required), {k: env.get(k) for k in required}
-    users = [ln.split(":")[0] for ln in (work / "secrets/mosquitto.passwd").read_text().splitlines()]
+    users = [ln.split(":")[0] for ln in (work / "secrets/mosquitto-services.passwd").read_text().splitlines()]
     assert sorted(users) == ["alerts", "console", "ingest", "rules"]
+    assert (work / "secrets/mosquitto.passwd").read_text() == "", "no service account on the gateway listener"
     run = subprocess.run(["bash", str(work / "init-secrets.sh"), "add-gateway", "gw-steel-01"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "gw-steel-01" in run.stdout, run.stderr
     assert "gw-steel-01:" in (work / "secrets/mosquitto.passwd").read_text()
+    assert "gw-steel-01:" not in (work / "secrets/mosquitto-services.passwd").read_text()
     before = (work / ".env").read_text()
     assert subprocess.run(["bash", str(work / "init-secrets.sh")], capture_output=True, timeout=60).returncode == 0
     assert (work / ".env").read_text() == before, "a second run must keep the passwords"
@@ -214,8 +216,9 @@ def test_deploy_k8s_manifests_parse_and_scale_ingest() -> None:
     assert ingest["spec"]["replicas"] >= 2
     env = {e["name"]: e for e in ingest["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["PARKPULSE_INGEST_GROUP"]["value"] == "ingest"
-    # Each replica needs its own MQTT client id (a shared one would kick the others off).
-    assert "fieldRef" in env["PARKPULSE_INGEST_CLIENT_ID"].get("valueFrom", {})
+    # Each replica needs its own MQTT client id (a shared one would kick the others off): the default
+    # one, made of the host name (= the pod name) and a tag derived from the broker password.
+    assert "PARKPULSE_INGEST_CLIENT_ID" not in env
     emqx = next(d for d in docs if d["metadata"]["name"] == "emqx" and d["kind"] == "StatefulSet")
     assert emqx["spec"]["replicas"] >= 3
     problems = [f"{d['kind']}/{d['metadata']['name']}: {err}" for d in docs
