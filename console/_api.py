@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -255,6 +256,12 @@ async def api_devices(
 ) -> list[dict[str, Any]]:
     async with console_state(request).pool.connection() as conn:
         return jsonable_encoder(await q.device_health(conn, session.scope, firm or None))  # type: ignore[no-any-return]
+
+
+@router.get("/health/store")
+async def api_store(request: Request, session: ApiSession) -> dict[str, Any]:
+    """The store: path, TimescaleDB version, rollup lag, background jobs whose last run failed."""
+    return await asyncio.to_thread(q.store_health_of, console_state(request).settings.dsn())
 
 
 @router.get("/health/gaps")

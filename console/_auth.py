@@ -2,6 +2,8 @@
 
 - A session cookie holds a random 256-bit token; the database keeps only its SHA-256, so a
   dump of console_sessions cannot be replayed. Each session has its own CSRF token.
+- A failed login is logged with a keyed hash of the attempted name, never the name as typed
+  (console._login_names).
 - Failed logins are counted per user and per client address; past a free allowance each further
   failure doubles the wait (throttle_base_s … throttle_max_s). While blocked, the password is not
   even checked and the answer is the same whether the user exists or not.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,9 +22,11 @@ from datetime import timedelta
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from console._login_names import load_key_async, name_hash, throttle_key
 from console._passwords import hash_password, needs_rehash, verify_password
 from console.scope import Scope
 from console.settings import ConsoleSettings
+from parkpulse.text import printable
 
 __all__ = ["LoginOutcome", "Session", "end_session", "load_session", "login"]
 
@@ -71,26 +76,37 @@ async def _record_failure(conn: AsyncConnection, key: str, free: int, st: Consol
     )
 
 
+_USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")  # as console_users.user_name
+
+
 async def login(
     pool: AsyncConnectionPool, st: ConsoleSettings, user_name: str, password: str, ip: str, user_agent: str
 ) -> LoginOutcome:
-    user_key, ip_key = f"user:{user_name[:64]}", f"ip:{ip}"
+    """Check a sign-in. A name that is not a well-formed user name never reaches a query; a failure
+    is logged with the keyed hash of the name (it may be a password typed into the wrong field)."""
+    ip, user_agent = printable(ip, 64), printable(user_agent, 200)
+    well_formed = _USER_NAME.match(user_name) is not None
     async with pool.connection() as conn:
         # Forget failures older than a day so a user is not punished forever.
         await conn.execute("DELETE FROM console_login_failures WHERE last_failure < now() - interval '1 day'")
+        row = None
+        if well_formed:
+            cur = await conn.execute(
+                "SELECT password_hash, disabled FROM console_users WHERE user_name = %s", (user_name,)
+            )
+            row = await cur.fetchone()
+        name_key = await load_key_async(conn)
+        user_key, ip_key = throttle_key(name_key, user_name, row is not None), f"ip:{ip}"
+        who = f"user_hash={name_hash(name_key, user_name)} known_user={'yes' if row else 'no'}"
         wait = await _blocked_for(conn, [user_key, ip_key])
         if wait > 0:
-            log.warning("login throttled user=%s ip=%s retry_after_s=%d", user_name[:64], ip, wait)
+            log.warning("login throttled %s ip=%s retry_after_s=%d", who, ip, wait)
             return LoginOutcome(False, retry_after_s=wait)
-        cur = await conn.execute(
-            "SELECT password_hash, disabled FROM console_users WHERE user_name = %s", (user_name,)
-        )
-        row = await cur.fetchone()
         good = verify_password(row[0] if row else None, password)
         if not good or row is None or row[1]:
             await _record_failure(conn, user_key, st.throttle_user_free, st)
             await _record_failure(conn, ip_key, st.throttle_ip_free, st)
-            log.warning("login failed user=%s ip=%s", user_name[:64], ip)
+            log.warning("login failed %s ip=%s", who, ip)
             return LoginOutcome(False)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         async with conn.transaction():
@@ -99,7 +115,7 @@ async def login(
             await conn.execute(
                 """INSERT INTO console_sessions (token_sha256, user_name, csrf_token, expires_at, ip, user_agent)
                    VALUES (%s, %s, %s, now() + %s, %s, %s)""",
-                (_digest(token), user_name, csrf, timedelta(seconds=st.session_ttl_s), ip, user_agent[:200]),
+                (_digest(token), user_name, csrf, timedelta(seconds=st.session_ttl_s), ip, user_agent),
             )
             new_hash = hash_password(password) if needs_rehash(row[0]) else row[0]
             await conn.execute(

@@ -346,4 +346,6 @@ async def health_page(request: Request, session: PageSession, firm: FirmQ = None
         gateways = await q.gateway_health(conn, session.scope, firm or None)
         devices = await q.device_health(conn, session.scope, firm or None)
         gaps = await q.gap_list(conn, session.scope, firm or None)
-    return render(request, "health.html", {"gateways": gateways, "devices": devices, "gaps": gaps}, session=session)
+    store = await asyncio.to_thread(q.store_health_of, console_state(request).settings.dsn())
+    return render(request, "health.html", {"gateways": gateways, "devices": devices, "gaps": gaps, "store": store},
+                  session=session)

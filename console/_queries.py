@@ -35,6 +35,7 @@ __all__ = [
     "list_alerts",
     "metric_options",
     "parks_in_scope",
+    "store_health_of",
 ]
 
 Row = dict[str, Any]
@@ -321,3 +322,13 @@ async def gap_list(conn: AsyncConnection, scope: Scope, firm: str | None = None,
             ORDER BY x.reported_at DESC LIMIT %(limit)s""",
         {**scope.params(), "firm": firm, "limit": limit},
     )
+
+
+def store_health_of(dsn: str) -> dict[str, Any]:
+    """The store's path, TimescaleDB version, rollup lag and failed background jobs (blocking: run it
+    in a thread). Park-independent: the store serves every park."""
+    from parkpulse.db import connect, store_health
+
+    with connect(dsn, autocommit=True) as conn:
+        return store_health(conn).as_dict()
+

@@ -15,6 +15,7 @@ import psycopg
 from console._passwords import check_password_policy, hash_password
 from console.errors import AccountError
 from console.scope import ROLES
+from parkpulse.text import describe_control, first_control, printable
 
 __all__ = [
     "UserInfo",
@@ -57,10 +58,19 @@ def _check_grants(conn: psycopg.Connection, role: str, parks: Sequence[str], fir
             raise AccountError("firm", f, "no such firm in the registry")
 
 
-def _check_password(password: str) -> None:
-    reason = check_password_policy(password)
+def _check_password(password: str, user_name: str) -> None:
+    reason = check_password_policy(password, user_name)
     if reason:
         raise AccountError("password", "***", reason)
+
+
+def _check_display_name(display_name: str | None) -> None:
+    if display_name is None:
+        return
+    if (at := first_control(display_name)) is not None:
+        raise AccountError("name", printable(display_name), describe_control(display_name, at))
+    if len(display_name) > 200:
+        raise AccountError("name", display_name[:40] + "…", "must be at most 200 characters long")
 
 
 def add_user(
@@ -75,8 +85,10 @@ def add_user(
 ) -> None:
     """Create a user with one role and its scope. Commits."""
     if not _USER.match(user_name):
-        raise AccountError("user", user_name, "must be 2-64 characters of a-z 0-9 . _ - starting with a letter or digit")
-    _check_password(password)
+        raise AccountError("user", printable(user_name),
+                           "must be 2-64 characters of a-z 0-9 . _ - starting with a letter or digit")
+    _check_display_name(display_name)
+    _check_password(password, user_name)
     _check_grants(conn, role, parks, firms)
     with conn.transaction():
         if conn.execute("SELECT 1 FROM console_users WHERE user_name = %s", (user_name,)).fetchone():
@@ -111,6 +123,8 @@ def list_users(conn: psycopg.Connection) -> list[UserInfo]:
 
 
 def _require(conn: psycopg.Connection, user_name: str) -> None:
+    if not _USER.match(user_name):
+        raise AccountError("user", printable(user_name), "no such user")
     if conn.execute("SELECT 1 FROM console_users WHERE user_name = %s", (user_name,)).fetchone() is None:
         raise AccountError("user", user_name, "no such user")
 
@@ -135,9 +149,9 @@ def enable_user(conn: psycopg.Connection, user_name: str) -> None:
 
 def set_password(conn: psycopg.Connection, user_name: str, password: str) -> int:
     """Replace a password, end every session of the user. Returns the sessions ended."""
-    _check_password(password)
     with conn.transaction():
         _require(conn, user_name)
+        _check_password(password, user_name)
         conn.execute(
             "UPDATE console_users SET password_hash = %s, password_changed_at = now() WHERE user_name = %s",
             (hash_password(password), user_name),

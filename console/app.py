@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -19,8 +19,9 @@ from fastapi.templating import Jinja2Templates
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from console import _api, _pages
+from console import _admin, _api, _pages
 from console._deps import ConsoleState, LoginRequired, optional_session, render
+from console._input_guard import refuse_control_characters
 from console._live import AlertHub
 from console.settings import ConsoleSettings
 from parkpulse.settings import get_settings
@@ -37,7 +38,9 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware (does not buffer streaming responses such as SSE)."""
+    """Pure ASGI middleware (does not buffer streaming responses such as SSE).
+
+    Everything but /static gets `Cache-Control: no-store` unless the route set its own."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -46,10 +49,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        static = str(scope.get("path", "")).startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                if not any(name.lower() == b"cache-control" for name, _ in headers) and not static:
+                    headers.append((b"cache-control", b"no-store"))  # API data and pages: never cached
                 headers += [
                     (b"content-security-policy", _CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
@@ -97,6 +103,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         description="Alerts, evidence, firms and gateway health, scoped to the signed-in user. "
         "Sign in with POST /api/v1/session; send the returned csrf_token as X-CSRF-Token on changes.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_control_characters)],  # every route: no NUL/control characters
+        max_body_size=st.max_body_bytes,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,  # served behind sign-in at /api/v1/openapi.json
@@ -105,6 +113,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(_package_dir("static"))), name="static")
     app.include_router(_pages.router)
     app.include_router(_api.router)
+    app.include_router(_admin.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(request: Request) -> dict[str, Any]:

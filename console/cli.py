@@ -1,4 +1,4 @@
-"""`parkpulse console serve` and `parkpulse users add|list|disable|enable|set-password`."""
+"""`parkpulse console serve` and `parkpulse users add|list|disable|enable|set-password|lockouts|unlock`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def serve(
 
     import uvicorn
 
+    from console._server import guarded_h11
     from console.app import create_app
 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
@@ -59,9 +60,12 @@ def serve(
     app = create_app(settings)
     if not settings.cookie_secure:
         err.print("[yellow]cookies are sent without the Secure flag: use this only on localhost over http[/]")
-    # Live feeds are long-lived responses: do not wait for them for ever on shutdown.
+    # Live feeds are long-lived responses: do not wait for them for ever on shutdown. Reading a
+    # request has deadlines (console._server); idle kept-alive connections close after keep_alive_s.
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3,
-                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
+                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips,
+                http=guarded_h11(settings.header_timeout_s, settings.body_timeout_s), ws="none",
+                timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections)
 
 
 def _conn(database_url: str | None):  # type: ignore[no-untyped-def]
@@ -167,3 +171,51 @@ def users_set_password(
     except ParkPulseError as exc:
         _fail(exc)
     out.print(f"password set for {user} ({ended} session(s) ended)")
+
+
+@users_app.command("lockouts")
+def users_lockouts(database_url: DsnOpt = None) -> None:
+    """Failed-login counters of the last day and the lockouts they hold (active ones first).
+
+    While a user or address is locked out even the right password is refused (by design);
+    `parkpulse users unlock` lifts it. `user hash` is what failed-login log lines show."""
+    from console.lockouts import list_lockouts
+
+    try:
+        with _conn(database_url) as conn:
+            rows = list_lockouts(conn)
+    except ParkPulseError as exc:
+        _fail(exc)
+    if not rows:
+        out.print("no failed logins in the last day")
+        return
+    for r in rows:  # one line each (names, hashes and addresses are never cut short)
+        locked = f"LOCKED for {r.remaining_s} s" if r.active else "not locked"
+        out.print(f"{r.kind:<4} {r.subject}  user-hash={r.user_hash or '-'}  failures={r.failures}  "
+                  f"last={r.last_failure.isoformat(timespec='seconds')}  {locked}  key={r.key}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+@users_app.command("unlock")
+def users_unlock(
+    user: Annotated[str | None, typer.Argument(help="user name whose lockout to lift")] = None,
+    address: Annotated[str | None, typer.Option(help="lift the lockout of this client address instead")] = None,
+    key: Annotated[str | None, typer.Option(help="lift this key exactly as `users lockouts` lists it")] = None,
+    database_url: DsnOpt = None,
+) -> None:
+    """Lift a login lockout: forget the failed logins of a user, an address or a listed key."""
+    from console.lockouts import unlock, unlock_key
+
+    try:
+        if key is not None:
+            if user is not None or address is not None:
+                raise AccountError("key", key, "give --key alone")
+            with _conn(database_url) as conn:
+                lifted = unlock_key(conn, key)
+        else:
+            with _conn(database_url) as conn:
+                lifted = unlock(conn, user=user, address=address)
+    except ParkPulseError as exc:
+        _fail(exc)
+    what = key or (f"user {user}" if user is not None else f"address {address}")
+    out.print(f"lockout lifted for {what}" if lifted else f"no failed logins recorded for {what}")

@@ -32,6 +32,17 @@ class ConsoleSettings(BaseSettings):
     )
     sse_keepalive_s: float = Field(default=15.0, gt=0, description="comment line sent to idle feeds")
     pool_max: int = Field(default=8, ge=1, description="database connections of one console process")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="a request's line and headers must arrive within this time"
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="a request's body must arrive within this time after its headers"
+    )
+    keep_alive_s: int = Field(default=5, ge=1, le=300, description="idle time before a kept-alive connection closes")
+    max_connections: int = Field(
+        default=500, ge=10, description="open connections + running requests before new requests get 503"
+    )
+    max_body_bytes: int = Field(default=256 * 1024, ge=4096, description="largest request body (413 beyond)")
     default_lang: str = Field(default="zh-CN", pattern=r"^(zh-CN|en)$")
 
     def dsn(self) -> str:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +27,13 @@ from parkpulse.services import free_port, wait_port
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 
+# Each passes the password policy: no user name inside, not common (console/_passwords.py).
 PASSWORDS = {
-    "admin": "Adm1n-pass-Zq8!",
-    "insp1": "Insp1-pass-Kx7#",
-    "insp2": "Insp2-pass-Wm3$",
-    "mgr1": "Mgr1-pass-Tt5%x",
-    "op1": "Op1-pass-Hh9&yy",
+    "admin": "Vq8!-root-Zlk2w",
+    "insp1": "Kx7#-east-Pvq2w",
+    "insp2": "Wm3$-west-Rtb9y",
+    "mgr1": "Tt5%-boss-Jnw4e",
+    "op1": "Hh9&-chem-Qsd7u",
 }
 
 
@@ -222,18 +224,18 @@ class LiveServer:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-@pytest.fixture
-def live_server(world: World, tmp_path: Path) -> Iterator[LiveServer]:
-    """`parkpulse console serve` on a free port, cookies without Secure (plain http on localhost)."""
+@contextmanager
+def serve_console(world: World, tmp_path: Path, **env: str) -> Iterator[LiveServer]:
+    """`parkpulse console serve` on a free port (extra PARKPULSE_CONSOLE_* settings in env)."""
     port = free_port()
-    log_path = tmp_path / "console.log"
-    env = {**os.environ, "PARKPULSE_DATABASE_URL": world.dsn, "PARKPULSE_CONSOLE_COOKIE_SECURE": "false",
-           "PARKPULSE_CONSOLE_SSE_KEEPALIVE_S": "2"}
+    log_path = tmp_path / f"console-{port}.log"
+    full_env = {**os.environ, "PARKPULSE_DATABASE_URL": world.dsn, "PARKPULSE_CONSOLE_COOKIE_SECURE": "false",
+                "PARKPULSE_CONSOLE_SSE_KEEPALIVE_S": "2", **env}
     with log_path.open("wb") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "parkpulse.cli", "console", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "debug"],
-            env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=full_env, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT,
         )
     try:
         if not wait_port("127.0.0.1", port, timeout=30):
@@ -246,6 +248,13 @@ def live_server(world: World, tmp_path: Path) -> Iterator[LiveServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+@pytest.fixture
+def live_server(world: World, tmp_path: Path) -> Iterator[LiveServer]:
+    """`parkpulse console serve` on a free port, cookies without Secure (plain http on localhost)."""
+    with serve_console(world, tmp_path) as server:
+        yield server
 
 
 def screenshot_dir() -> Path:

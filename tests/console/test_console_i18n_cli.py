@@ -69,7 +69,7 @@ def _run(args: list[str], dsn: str, stdin: str = "") -> tuple[int, str]:
 
 def test_users_add_list_disable_enable_set_password(world: World) -> None:
     code, out = _run(["add", "zhao", "--role", "inspector", "--park", world.p1, "--park", world.p2,
-                      "--name", "赵监察", "--password-stdin"], world.dsn, "Zhao-pass-1234\n")
+                      "--name", "赵监察", "--password-stdin"], world.dsn, "Kq4!-north-Wp8z\n")
     assert code == 0, out
     code, out = _run(["list"], world.dsn)
     assert code == 0 and "zhao" in out and world.p2 in out
@@ -77,8 +77,8 @@ def test_users_add_list_disable_enable_set_password(world: World) -> None:
         parks = conn.execute("SELECT park_id FROM console_roles WHERE user_name = 'zhao' ORDER BY 1").fetchall()
         assert [p[0] for p in parks] == sorted([world.p1, world.p2])
         h = conn.execute("SELECT password_hash FROM console_users WHERE user_name = 'zhao'").fetchone()
-        assert h and h[0].startswith("$argon2id$") and "Zhao-pass-1234" not in h[0]
-    code, out = _run(["set-password", "zhao", "--password-stdin"], world.dsn, "Zhao-new-pass-99\n")
+        assert h and h[0].startswith("$argon2id$") and "Kq4!-north-Wp8z" not in h[0]
+    code, out = _run(["set-password", "zhao", "--password-stdin"], world.dsn, "Tr6%-south-Bv3m\n")
     assert code == 0, out
     assert _run(["disable", "zhao"], world.dsn)[0] == 0
     with psycopg.connect(world.dsn) as conn:

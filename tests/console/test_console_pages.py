@@ -177,3 +177,19 @@ def test_openapi_document_behind_sign_in(client_as: AsUser, make_client: Callabl
     doc = c.get("/api/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     assert "/api/v1/alerts" in doc["paths"] and "/api/v1/alerts/{alert_id}/actions" in doc["paths"]
+
+
+def test_health_page_shows_the_store_and_its_rollup_lag(client_as: AsUser, world: World) -> None:
+    """Issue 10: an operator sees the storage path, the TimescaleDB version and the rollup lag."""
+    c, _ = client_as("op1")
+    store = c.get("/api/v1/health/store").json()
+    assert store["path"] == "plain" and store["timescaledb_version"] is None and store["failed_jobs"] == []
+    with world.conn() as conn:  # marks as ingest leaves them, one made ten minutes ago
+        conn.execute("INSERT INTO rollup_dirty (bucket, marked_at) VALUES "
+                     "('2025-03-01 10:00+00', now() - interval '10 minutes'), ('2025-03-01 10:15+00', now())")
+    store = c.get("/api/v1/health/store").json()
+    assert store["rollup_dirty_buckets"] == 2 and 590 < store["rollup_lag_s"] < 700
+    assert store["rollup_oldest_dirty_bucket"].startswith("2025-03-01T10:00")
+    page = c.get("/health?lang=en")
+    assert 'id="store-path">plain<' in page.text and "Rollup lag" in page.text
+    assert "2 15-minute buckets waiting" in page.text

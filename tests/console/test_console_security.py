@@ -268,6 +268,26 @@ def test_security_headers(client_as: AsUser) -> None:
     assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
 
 
+def test_api_responses_are_never_cached(client_as: AsUser, world: World, make_client: MakeClient) -> None:
+    """Issue 9: API JSON responses carried no Cache-Control, so a shared cache could keep them."""
+    c, csrf = client_as("insp1")
+    for path in ("/api/v1/me", "/api/v1/alerts?state=all", f"/api/v1/alerts/{world.alert1}",
+                 f"/api/v1/alerts/{world.alert1}/readings", "/api/v1/firms", f"/api/v1/firms/{world.f1}",
+                 "/api/v1/health/gateways", "/api/v1/health/devices", "/api/v1/health/gaps",
+                 "/api/v1/openapi.json", f"/api/v1/alerts/{world.alert2}", "/api/v1/alerts?limit=0",
+                 f"/alerts/{world.alert1}/evidence.csv", "/healthz"):
+        r = c.get(path)
+        assert r.headers.get("cache-control") == "no-store", (path, r.status_code, r.headers.get("cache-control"))
+    r = c.post(f"/api/v1/alerts/{world.alert1}/actions", json={"action": "comment", "comment": "x"},
+               headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    anon = make_client()
+    r = anon.post("/api/v1/session", json={"user": "insp1", "password": PASSWORDS["insp1"]})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"  # carries the CSRF token
+    assert anon.get("/api/v1/me").headers["cache-control"] == "no-store"
+    assert "no-store" not in c.get("/static/console.css").headers.get("cache-control", "")
+
+
 def test_secrets_never_appear_in_logs(make_client: MakeClient, world: World, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     c = make_client()
@@ -279,6 +299,7 @@ def test_secrets_never_appear_in_logs(make_client: MakeClient, world: World, cap
     api_token = c.cookies.get("pp_session")
     c.get("/api/v1/me")
     text = caplog.text
-    assert "login ok user=insp1" in text and "login failed user=insp2" in text  # the logs did capture
+    assert "login ok user=insp1" in text and "login failed user_hash=" in text  # the logs did capture
+    assert "user=insp2" not in text
     for secret in (PASSWORDS["insp1"], PASSWORDS["insp2"], PASSWORDS["mgr1"], token, api_token, csrf):
         assert secret and secret not in text
