@@ -1,4 +1,4 @@
-"""Gateway configs and a registry file from a simulator scenario and its manifest (contract 2)."""
+"""Gateway configs and a registry file from a simulator scenario and its manifest (the scenario-file and manifest contracts, docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Per gateway: one Modbus TCP server (all its tcp devices, one port), one RTU pty 
 devices) and one LineSensor per line. Scheduled faults (`sim.faults`) run on a timeline
 thread relative to start().
 
-Manifest (contract 1): {"devices": [{"gateway", "device", "model", "transport", "host", "port",
+Simulator manifest: {"devices": [{"gateway", "device", "model", "transport", "host", "port",
 "device_id", "serial_port", "topic"}]} — every key present, null where it does not apply — plus
 "park", "broker", "started_at" (epoch ms) and "gateways": [{"gateway", "firm", "sim"}].
 """

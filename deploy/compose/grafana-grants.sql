@@ -1,5 +1,5 @@
 -- The read-only PostgreSQL role Grafana logs in with: SELECT on the contract views listed below
--- (ARCHITECTURE.md, contracts 3 and 4), nothing else — a new view is not exposed until listed. Views run with their owner's rights, so the role needs no access to the tables beneath.
+-- (docs/architecture.md: the store views, alerts and results contracts), nothing else — a new view is not exposed until listed. Views run with their owner's rights, so the role needs no access to the tables beneath.
 -- Re-run after every `parkpulse db migrate` that adds views (compose does: db-grants service).
 --   psql -v ON_ERROR_STOP=1 -v role=grafana_ro -v pw=SECRET -f grafana-grants.sql
 SELECT set_config('pp.grafana_role', :'role', false), set_config('pp.grafana_pw', :'pw', false);

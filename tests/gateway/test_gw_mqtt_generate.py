@@ -1,4 +1,4 @@
-"""The MQTT line-sensor source, and configs generated from a simulator scenario (contract 2)."""
+"""The MQTT line-sensor source, and configs generated from a simulator scenario file."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 -- Rules engine (rules/): firms' yearly economic data, evaluation runs and results, and the
--- contract-4 result views v_firm_kpi_year, v_park_scorecard, v_compliance (ARCHITECTURE.md).
+-- result views v_firm_kpi_year, v_park_scorecard, v_compliance (the results contract, docs/architecture.md).
 -- Every result row carries the rule set (name + version) that produced it, the inputs it used
 -- and an explanation of every number, so a class or verdict can be reproduced.
 

@@ -1,4 +1,4 @@
--- Alerts (contract 3): alerts, append-only alert_events with a pg_notify trigger,
+-- Alerts (the alerts contract, docs/architecture.md): alerts, append-only alert_events with a pg_notify trigger,
 -- pp_alert_act() for people (console), pp_alert_fire()/pp_alert_clear() for the engine,
 -- v_alerts / v_alerts_open, and the webhook subscriptions + outbox (filled by a trigger in the
 -- same transaction as the event, so a webhook is never lost).
@@ -28,7 +28,7 @@ CREATE TABLE alerts (
     message_en   text        NOT NULL,
     evidence     jsonb       NOT NULL DEFAULT '{}'::jsonb,
     updated_at   timestamptz NOT NULL DEFAULT now(),
-    -- engine bookkeeping (not part of contract 3; readers may ignore them)
+    -- engine bookkeeping (not part of the alerts contract; readers may ignore them)
     observed_at  timestamptz,                   -- data time of `value`
     clear_since  timestamptz,                   -- condition clear since (hysteresis), NULL while it holds
     CHECK (state = 'firing' OR acked_at IS NOT NULL OR state = 'resolved'),
