@@ -36,7 +36,7 @@ import psycopg
 from parkpulse.db import migrate, server_dsn
 from parkpulse.registry import import_registry
 from parkpulse.services import MosquittoBroker, ensure_postgres
-from parkpulse.wire import alerts_topic, data_topic, status_topic
+from parkpulse.wire import alerts_topic, batch_payload, data_topic, status_payload, status_topic
 from rules.alerts.harness import WebhookReceiver, sample_park
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,9 +136,9 @@ def main() -> int:
 
         def send(gw: str, readings: list[list[Any]]) -> None:
             with lock:
-                doc = {"v": 1, "gateway": gw, "seq": seqs[gw], "sent_at": int(time.time() * 1000), "readings": readings}
+                payload = batch_payload(gw, seqs[gw], readings)
                 seqs[gw] += 1
-                pub.publish(data_topic(park, firm, gw), orjson.dumps(doc), qos=1)
+                pub.publish(data_topic(park, firm, gw), payload, qos=1)
 
         def background() -> None:
             # normal meter readings (20 per second per gateway by default), stored by ingest
@@ -170,7 +170,7 @@ def main() -> int:
                     if kind == "threshold":
                         send(gw, [["cems-1", "flue_temp_c", data_t, 300.0, 0]])
                     else:
-                        pub.publish(status_topic(park, firm, gw), orjson.dumps({"v": 1, "gateway": gw, "state": "offline"}),
+                        pub.publish(status_topic(park, firm, gw), status_payload(gw, "offline"),
                                     qos=1, retain=True)  # fmt: skip
                 deadline = time.monotonic() + 60
                 stored: dict[str, float] = {}
@@ -197,7 +197,7 @@ def main() -> int:
                         send(gw, [["cems-1", "flue_temp_c", data_t + 1000, 200.0, 0],
                                   ["cems-1", "flue_temp_c", data_t + 62_000, 200.0, 0]])  # fmt: skip
                     else:
-                        pub.publish(status_topic(park, firm, gw), orjson.dumps({"v": 1, "gateway": gw, "state": "online"}),
+                        pub.publish(status_topic(park, firm, gw), status_payload(gw, "online"),
                                     qos=1, retain=True)  # fmt: skip
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and _scalar(

@@ -19,12 +19,12 @@ from typing import Any
 from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.counters import CounterState, CounterTracker
-from gateway.resend import parse_resend_request
 from gateway.sources import Source, SourceContext, build_sources
 from gateway.spool import PendingBatch, Spool, SpoolError, Tombstone
 from gateway.spool import iso_ms as _iso
 from gateway.stats import DeviceStats, percentile
 from gateway.uplink import Uplink
+from parkpulse.wire import batch_envelope, parse_resend_request
 
 __all__ = ["Gateway"]
 
@@ -206,16 +206,10 @@ class Gateway:
         return (1.0 - self._tokens) / up.replay_batches_per_s
 
     def _envelope(self, b: PendingBatch | Tombstone) -> bytes:
-        head = b'{"v":1,"gateway":"%s","seq":%d,"sent_at":%d,"readings":' % (
-            self.cfg.gateway.id.encode(),
-            b.seq,
-            int(time.time() * 1000),
-        )
+        now = int(time.time() * 1000)
         if isinstance(b, Tombstone):  # evicted: no readings, the gap says what was lost
-            return head + b'[],"gaps":' + b.gaps_json() + b"}"
-        if b.gaps:
-            return head + b.rows + b',"gaps":' + b.gaps + b"}"
-        return head + b.rows + b"}"
+            return batch_envelope(self.cfg.gateway.id, b.seq, now, b"[]", b.gaps_json())
+        return batch_envelope(self.cfg.gateway.id, b.seq, now, b.rows, b.gaps or None)
 
     async def _sender(self) -> None:
         up = self.uplink

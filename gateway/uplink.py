@@ -14,7 +14,6 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -23,6 +22,7 @@ from paho.mqtt.properties import Properties
 from gateway.config import GatewayConfig
 from parkpulse.settings import parse_mqtt_url
 from parkpulse.wire import data_topic, resend_topic, status_topic
+from parkpulse.wire import status_payload as wire_status_payload
 
 __all__ = ["Uplink"]
 
@@ -95,10 +95,7 @@ class Uplink:
         self.status_extra: Callable[[], dict[str, Any]] = dict
 
     def status_payload(self, state: str, **extra: Any) -> bytes:
-        doc: dict[str, Any] = {"v": 1, "gateway": self.cfg.gateway.id, "state": state, "version": self.version}
-        doc["ts"] = _now_iso()
-        doc.update(extra)
-        return orjson.dumps(doc)
+        return wire_status_payload(self.cfg.gateway.id, state, version=self.version, ts=_now_iso(), **extra)
 
     # lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:

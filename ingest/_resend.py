@@ -22,9 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-import orjson
-
-__all__ = ["RESEND_LOCK_KEY", "OpenGap", "ResendRequest", "ResendScheduler", "resend_payload"]
+__all__ = ["RESEND_LOCK_KEY", "OpenGap", "ResendRequest", "ResendScheduler"]
 
 log = logging.getLogger("parkpulse.ingest.resend")
 
@@ -54,11 +52,6 @@ class _State:
     attempts: int = 0
     next_at: float = 0.0
     gave_up: bool = False
-
-
-def resend_payload(gateway: str, from_seq: int, to_seq: int, now_ms: int | None = None) -> bytes:
-    return orjson.dumps({"v": 1, "gateway": gateway, "from_seq": from_seq, "to_seq": to_seq,
-                         "requested_at": int(time.time() * 1000) if now_ms is None else now_ms})
 
 
 class ResendScheduler:

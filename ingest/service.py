@@ -26,12 +26,12 @@ from ingest._metrics import HealthServer, IngestMetrics
 from ingest._mqtt import MessageQueue, MqttReceiver
 from ingest._prepare import Message, Prepared, prepare
 from ingest._registry import RegistryCache, RegistryData, load_registry
-from ingest._resend import RESEND_LOCK_KEY, OpenGap, ResendScheduler, resend_payload
+from ingest._resend import RESEND_LOCK_KEY, OpenGap, ResendScheduler
 from ingest._store import FlushResult, Store, is_transient
 from ingest.settings import IngestSettings
 from parkpulse.db import RollupLag, redact, refresh_rollups, rollup_lag
 from parkpulse.errors import ParkPulseError
-from parkpulse.wire import resend_topic
+from parkpulse.wire import resend_request_payload, resend_topic
 
 __all__ = ["IngestError", "IngestService"]
 
@@ -486,7 +486,7 @@ class IngestService:
                 topic = resend_topic(loc[0], loc[1], req.gateway)
             except ValueError:
                 continue
-            if self.mqtt.publish(topic, resend_payload(req.gateway, req.from_seq, req.to_seq)):
+            if self.mqtt.publish(topic, resend_request_payload(req.gateway, req.from_seq, req.to_seq)):
                 self.metrics.resend_requests.inc()
                 log.info("asked gateway %s to re-send seqs %d..%d (attempt %d)", req.gateway, req.from_seq,
                          req.to_seq, req.attempt)

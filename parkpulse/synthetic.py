@@ -11,11 +11,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import orjson
 import psycopg
 
 from parkpulse.registry import Device, Firm, Gateway, ParkFile, ParkInfo, Workshop
-from parkpulse.wire import data_topic
+from parkpulse.wire import batch_payload, data_topic
 
 __all__ = ["METER_METRICS", "ReadingRow", "SyntheticGateway", "synthetic_gateways", "synthetic_park", "write_readings"]
 
@@ -81,9 +80,9 @@ class SyntheticGateway:
                     if len(readings) == rows:
                         break
                     readings.append([d, m, ts, round(rnd.uniform(0, 1000), 3), 0])
-        payload = {"v": 1, "gateway": self.gateway, "seq": self.seq, "sent_at": t0_ms, "readings": readings}
+        payload = batch_payload(self.gateway, self.seq, readings, sent_at_ms=t0_ms)
         self.seq += 1
-        return orjson.dumps(payload)
+        return payload
 
     def readings_per_instant(self) -> int:
         return len(self.devices) * len(self.metrics)

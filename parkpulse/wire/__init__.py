@@ -2,6 +2,14 @@
 
 from parkpulse.wire._accounts import RESERVED_GATEWAY_IDS, RESERVED_ID_PREFIXES, reserved_gateway_id
 from parkpulse.wire._decode import DecodedBatch, DecodedGap, RejectedReading, decode_batch
+from parkpulse.wire._envelopes import (
+    ResendRequest,
+    batch_envelope,
+    batch_payload,
+    parse_resend_request,
+    resend_request_payload,
+    status_payload,
+)
 from parkpulse.wire._limits import FLOAT_MAX, INT32_MAX, INT64_MAX, MAX_TS_MS, MIN_TS_MS
 from parkpulse.wire._models import (
     WIRE_VERSION,
@@ -44,15 +52,21 @@ __all__ = [
     "Quality",
     "Reading",
     "RejectedReading",
+    "ResendRequest",
     "Status",
     "TopicParts",
     "alerts_topic",
+    "batch_envelope",
+    "batch_payload",
     "data_topic",
     "decode_batch",
     "epoch_ms",
+    "parse_resend_request",
     "parse_topic",
+    "resend_request_payload",
     "resend_topic",
     "reserved_gateway_id",
     "shared_data_subscription",
+    "status_payload",
     "status_topic",
 ]

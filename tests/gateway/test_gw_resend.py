@@ -13,8 +13,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from test_gw_helpers import RunningGateway, collector, make_config, sim_factory  # noqa: F401
 
-from gateway.resend import parse_resend_request
 from gateway.spool import EVICTED_REASON, PendingBatch, Spool, Tombstone
+from parkpulse.wire import parse_resend_request
 
 
 def _rows(t0: int, n: int, devices: int = 3) -> list[list[Any]]:
@@ -111,7 +111,8 @@ def test_resend_request_validation() -> None:
         (b'{"v":1,"gateway":"gw1","from_seq":"1","to_seq":2}', "from_seq"),
         (b'{"v":1,"gateway":"gw1","from_seq":true,"to_seq":2}', "from_seq"),
         (b'{"v":1,"gateway":"gw1","from_seq":5,"to_seq":2}', "from_seq/to_seq"),
-        (b'{"v":1,"gateway":"gw1","from_seq":-1,"to_seq":2}', "from_seq/to_seq"),
+        (b'{"v":1,"gateway":"gw1","from_seq":-1,"to_seq":2}', "from_seq"),
+        (b'{"v":1,"gateway":"gw1","from_seq":1,"to_seq":9223372036854775808}', "to_seq"),
     ]:
         with pytest.raises(ValueError, match=f"^{field}"):
             parse_resend_request(payload, "gw1")

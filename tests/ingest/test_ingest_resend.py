@@ -12,8 +12,9 @@ import paho.mqtt.client as mqtt
 from ingest_testkit import Park, q1, send, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest._resend import OpenGap, ResendScheduler, resend_payload
+from ingest._resend import OpenGap, ResendScheduler
 from parkpulse.services import MosquittoBroker
+from parkpulse.wire import resend_request_payload as resend_payload
 
 
 def _sched(**kw: Any) -> ResendScheduler:

@@ -18,13 +18,14 @@ from gateway.sources import Source, SourceContext
 from gateway.sources.modbus._link import ExceptionReply, Link, TransportError
 from gateway.stats import DeviceStats
 from parkpulse.catalogue import load_catalogue
+from parkpulse.wire import Quality
 
 __all__ = ["DevicePlan", "ModbusPlugin", "ModbusSource", "PollResult", "plan_device", "read_device_once"]
 
 log = logging.getLogger("parkpulse.gateway.modbus")
 
 MAX_BACKOFF_S = 60.0
-GOOD, UNCERTAIN, BAD = 0, 3, 4
+GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD  # the kernel's codes, local for the hot loop
 
 
 @dataclass(slots=True)

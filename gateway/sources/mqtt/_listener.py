@@ -18,11 +18,12 @@ from gateway.sources import Source, SourceContext
 from gateway.stats import DeviceStats
 from parkpulse.catalogue import load_catalogue
 from parkpulse.settings import parse_mqtt_url
+from parkpulse.wire import Quality
 
 __all__ = ["MqttListener", "MqttPlugin", "map_message"]
 
 log = logging.getLogger("parkpulse.gateway.mqtt")
-GOOD, UNCERTAIN, BAD = 0, 3, 4
+GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD  # the kernel's codes, local for the hot loop
 
 
 def _ts_ms(raw: Any, unit: str) -> int | None:
