@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from gateway.config import GatewayConfig, load_config
+from gateway.sources import PLUGINS
 from parkpulse.errors import ConfigError, ParkPulseError, ValidationReport
 
 __all__ = ["app", "main"]
@@ -45,10 +46,8 @@ def _print_report(rep: ValidationReport) -> None:
 def validate(config: Path = ConfigOpt) -> None:
     """Check a config file; print every error with its path in the file and the offending value."""
     cfg = _load(config)
-    typer.echo(
-        f"{config}: ok — gateway {cfg.gateway.park}/{cfg.gateway.firm}/{cfg.gateway.id}, "
-        f"{len(cfg.buses)} bus(es), {len(cfg.devices)} Modbus device(s), {sum(len(s.topics) for s in cfg.mqtt)} MQTT topic(s)"
-    )
+    parts = ", ".join(keys.plugin.summary(cfg) for keys in PLUGINS)
+    typer.echo(f"{config}: ok — gateway {cfg.gateway.park}/{cfg.gateway.firm}/{cfg.gateway.id}, {parts}")
 
 
 @app.command()
@@ -60,7 +59,7 @@ def check(config: Path = ConfigOpt, timeout: float = typer.Option(10.0, help="se
     from gateway.check import check_all
 
     cfg = _load(config)
-    results = asyncio.run(check_all(cfg, mqtt_wait_s=timeout))
+    results = asyncio.run(check_all(cfg, wait_s=timeout))
     table = Table(title=f"gateway {cfg.gateway.id}: one read of every device")
     for col in ("device", "metric", "value", "unit", "quality", "latency ms"):
         table.add_column(col, justify="right" if col in ("value", "latency ms") else "left")
@@ -114,7 +113,7 @@ def profiles_list(profiles_dir: Path | None = typer.Option(None, help="extra pro
     from rich.console import Console
     from rich.table import Table
 
-    from gateway.profiles import list_profiles
+    from gateway.sources.modbus import list_profiles
 
     t = Table()
     for col in ("name", "manufacturer", "model", "kind", "registers", "source"):
@@ -130,8 +129,7 @@ def profiles_show(name: str, profiles_dir: Path | None = typer.Option(None, help
     from rich.console import Console
     from rich.table import Table
 
-    from gateway.profiles import load_profile
-    from gateway.registers import plan_requests
+    from gateway.sources.modbus import load_profile, plan_requests
 
     try:
         p = load_profile(name, [profiles_dir] if profiles_dir else None)

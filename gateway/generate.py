@@ -90,32 +90,14 @@ def generate(
                         {"topic": e["topic"], "device": dev.id, "fields": dict(LINE_FIELDS), "timestamp_field": "ts"}
                     )
                     continue
-                if transport == "tcp":
-                    name = f"tcp-{e['host']}-{e['port']}".replace(".", "-").replace(":", "-")
-                    buses.setdefault(name, {"name": name, "type": "tcp", "host": e["host"], "port": int(e["port"])})
-                elif transport == "rtu":
-                    name = "rtu-" + Path(str(e["serial_port"])).name.replace(".", "-")
-                    serial = e.get("serial") or {}
-                    port = str(e["serial_port"])
-                    buses.setdefault(
-                        name,
-                        {
-                            "name": name,
-                            "type": "rtu",
-                            "port": port,
-                            "baudrate": int(serial.get("baudrate") or 9600),
-                            # a pseudo-terminal (the simulator's stand-in for RS-485) refuses parity bits
-                            "parity": "N" if port.startswith("/dev/pts/") else str(serial.get("parity") or "N"),
-                            "stopbits": int(serial.get("stopbits") or 1),
-                            "bytesize": int(serial.get("bytesize") or 8),
-                        },
-                    )
-                else:
+                bus = _bus(e)
+                if bus is None:
                     missing.append(FieldError(f"manifest {gw.id}/{dev.id}.transport", transport, "must be tcp, rtu or mqtt"))
                     continue
+                buses.setdefault(bus["name"], bus)
                 d: dict[str, Any] = {
                     "id": dev.id,
-                    "bus": name,
+                    "bus": bus["name"],
                     "device_id": int(e.get("device_id") or 1),
                     "profile": e.get("model") or dev.profile,
                     "interval_s": interval,
@@ -153,3 +135,24 @@ def generate(
     )
     written.append(park_path)
     return written
+
+
+def _bus(e: dict[str, Any]) -> dict[str, Any] | None:
+    """The `buses` entry a manifest device is reached through (None for an unknown transport)."""
+    if e.get("transport") == "tcp":
+        name = f"tcp-{e['host']}-{e['port']}".replace(".", "-").replace(":", "-")
+        return {"name": name, "type": "tcp", "host": e["host"], "port": int(e["port"])}
+    if e.get("transport") == "rtu":
+        serial = e.get("serial") or {}
+        port = str(e["serial_port"])
+        return {
+            "name": "rtu-" + Path(port).name.replace(".", "-"),
+            "type": "rtu",
+            "port": port,
+            "baudrate": int(serial.get("baudrate") or 9600),
+            # a pseudo-terminal (the simulator's stand-in for RS-485) refuses parity bits
+            "parity": "N" if port.startswith("/dev/pts/") else str(serial.get("parity") or "N"),
+            "stopbits": int(serial.get("stopbits") or 1),
+            "bytesize": int(serial.get("bytesize") or 8),
+        }
+    return None

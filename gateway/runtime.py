@@ -205,6 +205,13 @@ class Gateway:
             return 0.0
         return (1.0 - self._tokens) / up.replay_batches_per_s
 
+    async def _await_token(self) -> None:
+        """Wait until the send rate lets one more batch go (normal sending and resends share it)."""
+        wait = self._take_token()
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait = self._take_token()
+
     def _envelope(self, b: PendingBatch | Tombstone) -> bytes:
         now = int(time.time() * 1000)
         if isinstance(b, Tombstone):  # evicted: no readings, the gap says what was lost
@@ -223,10 +230,7 @@ class Gateway:
                 if not batches:
                     break
                 for b in batches:
-                    wait = self._take_token()
-                    while wait > 0:
-                        await asyncio.sleep(wait)
-                        wait = self._take_token()
+                    await self._await_token()
                     if b.seq <= self._sent_upto:
                         continue
                     mid = up.publish_batch(self._envelope(b))
@@ -252,10 +256,7 @@ class Gateway:
                 for it in items:
                     while not (up.connected and len(self._inflight) + len(self._resend_inflight) < limit):
                         await asyncio.sleep(0.05)
-                    wait = self._take_token()
-                    while wait > 0:
-                        await asyncio.sleep(wait)
-                        wait = self._take_token()
+                    await self._await_token()
                     mid = up.publish_batch(self._envelope(it))
                     while mid is None:  # lost the connection in between: wait for it
                         await asyncio.sleep(0.2)

@@ -1,70 +1,58 @@
-"""Sources registered by name (Telegraf-style): each plugin builds its sources from the gateway config.
+"""Source plugins (Telegraf-style) and their registration.
 
-A plugin lives in its own folder (README.md, sample.yaml, tests in tests/gateway/) and registers
-itself with `register_source`. `build_sources(cfg, ctx)` asks every registered plugin for its
-sources.
+A plugin is a folder here (README.md, sample.yaml, testcases.yaml, its code) whose package
+exports `Keys`: the top-level keys of the gateway file it owns, carrying the plugin (see
+`_plugin.py`). Registering it is one line: its `Keys` among the bases of `SourceKeys` below.
+`GatewayConfig` inherits `SourceKeys`, so the plugins' keys are typed fields of the config, and
+`config_problems`, `build_sources` and `check` walk `PLUGINS` in this order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
-from gateway.config import GatewayConfig
-from gateway.counters import CounterTracker
-from gateway.stats import DeviceStats
+from gateway.sources import modbus, mqtt
+from gateway.sources._plugin import (
+    CheckContext,
+    CheckResult,
+    Emit,
+    PluginKeys,
+    Source,
+    SourceContext,
+    SourcePlugin,
+)
 
-__all__ = ["Emit", "Source", "SourceContext", "SourcePlugin", "build_sources", "register_source", "registered_sources"]
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
-# A reading row as it goes on the wire: [device, metric, ts_ms, value, quality(, event)]
-Emit = Callable[[list[list[Any]]], None]
-
-
-@dataclass(slots=True)
-class SourceContext:
-    emit: Emit
-    counters: CounterTracker
-
-
-class Source(Protocol):
-    name: str
-
-    def stats(self) -> list[DeviceStats]: ...
-
-    async def run(self) -> None:
-        """Poll or listen until cancelled."""
-        ...
-
-
-class SourcePlugin(Protocol):
-    name: str
-    description: str
-
-    def build(self, cfg: GatewayConfig, ctx: SourceContext) -> list[Source]: ...
+__all__ = [
+    "PLUGINS",
+    "CheckContext",
+    "CheckResult",
+    "Emit",
+    "PluginKeys",
+    "Source",
+    "SourceContext",
+    "SourceKeys",
+    "SourcePlugin",
+    "build_sources",
+    "registered_sources",
+]
 
 
-_REGISTRY: dict[str, SourcePlugin] = {}
+class SourceKeys(
+    modbus.Keys,
+    mqtt.Keys,
+):
+    """The keys of a gateway file that the source plugins own; one base per plugin (the registration)."""
 
 
-def register_source(plugin: SourcePlugin) -> SourcePlugin:
-    if plugin.name in _REGISTRY:
-        raise ValueError(f"source plugin {plugin.name!r} registered twice")
-    _REGISTRY[plugin.name] = plugin
-    return plugin
+PLUGINS: tuple[type[PluginKeys], ...] = tuple(b for b in SourceKeys.__bases__ if issubclass(b, PluginKeys))
 
 
 def registered_sources() -> dict[str, SourcePlugin]:
-    _load_builtin()
-    return dict(_REGISTRY)
+    return {k.plugin.name: k.plugin for k in PLUGINS}
 
 
 def build_sources(cfg: GatewayConfig, ctx: SourceContext) -> list[Source]:
-    out: list[Source] = []
-    for plugin in registered_sources().values():
-        out.extend(plugin.build(cfg, ctx))
-    return out
-
-
-def _load_builtin() -> None:
-    from gateway.sources import modbus, mqtt  # noqa: F401  (registers the plugins)
+    return [src for k in PLUGINS for src in k.plugin.build(cfg, ctx)]

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from gateway.check import check_all
 from gateway.cli import app
-from gateway.config import MqttTopic, load_config
-from gateway.sources.mqtt import map_message
+from gateway.config import load_config
+from gateway.sources.mqtt import MqttTopic, map_message
 from parkpulse.registry import load_park_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +98,7 @@ def test_generate_from_scenario_and_manifest(broker: Any, tmp_path: Path) -> Non
         assert cfg.gateway.park == park.park.id and cfg.gateway.firm == "huaxin-opto"
         assert {d.id for d in cfg.devices} == {"main-incomer", "smt-feeder"}
         assert [t.device for s in cfg.mqtt for t in s.topics] == ["smt-line-1"]
-        results = asyncio.run(check_all(cfg, mqtt_wait_s=8))
+        results = asyncio.run(check_all(cfg, wait_s=8))
         assert all(r.error is None for r in results), [(r.device, r.error) for r in results]
         rtu_cfg = load_config(out / "ruitong-gw1.yaml")
         assert rtu_cfg.buses[0].type == "rtu"

@@ -14,9 +14,15 @@ from pymodbus.client import ModbusTcpClient
 from test_gw_helpers import sim_factory  # noqa: F401  (fixture)
 
 from gateway.config import parse_config
-from gateway.profiles import list_profiles, load_profile, parse_profile
-from gateway.registers import MAX_REGISTERS, decode_value, plan_requests
-from gateway.sources.modbus import read_device_once
+from gateway.sources.modbus import (
+    MAX_REGISTERS,
+    decode_value,
+    list_profiles,
+    load_profile,
+    parse_profile,
+    plan_requests,
+    read_device_once,
+)
 from parkpulse.errors import ValidationReport
 
 SHIPPED = ["eastron-sdm630", "acrel-adl400", "chint-dtsu666", "schneider-iem3255", "cems-analyser", "generic-meter"]
@@ -154,3 +160,33 @@ def test_profile_errors_are_reported_with_paths() -> None:
         )
     paths = {p.path for p in ei.value.problems}
     assert {"registers[1].address", "registers[2].metric", "registers[3].unit", "registers[4].address"} <= paths
+
+
+def test_relative_profiles_dir_is_relative_to_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # loaded by a relative path from another folder, the profiles are still found at run time
+    import yaml
+
+    from gateway.config import load_config
+    from gateway.sources.modbus import PROFILES_DIR, plan_device
+
+    conf = tmp_path / "conf"
+    (conf / "prof").mkdir(parents=True)
+    mine = yaml.safe_load((PROFILES_DIR / "generic-meter.yaml").read_text(encoding="utf-8")) | {"name": "mine"}
+    (conf / "prof" / "mine.yaml").write_text(yaml.safe_dump(mine), encoding="utf-8")
+    (conf / "gw.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "gateway": {"park": "p", "firm": "f", "id": "g"},
+                "uplink": {"url": "mqtt://127.0.0.1:1"},
+                "spool": {"path": "s.db"},
+                "profiles_dir": "prof",
+                "buses": [{"name": "lan", "type": "tcp", "host": "127.0.0.1"}],
+                "devices": [{"id": "d", "bus": "lan", "device_id": 1, "profile": "mine"}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("conf/gw.yaml")
+    assert cfg.profiles_dir == Path("conf/prof")
+    assert plan_device(cfg, cfg.devices[0]).requests

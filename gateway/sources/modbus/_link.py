@@ -14,7 +14,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from gateway.config import RtuBus, TcpBus
+from gateway.sources.modbus._config import RtuBus, TcpBus
 
 __all__ = ["ExceptionReply", "Link", "TransportError"]
 

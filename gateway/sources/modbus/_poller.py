@@ -10,17 +10,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import Device, GatewayConfig, TcpBus
 from gateway.counters import CounterTracker
-from gateway.profiles import ResolvedRegister, list_profiles
-from gateway.registers import ReadRequest, decode_request, plan_requests
-from gateway.sources import Source, SourceContext
+from gateway.sources._plugin import CheckResult, Source, SourceContext
+from gateway.sources.modbus._config import Device, ModbusKeys, TcpBus
 from gateway.sources.modbus._link import ExceptionReply, Link, TransportError
+from gateway.sources.modbus._plan import ReadRequest, decode_request, plan_requests
+from gateway.sources.modbus._profiles import ResolvedRegister, list_profiles
 from gateway.stats import DeviceStats
 from parkpulse.catalogue import load_catalogue
 from parkpulse.wire import Quality
 
-__all__ = ["DevicePlan", "ModbusPlugin", "ModbusSource", "PollResult", "plan_device", "read_device_once"]
+__all__ = ["DevicePlan", "ModbusSource", "PollResult", "build", "check", "plan_device", "read_device_once", "summary"]
 
 log = logging.getLogger("parkpulse.gateway.modbus")
 
@@ -63,7 +63,7 @@ def _multipliers(d: Device, regs: list[ResolvedRegister]) -> dict[str, float]:
     return out
 
 
-def plan_device(cfg: GatewayConfig, d: Device) -> DevicePlan:
+def plan_device(cfg: ModbusKeys, d: Device) -> DevicePlan:
     profiles = list_profiles([cfg.profiles_dir] if cfg.profiles_dir else None)
     prof = profiles[d.profile]
     regs = [r for r in prof.resolved() if d.metrics is None or r.metric in d.metrics]
@@ -207,7 +207,7 @@ class ModbusSource:
                 nxt += missed * interval
 
 
-def _links(cfg: GatewayConfig) -> dict[str, tuple[Link, list[Device]]]:
+def _links(cfg: ModbusKeys) -> dict[str, tuple[Link, list[Device]]]:
     out: dict[str, tuple[Link, list[Device]]] = {}
     for d in cfg.devices:
         if not d.enabled:
@@ -226,22 +226,23 @@ def _links(cfg: GatewayConfig) -> dict[str, tuple[Link, list[Device]]]:
     return out
 
 
-class ModbusPlugin:
-    name = "modbus"
-    description = "Modbus TCP and RTU devices read through device profiles"
-
-    def build(self, cfg: GatewayConfig, ctx: SourceContext) -> list[Source]:
-        sources: list[Source] = []
-        enabled = [d for d in cfg.devices if d.enabled]
-        # spread the devices' first polls over their interval so they do not all fire at once
-        phase = {d.id: (i / max(1, len(enabled))) * d.interval_s for i, d in enumerate(enabled)}
-        for link, devices in _links(cfg).values():
-            plans = [plan_device(cfg, d) for d in devices]
-            sources.append(ModbusSource(link, plans, ctx, phase))
-        return sources
+def build(cfg: ModbusKeys, ctx: SourceContext) -> list[Source]:
+    """One source per link, each polling the enabled devices behind it."""
+    sources: list[Source] = []
+    enabled = [d for d in cfg.devices if d.enabled]
+    # spread the devices' first polls over their interval so they do not all fire at once
+    phase = {d.id: (i / max(1, len(enabled))) * d.interval_s for i, d in enumerate(enabled)}
+    for link, devices in _links(cfg).values():
+        plans = [plan_device(cfg, d) for d in devices]
+        sources.append(ModbusSource(link, plans, ctx, phase))
+    return sources
 
 
-async def read_device_once(cfg: GatewayConfig, d: Device) -> tuple[DevicePlan, PollResult]:
+def summary(cfg: ModbusKeys) -> str:
+    return f"{len(cfg.buses)} bus(es), {len(cfg.devices)} Modbus device(s)"
+
+
+async def read_device_once(cfg: ModbusKeys, d: Device) -> tuple[DevicePlan, PollResult]:
     """Read one device once (for `check`), on its own connection."""
     bus = cfg.bus(d.bus)
     link = Link(bus, d.host or bus.host, d.port or bus.port) if isinstance(bus, TcpBus) else Link(bus)
@@ -254,3 +255,15 @@ async def read_device_once(cfg: GatewayConfig, d: Device) -> tuple[DevicePlan, P
     return plan, res
 
 
+async def check(cfg: ModbusKeys, wait_s: float) -> list[CheckResult]:
+    """`parkpulse-gateway check`: every enabled device read once, one after the other (`wait_s` is for listeners)."""
+    out: list[CheckResult] = []
+    for d in cfg.devices:
+        if not d.enabled:
+            continue
+        plan, res = await read_device_once(cfg, d)
+        r = CheckResult(d.id, res.error if res.error is None else f"{res.error_kind}: {res.error}", res.latency_ms)
+        if res.error is None:
+            r.rows = [(row[1], row[3], plan.units.get(row[1], ""), row[4], row[5] if len(row) > 5 else None) for row in res.rows]
+        out.append(r)
+    return out

@@ -12,15 +12,15 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from gateway.config import GatewayConfig, MqttSource, MqttTopic
 from gateway.counters import CounterTracker
-from gateway.sources import Source, SourceContext
+from gateway.sources._plugin import Source, SourceContext
+from gateway.sources.mqtt._config import MqttKeys, MqttSource, MqttTopic
 from gateway.stats import DeviceStats
 from parkpulse.catalogue import load_catalogue
 from parkpulse.settings import parse_mqtt_url
 from parkpulse.wire import Quality
 
-__all__ = ["MqttListener", "MqttPlugin", "map_message"]
+__all__ = ["MqttListener", "build", "map_message", "summary"]
 
 log = logging.getLogger("parkpulse.gateway.mqtt")
 GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD  # the kernel's codes, local for the hot loop
@@ -165,9 +165,10 @@ class MqttListener:
             st.consecutive_failures += 1
 
 
-class MqttPlugin:
-    name = "mqtt"
-    description = "sensors publishing their own JSON on an MQTT broker"
+def build(cfg: MqttKeys, ctx: SourceContext) -> list[Source]:
+    """One listener per `mqtt` entry (broker connection)."""
+    return [MqttListener(s, ctx) for s in cfg.mqtt]
 
-    def build(self, cfg: GatewayConfig, ctx: SourceContext) -> list[Source]:
-        return [MqttListener(s, ctx) for s in cfg.mqtt]
+
+def summary(cfg: MqttKeys) -> str:
+    return f"{sum(len(s.topics) for s in cfg.mqtt)} MQTT topic(s)"

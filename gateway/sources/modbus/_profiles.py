@@ -1,12 +1,14 @@
-"""Device profiles: register maps as data files (one YAML per model), validated on load."""
+"""Device profiles of the `modbus` source: register maps as data files (one YAML per model), validated on load.
+
+The built-in profiles are the `*.yaml` files in `PROFILES_DIR`; a config's `profiles_dir` adds more.
+"""
 
 from __future__ import annotations
 
 import itertools
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -15,6 +17,7 @@ from parkpulse.catalogue import load_catalogue
 from parkpulse.errors import ConfigError, FieldError, ValidationReport, field_path
 
 __all__ = [
+    "PROFILES_DIR",
     "WORDS",
     "DataType",
     "Profile",
@@ -30,6 +33,9 @@ __all__ = [
 DataType = Literal["u16", "i16", "u32", "i32", "f32", "u64", "i64", "f64"]
 Order = Literal["big", "little"]
 Function = Literal["holding", "input"]
+# the built-in profiles (the one place that names their folder)
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+_ROOT = Path(__file__).resolve().parents[3]  # the folder holding the gateway package; paths in messages start here
 WORDS: dict[str, int] = {"u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2, "u64": 4, "i64": 4, "f64": 4}
 
 
@@ -125,7 +131,6 @@ class ResolvedRegister(_Strict):
         return WORDS[self.type]
 
 
-
 def catalogue_problems(at: str, metric: str, unit: str) -> list[FieldError]:
     """A register's metric must be in the catalogue and read in the catalogue's unit."""
     m = load_catalogue().by_name().get(metric)
@@ -134,6 +139,7 @@ def catalogue_problems(at: str, metric: str, unit: str) -> list[FieldError]:
     if unit != m.unit:
         return [FieldError(f"{at}.unit", unit, f"the catalogue unit of {metric} is {m.unit!r}")]
     return []
+
 
 def profile_problems(p: Profile) -> list[FieldError]:
     """Catalogue names and units, addresses inside the register space, no overlaps, no duplicate metrics."""
@@ -191,19 +197,15 @@ def load_profile_file(path: str | Path) -> Profile:
     return parse_profile(raw, str(p))
 
 
-def _builtin_dir() -> Any:
-    return resources.files("gateway.profiles")
-
-
 @lru_cache(maxsize=1)
 def _builtin() -> dict[str, Profile]:
     out: dict[str, Profile] = {}
-    for entry in sorted(_builtin_dir().iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
-            prof = parse_profile(yaml.safe_load(entry.read_text(encoding="utf-8")), f"gateway/profiles/{entry.name}")
-            if f"{prof.name}.yaml" != entry.name:
-                raise ConfigError(f"gateway/profiles/{entry.name}: name {prof.name!r} must equal the file name")
-            out[prof.name] = prof
+    for entry in sorted(PROFILES_DIR.glob("*.yaml")):
+        shown = entry.relative_to(_ROOT).as_posix()
+        prof = parse_profile(yaml.safe_load(entry.read_text(encoding="utf-8")), shown)
+        if f"{prof.name}.yaml" != entry.name:
+            raise ConfigError(f"{shown}: name {prof.name!r} must equal the file name")
+        out[prof.name] = prof
     return out
 
 

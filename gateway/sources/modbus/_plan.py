@@ -1,4 +1,4 @@
-"""Modbus register maps at run time: coalesced read requests and fast decoding.
+"""Request planning of the `modbus` source: coalesced read requests and fast decoding.
 
 A device's registers are grouped by function code and merged into as few requests as
 possible: neighbours are joined while the request stays within `MAX_REGISTERS` (the Modbus
@@ -14,9 +14,9 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.profiles import WORDS, ResolvedRegister
+from gateway.sources.modbus._profiles import WORDS, ResolvedRegister
 
-__all__ = ["MAX_REGISTERS", "Field", "ReadRequest", "decode_value", "plan_requests", "register_span"]
+__all__ = ["MAX_REGISTERS", "Field", "ReadRequest", "decode_request", "decode_value", "plan_requests", "register_span"]
 
 MAX_REGISTERS = 125
 

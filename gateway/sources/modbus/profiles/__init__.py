@@ -1,0 +1,1 @@
+"""Built-in device profiles (YAML): a package only so they ship in wheels."""
