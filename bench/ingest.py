@@ -27,7 +27,8 @@ import psycopg
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ingest._load import IngestProcess, count_stored, plan_load, publish, wait_stored  # noqa: E402
+from ingest.harness import IngestProcess, count_stored, wait_stored  # noqa: E402
+from ingest.loadgen import plan_load, publish  # noqa: E402
 from parkpulse.db import connect, migrate, server_dsn  # noqa: E402
 from parkpulse.registry import import_registry  # noqa: E402
 from parkpulse.services import MosquittoBroker, free_port  # noqa: E402

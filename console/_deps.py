@@ -26,7 +26,6 @@ __all__ = [
     "COOKIE_SESSION",
     "ID_PATTERN",
     "KIND_PATTERN",
-    "METRIC_PATTERN",
     "OPT_ID_PATTERN",
     "OPT_METRIC_PATTERN",
     "STATE_PATTERN",
@@ -47,7 +46,6 @@ COOKIE_SESSION = "pp_session"
 COOKIE_LANG = "pp_lang"
 COOKIE_PRELOGIN = "pp_login_csrf"
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
-METRIC_PATTERN = r"^[a-z0-9_]{1,64}$"
 OPT_ID_PATTERN = r"^([a-z0-9][a-z0-9-]{0,63})?$"
 OPT_METRIC_PATTERN = r"^([a-z0-9_]{1,64})?$"
 STATE_PATTERN = r"^(open|firing|acknowledged|resolved|all)?$"

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from ingest._load import IngestProcess, count_stored, plan_load, publish, wait_stored
+from ingest.harness import IngestProcess, count_stored, wait_stored
+from ingest.loadgen import plan_load, publish
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from parkpulse.db import connect, migrate

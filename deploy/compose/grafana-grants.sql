@@ -22,7 +22,7 @@ BEGIN
         'v_devices', 'v_readings', 'v_readings_15m', 'v_readings_1h', 'v_readings_1d', 'v_counter_daily',
         'v_energy_daily', 'v_firm_energy_daily', 'v_device_last_seen', 'v_gateway_status', 'v_data_gaps',
         'v_alerts', 'v_alerts_open', 'v_firm_kpi_year', 'v_park_scorecard', 'v_compliance', 'v_emission_limits',
-        'v_parks', 'v_firms'
+        'v_emission_hours', 'v_parks', 'v_firms'
     ] LOOP
         IF to_regclass(format('public.%I', v)) IS NOT NULL THEN
             EXECUTE format('GRANT SELECT ON public.%I TO %I', v, r);

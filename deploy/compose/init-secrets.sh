@@ -28,7 +28,7 @@ passwd_set() {  # file-in-secrets/ user password
 }
 
 valid_id() { [[ "$1" =~ ^[a-z0-9][a-z0-9-]*$ ]]; }
-# The same reserved ids and prefix as deploy_tools/mosquitto_acl.py (a test keeps them equal).
+# The same reserved ids and prefix as provisioning/mosquitto_acl.py (a test keeps them equal).
 RESERVED_IDS="ingest alerts rules console platform parkpulse admin administrator root superuser system sys mosquitto emqx dashboard broker bridge grafana monitor anonymous"
 RESERVED_PREFIX=pp-
 reserved_id() { [[ " $RESERVED_IDS " == *" $1 "* || "$1" == "$RESERVED_PREFIX"* ]]; }

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from deploy_tools.dashboards import DASHBOARDS, DEFAULT_OUT, diff_dir, render, render_all
-from deploy_tools.grafana_cli import app
+from provisioning.dashboards import DASHBOARDS, DEFAULT_OUT, diff_dir, render, render_all
+from provisioning.grafana_cli import app
 
 TOKEN = "glsa_test_token"
 runner = CliRunner()
@@ -222,12 +222,12 @@ def test_deploy_push_refuses_a_missing_folder(grafana: tuple[str, FakeGrafana], 
     assert not state.requests
 
 
-def test_deploy_emission_figures_are_not_kept_in_deploy_tools() -> None:
+def test_deploy_emission_figures_are_not_kept_in_provisioning() -> None:
     """The environment dashboard reads the limits from v_emission_limits (the alert engine's data
-    file, synced into the database); deploy_tools keeps no copy of them and renders none into SQL."""
-    import deploy_tools
+    file, synced into the database); provisioning keeps no copy of them and renders none into SQL."""
+    import provisioning
 
-    root = Path(deploy_tools.__file__).parent
+    root = Path(provisioning.__file__).parent
     assert not (root / "data" / "emission_limits.yaml").exists() and not (root / "_limits.py").exists()
     env = json.loads(render_all()["environment.json"])
     sqls = [t["rawSql"] for p in env["panels"] for t in p.get("targets", [])]

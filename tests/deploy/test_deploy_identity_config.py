@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_tools.mosquitto_acl import RESERVED_IDS, RESERVED_PREFIXES, gateway_acl, main
 from parkpulse.registry import Firm, Gateway, ParkFile, ParkInfo
+from provisioning.mosquitto_acl import RESERVED_IDS, RESERVED_PREFIXES, gateway_acl, main
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose"

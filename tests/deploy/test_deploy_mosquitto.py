@@ -31,9 +31,9 @@ from mosquitto_testkit import (
 )
 from paho.mqtt.enums import CallbackAPIVersion
 
-from deploy_tools.mosquitto_acl import SERVICE_ACL, gateway_acl
 from parkpulse.registry import Firm, Gateway, ParkFile, ParkInfo
 from parkpulse.services import free_port, wait_port
+from provisioning.mosquitto_acl import SERVICE_ACL, gateway_acl
 
 pytestmark = needs_mosquitto
 

@@ -18,7 +18,6 @@ import pytest
 import yaml
 from test_gw_helpers import (  # noqa: F401
     ROOT,
-    GatedProxy,
     RunningGateway,
     collector,
     gateway_process,
@@ -27,6 +26,7 @@ from test_gw_helpers import (  # noqa: F401
 )
 
 from parkpulse.registry import ParkFile, import_registry
+from parkpulse.tcp_proxy import TcpProxy
 
 
 def _register(dsn: str, park: str, devices: list[str]) -> None:
@@ -109,7 +109,7 @@ def test_broker_down_60s_every_reading_arrives_in_the_database_once(
     for i in range(1, 4):
         sim.add_device(device_id=i, model="eastron-sdm630", seed=i)
     sim.start()
-    ingest_proxy = GatedProxy(broker.port)
+    ingest_proxy = TcpProxy("127.0.0.1", broker.port).start()
     cfg = make_config(
         park=unique_id,
         broker_url=broker.url,
@@ -127,7 +127,7 @@ def test_broker_down_60s_every_reading_arrives_in_the_database_once(
             while time.monotonic() < deadline and _ingest_state(db, unique_id)[0] < 30:
                 time.sleep(0.5)
             assert _ingest_state(db, unique_id)[0] >= 30, ingest_log.read_text()[-3000:]
-            ingest_proxy.open = False  # ingest stays away until the gateway has re-sent its spool
+            ingest_proxy.cut(drop=False)  # ingest stays away until the gateway has re-sent its spool
             broker.stop()
             t_down = time.monotonic()
             time.sleep(5)
@@ -142,7 +142,7 @@ def test_broker_down_60s_every_reading_arrives_in_the_database_once(
             assert gw.spool.depth == 0 and gw.uplink.connected, "the gateway reconnected and the broker acked its spool"
             assert gw.spool.acked > 30, "acknowledged batches are kept for resend requests"
             time.sleep(10)  # the broker keeps taking the gateway's batches while ingest is away
-            ingest_proxy.open = True
+            ingest_proxy.restore()
             deadline = time.monotonic() + 90
             state = _ingest_state(db, unique_id)
             while time.monotonic() < deadline:

@@ -13,7 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest._load import IngestProcess, publish
+from ingest.harness import IngestProcess
+from ingest.loadgen import publish
 from parkpulse.db import connect
 from parkpulse.registry import ParkFile, import_registry
 from parkpulse.services import free_port

@@ -8,7 +8,7 @@ import time
 import orjson
 from ingest_testkit import Park, q1, readings_of, send, wait_for
 
-from ingest._load import wait_stored
+from ingest.harness import wait_stored
 from parkpulse.services import MosquittoBroker
 from parkpulse.wire import status_topic
 

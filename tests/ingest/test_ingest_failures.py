@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,9 +11,10 @@ import psycopg
 import pytest
 from ingest_testkit import Park, q1, readings_of, send, wait_for
 
-from ingest._load import wait_stored
+from ingest.harness import wait_stored
 from parkpulse.db import server_dsn
-from parkpulse.services import MosquittoBroker, free_port
+from parkpulse.services import MosquittoBroker
+from parkpulse.tcp_proxy import TcpProxy
 
 
 def _load(park: Park, per_gateway: int, rows: int, t0: int | None = None) -> list[tuple[str, bytes]]:
@@ -77,90 +76,12 @@ def test_sigterm_drains_and_commits_what_it_has(db: str, broker: MosquittoBroker
     assert ing2.metrics().get('pp_ingest_messages_received_total{kind="data"}', 0) == 0
 
 
-class TcpProxy:
-    """A tiny TCP proxy (test-only) between ingest and PostgreSQL that the test can cut and restore."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self._lsock: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._up = threading.Event()
-
-    def start(self) -> TcpProxy:
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", self.port))
-        ls.listen(64)
-        ls.settimeout(0.2)
-        self._lsock = ls
-        self._up.set()
-        t = threading.Thread(target=self._accept, args=(ls,), name="test-proxy-accept")
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def _accept(self, ls: socket.socket) -> None:
-        while self._up.is_set():
-            try:
-                c, _ = ls.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                s = socket.create_connection(self.target)
-            except OSError:
-                c.close()
-                continue
-            with self._lock:
-                self._conns += [c, s]
-            for a, b in ((c, s), (s, c)):
-                t = threading.Thread(target=self._pipe, args=(a, b), name="test-proxy-pipe", daemon=True)
-                t.start()
-                self._threads.append(t)
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for x in (a, b):
-                with contextlib.suppress(OSError):
-                    x.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """Refuse new connections and reset the open ones."""
-        self._up.clear()
-        if self._lsock:
-            self._lsock.close()
-            self._lsock = None
-        with self._lock:
-            for c in self._conns:
-                with contextlib.suppress(OSError):
-                    c.shutdown(socket.SHUT_RDWR)
-                c.close()
-            self._conns.clear()
-        for t in self._threads:
-            t.join(5)
-        self._threads.clear()
-
-    def restore(self) -> None:
-        self.start()
-
-
 @pytest.fixture
 def pg_proxy(db: str) -> Iterator[tuple[TcpProxy, str]]:
     info = psycopg.conninfo.conninfo_to_dict(db)
-    proxy = TcpProxy((str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))).start()
-    info.update(host="127.0.0.1", port=str(proxy.port))
-    yield proxy, psycopg.conninfo.make_conninfo(**info)
-    proxy.cut()
+    with TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)) as proxy:
+        info.update(host="127.0.0.1", port=str(proxy.port))
+        yield proxy, psycopg.conninfo.make_conninfo(**info)
 
 
 def test_database_outage_and_killed_connections_lose_nothing(

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_testkit import Park, q1, readings_of, send, wait_for
 
-from ingest._load import wait_stored
 from ingest._prepare import _original_index
 from ingest._store import _runs
+from ingest.harness import wait_stored
 from parkpulse.services import MosquittoBroker
 
 big_ints = st.one_of(st.integers(-(2**63), 2**64), st.integers(2**63 - 2, 2**70), st.integers(-(10**400), 10**400))

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from ingest_testkit import Park, q1, send, wait_for
 
-from ingest._load import IngestProcess, wait_stored
+from ingest.harness import IngestProcess, wait_stored
 from parkpulse.services import MosquittoBroker
 
 DAY_MS = 86_400_000

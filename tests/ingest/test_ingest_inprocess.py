@@ -10,7 +10,7 @@ import urllib.request
 from ingest_testkit import Park, readings_of, send
 
 from ingest import IngestService, IngestSettings
-from ingest._load import wait_stored
+from ingest.harness import wait_stored
 from parkpulse.services import MosquittoBroker
 
 

@@ -24,7 +24,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ingest._load import IngestProcess, publish, wait_stored
+from ingest.harness import IngestProcess, wait_stored
+from ingest.loadgen import publish
 from parkpulse.db import migrate, refresh_rollups, server_dsn, store_health
 from parkpulse.errors import StoreError
 from parkpulse.registry import import_registry

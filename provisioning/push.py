@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
 
-from deploy_tools.dashboards import DATASOURCE_TYPE, DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
 from parkpulse.errors import ConfigError, ParkPulseError
 from parkpulse.redact import redact_url
+from provisioning.dashboards import DATASOURCE_TYPE, DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID
 
 __all__ = ["DatasourceSettings", "PushError", "PushReport", "connect", "datasource_payload", "push"]
 
@@ -105,19 +105,17 @@ def _call(step: str, fn: Callable[[], T]) -> T:
 
 
 def _missing(step: str, fn: Callable[[], T]) -> T | None:
-    """GET that returns None on 404."""
-    try:
-        return fn()
-    except GrafanaClientError as exc:
-        if exc.status_code == 404:
-            return None
-        raise PushError(f"grafana push: {step}: HTTP {exc.status_code}: {exc.message}") from exc
-    except GrafanaException as exc:
-        raise PushError(f"grafana push: {step}: HTTP {exc.status_code}: {exc.message}") from exc
-    except Exception as exc:  # connection refused, DNS, TLS: niquests' errors
-        if isinstance(exc, OSError) or type(exc).__module__.startswith(("niquests", "urllib3")):
-            raise PushError(f"grafana push: {step}: cannot reach Grafana: {exc}") from exc
-        raise
+    """GET that returns None on 404; any other failure as in `_call`."""
+
+    def get() -> T | None:
+        try:
+            return fn()
+        except GrafanaClientError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    return _call(step, get)
 
 
 def _contains(have: Any, want: Any) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from deploy_tools._board import Board, stats, table_panel, timeseries_panel
-from deploy_tools._sqlparts import FROM_YEAR, TO_YEAR
+from provisioning._board import Board, stats, table_panel, timeseries_panel
+from provisioning._sqlparts import FROM_YEAR, TO_YEAR, firm_filter
 
 __all__ = ["smart_workshop"]
 
@@ -13,7 +13,7 @@ __all__ = ["smart_workshop"]
 # in planned stop; the share of the hour the samples cover), part counters from hourly rollups (increase = last − last of the hour before),
 # and the ideal rate. OEE = availability × performance × quality
 #   = good parts / (ideal rate × planned production time).
-_OEE_CTES = """
+_OEE_CTES = f"""
 st AS (
   SELECT r.device_pk, r.firm_id || ' ' || r.device_id AS line, $__timeGroup(r.ts, '1h') AS t,
          avg(CASE WHEN r.value = 2 THEN 1.0 ELSE 0.0 END) AS run_frac,
@@ -21,14 +21,14 @@ st AS (
          least(1.0, count(*) * max(coalesce(d.poll_interval_s, 60)) / 3600.0) AS covered_h
   FROM v_readings r
   JOIN v_devices d USING (device_pk)
-  WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND r.metric = 'machine_state' AND $__timeFilter(r.ts)
+  WHERE {firm_filter('r')} AND r.metric = 'machine_state' AND $__timeFilter(r.ts)
   GROUP BY 1, 2, 3
 ),
 cnt AS (
   SELECT device_pk, metric, bucket, avg,
          last - lag(last) OVER (PARTITION BY device_pk, metric ORDER BY bucket) AS inc
   FROM v_readings_1h
-  WHERE park_id = '$park' AND firm_id IN ($firm)
+  WHERE {firm_filter()}
     AND metric IN ('good_count', 'reject_count', 'ideal_rate_pcs_h')
     AND bucket BETWEEN $__timeFrom()::timestamptz - interval '1 hour' AND $__timeTo()::timestamptz
 ),
@@ -55,13 +55,13 @@ def smart_workshop() -> dm.Dashboard:
     b.add(stats(
         "设备联网率", "Networked: share of the workshops' registered devices that have ever reported "
         "(v_device_last_seen). Online: share that reported within 3 poll intervals (at least 15 min).",
-        """
+        f"""
         SELECT 100.0 * count(*) FILTER (WHERE s.last_ts IS NOT NULL) / nullif(count(*), 0) AS "联网率 %",
                100.0 * count(*) FILTER (WHERE s.silent_s <= greatest(3 * coalesce(s.poll_interval_s, 60), 900))
                      / nullif(count(*), 0) AS "在线率 %"
         FROM v_device_last_seen s
         JOIN v_devices d USING (device_pk)
-        WHERE s.park_id = '$park' AND s.firm_id IN ($firm) AND d.workshop_id IS NOT NULL AND d.enabled
+        WHERE {firm_filter('s')} AND d.workshop_id IS NOT NULL AND d.enabled
         """,
         unit="percent", w=8, decimals=1, thresholds=((None, "red"), (60, "orange"), (90, "green")),
     ))
@@ -99,11 +99,11 @@ def smart_workshop() -> dm.Dashboard:
     ))
     b.add(timeseries_panel(
         "产量 (小时)", "Good and rejected parts per hour, all selected lines.",
-        """
+        f"""
         WITH c AS (
           SELECT metric, bucket, last - lag(last) OVER (PARTITION BY device_pk, metric ORDER BY bucket) AS inc
           FROM v_readings_1h
-          WHERE park_id = '$park' AND firm_id IN ($firm) AND metric IN ('good_count', 'reject_count')
+          WHERE {firm_filter()} AND metric IN ('good_count', 'reject_count')
             AND bucket BETWEEN $__timeFrom()::timestamptz - interval '1 hour' AND $__timeTo()::timestamptz
         )
         SELECT $__time(bucket),
@@ -118,12 +118,12 @@ def smart_workshop() -> dm.Dashboard:
     b.add(table_panel(
         "设备在线状态", "Every device of the selected firms: last reading, seconds silent, quality of "
         "the last reading (0 good … 4 bad) and readings received (v_device_last_seen).",
-        """
+        f"""
         SELECT firm_id AS "企业 firm", gateway_id AS "网关 gateway", device_id AS "设备 device",
                kind AS "类型 kind", last_ts AS "最后读数 last reading", round(silent_s::numeric) AS "静默秒 silent s",
                last_quality AS "质量 quality", readings AS "读数 readings"
         FROM v_device_last_seen
-        WHERE park_id = '$park' AND firm_id IN ($firm)
+        WHERE {firm_filter()}
         ORDER BY silent_s DESC NULLS FIRST, firm_id, device_id
         """,
         w=12,
@@ -135,7 +135,7 @@ def smart_workshop() -> dm.Dashboard:
                coalesce(workshop_id, '—') AS "车间 workshop", verdict AS "判定 verdict", score AS "得分 score",
                evaluated_at AS "评估时间"
         FROM v_compliance
-        WHERE park_id = '$park' AND firm_id IN ($firm) AND scheme = 'smart_workshop'
+        WHERE {firm_filter()} AND scheme = 'smart_workshop'
           AND year BETWEEN {FROM_YEAR} - 1 AND {TO_YEAR}
         ORDER BY year DESC, month DESC NULLS FIRST, firm_id, workshop_id
         """,

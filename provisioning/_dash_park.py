@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from deploy_tools._board import Board, bars, stats, table_panel, timeseries_panel
-from deploy_tools._sqlparts import FROM_YEAR, KPI_CTE, KPI_YEAR, TO_YEAR, day_filter
+from provisioning._board import Board, bars, stats, table_panel, timeseries_panel
+from provisioning._sqlparts import FROM_YEAR, KPI_CTE, KPI_YEAR, PARK_FILTER, TO_YEAR, day_filter, firm_filter
 
 __all__ = ["park_overview"]
 
@@ -54,12 +54,12 @@ def park_overview() -> dm.Dashboard:
     ))
     b.add(stats(
         "未关闭告警", "Open alerts (firing or acknowledged) by severity (v_alerts_open).",
-        """
+        f"""
         SELECT count(*) FILTER (WHERE severity = 'critical') AS "严重 critical",
                count(*) FILTER (WHERE severity = 'warning') AS "警告 warning",
                count(*) FILTER (WHERE severity = 'info') AS "提示 info"
         FROM v_alerts_open
-        WHERE park_id = '$park' AND (firm_id IS NULL OR firm_id IN ($firm))
+        WHERE {firm_filter(park_rows=True)}
         """,
         w=10, thresholds=((None, "green"), (1, "orange")),
     ))
@@ -72,8 +72,8 @@ def park_overview() -> dm.Dashboard:
                CASE WHEN met THEN '达标 met' WHEN met IS NULL THEN '—' ELSE '未达标 not met' END AS "达标 met",
                source AS "依据 source", year AS "年度 year"
         FROM v_park_scorecard
-        WHERE park_id = '$park'
-          AND year = (SELECT max(year) FROM v_park_scorecard WHERE park_id = '$park' AND year <= {TO_YEAR})
+        WHERE {PARK_FILTER}
+          AND year = (SELECT max(year) FROM v_park_scorecard WHERE {PARK_FILTER} AND year <= {TO_YEAR})
         ORDER BY indicator
         """,
         w=24, h=8,
@@ -85,7 +85,7 @@ def park_overview() -> dm.Dashboard:
         f"""
         SELECT day::timestamptz AS "time", sum(quantity) AS "用电量 kWh"
         FROM v_firm_energy_daily
-        WHERE park_id = '$park' AND firm_id IN ($firm)
+        WHERE {firm_filter()}
           AND carrier = 'electricity' AND direction = 'import' AND {day_filter()}
         GROUP BY day
         ORDER BY 1
@@ -135,13 +135,13 @@ def park_overview() -> dm.Dashboard:
     b.add(table_panel(
         "未关闭告警", "Open alerts of the park, newest first (v_alerts_open). Acknowledge them in the "
         "console.",
-        """
+        f"""
         SELECT opened_at AS "开始 opened", severity AS "级别 severity", kind AS "类型 kind",
                firm_id AS "企业 firm", device_id AS "设备 device", metric AS "指标 metric",
                value AS "值 value", limit_value AS "限值 limit", unit AS "单位 unit",
                state AS "状态 state", message_zh AS "说明"
         FROM v_alerts_open
-        WHERE park_id = '$park' AND (firm_id IS NULL OR firm_id IN ($firm))
+        WHERE {firm_filter(park_rows=True)}
         ORDER BY opened_at DESC
         LIMIT 200
         """,

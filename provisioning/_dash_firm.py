@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from deploy_tools._board import Board, bars, stats, table_panel, timeseries_panel
-from deploy_tools._sqlparts import FROM_YEAR, KPI_CTE, KPI_YEAR, TO_YEAR, day_filter
+from provisioning._board import Board, bars, stats, table_panel, timeseries_panel
+from provisioning._sqlparts import FROM_YEAR, KPI_CTE, KPI_YEAR, TO_YEAR, day_filter, firm_filter
 
 __all__ = ["firm_detail"]
 
@@ -51,7 +51,7 @@ def firm_detail() -> dm.Dashboard:
         f"""
         SELECT day::timestamptz AS "time", carrier || ' (' || unit || ')' AS metric, sum(quantity) AS value
         FROM v_firm_energy_daily
-        WHERE park_id = '$park' AND firm_id IN ($firm) AND direction = 'import' AND {day_filter()}
+        WHERE {firm_filter()} AND direction = 'import' AND {day_filter()}
         GROUP BY day, carrier, unit
         ORDER BY 1, 2
         """,
@@ -60,11 +60,11 @@ def firm_detail() -> dm.Dashboard:
     b.add(timeseries_panel(
         "用电负荷", "Active power of the firm's boundary electricity meters, averaged per interval "
         "(v_readings_15m joined with v_devices for the meter level), kW.",
-        """
+        f"""
         SELECT $__timeGroupAlias(r.bucket, '$__interval'), sum(r.avg) AS "有功功率 kW"
         FROM v_readings_15m r
         JOIN v_devices d USING (device_pk)
-        WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND r.metric = 'active_power_kw'
+        WHERE {firm_filter('r')} AND r.metric = 'active_power_kw'
           AND coalesce(d.meter_level, 1) = 1 AND $__timeFilter(r.bucket)
         GROUP BY 1
         ORDER BY 1
@@ -105,7 +105,7 @@ def firm_detail() -> dm.Dashboard:
                coalesce(workshop_id, '—') AS "车间 workshop", scheme AS "方案 scheme",
                verdict AS "判定 verdict", score AS "得分 score", evaluated_at AS "评估时间"
         FROM v_compliance
-        WHERE park_id = '$park' AND firm_id IN ($firm) AND year BETWEEN {FROM_YEAR} - 1 AND {TO_YEAR}
+        WHERE {firm_filter()} AND year BETWEEN {FROM_YEAR} - 1 AND {TO_YEAR}
         ORDER BY year DESC, month DESC NULLS FIRST, firm_id, scheme
         """,
         w=24,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from deploy_tools._board import Board, bars, table_panel, timeseries_panel
-from deploy_tools._sqlparts import FROM_YEAR, KPI_CTE, KPI_YEAR, TO_YEAR, day_filter
+from provisioning._board import Board, bars, table_panel, timeseries_panel
+from provisioning._sqlparts import FROM_YEAR, KPI_CTE, KPI_YEAR, TO_YEAR, day_filter, firm_filter
 
 __all__ = ["energy_carbon"]
 
@@ -24,7 +24,7 @@ def energy_carbon() -> dm.Dashboard:
         f"""
         SELECT day::timestamptz AS "time", firm_id AS metric, sum(quantity) AS value
         FROM v_firm_energy_daily
-        WHERE park_id = '$park' AND firm_id IN ($firm)
+        WHERE {firm_filter()}
           AND carrier = 'electricity' AND direction = 'import' AND {day_filter()}
         GROUP BY day, firm_id
         ORDER BY 1, 2
@@ -39,7 +39,7 @@ def energy_carbon() -> dm.Dashboard:
                sum(quantity) FILTER (WHERE direction = 'import') AS "购电 import",
                coalesce(sum(quantity) FILTER (WHERE direction = 'export'), 0) AS "上网 export"
         FROM v_firm_energy_daily
-        WHERE park_id = '$park' AND firm_id IN ($firm) AND carrier = 'electricity' AND {day_filter()}
+        WHERE {firm_filter()} AND carrier = 'electricity' AND {day_filter()}
         GROUP BY day
         ORDER BY 1
         """,
@@ -53,7 +53,7 @@ def energy_carbon() -> dm.Dashboard:
                sum(quantity) AS "合计 total", max(meters) AS "计量表 meters",
                count(*) FILTER (WHERE suspect) AS "可疑天数 suspect days"
         FROM v_firm_energy_daily
-        WHERE park_id = '$park' AND firm_id IN ($firm) AND {day_filter()}
+        WHERE {firm_filter()} AND {day_filter()}
         GROUP BY carrier, direction, unit
         ORDER BY carrier, direction
         """,
@@ -91,7 +91,7 @@ def energy_carbon() -> dm.Dashboard:
                correction AS "修正 correction", quantity AS "计入 counted", n_events AS "事件 events",
                CASE WHEN suspect THEN '可疑 suspect' ELSE '已修正 corrected' END AS "状态 status"
         FROM v_energy_daily
-        WHERE park_id = '$park' AND firm_id IN ($firm) AND (suspect OR n_events > 0) AND {day_filter()}
+        WHERE {firm_filter()} AND (suspect OR n_events > 0) AND {day_filter()}
         ORDER BY day DESC, firm_id, device_id
         LIMIT 500
         """,

@@ -1,6 +1,6 @@
 """Run every dashboard variable and panel query against a database, as Grafana would.
 
-Each query goes through `deploy_tools.sqlmacros` (variables, then macros) and is executed
+Each query goes through `provisioning.sqlmacros` (variables, then macros) and is executed
 read-only; the result is checked against what the panel type needs:
 
 - time series (format ``time_series``): a ``time`` column (timestamp, date or epoch number),
@@ -23,8 +23,8 @@ from typing import Any
 
 import psycopg
 
-from deploy_tools.dashboards import DEFAULT_OUT, iter_panels
-from deploy_tools.sqlmacros import MacroError, TimeRange, Variable, expand
+from provisioning.dashboards import DEFAULT_OUT, iter_panels
+from provisioning.sqlmacros import MacroError, TimeRange, Variable, expand
 
 __all__ = ["PanelResult", "check_dashboards", "load_dashboards", "resolve_variables"]
 

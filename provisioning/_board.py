@@ -11,15 +11,12 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from deploy_tools._pgquery import DATASOURCE, SqlQuery
+from provisioning._pgquery import DATASOURCE, SqlQuery
 
-__all__ = ["FIRM_FILTER", "GRAFANA_BUILD", "PARK_FILTER", "Board", "bars", "stats", "table_panel", "timeseries_panel"]
+__all__ = ["GRAFANA_BUILD", "Board", "bars", "stats", "table_panel", "timeseries_panel"]
 
 GRAFANA_BUILD = "11.6"
 """The Grafana build the SDK generates for (grafana-foundation-sdk 1769699379!11.6.0)."""
-
-PARK_FILTER = "park_id = '$park'"
-FIRM_FILTER = "firm_id IN ($firm)"
 
 
 class _PanelBuilder(Protocol):

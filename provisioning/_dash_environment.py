@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from deploy_tools._board import Board, stats, table_panel, timeseries_panel
+from provisioning._board import Board, stats, table_panel, timeseries_panel
+from provisioning._sqlparts import firm_filter
 
 __all__ = ["environment"]
 
@@ -19,7 +20,8 @@ _POLLUTANT_LIST = ", ".join(f"'{m}'" for m, _, _ in _POLLUTANTS)
 # Limits and reference oxygen come from the database (v_emission_limits: the alert engine's limits
 # file, rules/alerts/data/emission_limits.yaml, synced when the engine starts or by
 # `parkpulse alerts limits sync`), so the dashboard shows exactly the figures the alerts use.
-# The limit drawn is the strictest one an enabled emission rule applies in this park.
+# The limit drawn is the one each stack-hour was judged against (v_emission_hours): a stack's own
+# limit by its fuel, age class, the park's special limits and local overrides.
 _SOURCE = "v_emission_limits, synced from the alert engine's rules/alerts/data/emission_limits.yaml"
 # HJ 75/76 valid hour: the emission rules' min_valid_minutes, from the same view.
 _VALID_MINUTES = "(SELECT max(min_valid_minutes) AS min_valid_minutes FROM v_emission_limits WHERE active)"
@@ -30,28 +32,26 @@ def _emission_sql(metric: str) -> str:
     WITH o2ref AS (
       SELECT source_type, reference_o2_pct AS o2_ref FROM v_emission_limits WHERE entry = 'reference_o2'
     ),
-    lim AS (
-      SELECT source_type, metric, min(limit_mg_m3) AS limit_value
-      FROM v_emission_limits
-      WHERE entry <> 'reference_o2' AND active AND metric = '{metric}' AND (parks IS NULL OR '$park' = ANY (parks))
-      GROUP BY 1, 2
-    ),
     c AS (
-      SELECT r.bucket, r.firm_id || ' ' || r.device_id AS stack, r.avg AS conc, o.avg AS o2,
-             l.limit_value, x.o2_ref
+      SELECT r.bucket, r.firm_id || ' ' || r.device_id AS stack, r.avg AS conc, o.avg AS o2, x.o2_ref
       FROM v_readings_1h r
       JOIN v_devices d USING (device_pk)
       LEFT JOIN v_readings_1h o ON o.device_pk = r.device_pk AND o.bucket = r.bucket AND o.metric = 'o2_pct'
       LEFT JOIN o2ref x ON x.source_type = d.source_type
-      LEFT JOIN lim l ON l.source_type = d.source_type AND l.metric = r.metric
-      WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND r.metric = '{metric}' AND $__timeFilter(r.bucket)
+      WHERE {firm_filter('r')} AND r.metric = '{metric}' AND $__timeFilter(r.bucket)
+    ),
+    lim AS (
+      SELECT h.hour, h.firm_id || ' ' || h.device_id AS stack, min(h.limit_value) AS limit_value
+      FROM v_emission_hours h
+      WHERE {firm_filter('h')} AND h.metric = '{metric}' AND h.limit_value IS NOT NULL AND $__timeFilter(h.hour)
+      GROUP BY 1, 2
     )
     SELECT bucket AS "time", stack || ' 折算浓度' AS metric,
            CASE WHEN o2 IS NULL OR o2_ref IS NULL OR o2 >= 20.5 THEN conc
                 ELSE conc * (21 - o2_ref) / (21 - o2) END AS value
     FROM c
     UNION ALL
-    SELECT bucket, stack || ' 限值', limit_value FROM c WHERE limit_value IS NOT NULL
+    SELECT hour, stack || ' 限值', limit_value FROM lim
     ORDER BY 1, 2
     """
 
@@ -71,8 +71,9 @@ def environment() -> dm.Dashboard:
             f"{zh} 小时均值 vs 限值",
             f"Hourly average {en} per stack, converted to the reference oxygen content of its source "
             "type with the stack's O2 hourly average (the measured value where O2 or the source type "
-            f"is unknown), against the strictest limit an emission rule applies to its source type in "
-            f"this park ({_SOURCE}). mg/m³.",
+            "is unknown), against the limit the alert engine judged that stack-hour by (v_emission_hours: "
+            "its fuel and age-class table, Table 3 where the park's special limits apply, local overrides; "
+            "the basis is on the alert's evidence page). mg/m³.",
             _emission_sql(metric),
             unit="conmgm3", w=8,
         ))
@@ -87,7 +88,7 @@ def environment() -> dm.Dashboard:
           FROM v_readings_1h r
           JOIN v_devices d USING (device_pk)
           CROSS JOIN {_VALID_MINUTES} v
-          WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND d.kind = 'cems'
+          WHERE {firm_filter('r')} AND d.kind = 'cems'
             AND r.metric IN ({_POLLUTANT_LIST}) AND $__timeFilter(r.bucket)
           GROUP BY 1, 2
         )
@@ -111,7 +112,7 @@ def environment() -> dm.Dashboard:
         FROM v_readings_1h r
         JOIN v_devices d USING (device_pk)
         CROSS JOIN {_VALID_MINUTES} v
-        WHERE r.park_id = '$park' AND r.firm_id IN ($firm) AND d.kind = 'cems'
+        WHERE {firm_filter('r')} AND d.kind = 'cems'
           AND r.metric IN ({_POLLUTANT_LIST}) AND $__timeFilter(r.bucket)
         GROUP BY 1, 2, 3
         ORDER BY 1, 2, 3
@@ -121,14 +122,14 @@ def environment() -> dm.Dashboard:
     b.add(table_panel(
         "数据缺失", "Data the gateways reported missing and batches that never arrived "
         "(v_data_gaps, with the firm from v_gateway_status).",
-        """
+        f"""
         SELECT g.kind AS "类型 kind", s.firm_id AS "企业 firm", g.gateway_id AS "网关 gateway",
                g.device_id AS "设备 device", g.metric AS "指标 metric", g.start_ts AS "开始 start",
                g.end_ts AS "结束 end", g.count AS "数量 count", g.reason AS "原因 reason",
                g.reported_at AS "报告 reported", g.filled_at AS "补齐 filled"
         FROM v_data_gaps g
         JOIN v_gateway_status s USING (gateway_id)
-        WHERE s.park_id = '$park' AND s.firm_id IN ($firm)
+        WHERE {firm_filter('s')}
           AND coalesce(g.start_ts, g.reported_at) BETWEEN $__timeFrom()::timestamptz AND $__timeTo()::timestamptz
         ORDER BY g.reported_at DESC
         LIMIT 500
@@ -138,13 +139,13 @@ def environment() -> dm.Dashboard:
     b.add(table_panel(
         "环保告警", "Open emission, data-gap and tamper alerts (v_alerts_open); evidence and "
         "acknowledgement are in the console.",
-        """
+        f"""
         SELECT opened_at AS "开始 opened", severity AS "级别 severity", kind AS "类型 kind",
                firm_id AS "企业 firm", device_id AS "设备 device", metric AS "指标 metric",
                value AS "值 value", limit_value AS "限值 limit", unit AS "单位 unit", state AS "状态 state",
                message_zh AS "说明"
         FROM v_alerts_open
-        WHERE park_id = '$park' AND (firm_id IS NULL OR firm_id IN ($firm))
+        WHERE {firm_filter(park_rows=True)}
           AND kind IN ('emission', 'data_gap', 'tamper')
         ORDER BY opened_at DESC
         LIMIT 200

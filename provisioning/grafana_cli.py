@@ -31,7 +31,7 @@ SourceOpt = Annotated[Path | None, typer.Option(
 
 def _dir(value: Path | None) -> Path:
     """The folder `generate` writes: --dir, or deploy/grafana/dashboards of a source checkout."""
-    from deploy_tools.dashboards import DEFAULT_OUT
+    from provisioning.dashboards import DEFAULT_OUT
 
     if value is not None:
         return value
@@ -42,8 +42,8 @@ def _dir(value: Path | None) -> Path:
 
 
 def _dashboards(source: Path | None) -> dict[str, dict[str, Any]]:
-    from deploy_tools.dashboards import render_all
-    from deploy_tools.panelcheck import load_dashboards
+    from provisioning.dashboards import render_all
+    from provisioning.panelcheck import load_dashboards
 
     if source is None:
         return {name: json.loads(text) for name, text in render_all().items()}
@@ -63,7 +63,7 @@ def generate(
     check: Annotated[bool, typer.Option("--check", help="only report differences; exit 1 if any")] = False,
 ) -> None:
     """Write the dashboards' JSON (deterministic; commit the result)."""
-    from deploy_tools.dashboards import diff_dir, write_all
+    from provisioning.dashboards import diff_dir, write_all
 
     target = _dir(directory)
     if check:
@@ -92,8 +92,8 @@ def check(
     """Run every panel's SQL (macros expanded as Grafana does) against the database; report shapes."""
     import psycopg
 
-    from deploy_tools.panelcheck import check_dashboards
-    from deploy_tools.sqlmacros import TimeRange
+    from provisioning.panelcheck import check_dashboards
+    from provisioning.sqlmacros import TimeRange
 
     end = datetime.now(UTC)
     tr = TimeRange(end - timedelta(days=days), end)
@@ -128,8 +128,8 @@ def push(
     timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds")] = 10.0,
 ) -> None:
     """Create or update the ParkPulse folder, datasource and dashboards (idempotent, stable uids)."""
-    from deploy_tools.push import DatasourceSettings, connect
-    from deploy_tools.push import push as do_push
+    from provisioning.push import DatasourceSettings, connect
+    from provisioning.push import push as do_push
 
     dashboards = _dashboards(source)
     try:
