@@ -40,6 +40,11 @@ def evidence_csv(alert: dict[str, Any], minutes: list[dict[str, Any]], hourly: l
         w.writerow([key, _cell(alert.get(key))])
     evidence = alert.get("evidence")
     if isinstance(evidence, dict):
+        # which limit was used and why (emission alerts), next to limit_value
+        for key in ("limit_basis_en", "limit_basis_zh", "limit_id", "limit_table", "limit_verified", "limit_source"):
+            if key in evidence:
+                w.writerow([key, _cell(evidence[key])])
+    if isinstance(evidence, dict):
         names = {name for name, _, _ in tables or []}
         for key, value in evidence.items():
             if key not in names:

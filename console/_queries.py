@@ -270,7 +270,10 @@ async def firm_energy(conn: AsyncConnection, scope: Scope, firm_id: str, days: i
 async def firm_kpis(conn: AsyncConnection, scope: Scope, firm_id: str) -> list[Row]:
     return await _all(
         conn,
-        f"""SELECT k.* FROM v_firm_kpi_year k
+        f"""SELECT k.*, k.explanation->'mu_scheme'->>'name' AS mu_scheme,
+                   k.explanation->'mu_scheme'->>'title' AS mu_scheme_title,
+                   k.explanation->'mu_scheme'->>'title_en' AS mu_scheme_title_en
+            FROM v_firm_kpi_year k
             WHERE k.firm_id = %(firm)s AND {scope_sql("k")} ORDER BY k.year DESC LIMIT 10""",
         {**scope.params(), "firm": firm_id},
     )

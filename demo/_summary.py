@@ -72,10 +72,33 @@ def print_summary(out: Console, dsn: str, year: int, console_url: str, user: str
         except psycopg.Error:
             conn.rollback()
         out.print(s)
+        _print_smart(out, conn, year)
         n_open = _one(conn, "SELECT count(*) FROM v_alerts_open")
         out.print(f"open alerts: {n_open if n_open is not None else 'n/a'}")
     out.print(f"\n[bold]console:[/bold] {console_url}   user [bold]{user}[/bold]  password [bold]{password}[/bold]")
     out.print("Ctrl-C stops the park.")
+
+
+def _print_smart(out: Console, conn: psycopg.Connection, year: int) -> None:
+    """What smart_transformation_coverage_pct means, with the year's workshops that had line data."""
+    out.print("smart_transformation_coverage_pct = above-scale firms with a workshop passing every 智能车间 "
+              "indicator (networking, automatic collection, OEE, energy per part vs last year) / above-scale firms")  # fmt: skip
+    try:
+        rows = conn.execute(
+            "SELECT f.name, c.workshop_id, c.verdict, c.detail FROM v_compliance c JOIN firms f USING (firm_id) "
+            "WHERE c.year = %s AND c.month IS NULL AND c.scheme = 'smart_workshop' AND c.workshop_id IS NOT NULL "
+            "AND c.verdict <> 'insufficient_data' ORDER BY c.verdict DESC, f.name",
+            (year,),
+        ).fetchall()
+    except psycopg.Error:
+        conn.rollback()
+        return
+    for name, ws, verdict, detail in rows:
+        items = detail.get("indicators", []) if isinstance(detail, dict) else []
+        oee = next((i.get("value") for i in items if i.get("indicator") == "oee"), None)
+        failed = [f"{i['indicator']} {_f(i.get('value'), 2)}" for i in items if i.get("passed") is False]
+        why = f" — failed: {', '.join(failed)}" if failed else ""
+        out.print(f"  {name} {ws}: {verdict} (OEE {_f(oee, 2)}){why}")
 
 
 def _f(v: Any, nd: int) -> str:

@@ -5,8 +5,9 @@ Stages (each reported, and recorded in <workdir>/summary.json for the demo's tes
   database   a fresh demo database, migrated
   simulators the virtual park's meters, lines and CEMS (parkpulse-sim park)
   registry   gateway configs and the registry generated from the scenario, imported
-  history    ingest starts; two years and more of hourly boundary-meter readings go through
-             MQTT → ingest; the firms' economic data imported; the import channels closed
+  history    ingest starts; two years and more of hourly boundary-meter readings, and line
+             history of three smart workshops (from a year earlier), go through MQTT → ingest;
+             the firms' economic data imported; the import channels closed
   services   alert engine, gateways (one behind a proxy that loses its uplink), console
   rules      yearly KPIs, classes, compliance and the scorecard evaluated and stored
   live       the park runs; the summary is printed; Ctrl-C (or --duration) stops everything
@@ -39,17 +40,18 @@ from demo._history import (
     add_history_gateways,
     count_history,
     firm_profiles,
+    line_profiles,
     publish_history,
     write_economics_csv,
 )
 from demo._procs import Supervisor
-from demo._proxy import CuttableProxy
 from demo._summary import print_summary, stage_counts
 from parkpulse.db import TimescaleNotPreloaded, migrate, server_dsn
 from parkpulse.redact import redact_url
 from parkpulse.registry import import_registry, load_park_file
 from parkpulse.services import free_port, port_open
 from parkpulse.settings import get_settings, parse_mqtt_url
+from parkpulse.tcp_proxy import TcpProxy
 
 __all__ = ["app"]
 
@@ -86,7 +88,7 @@ def demo(
     workdir.mkdir(parents=True)
     env = DemoEnv(database_url="", mqtt_url="")
     sup: Supervisor | None = None
-    proxies: list[CuttableProxy] = []
+    proxies: list[TcpProxy] = []
     stages: dict[str, Any] = {}
     stop = threading.Event()
 
@@ -127,7 +129,8 @@ def demo(
         record("database", migrations=len(applied))
         ingest_http = free_port()
         # the demo's meters arrive with years of history: widen ingest's window before registration
-        history_days = (date.today() - date(history_from, 1, 1)).days + 31
+        # (the lines' history starts a year earlier: a year's energy per part is compared with the previous year's)
+        history_days = (date.today() - date(history_from - 1, 1, 1)).days + 31
         child_env = {**os.environ, "PARKPULSE_DATABASE_URL": dsn, "PARKPULSE_MQTT_URL": mqtt_url,
                      "PYTHONUNBUFFERED": "1", "PARKPULSE_INGEST_HTTP_PORT": str(ingest_http),
                      "PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS": str(history_days)}  # fmt: skip
@@ -151,7 +154,8 @@ def demo(
         pf = load_park_file(gwdir / "park.yaml")
         today = date.today()
         profiles = firm_profiles(pf, today)
-        pf = add_history_gateways(pf, profiles)
+        lines = line_profiles(pf)
+        pf = add_history_gateways(pf, profiles, lines)
         with psycopg.connect(dsn) as conn:
             counts = import_registry(conn, pf)
         out.print(f"[green]✓[/green] registry: {counts['firms']} firms, {counts['gateways']} gateways, {counts['devices']} devices")
@@ -167,12 +171,13 @@ def demo(
             raise EnvironmentError_("ingest stopped:\n" + sup.children["ingest"].tail())
         start = datetime(history_from, 1, 1, tzinfo=UTC)
         end = datetime(today.year, today.month, today.day, tzinfo=UTC)
-        total = count_history(profiles, start, end)
+        line_start = datetime(history_from - 1, 1, 1, tzinfo=UTC)
+        total = count_history(profiles, start, end, lines, line_start)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=out) as bar:  # fmt: skip
             task = bar.add_task(f"history {history_from}–{today.isoformat()} → MQTT → ingest", total=total)
             sent = publish_history(mqtt_url, pf.park.id, profiles, start, end, today.year - 1,
-                                   progress=lambda n: bar.advance(task, n))  # fmt: skip
+                                   progress=lambda n: bar.advance(task, n), lines=lines, line_start=line_start)  # fmt: skip
             stored_task = bar.add_task("committed by ingest", total=sent)
 
             def stored() -> bool:
@@ -210,7 +215,7 @@ def demo(
             doc.setdefault("spool", {})["path"] = str(workdir / "spool" / f"{gw_id}.db")
             if gw_id == outage_gw:
                 target = parse_mqtt_url(mqtt_url)
-                proxy = CuttableProxy(target.host, target.port).start()
+                proxy = TcpProxy(target.host, target.port).start()
                 proxies.append(proxy)
                 doc["uplink"]["url"] = f"mqtt://127.0.0.1:{proxy.port}"
             if "http" in doc:

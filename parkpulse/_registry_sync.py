@@ -58,7 +58,8 @@ class _Table:
 
 
 _VIA_FIRM = "(SELECT f.park_id FROM firms f WHERE f.firm_id = t.firm_id)"
-PARKS = _Table("park", "parks", ("park_id",), ("name", "name_en", "province", "city", "timezone", "land_mu"),
+PARKS = _Table("park", "parks", ("park_id",), ("name", "name_en", "province", "city", "timezone", "land_mu",
+                                              "special_limits_apply", "special_limits_basis", "special_limits_since"),
                numeric=frozenset({"land_mu"}))  # fmt: skip
 CLUSTERS = _Table("cluster", "clusters", ("cluster_id",), ("park_id", "name", "name_en", "industry"), "park_id")
 FIRMS = _Table(
@@ -72,7 +73,7 @@ GATEWAYS = _Table("gateway", "gateways", ("gateway_id",), ("firm_id", "name"), "
 DEVICES = _Table(
     "device", "devices", ("gateway_id", "device_id"),
     ("workshop_id", "name", "kind", "profile", "meter_level", "carrier", "measures", "source_type", "poll_interval_s",
-     "rated_power_kw", "enabled"),
+     "rated_power_kw", "enabled", "fuel", "age_class"),
     park_sql="(SELECT f.park_id FROM gateways g JOIN firms f ON f.firm_id = g.firm_id WHERE g.gateway_id = t.gateway_id)",
     real=frozenset({"poll_interval_s", "rated_power_kw"}),
 )  # fmt: skip
@@ -185,7 +186,11 @@ def _show(v: object) -> str:
 def _entries(pf: ParkFile) -> list[_Entry]:
     """Every entry of the file, with its path in the file (written table by table, in the order of TABLES)."""
     p = pf.park
-    out = [_Entry(PARKS, "park", (p.id,), {c: getattr(p, c) for c in PARKS.columns}, p.id)]
+    sel = p.special_emission_limits
+    special = {"special_limits_apply": sel.applies if sel else None, "special_limits_basis": sel.basis if sel else None,
+               "special_limits_since": sel.since if sel else None}  # fmt: skip
+    out = [_Entry(PARKS, "park", (p.id,), {**{c: getattr(p, c) for c in PARKS.columns if c not in special}, **special},
+                  p.id)]  # fmt: skip
     for i, c in enumerate(pf.clusters):
         out.append(_Entry(CLUSTERS, f"clusters[{i}]", (c.id,),
                           {"park_id": p.id, "name": c.name, "name_en": c.name_en, "industry": c.industry}, p.id))

@@ -21,9 +21,12 @@ from parkpulse.text import control_character
 from parkpulse.wire import ID_PATTERN, reserved_gateway_id
 
 __all__ = [
-    "Change", "Cluster", "Device", "Firm", "Gateway", "ImportPlan", "MovesRefused", "ParkFile", "ParkInfo", "Workshop",
-    "apply_import", "import_registry", "load_park_file", "plan_import",
+    "FUELS", "Change", "Cluster", "Device", "Firm", "Gateway", "ImportPlan", "MovesRefused", "ParkFile", "ParkInfo",
+    "SpecialEmissionLimits", "Workshop", "apply_import", "import_registry", "load_park_file", "plan_import",
 ]  # fmt: skip
+
+# Fuels of a monitored stack (GB 13271 has a column per fuel); a boiler's source_type is `<fuel>_boiler`.
+FUELS = ("coal", "oil", "gas")
 
 Id = str
 
@@ -49,10 +52,19 @@ class Device(_Strict):
     meter_level: int | None = Field(default=None, ge=1, le=3)
     carrier: str | None = None
     measures: str | None = None
-    source_type: str | None = None
+    source_type: str | None = None  # CEMS: gas_boiler, oil_boiler, coal_boiler, industrial_kiln, …
+    fuel: Literal["coal", "oil", "gas"] | None = None  # CEMS: required (picks the GB 13271 column)
+    age_class: Literal["existing", "new"] | None = None  # CEMS: required (在用 → Table 1, 新建 → Table 2)
     poll_interval_s: float | None = Field(default=None, gt=0, le=86_400)  # stored as real: bounded
     rated_power_kw: float | None = Field(default=None, gt=0, le=10_000_000)
     enabled: bool = True
+
+    @model_validator(mode="after")
+    def _boiler_source_type(self) -> Device:
+        """A CEMS stack with a fuel and no source type is a boiler of that fuel."""
+        if self.kind == "cems" and self.source_type is None and self.fuel is not None:
+            self.source_type = f"{self.fuel}_boiler"
+        return self
 
 
 class Gateway(_Strict):
@@ -97,6 +109,14 @@ class Cluster(_Strict):
     industry: str | None = None
 
 
+class SpecialEmissionLimits(_Strict):
+    """Do special emission limits (GB 13271 Table 3) apply to the park's stacks, on what basis, from when."""
+
+    applies: bool
+    basis: str = Field(min_length=3)  # e.g. "MEE 2+26 cities notice, from 2018-10-01"
+    since: date | None = None
+
+
 class ParkInfo(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     name: str
@@ -105,6 +125,8 @@ class ParkInfo(_Strict):
     city: str | None = None
     timezone: str = "Asia/Shanghai"
     land_mu: float | None = Field(default=None, ge=0)
+    # not stated: the alert engine decides from the park's city (the limits file's special-limit areas)
+    special_emission_limits: SpecialEmissionLimits | None = None
 
 
 class ParkFile(_Strict):
@@ -149,7 +171,27 @@ def cross_check(pf: ParkFile) -> list[FieldError]:
                     problems.append(FieldError(f"{dat}.workshop", d.workshop, "no such workshop in this firm"))
                 if d.carrier and d.carrier not in carriers:
                     problems.append(FieldError(f"{dat}.carrier", d.carrier, f"unknown carrier (known: {sorted(carriers)})"))
+                problems += _stack_problems(dat, d)
     return problems
+
+
+def _stack_problems(at: str, d: Device) -> list[FieldError]:
+    """A CEMS stack needs its fuel and age class (they pick its emission limits); others must not have them."""
+    out: list[FieldError] = []
+    if d.kind != "cems":
+        for name in ("fuel", "age_class"):
+            if getattr(d, name) is not None:
+                out.append(FieldError(f"{at}.{name}", getattr(d, name), "only a CEMS stack (kind cems) has this"))
+        return out
+    if d.fuel is None:
+        out.append(FieldError(f"{at}.fuel", None, f"a CEMS stack needs its fuel, one of {list(FUELS)}"))
+    if d.age_class is None:
+        out.append(FieldError(f"{at}.age_class", None,
+                              "a CEMS stack needs its age class: existing (在用) or new (新建, EIA approved from 2014-07-01)"))  # fmt: skip
+    st = d.source_type or ""
+    if d.fuel is not None and st.endswith("_boiler") and st != f"{d.fuel}_boiler":
+        out.append(FieldError(f"{at}.source_type", d.source_type, f"does not match fuel {d.fuel!r} (expected {d.fuel}_boiler)"))
+    return out
 
 
 def load_park_file(path: str | Path) -> ParkFile:

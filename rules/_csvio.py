@@ -17,10 +17,11 @@ FIRMS_COLUMNS = [
     "firm_id", "year", "name", "park", "land_mu", "added_value_10k_cny", "tax_10k_cny", "revenue_10k_cny",
     "rd_spend_10k_cny", "employees", "pollutant_t", "output_units", "above_scale", "years_in_production",
 ]  # fmt: skip
-FIRMS_OPTIONAL = ["output_value_10k_cny", "cluster", "industry"]
+FIRMS_OPTIONAL = ["output_value_10k_cny", "profit_10k_cny", "cluster", "industry"]
 ENERGY_COLUMNS = ["firm_id", "year", "carrier", "quantity", "unit"]
 _NUMERIC = {"land_mu", "added_value_10k_cny", "tax_10k_cny", "revenue_10k_cny", "rd_spend_10k_cny", "employees",
-            "pollutant_t", "output_units", "years_in_production", "output_value_10k_cny"}  # fmt: skip
+            "pollutant_t", "output_units", "years_in_production", "output_value_10k_cny", "profit_10k_cny"}  # fmt: skip
+_SIGNED = {"profit_10k_cny"}  # a loss is a negative profit
 
 
 def _columns(path: Path, headers: list[str], required: list[str], optional: list[str],
@@ -93,7 +94,7 @@ def read_kpi_inputs(rs: RuleSet, firms_csv: Path, energy_csv: Path, year: int) -
                 problems.append(FieldError(f"{at}, column {key}", raw, "not a number"))
                 bad = True
                 continue
-            if why := out_of_range(v):
+            if why := out_of_range(v, signed=key in _SIGNED):
                 problems.append(FieldError(f"{at}, column {key}", raw, why))
                 bad = True
             vals[key] = v
@@ -116,7 +117,8 @@ def read_kpi_inputs(rs: RuleSet, firms_csv: Path, energy_csv: Path, year: int) -
         economics[(fid, fy)] = Economics(
             added_value=vals["added_value_10k_cny"], tax=vals["tax_10k_cny"], revenue=vals["revenue_10k_cny"],
             rd_spend=vals["rd_spend_10k_cny"], employees=vals["employees"], pollutant_t=vals["pollutant_t"],
-            output_units=vals["output_units"], output_value=vals.get("output_value_10k_cny"), source=at,
+            output_units=vals["output_units"], output_value=vals.get("output_value_10k_cny"),
+            profit=vals.get("profit_10k_cny"), source=at,
         )
         if fy == year:
             firms[fid] = FirmRecord(

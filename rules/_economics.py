@@ -23,7 +23,7 @@ __all__ = ["COLUMNS", "EconomicsRow", "import_economics", "parse_economics", "wr
 class Column:
     key: str
     zh: str
-    kind: str  # id | year | number | integer | json
+    kind: str  # id | year | number | signed (may be negative) | integer | json
     required: bool = False
 
 
@@ -38,6 +38,7 @@ COLUMNS: list[Column] = [
     Column("pollutant_t", "主要污染物排放量(吨)", "number"),
     Column("output_units", "产品产量(产品单位)", "number"),
     Column("output_value_10k_cny", "工业总产值(万元)", "number"),
+    Column("profit_10k_cny", "利润总额(万元)", "signed"),
     Column("green_declared", "绿色工厂申报项(JSON)", "json"),
 ]
 _BY_KEY = {c.key: c for c in COLUMNS}
@@ -205,7 +206,7 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
             except ValueError:
                 problems.append(FieldError(at, raw, "not a number"))
                 continue
-            if why := out_of_range(num, INTEGER_MAX if col.kind == "integer" else AMOUNT_MAX):
+            if why := out_of_range(num, INTEGER_MAX if col.kind == "integer" else AMOUNT_MAX, signed=col.kind == "signed"):
                 problems.append(FieldError(at, raw, why))
                 continue
             if col.kind == "integer":
@@ -242,7 +243,7 @@ def import_economics(conn: psycopg.Connection, rs: RuleSet, path: Path, year: in
                 for r in rows if r.firm_id not in known]
     if problems:
         raise ValidationReport(str(path), problems)
-    keys = [c.key for c in COLUMNS if c.kind in ("number", "integer")]
+    keys = [c.key for c in COLUMNS if c.kind in ("number", "signed", "integer")]
     with conn.transaction():
         for r in rows:
             conn.execute(

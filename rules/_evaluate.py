@@ -39,6 +39,7 @@ class Economics:
     pollutant_t: float | None = None
     output_units: float | None = None
     output_value: float | None = None
+    profit: float | None = None  # 利润总额 (negative for a loss)
     green_declared: dict[str, object] = field(default_factory=dict)
     source: str = ""
 
@@ -176,13 +177,14 @@ def evaluate_year(rs: RuleSet, inp: YearInputs) -> YearResult:
                 added_value=econ.added_value if econ else None, tax=econ.tax if econ else None,
                 revenue=econ.revenue if econ else None, rd_spend=econ.rd_spend if econ else None,
                 employees=econ.employees if econ else None, pollutant_t=econ.pollutant_t if econ else None,
-                output_value=econ.output_value if econ else None,
+                output_value=econ.output_value if econ else None, profit=econ.profit if econ else None,
                 energy_tce=_basis(rs, e, rs.settings.productivity_basis) if e else None,
                 electricity_mwh=e.electricity_mwh if e else None, has_economics=econ is not None,
             ))
         for o in classify(rs.mu, mu_firms):
             mu[o.firm_id] = o
     target = rs.settings.intensity_target_pct
+    mu_scheme = rs.mu.describe(rs.files["mu_scheme"])
     results: list[FirmKpi] = []
     for f in inp.firms:
         econ = inp.economics.get((f.firm_id, year))
@@ -208,7 +210,7 @@ def evaluate_year(rs: RuleSet, inp: YearInputs) -> YearResult:
         if change is None and inten is not None:
             intensity_expl["missing_previous"] = "no energy or added value for the previous year"
         explanation: dict[str, object] = {
-            "rule_set": rs.name, "rule_version": rs.version, "year": year,
+            "rule_set": rs.name, "rule_version": rs.version, "year": year, "mu_scheme": mu_scheme,
             "text": o.explanation.get("text"), "text_zh": o.explanation.get("text_zh"), "class": o.klass,
             "energy": e.explanation() if e else {"missing": "no energy data for the year"},
             "intensity": intensity_expl, "mu": o.explanation, "indicators": o.indicators,
@@ -273,7 +275,8 @@ def _econ_dict(e: Economics | None) -> dict[str, object] | None:
         return None
     return {"added_value_10k_cny": e.added_value, "tax_10k_cny": e.tax, "revenue_10k_cny": e.revenue,
             "rd_spend_10k_cny": e.rd_spend, "employees": e.employees, "pollutant_t": e.pollutant_t,
-            "output_units": e.output_units, "output_value_10k_cny": e.output_value, "source": e.source}
+            "output_units": e.output_units, "output_value_10k_cny": e.output_value, "profit_10k_cny": e.profit,
+            "source": e.source}
 
 
 def _green_inputs(f: FirmRecord, econ: Economics, e: EnergyResult | None,

@@ -30,6 +30,8 @@ class Figure(Strict):
             out["unit"] = self.unit
         if not self.verified:
             out["verified"] = False
+        if self.note:
+            out["note"] = " ".join(self.note.split())
         return out
 
 
@@ -37,3 +39,4 @@ class TextFigure(Strict):
     value: str
     source: str = Field(min_length=3)
     verified: bool = True
+    note: str | None = None

@@ -19,6 +19,8 @@ __all__ = ["INDICATOR_INFO", "MuFirm", "MuOutcome", "classify", "indicators_for"
 INDICATOR_INFO: dict[str, tuple[str, str]] = {
     "mu_tax": ("亩均税收", "10k CNY/mu"),
     "mu_added_value": ("亩均增加值", "10k CNY/mu"),
+    "mu_revenue": ("亩均主营业务收入", "10k CNY/mu"),
+    "mu_profit": ("亩均利润", "10k CNY/mu"),
     "added_value_per_energy": ("单位能耗增加值", "10k CNY/tce"),
     "output_per_energy": ("单位能耗总产值", "10k CNY/tce"),
     "added_value_per_pollutant": ("单位排放增加值", "10k CNY/t"),
@@ -47,6 +49,7 @@ class MuFirm:
     energy_tce: float | None          # the productivity basis (等价值 by default)
     electricity_mwh: float | None
     has_economics: bool = True
+    profit: float | None = None       # 利润总额 (negative for a loss)
 
 
 @dataclass
@@ -69,6 +72,8 @@ def indicators_for(f: MuFirm) -> dict[str, float | None]:
     return {
         "mu_tax": _div(f.tax, f.land_mu),
         "mu_added_value": _div(f.added_value, f.land_mu),
+        "mu_revenue": _div(f.revenue, f.land_mu),
+        "mu_profit": _div(f.profit, f.land_mu),
         "added_value_per_energy": _div(f.added_value, f.energy_tce),
         "output_per_energy": _div(f.output_value, f.energy_tce),
         "added_value_per_pollutant": _div(f.added_value, f.pollutant_t),
@@ -170,7 +175,7 @@ def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
                 item["note"] = note
             items.append(item)
         o.score = total
-        o.explanation = {"score": total, "items": items,
+        o.explanation = {"score": total, "items": items, "scheme": scheme.name,
                          "formula": "score = sum(value / benchmark x weight)"}
     method = scheme.class_method
     if method.method == "two_stage":

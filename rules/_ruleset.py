@@ -8,6 +8,7 @@ in every file (it never stops at the first).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -33,8 +34,10 @@ __all__ = [
     "SmartFile",
     "TargetsFile",
     "UnitsFile",
+    "Unverified",
     "list_rule_sets",
     "load_rule_set",
+    "unverified_figures",
 ]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -43,7 +46,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 # Firm indicators the 亩均 scheme may name (rules/_mu.py computes them).
 MU_INDICATORS = {
-    "mu_tax", "mu_added_value", "added_value_per_energy", "output_per_energy", "added_value_per_pollutant",
+    "mu_tax", "mu_added_value", "mu_revenue", "mu_profit", "added_value_per_energy", "output_per_energy", "added_value_per_pollutant",
     "tax_per_pollutant", "labour_productivity", "rd_intensity", "tax_per_electricity",
 }  # fmt: skip
 GREEN_INDICATORS = {
@@ -80,7 +83,8 @@ class UnitsFile(Strict):
 class CarrierCoef(Strict):
     base_unit: str
     dangliang: Figure | None = None
-    dengjia_by_year: dict[str, Figure] | None = None
+    dengjia_by_year: dict[int, Figure] | None = None  # 等价值 per year (the year's coal rate of power supply)
+    dengjia_default: Figure | None = None             # for a year without its own figure
     pressure_mpa: Figure | None = None
     equivalences: dict[str, float] = Field(default_factory=dict)
     in_total: bool = True
@@ -89,6 +93,7 @@ class CarrierCoef(Strict):
 class SteamTable(Strict):
     source: str
     verified: bool = True
+    note: str | None = None
     kgoe_per_kgce: float = Field(gt=0)
     table: list[tuple[float, float]]
 
@@ -105,8 +110,11 @@ class CoalFile(Strict):
 
 # --- carbon --------------------------------------------------------------------------------
 class Grid(Strict):
-    by_year: dict[int, Figure] = Field(default_factory=dict)
-    default: Figure
+    """One region's yearly series; a missing year falls back to the latest earlier value (then `fallback`)."""
+
+    series: str = Field(min_length=3)
+    by_year: dict[int, Figure]
+    fallback: str | None = None
 
 
 class Fuel(Strict):
@@ -125,6 +133,7 @@ class EmissionFile(Strict):
     name: str
     version: str
     grids: dict[str, Grid]
+    other_factors: dict[str, Figure] = Field(default_factory=dict)  # reference only, never a fallback
     fuels: dict[str, Fuel] = Field(default_factory=dict)
     direct: dict[str, DirectFactor] = Field(default_factory=dict)
 
@@ -150,13 +159,35 @@ class ClassMethod(Strict):
     params: dict[str, Any]
 
 
+class BonusItem(Strict):
+    zh: str
+    source: str = Field(min_length=3)
+    scored: bool = False  # the engine has no data for it yet: listed, not scored
+
+
 class MuScheme(Strict):
     kind: Literal["mu_scheme"]
     name: str
     version: str
+    title: str = Field(min_length=2)
+    title_en: str | None = None
+    indicators_source: str | None = None
     scope: Scope
     indicators: dict[str, MuIndicator]
+    bonus_items: list[BonusItem] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
     class_method: ClassMethod
+
+    def describe(self, file: str) -> dict[str, object]:
+        """What a result's explanation (and the console's firm page) says about the scheme used."""
+        out: dict[str, object] = {"name": self.name, "version": self.version, "title": self.title,
+                                  "file": file, "class_method": self.class_method.method,
+                                  "class_method_source": self.class_method.source}
+        if self.title_en:
+            out["title_en"] = self.title_en
+        if self.indicators_source:
+            out["indicators_source"] = self.indicators_source
+        return out
 
 
 # --- GB/T 36132 ----------------------------------------------------------------------------
@@ -278,6 +309,7 @@ class RuleSet(Strict):
     smart: SmartFile
     targets: TargetsFile
     files: dict[str, str]
+    data_dir: str = ""  # where the files were read (for `rules validate`)
 
     @property
     def settings(self) -> Settings:
@@ -378,7 +410,56 @@ def load_rule_set(name: str = DEFAULT_RULE_SET, data_dir: Path | None = None) ->
         raise RuleSetError(f"rule set {name}", problems)
     assert units and coal and emis and mu and smart and targets  # for the type checker: no problems
     return RuleSet(name=index.name, version=index.version, index=index, units=units, coal=coal, emissions=emis,
-                   mu=mu, green=green, smart=smart, targets=targets, files=files)
+                   mu=mu, green=green, smart=smart, targets=targets, files=files, data_dir=str(base))
+
+
+@dataclass(frozen=True)
+class Unverified:
+    """A figure marked `verified: false` in a data file: where it is, its value and why."""
+
+    file: str
+    key: str
+    value: object
+    note: str
+    source: str
+
+
+def unverified_figures(rs: RuleSet) -> list[Unverified]:
+    """Every `verified: false` figure in the rule set's files, then in the files its index references
+    (e.g. the alert engine's emission limits, owned and loaded by rules/alerts: read here, never changed)."""
+    base = Path(rs.data_dir) if rs.data_dir else DATA_DIR
+    out: list[Unverified] = []
+    seen: set[str] = set()
+    rels = list(rs.files.values()) + [r for r in rs.index.references.values() if r.endswith((".yaml", ".yml"))]
+    for rel in rels:
+        if rel in seen:
+            continue
+        seen.add(rel)
+        try:
+            raw = yaml.safe_load((base / rel).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            out.append(Unverified(rel, "", None, f"could not be read: {exc}", ""))
+            continue
+        _walk_unverified(raw, rel, "", out)
+    return out
+
+
+def _walk_unverified(obj: object, file: str, path: str, out: list[Unverified]) -> None:
+    if isinstance(obj, dict):
+        if obj.get("verified") is False:
+            value = obj.get("value", obj.get("default"))
+            if value is None and isinstance(obj.get("table"), list):
+                value = f"table of {len(obj['table'])} rows"
+            elif value is None:  # a record of several numbers (e.g. a limit set): its scalar numbers
+                value = {k: v for k, v in obj.items() if isinstance(v, int | float) and not isinstance(v, bool)} or None
+            note = obj.get("note")
+            out.append(Unverified(file, path, value, " ".join(str(note).split()) if note else "",
+                                  str(obj.get("source") or "")))
+        for k, v in obj.items():
+            _walk_unverified(v, file, f"{path}.{k}" if path else str(k), out)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _walk_unverified(v, file, f"{path}[{i}]", out)
 
 
 def _check_units(u: UnitsFile, label: str) -> list[FieldError]:
@@ -413,20 +494,37 @@ def _check_coal(coal: CoalFile, units: UnitsFile, label: str) -> list[FieldError
             out.append(FieldError(f"{at}.dangliang", None, "a 当量值 coefficient is required"))
         elif cc.dangliang.value < 0:
             out.append(FieldError(f"{at}.dangliang.value", cc.dangliang.value, "must be >= 0"))
-        if cc.dengjia_by_year is not None:
-            for y, fig in cc.dengjia_by_year.items():
-                if y != "default" and not y.isdigit():
-                    out.append(FieldError(f"{at}.dengjia_by_year", y, "keys are years or 'default'"))
-                if fig.value <= 0:
-                    out.append(FieldError(f"{at}.dengjia_by_year.{y}.value", fig.value, "must be > 0"))
-            if "default" not in cc.dengjia_by_year:
-                out.append(FieldError(f"{at}.dengjia_by_year.default", None, "a default 等价值 is required"))
+        for y, fig in (cc.dengjia_by_year or {}).items():
+            if not 1990 <= y <= 2200:
+                out.append(FieldError(f"{at}.dengjia_by_year", y, "keys are years (1990-2200)"))
+            if fig.value <= 0:
+                out.append(FieldError(f"{at}.dengjia_by_year.{y}.value", fig.value, "must be > 0"))
+        if cc.dengjia_by_year is not None and cc.dengjia_default is None:
+            out.append(FieldError(f"{at}.dengjia_default", None, "a default 等价值 is required with dengjia_by_year"))
+        if cc.dengjia_default is not None and cc.dengjia_default.value <= 0:
+            out.append(FieldError(f"{at}.dengjia_default.value", cc.dengjia_default.value, "must be > 0"))
     for need in ("electricity", "natural_gas", "raw_coal", "diesel", "gasoline", "lpg", "fuel_oil", "coke", "steam",
                  "heat", "water"):  # fmt: skip
         if need not in coal.carriers:
             out.append(FieldError(f"{label}.carriers", need, "required carrier missing"))
-    if coal.steam_by_pressure and not coal.steam_by_pressure.table:
-        out.append(FieldError(f"{label}.steam_by_pressure.table", [], "empty"))
+    if coal.steam_by_pressure is not None:
+        out += _check_steam_table(coal.steam_by_pressure, f"{label}.steam_by_pressure.table")
+    return out
+
+
+def _check_steam_table(t: SteamTable, at: str) -> list[FieldError]:
+    """Bands as [lower edge MPa, kgoe/t], strictly descending edges, the last edge 0 (every pressure has a band)."""
+    if not t.table:
+        return [FieldError(at, [], "empty")]
+    out: list[FieldError] = []
+    edges = [lo for lo, _ in t.table]
+    for i, (lo, kgoe) in enumerate(t.table):
+        if kgoe <= 0:
+            out.append(FieldError(f"{at}[{i}]", [lo, kgoe], "kgoe/t must be > 0"))
+        if i and lo >= edges[i - 1]:
+            out.append(FieldError(f"{at}[{i}]", [lo, kgoe], "lower edges must be strictly descending"))
+    if edges[-1] != 0:
+        out.append(FieldError(f"{at}[{len(edges) - 1}]", t.table[-1], "the last band's lower edge must be 0 MPa"))
     return out
 
 
@@ -435,6 +533,14 @@ def _check_emissions(e: EmissionFile, index: RuleSetIndex, units: UnitsFile | No
     out: list[FieldError] = []
     if index.settings.grid not in e.grids:
         out.append(FieldError("settings.grid", index.settings.grid, f"no such grid in {label} ({sorted(e.grids)})"))
+    for name, grid in e.grids.items():
+        if not grid.by_year:
+            out.append(FieldError(f"{label}.grids.{name}.by_year", {}, "at least one year's factor is required"))
+        if grid.fallback is not None and grid.fallback not in e.grids:
+            out.append(FieldError(f"{label}.grids.{name}.fallback", grid.fallback, f"no such grid ({sorted(e.grids)})"))
+        for y, fig in grid.by_year.items():
+            if fig.value <= 0:
+                out.append(FieldError(f"{label}.grids.{name}.by_year.{y}.value", fig.value, "must be > 0"))
     for name, fuel in e.fuels.items():
         if not 0 < fuel.oxidation.value <= 1:
             out.append(FieldError(f"{label}.fuels.{name}.oxidation.value", fuel.oxidation.value, "must be in (0, 1]"))
@@ -443,11 +549,31 @@ def _check_emissions(e: EmissionFile, index: RuleSetIndex, units: UnitsFile | No
         if coal is not None and name in coal.carriers and coal.carriers[name].base_unit != fuel.base_unit:
             out.append(FieldError(f"{label}.fuels.{name}.base_unit", fuel.base_unit,
                                   f"differs from the coal file's {coal.carriers[name].base_unit}"))
+        elif coal is not None and fuel.ncv.per_base is not None:
+            out += _check_one_basis(name, fuel, coal, label)
     for name, d in e.direct.items():
         if coal is not None and name in coal.carriers and coal.carriers[name].base_unit != d.base_unit:
             out.append(FieldError(f"{label}.direct.{name}.base_unit", d.base_unit,
                                   f"differs from the coal file's {coal.carriers[name].base_unit}"))
     return out
+
+
+ONE_BASIS_TOLERANCE = 0.005  # the coefficient tables round heating values to 4 digits of kgce (≈ 0.1 %)
+
+
+def _check_one_basis(name: str, fuel: Fuel, coal: CoalFile, label: str) -> list[FieldError]:
+    """Energy and CO2 of a fuel must rest on one heating value: NCV per base unit = kgce coefficient x kJ/kgce."""
+    cc = coal.carriers.get(name)
+    if cc is None or cc.dangliang is None:
+        return []
+    ncv_kj = fuel.ncv.value * (fuel.ncv.per_base or 0.0) * 1e6  # GJ per base unit → kJ
+    coal_kj = cc.dangliang.value * coal.kgce_kj.value
+    if coal_kj <= 0 or abs(ncv_kj / coal_kj - 1.0) <= ONE_BASIS_TOLERANCE:
+        return []
+    return [FieldError(f"{label}.fuels.{name}.ncv.value", fuel.ncv.value,
+                       f"heating value {ncv_kj:.6g} kJ per {fuel.base_unit} differs from the energy basis "
+                       f"{cc.dangliang.value} kgce x {coal.kgce_kj.value:g} kJ = {coal_kj:.6g} kJ by more than "
+                       f"{ONE_BASIS_TOLERANCE:.1%}: energy and CO2 must use one heating value")]
 
 
 def _check_mu(mu: MuScheme, label: str) -> list[FieldError]:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
+from parkpulse.wire import Quality
 from rules._energy import CarrierAmount, kgce_per_base, to_base
 from rules._evaluate import Economics, FirmRecord, YearInputs, YearResult
 from rules._ruleset import RuleSet
@@ -23,7 +24,6 @@ from rules._smart import SmartTelemetry
 
 __all__ = ["load_inputs", "period_bounds", "store_result"]
 
-_QUALITY = {1: "manual", 2: "substituted", 3: "uncertain", 4: "bad"}
 
 
 def period_bounds(year: int, month: int | None) -> tuple[date, date]:
@@ -60,13 +60,14 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
     economics: dict[tuple[str, int], Economics] = {}
     for row in conn.execute(
         """SELECT firm_id, year, added_value_10k_cny, tax_10k_cny, revenue_10k_cny, rd_spend_10k_cny, employees,
-                  pollutant_t, output_units, output_value_10k_cny, green_declared, source_file
+                  pollutant_t, output_units, output_value_10k_cny, green_declared, source_file, profit_10k_cny
            FROM firm_economics WHERE year IN (%s, %s) AND firm_id = ANY(%s)""",
         (year, year - 1, ids),
     ):
         economics[(row[0], row[1])] = Economics(
             added_value=_f(row[2]), tax=_f(row[3]), revenue=_f(row[4]), rd_spend=_f(row[5]), employees=_f(row[6]),
             pollutant_t=_f(row[7]), output_units=_f(row[8]), output_value=_f(row[9]), green_declared=dict(row[10] or {}),
+            profit=_f(row[12]),
             source=f"firm_economics ({row[11]})" if row[11] else "firm_economics",
         )
     start, end = period_bounds(year, month)
@@ -105,7 +106,7 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
         if suspect:
             src += f", {suspect} day(s) with a suspect counter step (clamped to 0)"
         if worst:
-            src += f", worst reading quality {worst} ({_QUALITY.get(worst, worst)})"
+            src += f", worst reading quality {worst} ({_quality_name(worst)})"
         by_period.setdefault((fid, cur), []).append(CarrierAmount(carrier, net, unit, src))
     for (fid, cur), amounts in by_period.items():
         if cur:
@@ -153,11 +154,14 @@ def _smart_telemetry(conn: psycopg.Connection, rs: RuleSet, firms: list[FirmReco
     window = rs.smart.online_window_s.value
     devices: dict[int, tuple[str, str | None, str]] = {}
     sub_meters: list[int] = []
-    for pk, fid, ws, kind, level in conn.execute(
-        "SELECT device_pk, firm_id, workshop_id, kind, meter_level FROM v_devices WHERE enabled AND firm_id = ANY(%s)",
+    in_service: dict[int, tuple[bool, datetime]] = {}  # enabled now, registered at
+    for pk, fid, ws, kind, level, enabled, reg in conn.execute(
+        "SELECT device_pk, firm_id, workshop_id, kind, meter_level, enabled, registered_at FROM v_devices "
+        "WHERE firm_id = ANY(%s)",
         (ids,),
     ):
         devices[pk] = (fid, ws, kind)
+        in_service[pk] = (bool(enabled), reg)
         if ws is not None and kind == "meter" and (level or 1) >= 2:
             sub_meters.append(pk)
     declared = {w: d for w, d in conn.execute("SELECT workshop_id, smart_declared FROM workshops WHERE firm_id = ANY(%s)", (ids,))}
@@ -177,6 +181,18 @@ def _smart_telemetry(conn: psycopg.Connection, rs: RuleSet, firms: list[FirmReco
         n_by[pk] = (int(n or 0), int(good or 0))
         if not current and (n or 0) > 0:
             networked.add(pk)
+    # The devices of the period. Current (or future) period: the enabled ones. A closed period: the
+    # devices in service then — every device that reported in it (also one disabled since, e.g. a
+    # history import channel), and the silent ones that were registered before it ended and are
+    # still enabled (a device registered later was not installed yet; a disabled one that never
+    # reported in it was out of service, when exactly is not recorded).
+    period_end = datetime.combine(end, datetime.min.time(), ZoneInfo(tz))
+    for pk, (enabled, reg) in in_service.items():
+        reported = n_by.get(pk, (0, 0))[0] > 0
+        keep = enabled if current or start > today else (reported or (enabled and reg < period_end))
+        if not keep:
+            del devices[pk]
+    sub_meters = [pk for pk in sub_meters if pk in devices]
     lines = [pk for pk, (_, _, kind) in devices.items() if kind == "line"]
     state: dict[int, tuple[int, int, float | None]] = {}
     counts: dict[tuple[int, str, bool], float] = defaultdict(float)
@@ -339,3 +355,12 @@ def _class_counts(result: YearResult) -> dict[str, int]:
     for f in result.firms:
         out[f.klass] += 1
     return dict(out)
+
+
+def _quality_name(code: int) -> str:
+    """The kernel's name of a quality code ('uncertain', 'bad', …), or the code itself if unknown."""
+    try:
+        return Quality(code).name.lower()
+    except ValueError:
+        return str(code)
+

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from parkpulse.settings import get_settings
-from rules._ruleset import DEFAULT_RULE_SET, RuleSetError, list_rule_sets, load_rule_set
+from rules._ruleset import DEFAULT_RULE_SET, RuleSetError, list_rule_sets, load_rule_set, unverified_figures
 
 __all__ = ["firms_app", "kpi_app", "rules_app"]
 
@@ -103,26 +103,19 @@ def rules_sets() -> None:
 
 @rules_app.command("validate")
 def rules_validate(rule_set: Annotated[str, typer.Argument()] = DEFAULT_RULE_SET) -> None:
-    """Load a rule set and every file it names; report every problem at once."""
+    """Load a rule set and every file it names; report every problem at once, then list every
+    unverified figure (file, key, value, note) of its files and of the files its index references."""
     rs = load_rule_set(rule_set)
-    unverified = _unverified(rs.model_dump())
-    out.print(f"{rs.name} {rs.version}: valid ({len(rs.files)} files, {len(unverified)} unverified figures shipped "
-              "as configurable defaults)")
-    for path in unverified:
-        out.print(f"  unverified: {path}")
-
-
-def _unverified(obj: object, path: str = "") -> list[str]:
-    found: list[str] = []
-    if isinstance(obj, dict):
-        if obj.get("verified") is False and "source" in obj:
-            found.append(path)
-        for k, v in obj.items():
-            found += _unverified(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            found += _unverified(v, f"{path}[{i}]")
-    return found
+    unverified = unverified_figures(rs)
+    out.print(f"{rs.name} {rs.version}: valid ({len(rs.files)} files); 亩均 scheme {rs.mu.name} ({rs.mu.title})",
+              markup=False, highlight=False, soft_wrap=True)
+    out.print(f"{len(unverified)} unverified figures (configurable defaults or figures no primary text confirmed):",
+              markup=False, highlight=False, soft_wrap=True)
+    for u in unverified:
+        value = "-" if u.value is None else u.value
+        why = u.note or u.source
+        out.print(f"  unverified: {u.file} {u.key} = {value}" + (f" — {why}" if why else ""),
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @kpi_app.command("evaluate")

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rules.alerts._hj212 import load_flag_tables
+
 __all__ = ["HourResult", "MinuteEvidence", "convert_to_reference_o2", "evaluate_hour"]
 
-_FLAG_LETTERS = {0: "N", 1: "F", 2: "M", 3: "S", 4: "D", 5: "C", 6: "T", 7: "B"}
+_FLAG_LETTERS = load_flag_tables().letters()  # cems_flag code → HJ 212 letter, every edition
 
 
 def convert_to_reference_o2(measured: float, o2_measured_pct: float, o2_ref_pct: float) -> float:
@@ -71,7 +73,7 @@ def evaluate_hour(
     *,
     o2_ref: float,
     min_valid_minutes: int = 45,
-    excluded_flags: Iterable[str] = ("F", "M", "D", "C", "B"),
+    excluded_flags: Iterable[str] | None = None,
     exclude_quality_from: int = 4,
 ) -> HourResult:
     """Evaluate one clock hour of one pollutant.
@@ -79,10 +81,11 @@ def evaluate_hour(
     Readings are (ts, value, quality) within [hour, hour + 1 h). They are grouped into minutes
     (a CEMS sends 1-minute averages; faster data is averaged per minute). A minute is valid when it
     has a pollutant value and an O2 value of quality below `exclude_quality_from`, no excluded HJ 212
-    flag, and O2 < 21 %. Each valid minute is converted to the reference O2; the hour is valid with
+    flag (None: the default edition's, data/hj212_flags.yaml), and O2 < 21 %. Each valid minute is converted to the reference O2; the hour is valid with
     at least `min_valid_minutes` valid minutes and its value is the mean of the converted minutes.
     """
-    bad_flags = set(excluded_flags)
+    tables = load_flag_tables()
+    bad_flags = set(tables.default_excluded(tables.default_edition) if excluded_flags is None else excluded_flags)
     by_min: dict[datetime, dict[str, list[Any]]] = defaultdict(lambda: {"v": [], "vq": [], "o2": [], "f": []})
     for ts, v, q in pollutant:
         slot = by_min[ts.replace(second=0, microsecond=0)]

@@ -39,6 +39,9 @@ class LimitRow:
     verified: bool
     note: str | None
     reference_o2_source: str | None
+    limit_table: str | None = None  # "Table 1" … for a limit set's figures
+    applies_when: str | None = None  # when the figure applies to a stack
+    cities: tuple[str, ...] | None = None  # an override's city scope
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -72,6 +75,7 @@ def limit_rows(rs: RuleSet) -> list[LimitRow]:
     every source type the file knows."""
     lim = rs.limits
     pollutant_of = {m.name: m.pollutant for m in load_catalogue().metrics}
+    pollutant_of.update({x.metric: x.pollutant for x in lim.extra_pollutants.values()})
     emission = [r for r in rs.rules if isinstance(r.params, EmissionParams)]
     known_types = sorted(set(lim.reference_o2) | {st for ls in lim.limit_sets.values() for st in ls.limits})
 
@@ -81,7 +85,8 @@ def limit_rows(rs: RuleSet) -> list[LimitRow]:
             p: EmissionParams = r.params
             if metric is not None and metric not in p.pollutants:
                 continue
-            if limit_id == REFERENCE_ID or p.limit_set == limit_id or limit_id in p.overrides:
+            tables = (p.limit_tables.existing, p.limit_tables.new, p.limit_tables.special)
+            if limit_id == REFERENCE_ID or limit_id in tables or limit_id in p.overrides:
                 out.append(r)
         return out
 
@@ -100,6 +105,7 @@ def limit_rows(rs: RuleSet) -> list[LimitRow]:
             doc.verified if doc else False, doc.note if doc else None, lim.reference_o2[st][1],
         ))  # fmt: skip
     for ls in lim.limit_sets.values():
+        when = _applies_when(rs, ls.applies_to)
         for st, per in sorted(ls.limits.items()):
             for metric, value in sorted(per.items()):
                 rules = users(ls.id, metric)
@@ -108,6 +114,7 @@ def limit_rows(rs: RuleSet) -> list[LimitRow]:
                     "limit_set", ls.id, st, metric, pollutant_of.get(metric), value, ref[0] if ref else None,
                     _union_parks([r.parks for r in rules]), tuple(r.id for r in rules), valid_minutes(rules),
                     ls.source, ls.standard, ls.clause, ls.edition, ls.verified, ls.note, ref[1] if ref else None,
+                    ls.table, when,
                 ))  # fmt: skip
     for ov in lim.overrides.values():
         for st in sorted(ov.source_types) if ov.source_types is not None else known_types:
@@ -119,14 +126,33 @@ def limit_rows(rs: RuleSet) -> list[LimitRow]:
                     _scope(ov.parks, _union_parks([r.parks for r in rules])),
                     tuple(r.id for r in rules), valid_minutes(rules),
                     ov.source, ov.standard, ov.clause, ov.edition, ov.verified, ov.note, ref[1] if ref else None,
+                    None, _override_when(ov.parks, ov.cities), tuple(ov.cities) if ov.cities is not None else None,
                 ))  # fmt: skip
     return rows
+
+
+def _applies_when(rs: RuleSet, role: str) -> str:
+    """When a limit set's figures apply to a stack, in words, with the special-limit areas by name."""
+    if role == "existing":
+        return "stack age class existing (在用), or age class not registered"
+    if role == "new":
+        return "stack age class new (新建)"
+    areas = sorted({a for r in rs.rules if isinstance(r.params, EmissionParams) for a in r.params.special_areas})
+    listed = "; ".join(
+        f"{rs.limits.areas[a].label_en} ({a}) from {rs.limits.areas[a].since}" for a in areas if a in rs.limits.areas
+    )
+    return "special limits apply: the park's flag (registry), or else its city in " + (listed or "no listed area")
+
+
+def _override_when(parks: list[str] | None, cities: list[str] | None) -> str:
+    where = [*(f"park {p}" for p in parks or []), *(f"city {c}" for c in cities or [])]
+    return "local override, " + (" and ".join(where) if where else "every park") + "; the strictest applicable limit wins"
 
 
 _COLUMNS = (
     "entry", "limit_id", "source_type", "metric", "pollutant", "limit_mg_m3", "reference_o2_pct", "parks", "rule_ids",
     "min_valid_minutes", "source", "standard", "clause", "edition", "verified", "note", "reference_o2_source",
-    "limits_version", "rule_set_version", "limits_file",
+    "limits_version", "rule_set_version", "limits_file", "limit_table", "applies_when", "cities",
 )  # fmt: skip
 _KEY = ("entry", "limit_id", "source_type", "metric")
 _UPSERT = (
@@ -150,7 +176,8 @@ def _params(rs: RuleSet, row: LimitRow) -> tuple[Any, ...]:
         row.entry, row.limit_id, row.source_type, row.metric, row.pollutant, row.limit_mg_m3, row.reference_o2_pct,
         list(row.parks) if row.parks is not None else None, list(row.rule_ids), row.min_valid_minutes, row.source,
         row.standard, row.clause, row.edition, row.verified, row.note, row.reference_o2_source,
-        rs.limits.version, rs.version, rs.limits.path,
+        rs.limits.version, rs.version, rs.limits.path, row.limit_table, row.applies_when,
+        list(row.cities) if row.cities is not None else None,
     )  # fmt: skip
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 import psycopg
@@ -14,7 +13,8 @@ import psycopg
 from parkpulse.catalogue import load_catalogue
 from rules.alerts._emission import evaluate_hour
 from rules.alerts._evaluate import Outcome
-from rules.alerts._ruleset import EmissionParams, GapParams, Rule, RuleSet
+from rules.alerts._hj212 import device_excluded_flags
+from rules.alerts._ruleset import EmissionParams, GapParams, LimitChoice, Rule, RuleSet, Stack
 from rules.alerts._tracker import Action, Obs, Tracker
 
 __all__ = ["PeriodicEvaluator"]
@@ -187,8 +187,9 @@ class PeriodicEvaluator:
         first_hour = last_hour - timedelta(hours=p.lookback_hours - 1)
         lo, hi = first_hour, last_hour + timedelta(hours=1)
         cur = await conn.execute(
-            "SELECT device_pk, park_id, firm_id, gateway_id, device_id, source_type FROM v_devices "
-            "WHERE kind = 'cems' AND enabled"
+            "SELECT d.device_pk, d.park_id, d.firm_id, d.gateway_id, d.device_id, d.source_type, d.fuel, d.age_class, "
+            "p.city, p.timezone, p.special_limits_apply, p.special_limits_basis, p.special_limits_since "
+            "FROM v_devices d JOIN v_parks p USING (park_id) WHERE d.kind = 'cems' AND d.enabled"
         )
         devices = [d for d in await cur.fetchall() if self._ok(rule, d[1])]
         if not devices:
@@ -207,7 +208,8 @@ class PeriodicEvaluator:
             (rule.id, pks, lo, hi),
         )
         done = {(r[0], r[1], r[2]): r[3] for r in await cur.fetchall()}
-        for pk, park, firm, gw, dev, source_type in devices:
+        for pk, park, firm, gw, dev, source_type, fuel, age_class, city, tz, sp_apply, sp_basis, sp_since in devices:
+            stack = Stack(park, source_type, fuel, age_class, city, sp_apply, sp_basis, sp_since, tz or "Asia/Shanghai")
             ref = limits.o2_ref(source_type)
             if ref is None:
                 if pk not in self._warned:
@@ -216,14 +218,13 @@ class PeriodicEvaluator:
                                 "file; it is not evaluated", rule.id, gw, dev, source_type)  # fmt: skip
                 continue
             for metric in p.pollutants:
-                choice = limits.limit_for(p, park, source_type, metric)
-                if choice is None:
-                    continue
                 hour = first_hour
                 while hour <= last_hour:
                     f = fp.get((pk, hour))
-                    if f is not None and done.get((pk, metric, hour)) != f[0]:
-                        o = await self._emission_hour(conn, rule, p, pk, park, firm, gw, dev, metric, hour, f,
+                    # the limit in force for this hour (special limits start on a date)
+                    choice = limits.limit_for(p, stack, metric, hour)
+                    if choice is not None and f is not None and done.get((pk, metric, hour)) != f[0]:
+                        o = await self._emission_hour(conn, rule, p, pk, stack, firm, gw, dev, metric, hour, f,
                                                       ref, choice)  # fmt: skip
                         if o is not None:
                             out.append(o)
@@ -231,10 +232,11 @@ class PeriodicEvaluator:
         return out
 
     async def _emission_hour(
-        self, conn: psycopg.AsyncConnection, rule: Rule, p: EmissionParams, pk: int, park: str, firm: str,
+        self, conn: psycopg.AsyncConnection, rule: Rule, p: EmissionParams, pk: int, stack: Stack, firm: str,
         gw: str, dev: str, metric: str, hour: datetime, fingerprint: tuple[int, datetime], ref: tuple[float, str],
-        choice: Any,
+        choice: LimitChoice,
     ) -> Outcome | None:  # fmt: skip
+        park = stack.park
         cur = await conn.execute(
             "SELECT metric, ts, value, quality FROM v_readings WHERE device_pk = %s AND metric = ANY(%s) "
             "AND ts >= %s AND ts < %s ORDER BY ts",
@@ -246,24 +248,27 @@ class PeriodicEvaluator:
         o2_ref, o2_source = ref
         res = evaluate_hour(
             hour, series[metric], series["o2_pct"], series["cems_flag"], o2_ref=o2_ref,
-            min_valid_minutes=p.min_valid_minutes, excluded_flags=p.excluded_flags,
+            min_valid_minutes=p.min_valid_minutes,
+            excluded_flags=await device_excluded_flags(conn, pk, p.excluded_flags),  # per HJ 212 edition
             exclude_quality_from=p.exclude_quality_from,
         )  # fmt: skip
         exceeded = res.exceeded(choice.limit)
         await conn.execute(
             """INSERT INTO alert_emission_hours (device_pk, metric, hour, n_readings, last_ts, valid_minutes, excluded,
                    excluded_by, valid, avg_measured, avg_o2, avg_converted, o2_ref, limit_value, limit_source, exceeded,
-                   rule_id, rule_version)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   rule_id, rule_version, limit_id, limit_basis)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (device_pk, metric, hour, rule_id) DO UPDATE SET n_readings = excluded.n_readings,
                    last_ts = excluded.last_ts, valid_minutes = excluded.valid_minutes, excluded = excluded.excluded,
                    excluded_by = excluded.excluded_by, valid = excluded.valid, avg_measured = excluded.avg_measured,
                    avg_o2 = excluded.avg_o2, avg_converted = excluded.avg_converted, o2_ref = excluded.o2_ref,
                    limit_value = excluded.limit_value, limit_source = excluded.limit_source, exceeded = excluded.exceeded,
-                   rule_version = excluded.rule_version, evaluated_at = now()""",
+                   rule_version = excluded.rule_version, limit_id = excluded.limit_id,
+                   limit_basis = excluded.limit_basis, evaluated_at = now()""",
             (pk, metric, hour, fingerprint[0], fingerprint[1], res.valid_minutes, res.excluded,
              orjson.dumps(res.excluded_by).decode(), res.valid, res.avg_measured, res.avg_o2, res.avg_converted,
-             o2_ref, choice.limit, choice.source, exceeded if res.valid else None, rule.id, rule.version),
+             o2_ref, choice.limit, choice.source, exceeded if res.valid else None, rule.id, rule.version,
+             choice.limit_id, choice.basis_en),
         )  # fmt: skip
         if not res.valid or res.avg_converted is None:
             obs = Obs.HOLD  # an invalid hour says nothing about compliance
@@ -282,12 +287,13 @@ class PeriodicEvaluator:
             "hour": hour.isoformat(), "pollutant": metric, "valid": res.valid, "valid_minutes": res.valid_minutes,
             "min_valid_minutes": p.min_valid_minutes, "excluded": res.excluded, "excluded_by": res.excluded_by,
             "minutes_present": res.minutes_present, "avg_measured": res.avg_measured, "avg_o2": res.avg_o2,
-            "avg_converted": res.avg_converted, "limit": choice.limit, "limit_id": choice.limit_id,
-            "limit_source": choice.source, "o2_ref": o2_ref, "o2_ref_source": o2_source,
+            "avg_converted": res.avg_converted, **choice.evidence(), "stack": stack.as_json(),
+            "o2_ref": o2_ref, "o2_ref_source": o2_source,
             "formula": "ρ = ρ' × (21 − O2ref) / (21 − O2measured), per minute, hourly mean of valid minutes",
             "minutes": [m.as_json() for m in res.minutes],
         }  # fmt: skip
         value = round(res.avg_converted, 3) if res.avg_converted is not None else None
         unit = self._cat[metric].unit if metric in self._cat else None
         return Outcome(act, rule, subject, park, firm, gw, dev, metric, value, choice.limit, unit, t, evidence,
-                       {"o2_ref": o2_ref, "valid_minutes": res.valid_minutes})  # fmt: skip
+                       {"o2_ref": o2_ref, "valid_minutes": res.valid_minutes, "limit_basis_zh": choice.basis_zh,
+                        "limit_basis_en": choice.basis_en})  # fmt: skip

@@ -6,15 +6,18 @@ import hashlib
 import json
 import string
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from parkpulse.catalogue import load_catalogue
 from parkpulse.errors import FieldError, ValidationReport
+from rules.alerts._hj212 import load_flag_tables
 
 __all__ = [
     "HJ212_FLAGS",
@@ -22,18 +25,22 @@ __all__ = [
     "EmissionLimits",
     "EmissionParams",
     "GapParams",
+    "LimitCandidate",
     "LimitChoice",
+    "LimitTables",
     "RateParams",
     "Rule",
     "RuleSet",
+    "Stack",
     "TamperParams",
     "ThresholdParams",
     "load_rules",
 ]
 
 KINDS = ("emission", "data_gap", "tamper", "threshold", "rate_of_change")
-# HJ 212-2017 data flags, as numbered by the catalogue's cems_flag metric.
-HJ212_FLAGS: dict[str, int] = {"N": 0, "F": 1, "M": 2, "S": 3, "D": 4, "C": 5, "T": 6, "B": 7}
+# HJ 212 data flags of the default edition (2017) → the catalogue's cems_flag codes; every
+# edition's table, with sources, is data/hj212_flags.yaml (rules/alerts/_hj212.py).
+HJ212_FLAGS: dict[str, int] = load_flag_tables().codes()
 Severity = Literal["info", "warning", "critical"]
 
 
@@ -41,17 +48,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LimitTables(_Strict):
+    """The limit sets of a standard by what selects them: the stack's age class, or special limits."""
+
+    existing: str
+    new: str
+    special: str | None = None
+
+
 class EmissionParams(_Strict):
     pollutants: list[str] = Field(min_length=1)
-    limit_set: str
+    limit_tables: LimitTables
+    special_areas: list[str] = Field(default_factory=list)
     overrides: list[str] = Field(default_factory=list)
     min_valid_minutes: int = Field(default=45, ge=1, le=60)
-    excluded_flags: list[str] = Field(default_factory=lambda: ["F", "M", "D", "C", "B"])
+    excluded_flags: list[str] | dict[str, list[str]] | None = None  # None: per edition, data/hj212_flags.yaml
     exclude_quality_from: int = Field(default=4, ge=1, le=4)
     clear_ratio: float = Field(default=1.0, gt=0, le=1)
     clear_hours: int = Field(default=1, ge=1, le=24)
     lookback_hours: int = Field(default=3, ge=1, le=72)
     grace_s: float = Field(default=120, ge=0, le=3600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_single_limit_set(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "limit_set" in data:
+            raise ValueError(
+                f"limit_set: one limit set for every stack is no longer supported (got {data['limit_set']!r}); "
+                "name the tables by age class: limit_tables: {existing: …, new: …, special: …}"
+            )
+        return data
 
 
 class GapParams(_Strict):
@@ -131,6 +157,9 @@ class _RefO2(_Sourced):
 
 class _LimitSet(_Sourced):
     id: str
+    table: str = Field(min_length=1)  # e.g. "Table 1"
+    table_zh: str | None = None  # e.g. "表1"
+    applies_to: Literal["existing", "new", "special"]
     name_zh: str | None = None
     name_en: str | None = None
     limits: dict[str, dict[str, float]]
@@ -138,18 +167,98 @@ class _LimitSet(_Sourced):
 
 class _Override(_Sourced):
     id: str
+    label_zh: str | None = None
+    label_en: str | None = None
     name_zh: str | None = None
     name_en: str | None = None
     parks: list[str] | None = None
+    cities: list[str] | None = None
     source_types: list[str] | None = None
     limits: dict[str, float]
 
 
+class _Area(_Sourced):
+    """Where special limits apply by a notice (e.g. the 2+26 cities), from `since`."""
+
+    id: str
+    label_zh: str = Field(min_length=1)
+    label_en: str = Field(min_length=1)
+    since: date
+    cities: list[str] = Field(min_length=1)
+    cities_en: list[str] = Field(default_factory=list)
+
+
+class _ExtraPollutant(_Strict):
+    metric: str = Field(pattern=r"^[a-z0-9_]+$")
+    pollutant: str = Field(pattern=r"^[a-z0-9_]+$")
+    name_zh: str | None = None
+    name_en: str | None = None
+    note: str | None = None
+
+
 class _LimitsDoc(_Strict):
     version: int = Field(ge=1)
+    pollutants_outside_catalogue: list[_ExtraPollutant] = Field(default_factory=list)
     reference_o2: list[_RefO2]
     limit_sets: list[_LimitSet]
+    special_limit_areas: list[_Area] = Field(default_factory=list)
     overrides: list[_Override] = Field(default_factory=list)
+
+
+def city_key(city: str | None) -> str:
+    """A city name as compared with the lists: trimmed, case-folded, without a trailing 市."""
+    c = (city or "").strip().casefold()
+    return c[:-1] if c.endswith("市") else c
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What picks a CEMS stack's limits: its source type, fuel and age class (registry) and its park's
+    city and special-limits flag (`special_applies` None: the park does not state it)."""
+
+    park: str
+    source_type: str | None
+    fuel: str | None = None
+    age_class: str | None = None
+    city: str | None = None
+    special_applies: bool | None = None
+    special_basis: str | None = None
+    special_since: date | None = None
+    timezone: str = "Asia/Shanghai"
+
+    def local_date(self, at: datetime | None) -> date | None:
+        if at is None:
+            return None
+        try:
+            return at.astimezone(ZoneInfo(self.timezone)).date()
+        except (KeyError, ValueError):
+            return at.date()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "park": self.park, "source_type": self.source_type, "fuel": self.fuel, "age_class": self.age_class,
+            "city": self.city, "special_limits": None if self.special_applies is None else {
+                "applies": self.special_applies, "basis": self.special_basis,
+                "since": self.special_since.isoformat() if self.special_since else None},
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LimitCandidate:
+    """One limit considered for a stack and pollutant, whether it applies, and why (zh / en)."""
+
+    limit_id: str
+    table: str  # "Table 1", or "override"
+    value: float
+    applies: bool
+    why_zh: str
+    why_en: str
+    source: str
+    verified: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"limit_id": self.limit_id, "table": self.table, "value": self.value, "applies": self.applies,
+                "why_en": self.why_en, "why_zh": self.why_zh, "verified": self.verified}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,6 +266,19 @@ class LimitChoice:
     limit: float
     source: str
     limit_id: str
+    table: str = ""
+    basis_zh: str = ""
+    basis_en: str = ""  # e.g. "Table 3 (2+26 city), 150 mg/m³"
+    verified: bool = False
+    candidates: tuple[LimitCandidate, ...] = ()
+
+    def evidence(self) -> dict[str, Any]:
+        """The alert evidence keys that say which limit was used and why."""
+        return {
+            "limit": self.limit, "limit_id": self.limit_id, "limit_source": self.source, "limit_table": self.table,
+            "limit_basis_zh": self.basis_zh, "limit_basis_en": self.basis_en, "limit_verified": self.verified,
+            "limit_candidates": [c.as_json() for c in self.candidates],
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -167,26 +289,94 @@ class EmissionLimits:
     overrides: dict[str, _Override]
     reference_o2_docs: dict[str, _RefO2] = field(default_factory=dict)  # source type → its entry (all source fields)
     path: str = ""
+    areas: dict[str, _Area] = field(default_factory=dict)
+    extra_pollutants: dict[str, _ExtraPollutant] = field(default_factory=dict)  # metric → entry
 
     def o2_ref(self, source_type: str | None) -> tuple[float, str] | None:
         return self.reference_o2.get(source_type or "")
 
-    def limit_for(self, params: EmissionParams, park: str, source_type: str | None, metric: str) -> LimitChoice | None:
-        """The strictest applicable limit: the rule's limit set and every override it names."""
-        st = source_type or ""
-        choices: list[LimitChoice] = []
-        ls = self.limit_sets[params.limit_set]
-        if metric in ls.limits.get(st, {}):
-            choices.append(LimitChoice(ls.limits[st][metric], ls.source, ls.id))
+    def special_limits(self, params: EmissionParams, stack: Stack, at: datetime | None) -> tuple[bool, str, str]:
+        """Do special limits (Table 3) apply to this stack at `at`? → (applies, why_zh, why_en).
+
+        The park's own flag, when stated, decides; otherwise its city in one of the rule's areas.
+        Before the flag's / area's `since` date (in the park's time zone) they do not apply yet."""
+        day = stack.local_date(at)
+        if stack.special_applies is not None:
+            basis = stack.special_basis or "—"
+            if not stack.special_applies:
+                return False, f"园区未执行特别排放限值（{basis}）", f"park states no special limits ({basis})"
+            if stack.special_since is not None and day is not None and day < stack.special_since:
+                return (False, f"园区特别排放限值自 {stack.special_since} 起执行",
+                        f"park special limits only from {stack.special_since}")  # fmt: skip
+            return True, f"园区执行特别排放限值：{basis}", f"park special limits: {basis}"
+        key = city_key(stack.city)
+        for aid in params.special_areas:
+            area = self.areas[aid]
+            names = {city_key(c) for c in (*area.cities, *area.cities_en)}
+            if key and key in names:
+                if day is not None and day < area.since:
+                    return False, f"{area.label_zh}，自 {area.since} 起执行", f"{area.label_en}, only from {area.since}"
+                return True, area.label_zh, area.label_en
+        where = stack.city or "城市未登记"
+        where_en = stack.city or "city not registered"
+        return False, f"{where}不在特别排放限值地区", f"{where_en} is not in a special-limits area"
+
+    def limit_for(self, params: EmissionParams, stack: Stack, metric: str, at: datetime | None = None) -> LimitChoice | None:
+        """The strictest applicable limit for one stack and pollutant at `at`, with every candidate and why.
+
+        Candidates: the table of the stack's age class (Table 1 existing / Table 2 new; a stack whose age
+        class is not registered is judged on the existing-boiler table, the most lenient), the special
+        table when special limits apply, and each override the rule names that covers the park."""
+        st = stack.source_type or ""
+        cands: list[LimitCandidate] = []
+        tables = params.limit_tables
+        age = stack.age_class
+        for role, set_id in (("existing", tables.existing), ("new", tables.new), ("special", tables.special)):
+            if set_id is None:
+                continue
+            ls = self.limit_sets[set_id]
+            if metric not in ls.limits.get(st, {}):
+                continue
+            if role == "special":
+                applies, why_zh, why_en = self.special_limits(params, stack, at)
+            elif age is None:
+                applies = role == "existing"
+                why_zh, why_en = "在用/新建未登记，按在用锅炉", "age class not registered, judged as existing"
+            else:
+                applies = age == role
+                why_zh, why_en = ("在用锅炉", "existing boiler") if role == "existing" else ("新建锅炉", "new boiler")
+                if not applies:
+                    why_zh = f"非{why_zh}"
+                    why_en = f"not a {why_en}"
+            cands.append(LimitCandidate(ls.id, ls.table, ls.limits[st][metric], applies, why_zh, why_en, ls.source,
+                                        ls.verified))  # fmt: skip
         for oid in params.overrides:
             ov = self.overrides[oid]
-            if ov.parks is not None and park not in ov.parks:
-                continue
             if ov.source_types is not None and st not in ov.source_types:
                 continue
-            if metric in ov.limits:
-                choices.append(LimitChoice(ov.limits[metric], ov.source, ov.id))
-        return min(choices, key=lambda c: c.limit) if choices else None
+            if metric not in ov.limits:
+                continue
+            in_park = ov.parks is None or stack.park in ov.parks
+            in_city = ov.cities is None or city_key(stack.city) in {city_key(c) for c in ov.cities}
+            label_zh, label_en = ov.label_zh or ov.id, ov.label_en or ov.id
+            applies = in_park and in_city
+            if not applies:
+                label_zh, label_en = f"{label_zh}（不适用于本园区）", f"{label_en} (not this park)"
+            cands.append(LimitCandidate(ov.id, "override", ov.limits[metric], applies, label_zh, label_en, ov.source,
+                                        ov.verified))  # fmt: skip
+        used = [c for c in cands if c.applies]
+        if not used:
+            return None
+        best = min(used, key=lambda c: c.value)  # the strictest; on a tie the first (the table) names it
+        if best.table == "override":
+            basis_zh = f"地方要求：{best.why_zh}，{best.value:g} mg/m³"
+            basis_en = f"local override: {best.why_en}, {best.value:g} mg/m³"
+        else:
+            ls = self.limit_sets[best.limit_id]
+            basis_zh = f"{ls.table_zh or ls.table}（{best.why_zh}），{best.value:g} mg/m³"
+            basis_en = f"{ls.table} ({best.why_en}), {best.value:g} mg/m³"
+        return LimitChoice(best.value, best.source, best.limit_id, best.table, basis_zh, basis_en, best.verified,
+                           tuple(cands))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -240,6 +430,7 @@ _SAMPLE = {
     "device": "gw/dev", "gateway": "gw", "park": "p", "firm": "f", "metric": "m", "metric_zh": "指标",
     "metric_en": "metric", "value": 1.0, "limit": 2.0, "unit": "u", "o2_ref": 3.5, "valid_minutes": 45,
     "reason_zh": "原因", "reason_en": "reason", "op_zh": "高于", "op_en": "above", "per_s": 60.0,
+    "limit_basis_zh": "表3（2+26城市），150 mg/m³", "limit_basis_en": "Table 3 (2+26 city), 150 mg/m³",
 }  # fmt: skip
 
 
@@ -266,6 +457,19 @@ def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | Non
         problems.extend(_pyd_problems(path.name, exc))
         return None
     cat = load_catalogue().by_name()
+    extra: dict[str, _ExtraPollutant] = {}
+    for i, x in enumerate(lim.pollutants_outside_catalogue):
+        if x.metric in cat:
+            problems.append(FieldError(f"{path.name}.pollutants_outside_catalogue[{i}].metric", x.metric,
+                                       "is a metric of the catalogue: remove it here"))  # fmt: skip
+        extra[x.metric] = x
+
+    def pollutant_problem(p: str, m: str) -> None:
+        if m in extra:
+            return
+        if m not in cat or not cat[m].pollutant:
+            problems.append(FieldError(p, m, "not a pollutant metric of the catalogue (nor in pollutants_outside_catalogue)"))
+
     ref: dict[str, tuple[float, str]] = {}
     ref_docs: dict[str, _RefO2] = {}
     for i, r in enumerate(lim.reference_o2):
@@ -278,8 +482,7 @@ def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | Non
         for st, per in ls.limits.items():
             for m, v in per.items():
                 p = f"{path.name}.limit_sets[{i}].limits.{st}.{m}"
-                if m not in cat or not cat[m].pollutant:
-                    problems.append(FieldError(p, m, "not a pollutant metric of the catalogue"))
+                pollutant_problem(p, m)
                 if v <= 0:
                     problems.append(FieldError(p, v, "a limit must be > 0"))
             if st not in ref:
@@ -287,15 +490,15 @@ def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | Non
     for i, ov in enumerate(lim.overrides):
         for m, v in ov.limits.items():
             p = f"{path.name}.overrides[{i}].limits.{m}"
-            if m not in cat or not cat[m].pollutant:
-                problems.append(FieldError(p, m, "not a pollutant metric of the catalogue"))
+            pollutant_problem(p, m)
             if v <= 0:
                 problems.append(FieldError(p, v, "a limit must be > 0"))
-    ids = [x.id for x in lim.limit_sets] + [x.id for x in lim.overrides]
-    for dup in {x for x in ids if ids.count(x) > 1}:
-        problems.append(FieldError(f"{path.name}.id", dup, "limit set / override id used twice"))
+    ids = [x.id for x in lim.limit_sets] + [x.id for x in lim.overrides] + [x.id for x in lim.special_limit_areas]
+    for dup in sorted({x for x in ids if ids.count(x) > 1}):
+        problems.append(FieldError(f"{path.name}.id", dup, "limit set / override / area id used twice"))
     return EmissionLimits(
-        lim.version, ref, {x.id: x for x in lim.limit_sets}, {x.id: x for x in lim.overrides}, ref_docs, str(path)
+        lim.version, ref, {x.id: x for x in lim.limit_sets}, {x.id: x for x in lim.overrides}, ref_docs, str(path),
+        {x.id: x for x in lim.special_limit_areas}, extra,
     )
 
 
@@ -308,14 +511,23 @@ def _check_rule(
         for m in params.pollutants:
             if m not in cat or not cat[m].pollutant:
                 problems.append(FieldError(f"{p}.pollutants", m, "not a pollutant metric of the catalogue"))
-        for f in params.excluded_flags:
-            if f not in HJ212_FLAGS:
-                problems.append(FieldError(f"{p}.excluded_flags", f, f"not an HJ 212 flag {sorted(HJ212_FLAGS)}"))
-        if "N" in params.excluded_flags:
-            problems.append(FieldError(f"{p}.excluded_flags", "N", "N (normal) cannot be excluded"))
+        problems.extend(load_flag_tables().check_excluded(f"{p}.excluded_flags", params.excluded_flags))
         if limits is not None:
-            if params.limit_set not in limits.limit_sets:
-                problems.append(FieldError(f"{p}.limit_set", params.limit_set, f"unknown; known: {sorted(limits.limit_sets)}"))
+            for role in ("existing", "new", "special"):
+                set_id = getattr(params.limit_tables, role)
+                if set_id is None:
+                    continue
+                ls = limits.limit_sets.get(set_id)
+                if ls is None:
+                    problems.append(FieldError(f"{p}.limit_tables.{role}", set_id, f"unknown; known: {sorted(limits.limit_sets)}"))
+                elif ls.applies_to != role:
+                    problems.append(FieldError(f"{p}.limit_tables.{role}", set_id,
+                                               f"limit set {ls.table} applies to {ls.applies_to!r}, not {role!r}"))  # fmt: skip
+            for a in params.special_areas:
+                if a not in limits.areas:
+                    problems.append(FieldError(f"{p}.special_areas", a, f"unknown; known: {sorted(limits.areas)}"))
+            if params.special_areas and params.limit_tables.special is None:
+                problems.append(FieldError(f"{p}.special_areas", params.special_areas, "needs limit_tables.special"))
             for o in params.overrides:
                 if o not in limits.overrides:
                     problems.append(FieldError(f"{p}.overrides", o, f"unknown; known: {sorted(limits.overrides)}"))

@@ -117,6 +117,7 @@ def rules_cmd(
             "limits": {"version": rs.limits.version,
                        "reference_o2": {k: {"o2_ref_pct": v[0], "source": v[1]} for k, v in rs.limits.reference_o2.items()},
                        "limit_sets": {k: v.model_dump() for k, v in rs.limits.limit_sets.items()},
+                       "special_limit_areas": {k: v.model_dump(mode="json") for k, v in rs.limits.areas.items()},
                        "overrides": {k: v.model_dump() for k, v in rs.limits.overrides.items()}},
         }  # fmt: skip
         typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
@@ -129,18 +130,27 @@ def rules_cmd(
         t.add_row(r.id, str(r.version), r.kind, r.severity, ",".join(r.parks) if r.parks else "all", params)
     out.print(t)
     lt = Table(title=f"emission limits v{rs.limits.version} (mg/m³ at reference O₂)")
-    for c in ("set / override", "source type", "pollutant", "limit", "source"):
+    for c in ("set / override", "source type", "pollutant", "limit", "verified", "source"):
         lt.add_column(c)
     for ls in rs.limits.limit_sets.values():
         for st, per in ls.limits.items():
             for m, v in per.items():
-                lt.add_row(ls.id, st, m, f"{v:g}", ls.source)
+                lt.add_row(f"{ls.id} ({ls.table}, {ls.applies_to})", st, m, f"{v:g}", _yes(ls.verified), ls.source)
     for ov in rs.limits.overrides.values():
         for m, v in ov.limits.items():
-            lt.add_row(f"{ov.id} (override)", ",".join(ov.source_types or ["*"]), m, f"{v:g}", ov.source)
+            lt.add_row(f"{ov.id} (override{', ' + ','.join(ov.cities) if ov.cities else ''})",
+                       ",".join(ov.source_types or ["*"]), m, f"{v:g}", _yes(ov.verified), ov.source)  # fmt: skip
     for st, (o2, src) in rs.limits.reference_o2.items():
-        lt.add_row("reference O₂", st, "o2_pct", f"{o2:g} %", src)
+        ref_doc = rs.limits.reference_o2_docs.get(st)
+        lt.add_row("reference O₂", st, "o2_pct", f"{o2:g} %", _yes(bool(ref_doc and ref_doc.verified)), src)
+    for area in rs.limits.areas.values():
+        lt.add_row(f"{area.id} (special limits from {area.since})", "*", "*", "Table 3", _yes(area.verified),
+                   f"{area.label_en}: {', '.join(area.cities)}")  # fmt: skip
     out.print(lt)
+
+
+def _yes(verified: bool) -> str:
+    return "yes" if verified else "NO"
 
 
 @app.command()

@@ -175,7 +175,7 @@ def sample_park(park: str, gateways: int = 1) -> Any:
             devices=[
                 Device(id="meter-1", kind="meter", meter_level=1, carrier="electricity", poll_interval_s=2.0,
                        rated_power_kw=50.0),
-                Device(id="cems-1", kind="cems", source_type="gas_boiler", poll_interval_s=60.0),
+                Device(id="cems-1", kind="cems", source_type="gas_boiler", fuel="gas", age_class="new", poll_interval_s=60.0),
             ],
         )
         for i in range(1, gateways + 1)

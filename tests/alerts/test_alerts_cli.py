@@ -33,8 +33,13 @@ def test_rules_lists_versions_parameters_and_limit_sources() -> None:
     doc = json.loads(r.output)
     rules = {x["id"]: x for x in doc["rules"]}
     assert {"emission-gb13271", "device-silent", "meter-tamper", "voltage-step", "flue-temp-high"} <= set(rules)
-    assert rules["emission-gb13271"]["version"] == 1 and rules["emission-gb13271"]["params"]["min_valid_minutes"] == 45
-    assert doc["limits"]["limit_sets"]["gb13271-2014-existing"]["limits"]["gas_boiler"]["nox_mg_m3"] == 200
+    assert rules["emission-gb13271"]["version"] == 2 and rules["emission-gb13271"]["params"]["min_valid_minutes"] == 45
+    sets = doc["limits"]["limit_sets"]
+    assert sets["gb13271-2014-table1"]["limits"]["gas_boiler"]["nox_mg_m3"] == 400
+    assert sets["gb13271-2014-table2"]["limits"]["gas_boiler"]["nox_mg_m3"] == 200
+    assert sets["gb13271-2014-table3"]["limits"]["gas_boiler"]["nox_mg_m3"] == 150
+    assert sets["gb13271-2014-table3"]["table"] == "Table 3" and sets["gb13271-2014-table3"]["verified"] is False
+    assert "郑州" in doc["limits"]["special_limit_areas"]["mee-2018-2plus26"]["cities"]
     assert "GB 13271-2014" in doc["limits"]["reference_o2"]["coal_boiler"]["source"]
     assert doc["limits"]["overrides"]["zhengzhou-ultra-low-nox"]["limits"]["nox_mg_m3"] == 30
 

@@ -43,10 +43,12 @@ def _expected(limits_doc: dict[str, Any], rules_doc: dict[str, Any]) -> dict[tup
     for ls in limits_doc["limit_sets"]:
         for st, per in ls["limits"].items():
             for m, v in per.items():
-                users = [x["id"] for x in em if x["params"]["limit_set"] == ls["id"] and m in x["params"]["pollutants"]]
+                users = [x["id"] for x in em if ls["id"] in x["params"]["limit_tables"].values()
+                         and m in x["params"]["pollutants"]]  # fmt: skip
                 out[("limit_set", ls["id"], st, m)] = {
                     "limit_mg_m3": v, "reference_o2_pct": ref[st]["o2_ref_pct"], "source": ls["source"],
                     "standard": ls.get("standard"), "verified": ls.get("verified", False), "rule_ids": users,
+                    "limit_table": ls["table"],
                 }  # fmt: skip
     for ov in limits_doc.get("overrides", []):
         for st in ov["source_types"]:
@@ -55,6 +57,7 @@ def _expected(limits_doc: dict[str, Any], rules_doc: dict[str, Any]) -> dict[tup
                 out[("override", ov["id"], st, m)] = {
                     "limit_mg_m3": v, "reference_o2_pct": ref[st]["o2_ref_pct"], "source": ov["source"],
                     "standard": ov.get("standard"), "verified": ov.get("verified", False), "rule_ids": users,
+                    "cities": ov.get("cities"), "limit_table": None,
                 }  # fmt: skip
     return out
 
@@ -78,16 +81,38 @@ def test_alerts_sync_writes_exactly_the_files_figures_with_sources(db: str) -> N
         res = sync_limits(conn, load_rules())
     view = _assert_view_is(db, limits_doc, rules_doc)
     assert res.rows == len(view) == res.inserted and res.deleted == 0
-    nox = view[("limit_set", "gb13271-2014-existing", "gas_boiler", "nox_mg_m3")]
+    # GB 13271-2014 Tables 1–3 for all three fuels, each figure active (the shipped rule picks among them)
+    # table → fuel → particulate / SO2 / NOx (/ Hg for coal), mg/m³
+    want = {
+        ("gb13271-2014-table1", "Table 1"): {"coal": (80, 400, 400, 0.05), "oil": (60, 300, 400), "gas": (30, 100, 400)},
+        ("gb13271-2014-table2", "Table 2"): {"coal": (50, 300, 300, 0.05), "oil": (30, 200, 250), "gas": (20, 50, 200)},
+        ("gb13271-2014-table3", "Table 3"): {"coal": (30, 200, 200, 0.05), "oil": (30, 100, 200), "gas": (20, 50, 150)},
+    }  # fmt: skip
+    metrics = ("particulate_mg_m3", "so2_mg_m3", "nox_mg_m3", "hg_mg_m3")
+    for (set_id, table), per_fuel in want.items():
+        for fuel, figures in per_fuel.items():
+            for metric, value in zip(metrics, figures, strict=False):
+                row = view[("limit_set", set_id, f"{fuel}_boiler", metric)]
+                assert (row["limit_mg_m3"], row["limit_table"]) == (value, table), (set_id, fuel, metric)
+                assert row["reference_o2_pct"] == (9.0 if fuel == "coal" else 3.5)
+                assert row["verified"] is False and "GB 13271-2014" in row["source"] and row["applies_when"]
+        assert ("limit_set", set_id, "gas_boiler", "hg_mg_m3") not in view  # Hg is limited for coal only
+    hg = view[("limit_set", "gb13271-2014-table1", "coal_boiler", "hg_mg_m3")]
+    assert hg["pollutant"] == "hg" and hg["active"] is False  # listed, not evaluated: no catalogue metric
+    nox = view[("limit_set", "gb13271-2014-table2", "gas_boiler", "nox_mg_m3")]
     assert nox["limit_mg_m3"] == 200 and nox["reference_o2_pct"] == 3.5 and nox["pollutant"] == "nox"
     assert "GB 13271-2014" in nox["standard"] and nox["edition"] == "2014" and nox["verified"] is False
-    assert "GB 13271-2014" in nox["reference_o2_source"] and nox["parks"] is None
+    assert "GB 13271-2014" in nox["reference_o2_source"] and nox["parks"] is None and nox["active"]
+    assert nox["applies_when"] == "stack age class new (新建)"
+    t3 = view[("limit_set", "gb13271-2014-table3", "gas_boiler", "nox_mg_m3")]
+    assert "2+26 city (mee-2018-2plus26) from 2018-10-01" in t3["applies_when"]
     emission_rule = next(r for r in rules_doc["rules"] if r["kind"] == "emission")
     assert nox["min_valid_minutes"] == emission_rule["params"]["min_valid_minutes"]
     assert nox["limits_file"] == str(SHIPPED_LIMITS)
-    # the shipped override is listed with its source but not applied by any rule
+    # the shipped override is applied by the emission rule, in 郑州 only
     ov = view[("override", "zhengzhou-ultra-low-nox", "gas_boiler", "nox_mg_m3")]
-    assert ov["limit_mg_m3"] == 30 and ov["active"] is False and ov["rule_ids"] == []
+    assert ov["limit_mg_m3"] == 30 and ov["active"] is True and ov["rule_ids"] == ["emission-gb13271"]
+    assert ov["cities"] == ["郑州"] and ov["limit_table"] is None and "city 郑州" in ov["applies_when"]
 
 
 def test_alerts_sync_removes_stale_rows_and_is_idempotent(db: str, tmp_path: Path) -> None:
@@ -103,11 +128,10 @@ def test_alerts_sync_removes_stale_rows_and_is_idempotent(db: str, tmp_path: Pat
     limits_doc = yaml.safe_load(SHIPPED_LIMITS.read_text(encoding="utf-8"))
     limits_doc["version"] = 2
     gas = limits_doc["limit_sets"][0]["limits"]["gas_boiler"]
-    gas["nox_mg_m3"] = 150
+    gas["nox_mg_m3"] = 350
     del gas["so2_mg_m3"]
     limits_doc["overrides"][0]["parks"] = ["zz-park"]
     rules_doc = yaml.safe_load(SHIPPED_RULES.read_text(encoding="utf-8"))
-    rules_doc["rules"][0]["params"]["overrides"] = ["zhengzhou-ultra-low-nox"]
     lp, rp = tmp_path / "limits.yaml", tmp_path / "rules.yaml"
     lp.write_text(yaml.safe_dump(limits_doc, allow_unicode=True), encoding="utf-8")
     rp.write_text(yaml.safe_dump(rules_doc, allow_unicode=True), encoding="utf-8")
@@ -117,8 +141,8 @@ def test_alerts_sync_removes_stale_rows_and_is_idempotent(db: str, tmp_path: Pat
     assert res.deleted == 2 and res.inserted == 0  # old-set row and the dropped SO2 limit
     view = _assert_view_is(db, limits_doc, rules_doc)
     assert ("limit_set", "old-set", "coal_boiler", "so2_mg_m3") not in view
-    assert ("limit_set", "gb13271-2014-existing", "gas_boiler", "so2_mg_m3") not in view
-    assert view[("limit_set", "gb13271-2014-existing", "gas_boiler", "nox_mg_m3")]["limit_mg_m3"] == 150
+    assert ("limit_set", "gb13271-2014-table1", "gas_boiler", "so2_mg_m3") not in view
+    assert view[("limit_set", "gb13271-2014-table1", "gas_boiler", "nox_mg_m3")]["limit_mg_m3"] == 350
     ov = view[("override", "zhengzhou-ultra-low-nox", "gas_boiler", "nox_mg_m3")]
     assert ov["active"] and ov["rule_ids"] == ["emission-gb13271"] and ov["parks"] == ["zz-park"]
     assert ov["limits_file"] == str(lp)
@@ -138,10 +162,13 @@ def test_alerts_limits_sync_cli(db: str, tmp_path: Path) -> None:
     assert f"{n} rows ({n} new, 0 updated, 0 stale removed)" in r.output
     # a broken limits file: the field and value are named, the database is left as it was
     bad = tmp_path / "limits.yaml"
-    bad.write_text(SHIPPED_LIMITS.read_text(encoding="utf-8").replace("nox_mg_m3: 200", "nox_mg_m3: -5"), encoding="utf-8")
+    text = SHIPPED_LIMITS.read_text(encoding="utf-8")
+    table2_gas = "gas_boiler: {particulate_mg_m3: 20, so2_mg_m3: 50, nox_mg_m3: 200}"
+    assert text.count(table2_gas) == 1
+    bad.write_text(text.replace(table2_gas, table2_gas.replace("200", "-5")), encoding="utf-8")
     r = runner.invoke(app, ["limits", "sync", "--limits", str(bad), "--database-url", db], terminal_width=300)
-    assert r.exit_code == 1 and "limits.gas_boiler.nox_mg_m3" in r.output and "-5" in r.output
-    assert _view(db)[("limit_set", "gb13271-2014-existing", "gas_boiler", "nox_mg_m3")]["limit_mg_m3"] == 200
+    assert r.exit_code == 1 and "limit_sets[1].limits.gas_boiler.nox_mg_m3" in r.output and "-5" in r.output
+    assert _view(db)[("limit_set", "gb13271-2014-table2", "gas_boiler", "nox_mg_m3")]["limit_mg_m3"] == 200
 
 
 def test_alerts_engine_syncs_limits_when_it_starts(db: str, broker: MosquittoBroker, unique_id: str) -> None:

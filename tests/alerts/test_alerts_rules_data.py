@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from parkpulse.errors import ValidationReport
 from rules.alerts import Action, Obs, Tracker, convert_to_reference_o2, evaluate_hour, load_rules
-from rules.alerts._ruleset import HJ212_FLAGS
+from rules.alerts._ruleset import HJ212_FLAGS, Stack
 
 H = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
 
@@ -23,9 +23,12 @@ def test_shipped_rules_and_limits_load_with_sources() -> None:
     kinds = {r.kind for r in rs.rules}
     assert kinds == {"emission", "data_gap", "tamper", "threshold", "rate_of_change"}
     em = rs.of_kind("emission")[0]
-    for metric, limit in (("particulate_mg_m3", 30), ("so2_mg_m3", 50), ("nox_mg_m3", 200)):
-        choice = rs.limits.limit_for(em.params, "any-park", "gas_boiler", metric)
+    # a new gas boiler in a park outside any special-limits area: Table 2, 20 / 50 / 200
+    stack = Stack("any-park", "gas_boiler", "gas", "new", "许昌市")
+    for metric, limit in (("particulate_mg_m3", 20), ("so2_mg_m3", 50), ("nox_mg_m3", 200)):
+        choice = rs.limits.limit_for(em.params, stack, metric, H)
         assert choice is not None and choice.limit == limit and "GB 13271-2014" in choice.source
+        assert choice.table == "Table 2" and choice.basis_en == f"Table 2 (new boiler), {limit} mg/m³"
     assert rs.limits.o2_ref("gas_boiler")[0] == 3.5
     assert rs.limits.o2_ref("oil_boiler")[0] == 3.5
     assert rs.limits.o2_ref("coal_boiler")[0] == 9.0
@@ -34,16 +37,26 @@ def test_shipped_rules_and_limits_load_with_sources() -> None:
 
 def test_local_override_is_stricter_and_scoped(tmp_path: Path) -> None:
     doc = yaml.safe_load(Path(load_rules().source).read_text(encoding="utf-8"))
-    doc["rules"][0]["params"]["overrides"] = ["zhengzhou-ultra-low-nox"]
+    doc["rules"][0]["params"]["overrides"] = []  # switched off: Table 3 is the strictest in 郑州
     p = tmp_path / "rules.yaml"
     p.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    rs = load_rules(p)
+    em_off = load_rules(p).of_kind("emission")[0]
+    rs = load_rules()
     em = rs.of_kind("emission")[0]
-    nox = rs.limits.limit_for(em.params, "zz", "gas_boiler", "nox_mg_m3")
+    zz = Stack("zz", "gas_boiler", "gas", "existing", "郑州市")
+    nox = rs.limits.limit_for(em.params, zz, "nox_mg_m3", H)
     assert nox is not None and nox.limit == 30 and nox.limit_id == "zhengzhou-ultra-low-nox"
-    so2 = rs.limits.limit_for(em.params, "zz", "gas_boiler", "so2_mg_m3")
-    assert so2 is not None and so2.limit == 50  # the override only names NOx
-    assert rs.limits.limit_for(em.params, "zz", "coal_boiler", "nox_mg_m3") is None  # no coal limit shipped
+    off = rs.limits.limit_for(em_off.params, zz, "nox_mg_m3", H)
+    assert off is not None and off.limit == 150 and off.basis_en == "Table 3 (2+26 city), 150 mg/m³"
+    so2 = rs.limits.limit_for(em.params, zz, "so2_mg_m3", H)
+    assert so2 is not None and so2.limit == 50 and so2.table == "Table 3"  # the override only names NOx
+    # a coal boiler in 郑州: the override is for gas boilers only → Table 3 coal NOx 200
+    coal = rs.limits.limit_for(em.params, Stack("zz", "coal_boiler", "coal", "existing", "郑州"), "nox_mg_m3", H)
+    assert coal is not None and coal.limit == 200 and coal.table == "Table 3"
+    # the same gas boiler in 许昌 (not a 2+26 city): the Zhengzhou override does not reach it → Table 1, 400
+    xc = rs.limits.limit_for(em.params, Stack("xc", "gas_boiler", "gas", "existing", "许昌市"), "nox_mg_m3", H)
+    assert xc is not None and xc.limit == 400 and xc.basis_en == "Table 1 (existing boiler), 400 mg/m³"
+    assert rs.limits.limit_for(em.params, Stack("zz", "industrial_kiln", "gas", "new", "郑州"), "nox_mg_m3", H) is None
 
 
 def test_bad_rule_file_reports_every_problem(tmp_path: Path) -> None:
@@ -54,7 +67,8 @@ def test_bad_rule_file_reports_every_problem(tmp_path: Path) -> None:
             {"id": "b", "kind": "threshold", "version": 0, "severity": "loud",
              "params": {"metric": "power_factor", "op": "above", "limit": 1}},
             {"id": "c", "kind": "emission", "version": 1,
-             "params": {"pollutants": ["power_factor"], "limit_set": "nope", "excluded_flags": ["M", "X"]}},
+             "params": {"pollutants": ["power_factor"], "excluded_flags": ["M", "X"],
+                        "limit_tables": {"existing": "nope", "new": "gb13271-2014-table3"}}},
             {"id": "d", "kind": "threshold", "version": 1,
              "params": {"metric": "flue_temp_c", "op": "above", "limit": 100, "clear_level": 120}},
             {"id": "e", "kind": "tamper", "version": 1, "params": {"metrics": ["voltage_l1_v"], "bogus": 1}},
@@ -71,7 +85,9 @@ def test_bad_rule_file_reports_every_problem(tmp_path: Path) -> None:
     assert ("rules[1].version", "0") in paths
     assert ("rules[1].severity", "loud") in paths
     assert ("rules[2].params.pollutants", "power_factor") in paths
-    assert ("rules[2].params.limit_set", "nope") in paths
+    assert ("rules[2].params.limit_tables.existing", "nope") in paths
+    # Table 3 named as the table of new boilers: its applies_to says otherwise
+    assert ("rules[2].params.limit_tables.new", "gb13271-2014-table3") in paths
     assert ("rules[2].params.excluded_flags", "X") in paths
     assert ("rules[3].params.clear_level", "120.0") in paths
     assert any(e.path == "rules[4].params.bogus" for e in ei.value.problems)
@@ -81,8 +97,9 @@ def test_bad_rule_file_reports_every_problem(tmp_path: Path) -> None:
 
 def test_bad_limits_file_is_reported(tmp_path: Path) -> None:
     lim = {"version": 1, "reference_o2": [{"source_types": ["gas_boiler"], "o2_ref_pct": 3.5, "source": "GB 13271-2014"}],
-           "limit_sets": [{"id": "x", "source": "somewhere", "limits": {"gas_boiler": {"nox_mg_m3": -1},
-                                                                           "coal_boiler": {"so2_mg_m3": 50}}}]}  # fmt: skip
+           "limit_sets": [{"id": "x", "table": "Table 1", "applies_to": "existing", "source": "somewhere",
+                           "limits": {"gas_boiler": {"nox_mg_m3": -1, "hg_mg_m3": 0.05},
+                                      "coal_boiler": {"so2_mg_m3": 50}}}]}  # fmt: skip
     p = tmp_path / "limits.yaml"
     p.write_text(yaml.safe_dump(lim), encoding="utf-8")
     with pytest.raises(ValidationReport) as ei:
@@ -90,7 +107,23 @@ def test_bad_limits_file_is_reported(tmp_path: Path) -> None:
     msgs = [(e.path, e.reason) for e in ei.value.problems]
     assert any(path.endswith("gas_boiler.nox_mg_m3") and "> 0" in r for path, r in msgs)
     assert any(path.endswith("limits.coal_boiler") and "reference O2" in r for path, r in msgs)
-    assert any(path == "rules[0].params.limit_set" for path, _ in msgs)  # the shipped rule names a missing set
+    # hg has no catalogue metric and this file does not declare it in pollutants_outside_catalogue
+    assert any(path.endswith("gas_boiler.hg_mg_m3") and "pollutants_outside_catalogue" in r for path, r in msgs)
+    # the shipped rule names sets and an area this file does not have
+    assert any(path == "rules[0].params.limit_tables.new" for path, _ in msgs)
+    assert any(path == "rules[0].params.special_areas" for path, _ in msgs)
+
+
+def test_a_rule_with_the_old_single_limit_set_is_refused_with_the_way_forward(tmp_path: Path) -> None:
+    doc = yaml.safe_load(Path(load_rules().source).read_text(encoding="utf-8"))
+    params = doc["rules"][0]["params"]
+    del params["limit_tables"]
+    params["limit_set"] = "gb13271-2014-existing"
+    p = tmp_path / "rules.yaml"
+    p.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ValidationReport) as ei:
+        load_rules(p)
+    assert "limit_set" in str(ei.value) and "limit_tables" in str(ei.value) and "gb13271-2014-existing" in str(ei.value)
 
 
 def test_o2_conversion_worked_numbers() -> None:

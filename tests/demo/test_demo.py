@@ -96,6 +96,21 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, pg_admin: str, 
                 (s["services"]["outage_gateway"],),
             ).fetchone()
             assert gaps == (0,)
+            # last year's smart-transformation coverage comes from the history lines: huaxin-smt and
+            # tianyi-winding pass every indicator (OEE 0.88 × 0.92 × 0.985 ≈ 0.80), zhongyu-machining's weak
+            # line fails OEE (0.70 × 0.78 × 0.96 ≈ 0.52 < 0.6) → 2 of the 12 above-scale firms = 16.67 %
+            cov = conn.execute(
+                "SELECT value FROM v_park_scorecard WHERE indicator = 'smart_transformation_coverage_pct' AND year = %s",
+                (date.today().year - 1,),
+            ).fetchone()
+            assert cov is not None and float(cov[0]) == pytest.approx(200 / 12)
+            verdicts = dict(conn.execute(
+                "SELECT workshop_id, verdict FROM v_compliance WHERE scheme = 'smart_workshop' AND year = %s "
+                "AND month IS NULL AND workshop_id IN ('huaxin-smt', 'tianyi-winding', 'zhongyu-machining')",
+                (date.today().year - 1,),
+            ).fetchall())  # fmt: skip
+            assert verdicts == {"huaxin-smt": "pass", "tianyi-winding": "pass", "zhongyu-machining": "fail"}
+            assert "smart_transformation_coverage_pct = above-scale firms" in text
             # no process of the demo is left running
             assert conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)

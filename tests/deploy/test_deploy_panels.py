@@ -6,7 +6,7 @@ The seeding writes a small park the way the services do: the registry through
 records them, KPI / scorecard / compliance rows in the rules result tables (migration 0200),
 alerts through `pp_alert_fire` (migration 0300) and the emission limits through the alert engine's
 own sync (`rules.alerts.sync_limits`, migration 0303). The SQL of each panel is expanded as Grafana's
-PostgreSQL datasource does (deploy_tools.sqlmacros documents the rules) and must return rows of
+PostgreSQL datasource does (provisioning.sqlmacros documents the rules) and must return rows of
 the shape the panel type needs. No panel is skipped: the test counts them.
 """
 
@@ -22,17 +22,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from deploy_tools.dashboards import DEFAULT_OUT, iter_panels
-from deploy_tools.panelcheck import check_dashboards, load_dashboards, resolve_variables
-from deploy_tools.sqlmacros import MacroError, TimeRange, Variable, expand, interpolate_variables
 from parkpulse.registry import Cluster as ClusterModel
 from parkpulse.registry import Device, Firm, Gateway, ParkFile, ParkInfo, Workshop, import_registry
+from provisioning.dashboards import DEFAULT_OUT, iter_panels
+from provisioning.panelcheck import check_dashboards, load_dashboards, resolve_variables
+from provisioning.sqlmacros import MacroError, TimeRange, Variable, expand, interpolate_variables
 from rules.alerts import load_rules, sync_limits
 
 CONTRACT_VIEWS = {
     "v_devices", "v_readings", "v_readings_15m", "v_readings_1h", "v_readings_1d", "v_counter_daily",
     "v_energy_daily", "v_firm_energy_daily", "v_device_last_seen", "v_gateway_status", "v_data_gaps",
     "v_alerts", "v_alerts_open", "v_firm_kpi_year", "v_park_scorecard", "v_compliance", "v_emission_limits",
+    "v_emission_hours",
 }
 PARK = "hz-park"
 FIRMS = ("f-steel", "f-textile")
@@ -49,7 +50,7 @@ def _park() -> ParkFile:
             Device(id="line-1", kind="line", workshop=f"{fid}-w1", poll_interval_s=60),
         ]
         if cems:
-            devices.append(Device(id="cems-1", kind="cems", source_type="gas_boiler", poll_interval_s=60))
+            devices.append(Device(id="cems-1", kind="cems", source_type="gas_boiler", fuel="gas", age_class="existing", poll_interval_s=60))
         return Firm(
             id=fid, name=name, cluster="c-equip", land_mu=80, size_class="above_scale",
             workshops=[Workshop(id=f"{fid}-w1", name="一车间", smart_declared=True)],
@@ -358,7 +359,7 @@ def test_deploy_panels_on_real_timescaledb() -> None:
 def test_deploy_check_cli_runs_every_panel(seeded: tuple[str, datetime]) -> None:
     from typer.testing import CliRunner
 
-    from deploy_tools.grafana_cli import app
+    from provisioning.grafana_cli import app
 
     dsn, _ = seeded
     res = CliRunner().invoke(app, ["check", "--database-url", dsn, "--park", PARK, "--days", "3"], env={"COLUMNS": "200"})
@@ -376,36 +377,47 @@ def _panel_rows(conn: psycopg.Connection, title: str, end: datetime) -> list[tup
     return conn.execute(sql.encode()).fetchall()
 
 
+def _judge_emissions(dsn: str, end: datetime) -> None:
+    """What the alert engine does every few minutes: judge each stack-hour against its own limit."""
+    import asyncio
+
+    from rules.alerts._periodic import PeriodicEvaluator
+    from rules.alerts._tracker import Tracker
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await PeriodicEvaluator(load_rules(), Tracker(), PARK).emissions(conn, end)
+
+    asyncio.run(run())
+
+
 def test_deploy_environment_limits_come_from_the_alert_engines_file(tmp_path: Path, seeded: tuple[str, datetime]) -> None:
-    """The limit line is the alert engine's limit (its data file, synced into v_emission_limits); a
-    limits file with a park override switched on changes the line after a sync, no regeneration."""
+    """The limit line is the limit the alert engine judged each stack-hour by (v_emission_hours): a
+    stack's own, from its fuel and age class and the park's special limits, not one per source type."""
     dsn, end = seeded
-    rs = load_rules()
-    shipped = rs.limits.limit_sets["gb13271-2014-existing"].limits["gas_boiler"]["nox_mg_m3"]
     stack = f"{FIRMS[0]} cems-1"
+    _judge_emissions(dsn, end)
     with psycopg.connect(dsn) as conn:
         rows = _panel_rows(conn, "氮氧化物 NOx 小时均值 vs 限值", end)
-        limits = {v for _, m, v in rows if m == f"{stack} 限值"}
-        assert limits == {shipped}
+        # an existing gas boiler outside a 2+26 city: GB 13271-2014 Table 1, NOx 400 mg/m³
+        assert {v for _, m, v in rows if m == f"{stack} 限值"} == {400.0}
         # measured at 3.5 % O2 on a gas boiler (reference 3.5 %): the converted value is the measured one
         assert max(v for _, m, v in rows if m == f"{stack} 折算浓度") == pytest.approx(240.0)
+        so2 = _panel_rows(conn, "二氧化硫 SO2 小时均值 vs 限值", end)
+        assert {v for _, m, v in so2 if m == f"{stack} 限值"} == {100.0}  # Table 1, gas, SO2
         valid = _panel_rows(conn, "CEMS 数据有效性", end)
         assert valid and all(0 < r[4] <= r[3] for r in valid), valid
-        # a local stricter limit switched on for this park only
-        rules_file = tmp_path / "rules.yaml"
-        rules_file.write_text(
-            Path(rs.source).read_text(encoding="utf-8").replace(
-                "overrides: []", "overrides: [zhengzhou-ultra-low-nox]"
-            ),
-            encoding="utf-8",
-        )
-        assert "overrides: [zhengzhou-ultra-low-nox]" in rules_file.read_text(encoding="utf-8")
-        sync_limits(conn, load_rules(rules_file))
+        # the park is declared under special limits: hours judged from then on use Table 3 (NOx 150)
+        conn.execute("UPDATE parks SET special_limits_apply = true, special_limits_basis = 'test: 2+26 notice', "
+                     "special_limits_since = '2018-10-01' WHERE park_id = %s", (PARK,))
+        conn.execute("DELETE FROM alert_emission_hours")
         conn.commit()
+    _judge_emissions(dsn, end)
+    with psycopg.connect(dsn) as conn:
         rows = _panel_rows(conn, "氮氧化物 NOx 小时均值 vs 限值", end)
-        ov = load_rules(rules_file).limits.overrides["zhengzhou-ultra-low-nox"].limits["nox_mg_m3"]
-        assert {v for _, m, v in rows if m == f"{stack} 限值"} == {ov}
-        so2 = _panel_rows(conn, "二氧化硫 SO2 小时均值 vs 限值", end)
-        assert {v for _, m, v in so2 if m == f"{stack} 限值"} == {rs.limits.limit_sets["gb13271-2014-existing"].limits["gas_boiler"]["so2_mg_m3"]}
+        assert {v for _, m, v in rows if m == f"{stack} 限值"} == {150.0}
+        basis = conn.execute("SELECT DISTINCT limit_basis FROM v_emission_hours WHERE metric = 'nox_mg_m3'").fetchall()
+        assert len(basis) == 1 and "Table 3" in basis[0][0] and "150" in basis[0][0]
         sources = _panel_rows(conn, "排放限值与来源", end)
-        assert any(r[0] == "gas_boiler" and r[1] == "nox_mg_m3" and r[2] == ov and r[5] for r in sources)
+        gas_nox = {r[2] for r in sources if r[0] == "gas_boiler" and r[1] == "nox_mg_m3"}
+        assert {400.0, 200.0, 150.0} <= gas_nox  # Tables 1–3 listed with their sources

@@ -254,3 +254,87 @@ def test_a_gateway_may_not_take_a_platform_account_name(tmp_path: Path, gateway_
         load_park_file(f)
     problem = {p.path: p for p in exc.value.problems}["firms[0].gateways[0].id"]
     assert "reserved" in str(problem) and gateway_id in str(problem)
+
+
+# -- issue 11: a CEMS stack's fuel and age class, a park's special emission limits -----------------
+
+STACKS = """
+park: {id: zz-stacks, name: 示范园区, city: 郑州市, special_emission_limits: {applies: true, basis: "MEE 2+26 cities notice, from 2018-10-01", since: 2018-10-01}}
+firms:
+  - id: boilerco
+    name: 锅炉企业
+    land_mu: 10
+    gateways:
+      - id: boilerco-gw1
+        devices:
+          - {id: stack-1, kind: cems, fuel: gas, age_class: existing}
+          - {id: stack-2, kind: cems, source_type: coal_boiler, fuel: coal, age_class: new}
+          - {id: kiln, kind: cems, source_type: industrial_kiln, fuel: gas, age_class: new}
+"""
+
+
+def test_a_cems_stack_without_fuel_or_age_class_is_refused_naming_the_field(tmp_path: Path) -> None:
+    f = tmp_path / "park.yaml"
+    f.write_text(STACKS.replace("fuel: gas, age_class: existing", "source_type: gas_boiler")
+                 .replace("fuel: coal, age_class: new", "fuel: coal")
+                 .replace("{id: kiln, kind: cems, source_type: industrial_kiln, fuel: gas, age_class: new}",
+                          "{id: kiln, kind: meter, fuel: gas}"), encoding="utf-8")  # fmt: skip
+    with pytest.raises(ValidationReport) as ei:
+        load_park_file(f)
+    got = {(p.path, p.value) for p in ei.value.problems}
+    text = str(ei.value)
+    at = "firms[0].gateways[0].devices"
+    # (cross-checks carry the value as shown in the message)
+    assert got == {(f"{at}[0].fuel", "None"), (f"{at}[0].age_class", "None"), (f"{at}[1].age_class", "None"),
+                   (f"{at}[2].fuel", "'gas'")}  # fmt: skip
+    assert f"{at}[0].fuel: a CEMS stack needs its fuel, one of ['coal', 'oil', 'gas']" in text
+    assert "only a CEMS stack" in text  # a meter has no fuel
+    # an age class that is neither existing nor new
+    f.write_text(STACKS.replace("fuel: coal, age_class: new", "fuel: coal, age_class: old"), encoding="utf-8")
+    with pytest.raises(ValidationReport) as ei:
+        load_park_file(f)
+    assert {(p.path, p.value) for p in ei.value.problems} == {(f"{at}[1].age_class", "old")}
+
+
+def test_a_stacks_source_type_must_match_its_fuel(tmp_path: Path) -> None:
+    f = tmp_path / "park.yaml"
+    f.write_text(STACKS.replace("source_type: coal_boiler, fuel: coal", "source_type: coal_boiler, fuel: oil"),
+                 encoding="utf-8")  # fmt: skip
+    with pytest.raises(ValidationReport) as ei:
+        load_park_file(f)
+    (p,) = ei.value.problems
+    assert (p.path, p.value) == ("firms[0].gateways[0].devices[1].source_type", "'coal_boiler'")
+    assert "expected oil_boiler" in p.reason
+
+
+def test_stack_class_and_special_limits_are_stored_and_shown_in_the_views(tmp_path: Path, db: str) -> None:
+    f = tmp_path / "park.yaml"
+    f.write_text(STACKS, encoding="utf-8")
+    pf = load_park_file(f)
+    with psycopg.connect(db) as conn:
+        import_registry(conn, pf)
+        rows = conn.execute("SELECT device_id, source_type, fuel, age_class FROM v_devices ORDER BY device_id").fetchall()
+        # a stack with a fuel and no source type is a boiler of that fuel
+        assert rows == [("kiln", "industrial_kiln", "gas", "new"), ("stack-1", "gas_boiler", "gas", "existing"),
+                        ("stack-2", "coal_boiler", "coal", "new")]  # fmt: skip
+        park = conn.execute("SELECT city, special_limits_apply, special_limits_basis, special_limits_since FROM v_parks").fetchone()
+        assert park is not None and park[:3] == ("郑州市", True, "MEE 2+26 cities notice, from 2018-10-01")
+        assert str(park[3]) == "2018-10-01"
+        # the same file again changes nothing; a changed age class is an update naming the column
+        assert not plan_import(conn, pf).of("update")
+        f.write_text(STACKS.replace("fuel: gas, age_class: existing", "fuel: gas, age_class: new"), encoding="utf-8")
+        plan = plan_import(conn, load_park_file(f))
+        (upd,) = plan.of("update")
+        assert upd.id == "boilerco-gw1/stack-1" and upd.diff == {"age_class": ("existing", "new")}
+        # a park that does not state the flag stores NULL (not stated), not false
+        f.write_text(GOOD, encoding="utf-8")
+        import_registry(conn, load_park_file(f))
+        assert conn.execute("SELECT special_limits_apply FROM v_parks WHERE park_id = 'zz-demo'").fetchone() == (None,)
+
+
+def test_special_limits_need_a_basis(tmp_path: Path) -> None:
+    f = tmp_path / "park.yaml"
+    f.write_text(STACKS.replace('basis: "MEE 2+26 cities notice, from 2018-10-01", ', ""), encoding="utf-8")
+    with pytest.raises(ValidationReport) as ei:
+        load_park_file(f)
+    assert any(p.path == "park.special_emission_limits.basis" for p in ei.value.problems), str(ei.value)

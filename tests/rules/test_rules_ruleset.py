@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from rules._ruleset import DATA_DIR, RuleSetError, list_rule_sets, load_rule_set
+from rules._ruleset import DATA_DIR, RuleSetError, list_rule_sets, load_rule_set, unverified_figures
 from rules.cli import rules_app
 
 
@@ -52,9 +52,9 @@ def test_broken_rule_set_reports_every_problem_in_every_file(tmp_path: Path) -> 
     coal.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     carbon = data / "carbon" / "emission-factors.yaml"
     doc = yaml.safe_load(carbon.read_text(encoding="utf-8"))
-    doc["grids"]["national"]["default"]["source"] = ""                 # 2: a figure without a source
+    doc["grids"]["national"]["by_year"][2023]["source"] = ""           # 2: a figure without a source
     carbon.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    mu = data / "mu" / "henan-zhengzhou-2018.yaml"
+    mu = data / "mu" / "huangyan-2022-zhengzhou-class.yaml"
     doc = yaml.safe_load(mu.read_text(encoding="utf-8"))
     doc["indicators"]["mu_taxx"] = doc["indicators"].pop("mu_tax")   # 3: unknown indicator
     doc["class_method"]["params"]["a_share"]["value"] = 1.5            # 4: share out of range
@@ -67,11 +67,11 @@ def test_broken_rule_set_reports_every_problem_in_every_file(tmp_path: Path) -> 
         load_rule_set("henan-2025", data_dir=data)
     text = str(exc.value)
     paths = [p.path for p in exc.value.problems]
-    assert "carbon/emission-factors.yaml.grids.national.default.source" in paths, text
+    assert "carbon/emission-factors.yaml.grids.national.by_year[2023].source" in paths, text
     assert any(p == "coal/gbt2589-2020.yaml.carriers" and v.value == "diesel" for p, v in zip(paths, exc.value.problems,
                                                                                               strict=True)), text
-    assert "mu/henan-zhengzhou-2018.yaml.indicators.mu_taxx" in paths, text
-    assert "mu/henan-zhengzhou-2018.yaml.class_method.params.a_share.value" in paths, text
+    assert "mu/huangyan-2022-zhengzhou-class.yaml.indicators.mu_taxx" in paths, text
+    assert "mu/huangyan-2022-zhengzhou-class.yaml.class_method.params.a_share.value" in paths, text
     assert "smart/smart-workshop-henan.yaml.indicators.oee.check" in paths, text
 
 
@@ -91,7 +91,45 @@ def test_another_city_is_a_new_file(tmp_path: Path) -> None:
     assert rs.mu.name == "henan-anyang-2018" and rs.mu.class_method.params["a_rank_by"] == ["mu_tax", "rd_intensity"]
 
 
-def test_validate_cli_lists_unverified_defaults() -> None:
+def test_validate_cli_lists_every_unverified_figure_with_file_key_value_and_note() -> None:
     res = CliRunner().invoke(rules_app, ["validate", "henan-2025"])
     assert res.exit_code == 0, res.output
-    assert "valid" in res.output and "unverified: coal.carriers.electricity.dengjia_by_year.default" in res.output
+    out = res.output
+    assert "valid" in out and "huangyan-2022-zhengzhou-class" in out
+    assert "unverified: coal/gbt2589-2020.yaml carriers.electricity.dengjia_default = 0.3 — The published" in out
+    assert "unverified: coal/gbt2589-2020.yaml carriers.water.dangliang = 0.2571 — Not settled" in out
+    assert "unverified: coal/gbt2589-2020.yaml steam_by_pressure = table of 9 rows" in out
+    assert "unverified: carbon/emission-factors.yaml fuels.natural_gas.carbon = 15.3" in out
+    assert "unverified: mu/huangyan-2022-zhengzhou-class.yaml class_method.params.rounding = half_up" in out
+    assert "unverified: smart/smart-workshop-henan.yaml" in out and "unverified: green/gbt36132-2025.yaml" in out
+    assert "unverified: ../alerts/data/emission_limits.yaml" in out  # referenced, read only
+    # verified figures are not listed
+    assert "grids.central_china" not in out and "carriers.electricity.dangliang" not in out
+    zz = CliRunner().invoke(rules_app, ["validate", "zhengzhou-2018"])
+    assert zz.exit_code == 0 and "unverified: mu/zhengzhou-2018.yaml indicators.mu_profit.weight = 1" in zz.output
+
+
+def test_unverified_figures_reads_every_file_once() -> None:
+    rs = load_rule_set("henan-2025")
+    found = unverified_figures(rs)
+    keys = [(u.file, u.key) for u in found]
+    assert len(keys) == len(set(keys))
+    assert ("coal/gbt2589-2020.yaml", "carriers.electricity.dengjia_default") in keys
+
+
+def test_broken_steam_table_and_grid_are_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(DATA_DIR, data)
+    coal = data / "coal" / "gbt2589-2020.yaml"
+    doc = yaml.safe_load(coal.read_text(encoding="utf-8"))
+    doc["steam_by_pressure"]["table"][2] = [5.0, 88]           # not descending after 4.5
+    coal.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    carbon = data / "carbon" / "emission-factors.yaml"
+    doc = yaml.safe_load(carbon.read_text(encoding="utf-8"))
+    doc["grids"]["central_china"]["fallback"] = "atlantis"
+    carbon.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(RuleSetError) as exc:
+        load_rule_set("henan-2025", data_dir=data)
+    paths = {p.path: p.value for p in exc.value.problems}
+    assert paths.get("coal/gbt2589-2020.yaml.steam_by_pressure.table[2]") == [5.0, 88], str(exc.value)
+    assert paths.get("carbon/emission-factors.yaml.grids.central_china.fallback") == "atlantis", str(exc.value)

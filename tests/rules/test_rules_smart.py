@@ -54,7 +54,34 @@ def _seed(dsn: str, park: str) -> str:
                  (wm, 1, mar, 1000.0, 0), (wm, 1, mar + timedelta(hours=23, minutes=50), 2100.0, 1),
                  (main, 1, mar, 3000.0, 0), (main, 1, mar + timedelta(hours=23, minutes=50), 6300.0, 0)]  # fmt: skip
         write_readings(conn, rows)
+        # every device was installed before the evaluated months (a device registered after a closed
+        # period that did not report in it is left out of it: test_devices_registered_after_a_period…)
+        conn.execute("UPDATE devices SET registered_at = '2024-12-01T00:00:00+08:00' WHERE gateway_id = %s", (g,))
     return fid
+
+
+def test_devices_registered_after_a_closed_period_are_left_out_of_it(db: str, unique_id: str) -> None:
+    fid = _seed(db, unique_id)
+    with psycopg.connect(db) as conn:
+        # the silent sensor of w2 was only registered on 2025-04-01 (local), after March ended
+        conn.execute("UPDATE devices SET registered_at = '2025-04-01T00:00:00+08:00' "
+                     "WHERE gateway_id = %s AND device_id = 'silent'", (f"{unique_id}-g",))  # fmt: skip
+        # the workshop meter reported in March and was disabled since (replaced, or an import channel)
+        conn.execute("UPDATE devices SET enabled = false WHERE gateway_id = %s AND device_id = 'wmeter'",
+                     (f"{unique_id}-g",))  # fmt: skip
+    run_once(db, RS, 2025, 3)
+    with psycopg.connect(db) as conn:
+        rows = {r[0]: r[1:] for r in conn.execute(
+            "SELECT workshop_id, verdict, detail FROM v_compliance "
+            "WHERE firm_id = %s AND year = 2025 AND month = 3 AND scheme = 'smart_workshop'", (fid,))}  # fmt: skip
+    # March: w2 has no device that existed then → networking has no data (not 0 / 1 = a failure)
+    w2 = {i["indicator"]: i for i in rows[f"{unique_id}-w2"][1]["indicators"]}
+    assert w2["networking_rate"]["value"] is None and rows[f"{unique_id}-w2"][0] == "insufficient_data"
+    # w1 is unchanged: the disabled wmeter was in service in March → 2 / 2 networked, its energy counts, pass
+    w1 = {i["indicator"]: i for i in rows[f"{unique_id}-w1"][1]["indicators"]}
+    assert w1["networking_rate"]["value"] == 1.0
+    assert w1["energy_per_unit_change_pct"]["value"] == pytest.approx((1100 / 600 / 2 - 1) * 100)
+    assert rows[f"{unique_id}-w1"][0] == "pass"
 
 
 def test_smart_workshop_worked_example(db: str, unique_id: str) -> None:
