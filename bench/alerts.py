@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-# the service packages (rules/, ingest/) live at the repository root; make them importable when this
+# the service packages (alerts/, ingest/) live at the repository root; make them importable when this
 # file is run as a script (the editable install maps only the packages present when it was made)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,11 +33,11 @@ import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 
+from alerts.harness import WebhookReceiver, sample_park
 from parkpulse.db import migrate, server_dsn
 from parkpulse.registry import import_registry
 from parkpulse.services import MosquittoBroker, ensure_postgres
 from parkpulse.wire import alerts_topic, batch_payload, data_topic, status_payload, status_topic
-from rules.alerts.harness import WebhookReceiver, sample_park
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-0123456789abcdef"

@@ -18,11 +18,11 @@ _POLLUTANT_LIST = ", ".join(f"'{m}'" for m, _, _ in _POLLUTANTS)
 
 
 # Limits and reference oxygen come from the database (v_emission_limits: the alert engine's limits
-# file, rules/alerts/data/emission_limits.yaml, synced when the engine starts or by
+# file, alerts/data/emission_limits.yaml, synced when the engine starts or by
 # `parkpulse alerts limits sync`), so the dashboard shows exactly the figures the alerts use.
 # The limit drawn is the one each stack-hour was judged against (v_emission_hours): a stack's own
 # limit by its fuel, age class, the park's special limits and local overrides.
-_SOURCE = "v_emission_limits, synced from the alert engine's rules/alerts/data/emission_limits.yaml"
+_SOURCE = "v_emission_limits, synced from the alert engine's alerts/data/emission_limits.yaml"
 # HJ 75/76 valid hour: the emission rules' min_valid_minutes, from the same view.
 _VALID_MINUTES = "(SELECT max(min_valid_minutes) AS min_valid_minutes FROM v_emission_limits WHERE active)"
 
@@ -154,7 +154,7 @@ def environment() -> dm.Dashboard:
     ))
     b.add(table_panel(
         "排放限值与来源", "The emission limits and reference oxygen the alert engine applies, with their "
-        "sources (v_emission_limits; edit rules/alerts/data/emission_limits.yaml, then restart the engine "
+        "sources (v_emission_limits; edit alerts/data/emission_limits.yaml, then restart the engine "
         "or run `parkpulse alerts limits sync`). 核实 = checked against the standard's primary text.",
         """
         SELECT source_type AS "排放源 source type", metric AS "指标 metric", limit_mg_m3 AS "限值 mg/m³",

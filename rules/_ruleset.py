@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
@@ -426,7 +427,7 @@ class Unverified:
 
 def unverified_figures(rs: RuleSet) -> list[Unverified]:
     """Every `verified: false` figure in the rule set's files, then in the files its index references
-    (e.g. the alert engine's emission limits, owned and loaded by rules/alerts: read here, never changed)."""
+    (e.g. the alert engine's emission limits, owned and loaded by `alerts/`: read here, never changed)."""
     base = Path(rs.data_dir) if rs.data_dir else DATA_DIR
     out: list[Unverified] = []
     seen: set[str] = set()
@@ -436,12 +437,25 @@ def unverified_figures(rs: RuleSet) -> list[Unverified]:
             continue
         seen.add(rel)
         try:
-            raw = yaml.safe_load((base / rel).read_text(encoding="utf-8"))
+            raw = yaml.safe_load(_referenced_path(rel, base).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             out.append(Unverified(rel, "", None, f"could not be read: {exc}", ""))
             continue
         _walk_unverified(raw, rel, "", out)
     return out
+
+
+def _referenced_path(ref: str, base: Path) -> Path:
+    """A file named in a rule set: `package:path` is a file of another top-level package, found
+    without importing its code (`alerts:data/emission_limits.yaml`); anything else is relative to
+    the rule set's data folder."""
+    package, sep, rel = ref.partition(":")
+    if not sep:
+        return base / ref
+    spec = find_spec(package) if package.isidentifier() else None  # a top-level name: nothing is imported
+    if spec is None or not spec.submodule_search_locations:
+        raise OSError(f"no package {package!r} to read {rel} from")
+    return Path(next(iter(spec.submodule_search_locations))) / rel
 
 
 def _walk_unverified(obj: object, file: str, path: str, out: list[Unverified]) -> None:

@@ -16,11 +16,11 @@ import psycopg
 import yaml
 from typer.testing import CliRunner
 
+from alerts.cli import app
+from alerts.harness import sample_park
 from parkpulse.registry import import_registry
 from parkpulse.services import MosquittoBroker
 from parkpulse.wire import status_topic
-from rules.alerts.cli import app
-from rules.alerts.harness import sample_park
 
 runner = CliRunner()
 

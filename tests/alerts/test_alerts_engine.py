@@ -18,11 +18,11 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
+from alerts import HJ212_FLAGS, AlertSettings
+from alerts.harness import EngineThread, sample_park
 from parkpulse.registry import import_registry
 from parkpulse.services import MosquittoBroker
 from parkpulse.wire import alerts_topic, data_topic, status_topic
-from rules.alerts import HJ212_FLAGS, AlertSettings
-from rules.alerts.harness import EngineThread, sample_park
 
 
 @dataclass
@@ -319,7 +319,29 @@ def test_mqtt_current_is_retained_and_events_are_published(env: Env, broker: Mos
     finally:
         sub.disconnect()
         sub.loop_stop()
-    # a late subscriber gets the retained list of open alerts of the park at once
+    # a late subscriber gets the retained list of open alerts of the park at once; the engine
+    # publishes the event before it re-publishes the list, so wait until the retained list a fresh
+    # subscriber gets shows the acknowledgement
+    def retained_current() -> dict[str, Any] | None:
+        box: list[tuple[bytes, bool]] = []
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{env.park}-{time.monotonic_ns()}")
+        c.on_message = lambda cl, u, m: box.append((m.payload, bool(m.retain)))
+        c.connect("127.0.0.1", broker.port)
+        c.subscribe(alerts_topic(env.park, "current"), qos=1)
+        c.loop_start()
+        try:
+            deadline = time.monotonic() + 2
+            while not box and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        if not box or not box[0][1]:
+            return None
+        doc: dict[str, Any] = orjson.loads(box[0][0])
+        return doc if doc.get("alerts") and doc["alerts"][0]["state"] == "acknowledged" else None
+
+    env.wait(retained_current)
     late: list[tuple[str, bytes, bool]] = []
     sub2 = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"late-{env.park}")
     sub2.on_message = lambda c, u, m: late.append((m.topic, m.payload, bool(m.retain)))

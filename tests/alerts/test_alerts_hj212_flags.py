@@ -1,4 +1,4 @@
-"""HJ 212 data flags per edition (rules/alerts/data/hj212_flags.yaml): tables, exclusion per
+"""HJ 212 data flags per edition (alerts/data/hj212_flags.yaml): tables, exclusion per
 edition, a device's edition from its profile (real PostgreSQL), and refused rule files."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import psycopg
 import pytest
 import yaml
 
+from alerts import HJ212_FLAGS, load_rules
+from alerts._emission import evaluate_hour
+from alerts._hj212 import FlagTables, device_excluded_flags, load_flag_tables
 from parkpulse.errors import ValidationReport
 from parkpulse.registry import ParkFile, import_registry
-from rules.alerts import HJ212_FLAGS, load_rules
-from rules.alerts._emission import evaluate_hour
-from rules.alerts._hj212 import FlagTables, device_excluded_flags, load_flag_tables
 
 H = datetime(2026, 3, 2, 10, tzinfo=UTC)
-DATA = Path(__file__).resolve().parents[2] / "rules" / "alerts" / "data"
+DATA = Path(__file__).resolve().parents[2] / "alerts" / "data"
 
 
 def _shipped() -> dict:

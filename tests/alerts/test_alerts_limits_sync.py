@@ -13,9 +13,9 @@ import psycopg
 import yaml
 from typer.testing import CliRunner
 
+from alerts import AlertEngine, AlertSettings, load_rules, sync_limits
+from alerts.cli import app
 from parkpulse.services import MosquittoBroker
-from rules.alerts import AlertEngine, AlertSettings, load_rules, sync_limits
-from rules.alerts.cli import app
 
 SHIPPED_LIMITS = Path(load_rules().limits.path)
 SHIPPED_RULES = Path(load_rules().source)

@@ -11,9 +11,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alerts import Action, Obs, Tracker, convert_to_reference_o2, evaluate_hour, load_rules
+from alerts._ruleset import HJ212_FLAGS, Stack
 from parkpulse.errors import ValidationReport
-from rules.alerts import Action, Obs, Tracker, convert_to_reference_o2, evaluate_hour, load_rules
-from rules.alerts._ruleset import HJ212_FLAGS, Stack
 
 H = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
 

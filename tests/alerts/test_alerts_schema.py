@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from alerts.harness import sample_park
 from parkpulse.registry import import_registry
-from rules.alerts.harness import sample_park
 
 
 def _fire(conn: psycopg.Connection, park: str, subject: str = "g/d/nox_mg_m3", severity: str = "critical",

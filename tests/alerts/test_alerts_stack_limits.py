@@ -13,11 +13,11 @@ import orjson
 import psycopg
 import pytest
 
+from alerts import HJ212_FLAGS, AlertSettings, load_rules
+from alerts._ruleset import EmissionParams, Stack
+from alerts.harness import EngineThread, sample_park
 from parkpulse.registry import ParkFile, SpecialEmissionLimits, import_registry
 from parkpulse.services import MosquittoBroker
-from rules.alerts import HJ212_FLAGS, AlertSettings, load_rules
-from rules.alerts._ruleset import EmissionParams, Stack
-from rules.alerts.harness import EngineThread, sample_park
 
 RS = load_rules()
 EM: EmissionParams = RS.of_kind("emission")[0].params

@@ -15,14 +15,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from alerts import AlertSettings, sign, verify_signature
+from alerts import cli as alerts_cli
+from alerts._webhooks import WebhookWorker, backoff_s
+from alerts.cli import app
+from alerts.harness import EngineThread, WebhookReceiver, sample_park
 from parkpulse.registry import import_registry
 from parkpulse.services import MosquittoBroker, free_port
 from parkpulse.wire import status_topic
-from rules.alerts import AlertSettings, sign, verify_signature
-from rules.alerts import cli as alerts_cli
-from rules.alerts._webhooks import WebhookWorker, backoff_s
-from rules.alerts.cli import app
-from rules.alerts.harness import EngineThread, WebhookReceiver, sample_park
 
 SECRET = "s3cret-for-tests-0123456789"
 

@@ -34,11 +34,11 @@ def _compose() -> dict[str, Any]:
 
 
 def _settings_classes() -> dict[str, type[BaseSettings]]:
+    from alerts._settings import AlertSettings
     from console.settings import ConsoleSettings
     from ingest.settings import IngestSettings
     from parkpulse.settings import Settings
     from rules._service import RulesSettings
-    from rules.alerts._settings import AlertSettings
 
     return {"PARKPULSE_INGEST_": IngestSettings, "PARKPULSE_ALERTS_": AlertSettings,
             "PARKPULSE_CONSOLE_": ConsoleSettings, "PARKPULSE_RULES_": RulesSettings, "PARKPULSE_": Settings}

@@ -5,7 +5,7 @@ The seeding writes a small park the way the services do: the registry through
 `rollup_dirty` and `pp_refresh_rollups()`, counter events, device status and data gaps as ingest
 records them, KPI / scorecard / compliance rows in the rules result tables (migration 0200),
 alerts through `pp_alert_fire` (migration 0300) and the emission limits through the alert engine's
-own sync (`rules.alerts.sync_limits`, migration 0303). The SQL of each panel is expanded as Grafana's
+own sync (`alerts.sync_limits`, migration 0303). The SQL of each panel is expanded as Grafana's
 PostgreSQL datasource does (provisioning.sqlmacros documents the rules) and must return rows of
 the shape the panel type needs. No panel is skipped: the test counts them.
 """
@@ -22,12 +22,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from alerts import load_rules, sync_limits
 from parkpulse.registry import Cluster as ClusterModel
 from parkpulse.registry import Device, Firm, Gateway, ParkFile, ParkInfo, Workshop, import_registry
 from provisioning.dashboards import DEFAULT_OUT, iter_panels
 from provisioning.panelcheck import check_dashboards, load_dashboards, resolve_variables
 from provisioning.sqlmacros import MacroError, TimeRange, Variable, expand, interpolate_variables
-from rules.alerts import load_rules, sync_limits
 
 CONTRACT_VIEWS = {
     "v_devices", "v_readings", "v_readings_15m", "v_readings_1h", "v_readings_1d", "v_counter_daily",
@@ -381,8 +381,8 @@ def _judge_emissions(dsn: str, end: datetime) -> None:
     """What the alert engine does every few minutes: judge each stack-hour against its own limit."""
     import asyncio
 
-    from rules.alerts._periodic import PeriodicEvaluator
-    from rules.alerts._tracker import Tracker
+    from alerts._periodic import PeriodicEvaluator
+    from alerts._tracker import Tracker
 
     async def run() -> None:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:

@@ -102,7 +102,7 @@ def test_validate_cli_lists_every_unverified_figure_with_file_key_value_and_note
     assert "unverified: carbon/emission-factors.yaml fuels.natural_gas.carbon = 15.3" in out
     assert "unverified: mu/huangyan-2022-zhengzhou-class.yaml class_method.params.rounding = half_up" in out
     assert "unverified: smart/smart-workshop-henan.yaml" in out and "unverified: green/gbt36132-2025.yaml" in out
-    assert "unverified: ../alerts/data/emission_limits.yaml" in out  # referenced, read only
+    assert "unverified: alerts:data/emission_limits.yaml" in out  # referenced, read only
     # verified figures are not listed
     assert "grids.central_china" not in out and "carriers.electricity.dangliang" not in out
     zz = CliRunner().invoke(rules_app, ["validate", "zhengzhou-2018"])

@@ -5,21 +5,49 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import psycopg
 
+from alerts._emission import evaluate_hour
+from alerts._evaluate import Outcome
+from alerts._hj212 import device_excluded_flags
+from alerts._ruleset import EmissionParams, GapParams, LimitChoice, Rule, RuleSet, Stack
+from alerts._tracker import Action, Obs, Tracker
 from parkpulse.catalogue import load_catalogue
-from rules.alerts._emission import evaluate_hour
-from rules.alerts._evaluate import Outcome
-from rules.alerts._hj212 import device_excluded_flags
-from rules.alerts._ruleset import EmissionParams, GapParams, LimitChoice, Rule, RuleSet, Stack
-from rules.alerts._tracker import Action, Obs, Tracker
 
 __all__ = ["PeriodicEvaluator"]
 
 log = logging.getLogger("parkpulse.alerts")
+
+# devices that have reported, with their last reading and poll interval
+_SILENT_SQL = (
+    "SELECT park_id, firm_id, gateway_id, device_id, poll_interval_s, "
+    "extract(epoch FROM last_ts), extract(epoch FROM received_at), enabled FROM v_device_last_seen "
+    "WHERE last_ts IS NOT NULL"
+)
+# per gateway: its open batch sequence gaps
+_SEQ_GAP_SQL = (
+    "SELECT s.park_id, s.firm_id, s.gateway_id, count(*)::int, sum(g.count)::int, "
+    "min(g.from_seq), max(g.to_seq) "
+    "FROM v_data_gaps g JOIN v_gateway_status s USING (gateway_id) "
+    "WHERE g.kind = 'seq' AND g.filled_at IS NULL GROUP BY 1, 2, 3"
+)
+# gateway states as ingest stored them from the status topic
+_GATEWAY_STATE_SQL = (
+    "SELECT park_id, firm_id, gateway_id, state, extract(epoch FROM since), version, spool_depth, last_seq "
+    "FROM v_gateway_status WHERE state IS NOT NULL"
+)
+# per gateway: the gaps it reported within the rule's window (seconds)
+_REPORTED_GAP_SQL = (
+    "SELECT s.park_id, s.firm_id, g.gateway_id, sum(g.count)::int, count(*)::int, "
+    "extract(epoch FROM max(g.reported_at)) "
+    "FROM v_data_gaps g JOIN v_gateway_status s USING (gateway_id) "
+    "WHERE g.kind = 'data' AND g.reported_at > now() - make_interval(secs => %s) GROUP BY 1, 2, 3"
+)
 
 
 class PeriodicEvaluator:
@@ -33,34 +61,30 @@ class PeriodicEvaluator:
     def _ok(self, rule: Rule, park: str) -> bool:
         return (self.park == "+" or park == self.park) and rule.applies_to_park(park)
 
-    def _close_missing(self, rule: Rule, seen: set[str], now: float, clear_for_s: float, park_of: dict[str, str]) -> list[Outcome]:
-        """Subjects of open alerts of `rule` that the query no longer reports: the condition cleared."""
-        out = []
-        for rid, subject in self.tracker.open_keys():
-            if rid != rule.id or subject in seen:
-                continue
-            act = self.tracker.observe((rid, subject), Obs.CLEAR, now, clear_for_s=clear_for_s)
-            if act is not None:
-                out.append(Outcome(act, rule, subject, park_of.get(subject, ""), None, None, None, None, 0.0, None,
-                                   None, now, {"cleared": True}))  # fmt: skip
+    async def _gap_rows(
+        self,
+        conn: psycopg.AsyncConnection,
+        check: str,
+        sql: str,
+        args: Callable[[GapParams], tuple[float, ...]] | None = None,
+    ) -> list[tuple[Rule, GapParams, list[tuple[Any, ...]]]]:
+        """The skeleton of every gap check: its data-gap rules, each with the rows of `sql` (park_id
+        first) of the parks the rule watches. The query runs once, or once per rule when `args` takes
+        its arguments from the rule's parameters; without rules it does not run."""
+        out: list[tuple[Rule, GapParams, list[tuple[Any, ...]]]] = []
+        rows: list[tuple[Any, ...]] | None = None
+        for rule in self.rules.gap_rules(check):
+            p: GapParams = rule.params
+            if rows is None or args is not None:
+                cur = await conn.execute(sql, args(p) if args is not None else None)
+                rows = list(await cur.fetchall())
+            out.append((rule, p, [r for r in rows if self._ok(rule, r[0])]))
         return out
 
     async def silence(self, conn: psycopg.AsyncConnection, now: float) -> list[Outcome]:
         out: list[Outcome] = []
-        rules = self.rules.gap_rules("device_silent")
-        if not rules:
-            return out
-        cur = await conn.execute(
-            "SELECT park_id, firm_id, gateway_id, device_id, poll_interval_s, "
-            "extract(epoch FROM last_ts), extract(epoch FROM received_at), enabled FROM v_device_last_seen "
-            "WHERE last_ts IS NOT NULL"
-        )
-        rows = await cur.fetchall()
-        for rule in rules:
-            p: GapParams = rule.params
+        for rule, p, rows in await self._gap_rows(conn, "device_silent", _SILENT_SQL):
             for park, firm, gw, dev, poll, last_ts, received, enabled in rows:
-                if not self._ok(rule, park):
-                    continue
                 poll_s = float(poll or p.default_poll_interval_s)
                 limit = max(p.poll_intervals * poll_s, p.min_silence_s)
                 silent = now - float(last_ts)
@@ -79,27 +103,21 @@ class PeriodicEvaluator:
 
     async def seq_gaps(self, conn: psycopg.AsyncConnection, now: float) -> list[Outcome]:
         out: list[Outcome] = []
-        rules = self.rules.gap_rules("seq_gap")
-        if not rules:
-            return out
-        cur = await conn.execute(
-            "SELECT s.park_id, s.firm_id, s.gateway_id, count(*)::int, sum(g.count)::int, min(g.from_seq), max(g.to_seq) "
-            "FROM v_data_gaps g JOIN v_gateway_status s USING (gateway_id) "
-            "WHERE g.kind = 'seq' AND g.filled_at IS NULL GROUP BY 1, 2, 3"
-        )
-        rows = await cur.fetchall()
-        for rule in rules:
-            p: GapParams = rule.params
-            seen: set[str] = set()
+        for rule, p, rows in await self._gap_rows(conn, "seq_gap", _SEQ_GAP_SQL):
             for park, firm, gw, n_spans, missing, lo, hi in rows:
-                if not self._ok(rule, park):
-                    continue
-                seen.add(gw)
                 act = self.tracker.observe((rule.id, gw), Obs.BREACH, now)
                 if act is Action.FIRE or act is Action.REFRESH:
                     out.append(Outcome(act, rule, gw, park, firm, gw, None, None, float(missing), None, "batches", now,
                                        {"spans": n_spans, "missing_batches": missing, "from_seq": lo, "to_seq": hi}))  # fmt: skip
-            out += self._close_missing(rule, seen, now, p.clear_for_s, {})
+            # open alerts of gateways the query no longer reports: the gap was filled
+            seen = {gw for _park, _firm, gw, *_ in rows}
+            for rid, subject in self.tracker.open_keys():
+                if rid != rule.id or subject in seen:
+                    continue
+                act = self.tracker.observe((rid, subject), Obs.CLEAR, now, clear_for_s=p.clear_for_s)
+                if act is not None:
+                    out.append(Outcome(act, rule, subject, "", None, None, None, None, 0.0, None, None, now,
+                                       {"cleared": True}))  # fmt: skip
         return out
 
     async def gateway_states(self, conn: psycopg.AsyncConnection) -> list[Outcome]:
@@ -107,19 +125,8 @@ class PeriodicEvaluator:
         last will came still sees it). Observed at the time the state began, so a newer status seen on
         the stream wins over an older database row."""
         out: list[Outcome] = []
-        rules = self.rules.gap_rules("gateway_offline")
-        if not rules:
-            return out
-        cur = await conn.execute(
-            "SELECT park_id, firm_id, gateway_id, state, extract(epoch FROM since), version, spool_depth, last_seq "
-            "FROM v_gateway_status WHERE state IS NOT NULL"
-        )
-        rows = await cur.fetchall()
-        for rule in rules:
-            p: GapParams = rule.params
+        for rule, p, rows in await self._gap_rows(conn, "gateway_offline", _GATEWAY_STATE_SQL):
             for park, firm, gw, state, since, version, spool, last_seq in rows:
-                if not self._ok(rule, park):
-                    continue
                 obs = Obs.BREACH if state == "offline" else Obs.CLEAR
                 act = self.tracker.observe((rule.id, gw), obs, float(since), clear_for_s=p.clear_for_s)
                 if act is None or act is Action.REFRESH:
@@ -134,18 +141,11 @@ class PeriodicEvaluator:
     async def reported_gaps(self, conn: psycopg.AsyncConnection, now: float) -> list[Outcome]:
         """Gaps a gateway reported (stored by ingest), for an engine that missed the batch itself."""
         out: list[Outcome] = []
-        for rule in self.rules.gap_rules("spool_gap"):
-            p: GapParams = rule.params
-            cur = await conn.execute(
-                "SELECT s.park_id, s.firm_id, g.gateway_id, sum(g.count)::int, count(*)::int, "
-                "extract(epoch FROM max(g.reported_at)) "
-                "FROM v_data_gaps g JOIN v_gateway_status s USING (gateway_id) "
-                "WHERE g.kind = 'data' AND g.reported_at > now() - make_interval(secs => %s) GROUP BY 1, 2, 3",
-                (p.clear_for_s or p.lookback_s,),
-            )
-            for park, firm, gw, count, n, last in await cur.fetchall():
-                if not self._ok(rule, park):
-                    continue
+        per_rule = await self._gap_rows(
+            conn, "spool_gap", _REPORTED_GAP_SQL, lambda p: (p.clear_for_s or p.lookback_s,)
+        )
+        for rule, _p, rows in per_rule:
+            for park, firm, gw, count, n, last in rows:
                 key = (rule.id, gw)
                 st = self.tracker.get(key)
                 if st is not None and st.last_obs is not None and st.last_obs >= float(last):

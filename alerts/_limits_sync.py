@@ -9,9 +9,9 @@ from typing import Any
 
 import psycopg
 
+from alerts._ruleset import EmissionParams, RuleSet
 from parkpulse.catalogue import load_catalogue
 from parkpulse.errors import StoreError
-from rules.alerts._ruleset import EmissionParams, RuleSet
 
 __all__ = ["LimitRow", "SyncResult", "limit_rows", "sync_limits", "sync_limits_async"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rules.alerts._hj212 import load_flag_tables
+from alerts._hj212 import load_flag_tables
 
 __all__ = ["HourResult", "MinuteEvidence", "convert_to_reference_o2", "evaluate_hour"]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from rules.alerts._engine import AlertEngine
-from rules.alerts._ruleset import RuleSet
-from rules.alerts._settings import AlertSettings
-from rules.alerts._webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from alerts._engine import AlertEngine
+from alerts._ruleset import RuleSet
+from alerts._settings import AlertSettings
+from alerts._webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 __all__ = ["EngineThread", "Received", "WebhookReceiver", "sample_park"]
 

@@ -154,7 +154,7 @@ class FlagTables:
 
 
 def _data_path() -> Path:
-    return Path(str(resources.files("rules.alerts").joinpath("data", "hj212_flags.yaml")))
+    return Path(str(resources.files("alerts").joinpath("data", "hj212_flags.yaml")))
 
 
 def _problems(name: str, doc: _Doc) -> list[FieldError]:

@@ -15,13 +15,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from alerts._engine import AlertEngine
+from alerts._limits_sync import sync_limits
+from alerts._ruleset import RuleSet, load_rules
+from alerts._settings import AlertSettings
 from parkpulse.errors import ConfigError, ParkPulseError, ValidationReport
 from parkpulse.redact import redact_text, redact_url
 from parkpulse.settings import describe_settings_error
-from rules.alerts._engine import AlertEngine
-from rules.alerts._limits_sync import sync_limits
-from rules.alerts._ruleset import RuleSet, load_rules
-from rules.alerts._settings import AlertSettings
 
 __all__ = ["app"]
 

@@ -9,10 +9,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerts._registry import DeviceInfo, DeviceRegistry
+from alerts._ruleset import GapParams, RateParams, Rule, RuleSet, TamperParams, ThresholdParams
+from alerts._tracker import Action, Obs, Tracker
 from parkpulse.catalogue import load_catalogue
-from rules.alerts._registry import DeviceInfo, DeviceRegistry
-from rules.alerts._ruleset import GapParams, RateParams, Rule, RuleSet, TamperParams, ThresholdParams
-from rules.alerts._tracker import Action, Obs, Tracker
 
 __all__ = ["Outcome", "StreamEvaluator", "render_message"]
 

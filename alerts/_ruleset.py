@@ -15,13 +15,12 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alerts._hj212 import load_flag_tables
 from parkpulse.catalogue import load_catalogue
 from parkpulse.errors import FieldError, ValidationReport
-from rules.alerts._hj212 import load_flag_tables
 
 __all__ = [
     "HJ212_FLAGS",
-    "KINDS",
     "EmissionLimits",
     "EmissionParams",
     "GapParams",
@@ -37,9 +36,8 @@ __all__ = [
     "load_rules",
 ]
 
-KINDS = ("emission", "data_gap", "tamper", "threshold", "rate_of_change")
 # HJ 212 data flags of the default edition (2017) → the catalogue's cems_flag codes; every
-# edition's table, with sources, is data/hj212_flags.yaml (rules/alerts/_hj212.py).
+# edition's table, with sources, is data/hj212_flags.yaml (alerts/_hj212.py).
 HJ212_FLAGS: dict[str, int] = load_flag_tables().codes()
 Severity = Literal["info", "warning", "critical"]
 
@@ -415,7 +413,7 @@ class RuleSet:
 
 
 def _data_path(name: str) -> Path:
-    return Path(str(resources.files("rules.alerts").joinpath("data", name)))
+    return Path(str(resources.files("alerts").joinpath("data", name)))
 
 
 def _pyd_problems(prefix: str, exc: ValidationError) -> list[FieldError]:

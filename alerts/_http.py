@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from rules.alerts._stats import EngineStats
+from alerts._stats import EngineStats
 
 __all__ = ["health_doc", "metrics_text", "serve_http"]
 

@@ -29,19 +29,19 @@ import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from alerts._evaluate import Outcome, StreamEvaluator, render_message
+from alerts._http import health_doc, metrics_text, serve_http
+from alerts._limits_sync import sync_limits_async
+from alerts._periodic import PeriodicEvaluator
+from alerts._registry import DeviceRegistry
+from alerts._ruleset import RuleSet, load_rules
+from alerts._settings import AlertSettings
+from alerts._stats import EngineStats
+from alerts._tracker import Action, Tracker
+from alerts._webhooks import WebhookWorker
 from parkpulse.errors import ConfigError, StoreError, WireError
 from parkpulse.settings import parse_mqtt_url
 from parkpulse.wire import alerts_topic, decode_batch, parse_topic, shared_data_subscription
-from rules.alerts._evaluate import Outcome, StreamEvaluator, render_message
-from rules.alerts._http import health_doc, metrics_text, serve_http
-from rules.alerts._limits_sync import sync_limits_async
-from rules.alerts._periodic import PeriodicEvaluator
-from rules.alerts._registry import DeviceRegistry
-from rules.alerts._ruleset import RuleSet, load_rules
-from rules.alerts._settings import AlertSettings
-from rules.alerts._stats import EngineStats
-from rules.alerts._tracker import Action, Tracker
-from rules.alerts._webhooks import WebhookWorker
 
 __all__ = ["AlertEngine", "EngineStats"]
 

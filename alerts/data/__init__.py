@@ -1,0 +1,1 @@
+"""Alert engine data files (package so that the YAML files ship in wheels via package-data)."""
