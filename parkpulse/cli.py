@@ -100,6 +100,12 @@ def db_status(database_url: DsnOpt = None) -> None:
     for m in st.pending:
         table.add_row(f"{m.version:04d}", m.name, "[yellow]pending[/yellow]")
     out.print(table)
+    views = Table("view file", "checksum", "applied at")
+    for f, checksum, at in st.views:
+        views.add_row(f, checksum, at)
+    for f in st.views_pending:
+        views.add_row(f, "", "[yellow]changed: re-applied at the next migrate[/yellow]")
+    out.print(views)
 
 
 @db_app.command("refresh")

@@ -5,6 +5,12 @@ storage paths. Number ranges: 0001-0099 kernel, 0100 ingest, 0200 rules, 0300 al
 0400 console. A file whose first line is `-- parkpulse: no-transaction` runs statement by
 statement in autocommit (TimescaleDB continuous aggregates need that).
 `{{timezone}}` and `{{retention}}` are replaced from the settings.
+
+Views and functions are not kept in the numbered migrations (from 0402 on): their current
+definitions live once, per owner, in `views/NN_owner.sql` (or `.plain.sql` / `.timescale.sql`),
+and every migrate re-applies all of them after the numbered migrations, in one transaction, in
+file order (owners in dependency order), with CREATE OR REPLACE so grants survive. Each file's
+checksum is recorded in `schema_views` (views/README.md).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal
 
@@ -28,8 +34,10 @@ __all__ = [
     "MigrationStatus",
     "StorePath",
     "TimescaleNotPreloaded",
+    "ViewFile",
     "detect_path",
     "list_migrations",
+    "list_view_files",
     "migrate",
     "plan_path",
     "status",
@@ -37,6 +45,7 @@ __all__ = [
 
 StorePath = Literal["plain", "timescale"]
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(plain|timescale))?\.sql$")
+_VIEW_NAME = re.compile(r"^(\d{2})_([a-z0-9_]+?)(?:\.(plain|timescale))?\.sql$")
 _NO_TX = "-- parkpulse: no-transaction"
 _LOCK = 7_720_001
 
@@ -54,10 +63,25 @@ class Migration:
 
 
 @dataclass(frozen=True)
+class ViewFile:
+    """One idempotent file of views and functions (`views/NN_owner[.variant].sql`)."""
+
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class MigrationStatus:
     path: StorePath | None
     applied: list[tuple[int, str, str]]
     pending: list[Migration]
+    # (file, checksum, applied_at) of the view files as last applied; files whose text differs since
+    views: list[tuple[str, str, str]] = field(default_factory=list)
+    views_pending: list[str] = field(default_factory=list)
 
 
 def list_migrations(path: StorePath) -> list[Migration]:
@@ -75,6 +99,16 @@ def list_migrations(path: StorePath) -> list[Migration]:
         seen[version] = entry.name
         out.append(Migration(version, name, variant, entry.read_text(encoding="utf-8")))
     return sorted(out, key=lambda m: m.version)
+
+
+def list_view_files(path: StorePath) -> list[ViewFile]:
+    """The view files of `path`, in the order they are applied (their number, then name)."""
+    out: list[ViewFile] = []
+    for entry in sorted(resources.files("parkpulse.db").joinpath("views").iterdir(), key=lambda e: e.name):
+        m = _VIEW_NAME.match(entry.name)
+        if m and m.group(3) in (None, path):
+            out.append(ViewFile(entry.name, entry.read_text(encoding="utf-8")))
+    return out
 
 
 def detect_path(conn: psycopg.Connection, prefer: str = "auto") -> StorePath:
@@ -169,6 +203,38 @@ def _ensure_bookkeeping(conn: psycopg.Connection) -> None:
                version integer PRIMARY KEY, name text NOT NULL, variant text,
                checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"""
     )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_views (
+               file text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+
+
+def _apply_views(conn: psycopg.Connection, path: StorePath, timezone: str) -> None:
+    """Re-create every view and function from the view files, in one transaction.
+
+    CREATE OR REPLACE keeps the objects (and so the grants on them, e.g. Grafana's role) in
+    place; a checksum row per file changes only when the file's text does.
+    """
+    row = conn.execute("SELECT value FROM store_info WHERE key = 'timezone'").fetchone()
+    tz = row[0] if row else timezone  # the store's recorded zone, never a later setting
+    files = list_view_files(path)
+    with conn.transaction():
+        for vf in files:
+            try:
+                conn.execute(_render(vf.text, tz, "").encode())
+            except psycopg.Error as exc:
+                raise StoreError(f"views {vf.name}: {str(exc).strip()}") from exc
+        recorded = {r[0]: r[1] for r in conn.execute("SELECT file, checksum FROM schema_views")}
+        for vf in files:
+            if recorded.get(vf.name) != vf.checksum:
+                conn.execute(
+                    "INSERT INTO schema_views (file, checksum) VALUES (%s, %s) ON CONFLICT (file) "
+                    "DO UPDATE SET checksum = excluded.checksum, applied_at = now()",
+                    (vf.name, vf.checksum),
+                )
+        gone = [name for name in recorded if name not in {vf.name for vf in files}]
+        if gone:
+            conn.execute("DELETE FROM schema_views WHERE file = ANY(%s)", (gone,))
 
 
 def _recorded_path(conn: psycopg.Connection) -> StorePath | None:
@@ -186,7 +252,8 @@ def migrate(
     retention: str = "5 years",
     create_database: bool = True,
 ) -> list[Migration]:
-    """Apply pending migrations; returns those applied (empty when up to date).
+    """Apply pending migrations, then re-apply the view files; returns the migrations applied
+    (empty when up to date).
 
     The path is decided first (`plan_path`): a server that cannot take it is refused before
     the database is created or touched.
@@ -231,6 +298,7 @@ def migrate(
                         (path, timezone),
                     )
                 applied.append(mig)
+            _apply_views(conn, path, timezone)
             sync_metrics(conn)
             if path == "plain":
                 conn.execute(
@@ -268,11 +336,24 @@ def status(dsn: str) -> MigrationStatus:
     with connect(dsn, autocommit=True) as conn:
         if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
             path = detect_path(conn)
-            return MigrationStatus(None, [], list_migrations(path))
+            return MigrationStatus(None, [], list_migrations(path), [], [vf.name for vf in list_view_files(path)])
         path = _recorded_path(conn) or detect_path(conn)
         applied = [
             (r[0], r[1], str(r[2]))
             for r in conn.execute("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
         ]
         versions = {a[0] for a in applied}
-        return MigrationStatus(path, applied, [m for m in list_migrations(path) if m.version not in versions])
+        views: list[tuple[str, str, str]] = []
+        if conn.execute("SELECT to_regclass('schema_views')").fetchone() != (None,):
+            views = [
+                (r[0], r[1], str(r[2]))
+                for r in conn.execute("SELECT file, checksum, applied_at FROM schema_views ORDER BY file")
+            ]
+        done = {v[0]: v[1] for v in views}
+        return MigrationStatus(
+            path,
+            applied,
+            [m for m in list_migrations(path) if m.version not in versions],
+            views,
+            [vf.name for vf in list_view_files(path) if done.get(vf.name) != vf.checksum],
+        )

@@ -78,7 +78,12 @@ def _migrate_emulated(dsn: str) -> None:
             )
             if m.version == 1:
                 conn.execute("INSERT INTO store_info VALUES ('path', 'timescale'), ('timezone', 'Asia/Shanghai')")
-    migrate(dsn)  # syncs the metric catalogue; every migration is already recorded
+    # every migration is already recorded: this applies the view files (parkpulse/db/views/, the
+    # timescale variants) over what the migrations created, and syncs the metric catalogue
+    migrate(dsn)
+    with psycopg.connect(dsn) as conn:
+        files = {r[0] for r in conn.execute("SELECT file FROM schema_views")}
+    assert "11_kernel_store.timescale.sql" in files and "11_kernel_store.plain.sql" not in files
 
 
 T0 = datetime(2026, 6, 30, 14, 7, tzinfo=UTC)  # crosses a local midnight (16:00 UTC) and a month end
