@@ -47,7 +47,8 @@ class _Fmt(string.Formatter):
 
     def format_field(self, value: Any, format_spec: str) -> str:
         try:
-            return super().format_field(value, format_spec)
+            text: str = super().format_field(value, format_spec)
+            return text
         except (ValueError, TypeError):
             return str(value)
 

@@ -51,7 +51,8 @@ def verify_signature(
 
 def backoff_s(attempts: int, base: float, cap: float, jitter: float = 0.2) -> float:
     """Delay before the next try after `attempts` failed tries: base × 2^(attempts−1), capped, with jitter."""
-    d = min(base * (2 ** max(attempts - 1, 0)), cap)
+    factor: int = 2 ** max(attempts - 1, 0)
+    d = min(base * factor, cap)
     return d * (1.0 + random.uniform(0.0, jitter))
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.harness import WebhookReceiver, sample_park
 from parkpulse.db import migrate, server_dsn
@@ -105,7 +106,7 @@ def main() -> int:
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "PARKPULSE_ALERTS_PERIODIC_INTERVAL_S": "1", "PARKPULSE_ALERTS_PUBLISH_POLL_S": "1"}  # fmt: skip
     ingest = alerts = None
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{park}")
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{park}")
     stop_bg = threading.Event()
     bg_thread: threading.Thread | None = None
     result: dict[str, Any] = {}
@@ -119,7 +120,7 @@ def main() -> int:
         pub.loop_start()
         # the engine is up once it has published the park's retained current-alerts topic
         seen = threading.Event()
-        watch = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-watch-{park}")
+        watch = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-watch-{park}")
         watch.on_message = lambda c, u, m: seen.set()
         watch.connect("127.0.0.1", broker.port)
         watch.subscribe(alerts_topic(park, "current"), qos=1)

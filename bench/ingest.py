@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import psutil
@@ -86,9 +87,9 @@ def copy_ceiling(dsn: str, rows: int, chunk: int, pks: list[int], mids: list[int
                 tuples.append([(pks[(i % per) // len(mids)], mids[i % len(mids)],
                                 t0 + timedelta(seconds=i // per), float(i % 1000), 0) for i in range(start, start + n)])
             else:
-                order = range(start, start + n)
+                order: Sequence[int] = range(start, start + n)
                 if key_order:
-                    order = sorted(order, key=lambda i: (i % per, i))  # type: ignore[assignment]
+                    order = sorted(order, key=lambda i: (i % per, i))
                 b = bytearray()
                 for i in order:
                     b += pre[i % per] + tail(base_us + (i // per) * 1_000_000, 8, float(i % 1000), 2, 0)

@@ -227,19 +227,29 @@ async def api_alert_action(request: Request, alert_id: int, body: ActionIn, sess
     return ActionOut(alert_id=alert_id, state=new_state)
 
 
+def _json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = jsonable_encoder(rows)  # a list of dicts stays one (typed as Any)
+    return out
+
+
+def _json_obj(obj: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = jsonable_encoder(obj)
+    return out
+
+
 @router.get("/firms")
 async def api_firms(
     request: Request, session: ApiSession, park: Annotated[str | None, Query(pattern=OPT_ID_PATTERN)] = None
 ) -> list[dict[str, Any]]:
     async with console_state(request).pool.connection() as conn:
         rows = await q.firms_in_scope(conn, session.scope, park or None)
-    return jsonable_encoder(rows)  # type: ignore[no-any-return]
+    return _json_rows(rows)
 
 
 @router.get("/firms/{firm_id}")
 async def api_firm(request: Request, firm_id: Annotated[str, Path(pattern=ID_PATTERN)], session: ApiSession) -> dict[str, Any]:
     """Registry, energy by carrier, yearly KPIs with class and explanation, compliance verdicts."""
-    return jsonable_encoder(await firm_data(request, session, firm_id))  # type: ignore[no-any-return]
+    return _json_obj(await firm_data(request, session, firm_id))
 
 
 @router.get("/health/gateways")
@@ -247,7 +257,7 @@ async def api_gateways(
     request: Request, session: ApiSession, firm: Annotated[str | None, Query(pattern=OPT_ID_PATTERN)] = None
 ) -> list[dict[str, Any]]:
     async with console_state(request).pool.connection() as conn:
-        return jsonable_encoder(await q.gateway_health(conn, session.scope, firm or None))  # type: ignore[no-any-return]
+        return _json_rows(await q.gateway_health(conn, session.scope, firm or None))
 
 
 @router.get("/health/devices")
@@ -255,7 +265,7 @@ async def api_devices(
     request: Request, session: ApiSession, firm: Annotated[str | None, Query(pattern=OPT_ID_PATTERN)] = None
 ) -> list[dict[str, Any]]:
     async with console_state(request).pool.connection() as conn:
-        return jsonable_encoder(await q.device_health(conn, session.scope, firm or None))  # type: ignore[no-any-return]
+        return _json_rows(await q.device_health(conn, session.scope, firm or None))
 
 
 @router.get("/health/store")
@@ -270,7 +280,7 @@ async def api_gaps(
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[dict[str, Any]]:
     async with console_state(request).pool.connection() as conn:
-        return jsonable_encoder(await q.gap_list(conn, session.scope, firm or None, limit))  # type: ignore[no-any-return]
+        return _json_rows(await q.gap_list(conn, session.scope, firm or None, limit))
 
 
 @router.get("/openapi.json", include_in_schema=False)

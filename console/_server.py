@@ -42,7 +42,7 @@ class GuardedH11Protocol(H11Protocol):
         self._guarding: str | None = None  # "headers" | "body" | None
 
     # asyncio.Protocol / uvicorn hooks --------------------------------------------------------
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # narrowed as in uvicorn H11Protocol
         super().connection_made(transport)
         self._arm("headers")  # even a connection that never sends a byte
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 from console.errors import AccountError
 from console.settings import ConsoleSettings
 from parkpulse.errors import ParkPulseError
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["console_app", "users_app"]
 
@@ -51,12 +54,12 @@ def serve(
     for noisy in ("psycopg", "psycopg.pool", "httpx", "multipart"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if database_url:
         overrides["database_url"] = database_url
     if insecure_cookies:
         overrides["cookie_secure"] = False
-    settings = ConsoleSettings(**overrides)  # type: ignore[arg-type]
+    settings = ConsoleSettings(**overrides)
     app = create_app(settings)
     if not settings.cookie_secure:
         err.print("[yellow]cookies are sent without the Secure flag: use this only on localhost over http[/]")
@@ -68,7 +71,7 @@ def serve(
                 timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections)
 
 
-def _conn(database_url: str | None):  # type: ignore[no-untyped-def]
+def _conn(database_url: str | None) -> psycopg.Connection:
     from parkpulse.db import connect
     from parkpulse.settings import get_settings
 

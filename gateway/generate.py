@@ -21,7 +21,7 @@ LINE_FIELDS = {"state": "machine_state", "good": "good_count", "reject": "reject
 
 def strip_scenario(doc: dict[str, Any]) -> dict[str, Any]:
     """The registry part of a scenario: simulator-only keys removed; profile defaults to the model."""
-    out = json.loads(json.dumps(doc))
+    out: dict[str, Any] = json.loads(json.dumps(doc))
     for firm in out.get("firms") or []:
         for gw in firm.get("gateways") or []:
             for k in SIM_ONLY_GATEWAY_KEYS:

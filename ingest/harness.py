@@ -44,7 +44,10 @@ def count_stored(dsn: str, gateways: list[str]) -> StoredCounts:
             "SELECT count(*), count(DISTINCT (device_pk, metric_id, ts)) FROM readings WHERE device_pk = ANY(%s)",
             (pks,),
         ).fetchone() or (0, 0)
-        q = lambda sql: int((c.execute(sql, (gateways,)).fetchone() or (0,))[0])  # noqa: E731
+
+        def q(sql: str) -> int:
+            return int((c.execute(sql, (gateways,)).fetchone() or (0,))[0])
+
         return StoredCounts(
             readings=int(n),
             distinct=int(d),

@@ -248,6 +248,12 @@ def _float4(v: float) -> float:
     return float(struct.unpack("f", struct.pack("f", v))[0])
 
 
+def _count(conn: psycopg.Connection, query: str, ident: str) -> int:
+    row = conn.execute(query, (ident,)).fetchone()
+    assert row is not None  # a count(*) always returns one row
+    return int(row[0])
+
+
 def _compare(conn: psycopg.Connection, e: _Entry, stored: tuple[dict[str, object], str | None] | None) -> Change:
     t, ident = e.table, "/".join(e.key)
     if stored is None:
@@ -256,8 +262,7 @@ def _compare(conn: psycopg.Connection, e: _Entry, stored: tuple[dict[str, object
     diff = {c: (before[c], v) for c, v in e.values.items() if not _same(t, c, before[c], v)}
     if t.parent and t.parent in diff:
         old_parent, new_parent = diff[t.parent]
-        carried = {what: int(conn.execute(q, (ident,)).fetchone()[0])  # type: ignore[index]
-                   for what, q in _CARRIED[t.entity]}  # fmt: skip
+        carried = {what: _count(conn, q, ident) for what, q in _CARRIED[t.entity]}
         return Change("move", t.entity, ident, e.at, diff, park_now, e.park, str(old_parent), str(new_parent), carried)
     return Change("update" if diff else "unchanged", t.entity, ident, e.at, diff, park_now, e.park)
 

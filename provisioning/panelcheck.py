@@ -54,7 +54,7 @@ def load_dashboards(directory: Path = DEFAULT_OUT) -> dict[str, dict[str, Any]]:
 
 def _run(conn: psycopg.Connection, sql: str) -> tuple[list[tuple[str, int]], list[tuple[Any, ...]]]:
     with conn.cursor() as cur:
-        cur.execute(sql)  # type: ignore[arg-type]  # dashboard SQL, built at run time on purpose
+        cur.execute(sql)
         cols = [(d.name, d.type_code) for d in (cur.description or [])]
         rows = cur.fetchall()
     return cols, rows

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from grafana_client import GrafanaApi
+from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
 
 from parkpulse.errors import ConfigError, ParkPulseError
@@ -180,7 +181,7 @@ def push(
 
     for name, dash in dashboards.items():
         uid = str(dash["uid"])
-        current = _missing(f"read dashboard {uid}", lambda uid=uid: api.dashboard.get_dashboard(uid))  # type: ignore[misc]
+        current = _missing(f"read dashboard {uid}", partial(api.dashboard.get_dashboard, uid))
         if current is not None:
             same_folder = current.get("meta", {}).get("folderUid") == folder_uid
             if same_folder and _comparable(current.get("dashboard", {})) == _comparable(dash):
@@ -192,6 +193,6 @@ def push(
             "overwrite": True,
             "message": f"parkpulse grafana push ({name})",
         }
-        _call(f"save dashboard {uid} ({name})", lambda body=body: api.dashboard.update_dashboard(body))  # type: ignore[misc]
+        _call(f"save dashboard {uid} ({name})", partial(api.dashboard.update_dashboard, body))
         report.add("dashboard", uid, "created" if current is None else "updated")
     return report

@@ -151,8 +151,8 @@ def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
             points[f.firm_id][name] = ratio * spec.weight.value
     averages: dict[str, float] = {}
     for name in scheme.indicators:
-        got = [p[name] for p in points.values() if p[name] is not None]
-        averages[name] = (sum(got) / len(got)) if got else 0.0  # type: ignore[arg-type]
+        got = [v for p in points.values() if (v := p[name]) is not None]
+        averages[name] = (sum(got) / len(got)) if got else 0.0
     for f in in_scope:
         o = outcomes[f.firm_id]
         items: list[dict[str, object]] = []

@@ -152,7 +152,9 @@ def kpi_evaluate(
     park = Table(title="park scorecard")
     for col in ("indicator", "value", "target", "unit", "met", "source"):
         park.add_column(col, overflow="fold")
-    for row in doc["park"]["scorecard"]:  # type: ignore[index]
+    park_doc = doc["park"]
+    assert isinstance(park_doc, dict)
+    for row in park_doc["scorecard"]:
         park.add_row(row["indicator"], _n(row["value"], 2), _n(row["target"], 2), str(row["unit"] or ""),
                      {True: "yes", False: "no", None: "-"}[row["met"]], str(row["source"]))
     wide.print(park)
@@ -168,8 +170,9 @@ def kpi_document(result: object) -> dict[str, object]:
         "scorecard": [s.public() for p in parks for s in result.scorecard[p]] if len(parks) == 1 else [],
     }
     if len(parks) > 1:
-        park_obj["parks"] = {p: [s.public() for s in result.scorecard[p]] for p in parks}
-        park_obj["scorecard"] = park_obj["parks"][parks[0]]  # type: ignore[index]
+        by_park = {p: [s.public() for s in result.scorecard[p]] for p in parks}
+        park_obj["parks"] = by_park
+        park_obj["scorecard"] = by_park[parks[0]]
     return {"rule_set": result.rule_set, "rule_version": result.rule_version, "year": result.year,
             "firms": [f.public() for f in result.firms], "park": park_obj}
 

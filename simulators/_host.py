@@ -18,7 +18,7 @@ from typing import Any
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 
-from simulators.device import SimulatedDevice
+from simulators.device import SimulatedDevice, Table
 from simulators.errors import SimulatorError
 
 try:
@@ -34,14 +34,14 @@ __all__ = ["MODELS", "DeviceSet", "ServerHost", "build_catch_all", "build_sim_de
 
 log = logging.getLogger("simulators")
 
-_FC_TABLE = {3: "holding", 4: "input", 6: "holding", 16: "holding", 22: "holding", 23: "holding"}
+_FC_TABLE: dict[int, Table] = {3: "holding", 4: "input", 6: "holding", 16: "holding", 22: "holding", 23: "holding"}
 
 
 def build_sim_device(dev: SimulatedDevice) -> SimDevice:
     """A pymodbus SimDevice whose blocks cover the device's register map."""
 
-    def segments(table: str) -> list[SimData]:
-        blocks = dev.blocks(table)  # type: ignore[arg-type]
+    def segments(table: Table) -> list[SimData]:
+        blocks = dev.blocks(table)
         if not blocks:
             return [SimData(0, count=1, datatype=DataType.INVALID)]
         return [SimData(start, count=count, values=0, datatype=DataType.REGISTERS) for start, count in blocks]
@@ -59,7 +59,7 @@ def build_sim_device(dev: SimulatedDevice) -> SimDevice:
             return ExcCodes.ILLEGAL_FUNCTION
         if set_values is not None:
             return ExcCodes.ILLEGAL_ADDRESS  # measured values are read-only
-        outcome = dev.handle_read(table, address, count)  # type: ignore[arg-type]
+        outcome = dev.handle_read(table, address, count)
         if outcome.silent:
             raise NoSuchIdException(f"simulated timeout of device {dev.device_id}")
         if outcome.exception is not None:
@@ -145,11 +145,16 @@ class ServerHost:
         self._thread.start()
         if not self._ready.wait(timeout):
             raise SimulatorError(f"{self.name}: server did not start within {timeout} s")
-        if self._error is not None:
+        error = self._startup_error()
+        if error is not None:
             self._thread.join(timeout)
             self._thread = None
-            hint = " (is the address in use or not local?)" if "listen" in str(self._error) else ""
-            raise SimulatorError(f"{self.name}: server failed to start: {self._error}{hint}") from self._error
+            hint = " (is the address in use or not local?)" if "listen" in str(error) else ""
+            raise SimulatorError(f"{self.name}: server failed to start: {error}{hint}") from error
+
+    def _startup_error(self) -> BaseException | None:
+        # set by the server thread; read through a call so start()'s own reset does not narrow it to None
+        return self._error
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.errors import SimulatorError
 
@@ -228,7 +229,7 @@ class LineSensor:
     # ----------------------------------------------------------------- MQTT
     def _client(self) -> mqtt.Client:
         client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"parkpulse-sim-line-{self.line_id}-{random.randrange(1 << 30):x}",
             protocol=mqtt.MQTTv5,
         )

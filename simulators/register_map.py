@@ -247,9 +247,9 @@ def load_register_map_file(path: str | Path) -> RegisterMap:
                 metric=metric,
                 address=address,
                 type=rtype,
-                table=table,  # type: ignore[arg-type]
-                word_order=word_order,  # type: ignore[arg-type]
-                byte_order=byte_order,  # type: ignore[arg-type]
+                table=table,
+                word_order=word_order,
+                byte_order=byte_order,
                 scale=scale,
                 offset=float(_field(src, where, merged, "offset", (int, float), 0.0)),
                 unit=_field(src, where, merged, "unit", str, None),

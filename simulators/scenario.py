@@ -84,7 +84,8 @@ class Scenario:
                 return [strip(v) for v in node]
             return node
 
-        return strip(self.raw)  # type: ignore[no-any-return]
+        stripped: dict[str, Any] = strip(self.raw)
+        return stripped
 
 
 def _non_negative(value: Any) -> bool:

@@ -119,7 +119,7 @@ def _decode_gap(g: object, i: int) -> DecodedGap | RejectedReading:
     if met is not None and not _text_ok(met):
         return RejectedReading(i, f"{f}.metric", "must be a string (no NUL) or null", g)
     assert isinstance(reason, str)
-    return (dev, met, start, end, count, reason[:TEXT_MAX])  # type: ignore[return-value]
+    return (dev, met, start, end, count, reason[:TEXT_MAX])
 
 
 def _parse(payload: bytes | str) -> Any:
