@@ -37,10 +37,14 @@ class MinuteEvidence:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "t": self.minute.isoformat(), "measured": self.measured, "o2": self.o2, "flag": self.flag,
+            "t": self.minute.isoformat(),
+            "measured": self.measured,
+            "o2": self.o2,
+            "flag": self.flag,
             "converted": None if self.converted is None else round(self.converted, 4),
-            "valid": self.valid, "reason": self.reason,
-        }  # fmt: skip
+            "valid": self.valid,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,9 @@ def evaluate_hour(
     at least `min_valid_minutes` valid minutes and its value is the mean of the converted minutes.
     """
     tables = load_flag_tables()
-    bad_flags = set(tables.default_excluded(tables.default_edition) if excluded_flags is None else excluded_flags)
+    bad_flags = set(
+        tables.default_excluded(tables.default_edition) if excluded_flags is None else excluded_flags
+    )
     by_min: dict[datetime, dict[str, list[Any]]] = defaultdict(lambda: {"v": [], "vq": [], "o2": [], "f": []})
     for ts, v, q in pollutant:
         slot = by_min[ts.replace(second=0, microsecond=0)]

@@ -54,9 +54,12 @@ class AlertEngine:
     """Validate at init (rules, URLs); connect and run on `async with` / `run()`."""
 
     def __init__(
-        self, settings: AlertSettings | None = None, rules: RuleSet | None = None, *,
+        self,
+        settings: AlertSettings | None = None,
+        rules: RuleSet | None = None,
+        *,
         shutdown: asyncio.Event | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.settings = settings or AlertSettings()
         self.rules = rules or load_rules(self.settings.rules_file, self.settings.limits_file)
         self.dsn = self.settings.dsn()
@@ -68,10 +71,12 @@ class AlertEngine:
         self.stream = StreamEvaluator(self.rules, self.tracker, self.registry)
         self.periodic = PeriodicEvaluator(self.rules, self.tracker, self.settings.park)
         self.webhooks = WebhookWorker(
-            timeout_s=self.settings.webhook_timeout_s, base_s=self.settings.webhook_backoff_base_s,
-            cap_s=self.settings.webhook_backoff_max_s, max_age_s=self.settings.webhook_max_age_s,
+            timeout_s=self.settings.webhook_timeout_s,
+            base_s=self.settings.webhook_backoff_base_s,
+            cap_s=self.settings.webhook_backoff_max_s,
+            max_age_s=self.settings.webhook_max_age_s,
             batch=self.settings.webhook_batch,
-        )  # fmt: skip
+        )
         self._stop = shutdown or asyncio.Event()
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=self.settings.queue_size)
         self._writer: psycopg.AsyncConnection | None = None
@@ -92,8 +97,12 @@ class AlertEngine:
         try:
             await self._sync_rule_versions(self._writer)
             synced = await sync_limits_async(self._writer, self.rules)
-            log.info("alerts: emission limits synced (%d rows, %d new, %d stale removed)",
-                     synced.rows, synced.inserted, synced.deleted)
+            log.info(
+                "alerts: emission limits synced (%d rows, %d new, %d stale removed)",
+                synced.rows,
+                synced.inserted,
+                synced.deleted,
+            )
             await self._restore(self._writer)
             await self.registry.load(self._writer)
         except psycopg.errors.UndefinedTable as exc:
@@ -106,11 +115,16 @@ class AlertEngine:
             raise
         if self.settings.http_port is not None:
             self._http = await serve_http(
-                self.settings.http_host, self.settings.http_port,
-                lambda: health_doc(self.stats, self.ready.is_set() and self._subscribed, self._queue.qsize(),
-                                   self.settings.queue_size),
+                self.settings.http_host,
+                self.settings.http_port,
+                lambda: health_doc(
+                    self.stats,
+                    self.ready.is_set() and self._subscribed,
+                    self._queue.qsize(),
+                    self.settings.queue_size,
+                ),
                 lambda: metrics_text(self.stats, self._queue.qsize(), len(self.tracker.open_keys())),
-            )  # fmt: skip
+            )
             self.http_port = int(self._http.sockets[0].getsockname()[1])
         self._runner = asyncio.create_task(self._main(), name="alerts-engine")
         return self
@@ -151,7 +165,9 @@ class AlertEngine:
             await self._stop.wait()
             reader.cancel()
             # drain: the evaluator empties its queue, the publisher sends what is committed
-            _, pending = await asyncio.wait(others, timeout=self.settings.drain_timeout_s + self.settings.publish_poll_s)
+            _, pending = await asyncio.wait(
+                others, timeout=self.settings.drain_timeout_s + self.settings.publish_poll_s
+            )
             for t in pending:
                 t.cancel()
 
@@ -180,7 +196,8 @@ class AlertEngine:
                 (r.id, r.version, r.kind, orjson.dumps(r.definition, default=str).decode(), r.checksum),
             )
             cur = await conn.execute(
-                "SELECT checksum FROM alert_rule_versions WHERE rule_id = %s AND version = %s", (r.id, r.version)
+                "SELECT checksum FROM alert_rule_versions WHERE rule_id = %s AND version = %s",
+                (r.id, r.version),
             )
             row = await cur.fetchone()
             if row and row[0] != r.checksum:
@@ -195,8 +212,12 @@ class AlertEngine:
             "FROM alerts WHERE state <> 'resolved'"
         )
         for alert_id, rule_id, subject, obs, clear in await cur.fetchall():
-            self.tracker.restore((rule_id, subject), alert_id, float(obs) if obs is not None else None,
-                                 float(clear) if clear is not None else None)  # fmt: skip
+            self.tracker.restore(
+                (rule_id, subject),
+                alert_id,
+                float(obs) if obs is not None else None,
+                float(clear) if clear is not None else None,
+            )
 
     # -- writing alerts ----------------------------------------------------------------------------
     async def apply(self, outcomes: list[Outcome]) -> None:
@@ -240,10 +261,26 @@ class AlertEngine:
         zh, en = render_message(o)
         cur = await conn.execute(
             "SELECT pp_alert_fire(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (o.rule.id, o.rule.version, o.rule.kind, o.rule.severity, o.park_id, o.firm_id, o.gateway_id, o.device_id,
-             o.metric, o.subject, o.value, o.limit, o.unit, zh, en, orjson.dumps(o.evidence, default=str).decode(),
-             datetime.fromtimestamp(o.observed_at, UTC)),
-        )  # fmt: skip
+            (
+                o.rule.id,
+                o.rule.version,
+                o.rule.kind,
+                o.rule.severity,
+                o.park_id,
+                o.firm_id,
+                o.gateway_id,
+                o.device_id,
+                o.metric,
+                o.subject,
+                o.value,
+                o.limit,
+                o.unit,
+                zh,
+                en,
+                orjson.dumps(o.evidence, default=str).decode(),
+                datetime.fromtimestamp(o.observed_at, UTC),
+            ),
+        )
         row = await cur.fetchone()
         assert row is not None
         self.tracker.fired(o.key, int(row[0]))
@@ -263,9 +300,15 @@ class AlertEngine:
             props.SessionExpiryInterval = int(self.settings.session_expiry_s)
             kw = {"clean_start": False, "properties": props}
         return aiomqtt.Client(
-            self.mqtt.host, self.mqtt.port, username=self.mqtt.username, password=self.mqtt.password,
-            identifier=f"{self.client_id}-{suffix}", protocol=aiomqtt.ProtocolVersion.V5, tls_context=tls, **kw,
-        )  # fmt: skip
+            self.mqtt.host,
+            self.mqtt.port,
+            username=self.mqtt.username,
+            password=self.mqtt.password,
+            identifier=f"{self.client_id}-{suffix}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=tls,
+            **kw,
+        )
 
     async def _mqtt_in(self) -> None:
         park = self.settings.park
@@ -307,7 +350,9 @@ class AlertEngine:
                 log.warning("alerts: status on %s is not JSON", topic)
                 return
             if isinstance(doc, dict):
-                await self.apply(self.stream.on_status(parts.park, parts.firm, parts.gateway, doc, time.time()))
+                await self.apply(
+                    self.stream.on_status(parts.park, parts.firm, parts.gateway, doc, time.time())
+                )
             return
         try:
             batch = decode_batch(payload)
@@ -316,14 +361,25 @@ class AlertEngine:
             log.warning("alerts: batch on %s refused: %s", topic, exc)
             return
         self.stats.batches += 1
-        if self.stream.unknown_devices(parts.gateway, batch.readings) and self.registry.needs_refresh(missed=True):
+        if self.stream.unknown_devices(parts.gateway, batch.readings) and self.registry.needs_refresh(
+            missed=True
+        ):
             async with self._write_lock:
                 await self.registry.load(await self._writer_conn())
         gaps = [
-            {"device": d, "metric": m, "start": a.isoformat(), "end": b.isoformat(), "count": n, "reason": why}
+            {
+                "device": d,
+                "metric": m,
+                "start": a.isoformat(),
+                "end": b.isoformat(),
+                "count": n,
+                "reason": why,
+            }
             for d, m, a, b, n, why in batch.gaps
         ]
-        outcomes = self.stream.on_batch(parts.park, parts.firm, parts.gateway, batch.readings, gaps, batch.sent_at_ms)
+        outcomes = self.stream.on_batch(
+            parts.park, parts.firm, parts.gateway, batch.readings, gaps, batch.sent_at_ms
+        )
         await self.apply(outcomes)
 
     # -- periodic ----------------------------------------------------------------------------------
@@ -410,9 +466,33 @@ class AlertEngine:
             if not rows:
                 return cursor
             parks: set[str] = set()
-            for ev_id, alert_id, at, actor, action, comment, detail, alert, park, rule_id, subject, _rb in rows:
-                body = {"v": 1, "event": {"event_id": ev_id, "alert_id": alert_id, "at": at, "actor": actor,
-                                          "action": action, "comment": comment, "detail": detail}, "alert": alert}  # fmt: skip
+            for (
+                ev_id,
+                alert_id,
+                at,
+                actor,
+                action,
+                comment,
+                detail,
+                alert,
+                park,
+                rule_id,
+                subject,
+                _rb,
+            ) in rows:
+                body = {
+                    "v": 1,
+                    "event": {
+                        "event_id": ev_id,
+                        "alert_id": alert_id,
+                        "at": at,
+                        "actor": actor,
+                        "action": action,
+                        "comment": comment,
+                        "detail": detail,
+                    },
+                    "alert": alert,
+                }
                 await client.publish(alerts_topic(park, "events"), orjson.dumps(body, default=str), qos=1)
                 self.stats.events_published += 1
                 parks.add(park)
@@ -420,9 +500,13 @@ class AlertEngine:
                     self.tracker.resolved_elsewhere((rule_id, subject), alert_id, manual=True)
             await self._publish_current(conn, client, parks)
             cursor = rows[-1][0]
-            await conn.execute("UPDATE alert_publish_cursor SET event_id = %s WHERE name = %s", (cursor, _CURSOR))
+            await conn.execute(
+                "UPDATE alert_publish_cursor SET event_id = %s WHERE name = %s", (cursor, _CURSOR)
+            )
 
-    async def _publish_current(self, conn: psycopg.AsyncConnection, client: aiomqtt.Client, parks: set[str] | None) -> None:
+    async def _publish_current(
+        self, conn: psycopg.AsyncConnection, client: aiomqtt.Client, parks: set[str] | None
+    ) -> None:
         if parks is None:
             cur = await conn.execute("SELECT park_id FROM parks UNION SELECT DISTINCT park_id FROM alerts")
             parks = {r[0] for r in await cur.fetchall() if self.settings.park in ("+", r[0])}
@@ -434,7 +518,13 @@ class AlertEngine:
             )
             row = await cur.fetchone()
             alerts: Any = row[0] if row else []
-            body = {"v": 1, "park": park, "at": datetime.now(UTC).isoformat(), "count": len(alerts), "alerts": alerts}
+            body = {
+                "v": 1,
+                "park": park,
+                "at": datetime.now(UTC).isoformat(),
+                "count": len(alerts),
+                "alerts": alerts,
+            }
             await client.publish(alerts_topic(park, "current"), orjson.dumps(body), qos=1, retain=True)
 
     # -- webhooks ----------------------------------------------------------------------------------

@@ -61,16 +61,23 @@ def render_message(o: Outcome) -> tuple[str, str]:
     m = cat.get(o.metric or "")
     ctx: dict[str, Any] = {
         "device": f"{o.gateway_id}/{o.device_id}" if o.device_id else (o.gateway_id or o.subject),
-        "gateway": o.gateway_id or "", "park": o.park_id, "firm": o.firm_id or "",
-        "metric": o.metric or "", "metric_zh": m.zh if m else (o.metric or ""),
-        "metric_en": m.en if m else (o.metric or ""), "value": o.value if o.value is not None else float("nan"),
-        "limit": o.limit if o.limit is not None else float("nan"), "unit": o.unit or "",
-    }  # fmt: skip
+        "gateway": o.gateway_id or "",
+        "park": o.park_id,
+        "firm": o.firm_id or "",
+        "metric": o.metric or "",
+        "metric_zh": m.zh if m else (o.metric or ""),
+        "metric_en": m.en if m else (o.metric or ""),
+        "value": o.value if o.value is not None else float("nan"),
+        "limit": o.limit if o.limit is not None else float("nan"),
+        "unit": o.unit or "",
+    }
     ctx.update(o.extra)
     return _FMT.format(o.rule.message_zh, **ctx), _FMT.format(o.rule.message_en, **ctx)
 
 
-def _matches(rule: Rule, p: ThresholdParams | RateParams, park: str, gw: str, dev: str, info: DeviceInfo | None) -> bool:
+def _matches(
+    rule: Rule, p: ThresholdParams | RateParams, park: str, gw: str, dev: str, info: DeviceInfo | None
+) -> bool:
     if not rule.applies_to_park(park):
         return False
     if p.devices is not None and f"{gw}/{dev}" not in p.devices:
@@ -105,14 +112,22 @@ class StreamEvaluator:
 
     # -- data batches ------------------------------------------------------------------------
     def on_batch(
-        self, park: str, firm: str, gateway: str, readings: list[Reading], gaps: list[dict[str, Any]], sent_at_ms: int
+        self,
+        park: str,
+        firm: str,
+        gateway: str,
+        readings: list[Reading],
+        gaps: list[dict[str, Any]],
+        sent_at_ms: int,
     ) -> list[Outcome]:
         out: list[Outcome] = []
         relevant = sorted((r for r in readings if r[1] in self._by_metric), key=lambda r: r[2])
         for dev, metric, ts_ms, value, quality, event in relevant:
             info = self.registry.get(gateway, dev)
             for rule in self._by_metric[metric]:
-                o = self._eval_reading(rule, park, firm, gateway, dev, metric, ts_ms, value, quality, event, info)
+                o = self._eval_reading(
+                    rule, park, firm, gateway, dev, metric, ts_ms, value, quality, event, info
+                )
                 if o is not None:
                     out.append(o)
         for rule in self._spool:
@@ -124,27 +139,66 @@ class StreamEvaluator:
         return out
 
     def _outcome(
-        self, action: Action | None, rule: Rule, park: str, firm: str | None, gw: str, dev: str | None,
-        metric: str | None, value: float | None, limit: float | None, t: float, evidence: dict[str, Any],
-        subject: str | None = None, extra: dict[str, Any] | None = None,
-    ) -> Outcome | None:  # fmt: skip
+        self,
+        action: Action | None,
+        rule: Rule,
+        park: str,
+        firm: str | None,
+        gw: str,
+        dev: str | None,
+        metric: str | None,
+        value: float | None,
+        limit: float | None,
+        t: float,
+        evidence: dict[str, Any],
+        subject: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Outcome | None:
         if action is None:
             return None
         m = self._cat.get(metric or "")
         subj = subject or "/".join(x for x in (gw, dev, metric) if x)
-        return Outcome(action, rule, subj, park, firm, gw, dev, metric, value, limit, m.unit if m else None, t,
-                       evidence, extra or {})  # fmt: skip
+        return Outcome(
+            action,
+            rule,
+            subj,
+            park,
+            firm,
+            gw,
+            dev,
+            metric,
+            value,
+            limit,
+            m.unit if m else None,
+            t,
+            evidence,
+            extra or {},
+        )
 
     def _eval_reading(
-        self, rule: Rule, park: str, firm: str, gw: str, dev: str, metric: str, ts_ms: int, value: float | None,
-        quality: int, event: dict[str, Any] | None, info: DeviceInfo | None,
-    ) -> Outcome | None:  # fmt: skip
+        self,
+        rule: Rule,
+        park: str,
+        firm: str,
+        gw: str,
+        dev: str,
+        metric: str,
+        ts_ms: int,
+        value: float | None,
+        quality: int,
+        event: dict[str, Any] | None,
+        info: DeviceInfo | None,
+    ) -> Outcome | None:
         p = rule.params
         t = ts_ms / 1000.0
         subject = f"{gw}/{dev}/{metric}"
         key = (rule.id, subject)
         if isinstance(p, ThresholdParams):
-            if value is None or quality >= p.exclude_quality_from or not _matches(rule, p, park, gw, dev, info):
+            if (
+                value is None
+                or quality >= p.exclude_quality_from
+                or not _matches(rule, p, park, gw, dev, info)
+            ):
                 return None
             clear = p.clear_level if p.clear_level is not None else p.limit
             if p.op == "above":
@@ -154,12 +208,33 @@ class StreamEvaluator:
                 obs = Obs.BREACH if value < p.limit else Obs.CLEAR if value >= clear else Obs.HOLD
                 op = ("低于", "below")
             act = self.tracker.observe(key, obs, t, fire_for_s=p.fire_for_s, clear_for_s=p.clear_for_s)
-            ev: dict[str, Any] = {"reading": {"ts_ms": ts_ms, "value": value, "quality": quality}, "limit": p.limit,
-                  "clear_level": clear, "op": p.op, "clear_for_s": p.clear_for_s}  # fmt: skip
-            return self._outcome(act, rule, park, firm, gw, dev, metric, value, p.limit, t, ev,
-                                 extra={"op_zh": op[0], "op_en": op[1]})  # fmt: skip
+            ev: dict[str, Any] = {
+                "reading": {"ts_ms": ts_ms, "value": value, "quality": quality},
+                "limit": p.limit,
+                "clear_level": clear,
+                "op": p.op,
+                "clear_for_s": p.clear_for_s,
+            }
+            return self._outcome(
+                act,
+                rule,
+                park,
+                firm,
+                gw,
+                dev,
+                metric,
+                value,
+                p.limit,
+                t,
+                ev,
+                extra={"op_zh": op[0], "op_en": op[1]},
+            )
         if isinstance(p, RateParams):
-            if value is None or quality >= p.exclude_quality_from or not _matches(rule, p, park, gw, dev, info):
+            if (
+                value is None
+                or quality >= p.exclude_quality_from
+                or not _matches(rule, p, park, gw, dev, info)
+            ):
                 return None
             # The change over at least one window: compare with the newest sample that is at least
             # per_s old. Scaling the step between two close samples (5 s apart) up to per_s would
@@ -182,10 +257,29 @@ class StreamEvaluator:
             clear = p.clear_level if p.clear_level is not None else p.limit
             obs = Obs.BREACH if rate > p.limit else Obs.CLEAR if rate <= clear else Obs.HOLD
             act = self.tracker.observe(key, obs, t, fire_for_s=p.fire_for_s, clear_for_s=p.clear_for_s)
-            ev = {"prev": {"ts_ms": ref[0], "value": ref[1]}, "reading": {"ts_ms": ts_ms, "value": value},
-                  "elapsed_s": dt, "rate": rate, "per_s": p.per_s, "limit": p.limit, "clear_level": clear}  # fmt: skip
-            return self._outcome(act, rule, park, firm, gw, dev, metric, round(rate, 6), p.limit, t, ev,
-                                 extra={"per_s": p.per_s})  # fmt: skip
+            ev = {
+                "prev": {"ts_ms": ref[0], "value": ref[1]},
+                "reading": {"ts_ms": ts_ms, "value": value},
+                "elapsed_s": dt,
+                "rate": rate,
+                "per_s": p.per_s,
+                "limit": p.limit,
+                "clear_level": clear,
+            }
+            return self._outcome(
+                act,
+                rule,
+                park,
+                firm,
+                gw,
+                dev,
+                metric,
+                round(rate, 6),
+                p.limit,
+                t,
+                ev,
+                extra={"per_s": p.per_s},
+            )
         if isinstance(p, TamperParams):
             if value is None or quality >= 4 or not rule.applies_to_park(park):
                 return None
@@ -198,15 +292,24 @@ class StreamEvaluator:
                 return None
             delta = value - prev[1]
             dt = (ts_ms - prev[0]) / 1000.0
-            ev = {"prev": {"ts_ms": prev[0], "value": prev[1]},
-                                  "reading": {"ts_ms": ts_ms, "value": value}, "delta": delta, "elapsed_s": dt}  # fmt: skip
+            ev = {
+                "prev": {"ts_ms": prev[0], "value": prev[1]},
+                "reading": {"ts_ms": ts_ms, "value": value},
+                "delta": delta,
+                "elapsed_s": dt,
+            }
             max_step: float | None = None
             if event is not None:
-                ev["event"] = event  # a step the gateway flagged (reset, rollover, replaced, jump) is explained
+                ev["event"] = (
+                    event  # a step the gateway flagged (reset, rollover, replaced, jump) is explained
+                )
                 obs = Obs.CLEAR
                 reason = None
             elif delta < -p.backward_tolerance:
-                obs, reason = Obs.BREACH, ("计数倒退且无事件标记", "counter went backwards without a flagged event")
+                obs, reason = (
+                    Obs.BREACH,
+                    ("计数倒退且无事件标记", "counter went backwards without a flagged event"),
+                )
                 ev["check"] = "backwards"
                 ev["tolerance"] = p.backward_tolerance
             else:
@@ -216,17 +319,19 @@ class StreamEvaluator:
                     max_step = rated * dt / 3600.0 * p.power_factor_margin
                     ev.update(rated_power_kw=rated, margin=p.power_factor_margin, max_possible=max_step)
                     if delta > max_step:
-                        obs, reason = Obs.BREACH, (
-                            f"跳变 {delta:g} 超过物理可能 {max_step:.3g}",
-                            f"jump of {delta:g} beyond physical possibility {max_step:.3g}",
+                        obs, reason = (
+                            Obs.BREACH,
+                            (
+                                f"跳变 {delta:g} 超过物理可能 {max_step:.3g}",
+                                f"jump of {delta:g} beyond physical possibility {max_step:.3g}",
+                            ),
                         )
                         ev["check"] = "jump"
             act = self.tracker.observe(key, obs, t, clear_for_s=p.clear_for_s)
             extra = {"reason_zh": reason[0], "reason_en": reason[1]} if reason else {}
             if act is Action.REFRESH and reason is None:
                 return None
-            return self._outcome(act, rule, park, firm, gw, dev, metric, delta, max_step, t, ev,
-                                 extra=extra)  # fmt: skip
+            return self._outcome(act, rule, park, firm, gw, dev, metric, delta, max_step, t, ev, extra=extra)
         return None
 
     # -- gateway status and gaps ----------------------------------------------------------------
@@ -239,8 +344,20 @@ class StreamEvaluator:
         if gaps:
             count = float(sum(int(g.get("count") or 0) for g in gaps if isinstance(g, dict)))
             act = self.tracker.observe(key, Obs.BREACH, t)
-            return self._outcome(act, rule, park, firm, gw, None, None, count, None, t,
-                                 {"gaps": gaps[:50], "n_gaps": len(gaps)}, subject=gw)  # fmt: skip
+            return self._outcome(
+                act,
+                rule,
+                park,
+                firm,
+                gw,
+                None,
+                None,
+                count,
+                None,
+                t,
+                {"gaps": gaps[:50], "n_gaps": len(gaps)},
+                subject=gw,
+            )
         act = self.tracker.observe(key, Obs.CLEAR, t, clear_for_s=p.clear_for_s)
         return self._outcome(act, rule, park, firm, gw, None, None, 0.0, None, t, {}, subject=gw)
 
@@ -257,10 +374,24 @@ class StreamEvaluator:
             act = self.tracker.observe((rule.id, gw), obs, now, clear_for_s=p.clear_for_s)
             if act is Action.REFRESH:
                 continue
-            ev = {"status": {k: doc.get(k) for k in ("state", "ts", "version", "spool_depth", "last_seq")},
-                  "source": "mqtt status topic (retained birth / last-will)"}  # fmt: skip
-            o = self._outcome(act, rule, park, firm, gw, None, None, 1.0 if state == "offline" else 0.0, None, now, ev,
-                              subject=gw)  # fmt: skip
+            ev = {
+                "status": {k: doc.get(k) for k in ("state", "ts", "version", "spool_depth", "last_seq")},
+                "source": "mqtt status topic (retained birth / last-will)",
+            }
+            o = self._outcome(
+                act,
+                rule,
+                park,
+                firm,
+                gw,
+                None,
+                None,
+                1.0 if state == "offline" else 0.0,
+                None,
+                now,
+                ev,
+                subject=gw,
+            )
             if o is not None:
                 out.append(o)
         return out

@@ -214,8 +214,14 @@ def _problems(name: str, doc: _Doc) -> list[FieldError]:
             code_letter.setdefault(f.code, (letter, ed))
             letter_code.setdefault(letter, (f.code, ed))
             if states.get(f.code) != letter:
-                out.append(FieldError(f"{p}.code", f.code, f"the catalogue metric {_CATALOGUE_METRIC} does not carry "
-                                                           f"{f.code} = {letter} (its states: {states}); add it there first"))  # fmt: skip
+                out.append(
+                    FieldError(
+                        f"{p}.code",
+                        f.code,
+                        f"the catalogue metric {_CATALOGUE_METRIC} does not carry "
+                        f"{f.code} = {letter} (its states: {states}); add it there first",
+                    )
+                )
     return out
 
 
@@ -227,8 +233,10 @@ def _load(path: Path) -> FlagTables:
     try:
         doc = _Doc.model_validate(raw)
     except ValidationError as exc:
-        problems = [FieldError(f"{path.name}.{'.'.join(str(x) for x in e['loc'])}", e.get("input"), e["msg"])
-                    for e in exc.errors()]  # fmt: skip
+        problems = [
+            FieldError(f"{path.name}.{'.'.join(str(x) for x in e['loc'])}", e.get("input"), e["msg"])
+            for e in exc.errors()
+        ]
         raise ValidationReport(str(path), problems) from None
     problems = _problems(path.name, doc)
     if problems:
@@ -246,8 +254,9 @@ def load_flag_tables(path: str | Path | None = None) -> FlagTables:
     return _load(Path(path)) if path else _shipped()
 
 
-async def device_excluded_flags(conn: psycopg.AsyncConnection[Any], device_pk: int, spec: ExcludedSpec,
-                                tables: FlagTables | None = None) -> frozenset[str]:  # fmt: skip
+async def device_excluded_flags(
+    conn: psycopg.AsyncConnection[Any], device_pk: int, spec: ExcludedSpec, tables: FlagTables | None = None
+) -> frozenset[str]:
     """The excluded letters for one CEMS: its profile's edition, resolved against the rule's spec."""
     t = tables or load_flag_tables()
     cur = await conn.execute("SELECT profile FROM v_devices WHERE device_pk = %s", (device_pk,))

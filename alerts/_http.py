@@ -35,17 +35,26 @@ def metrics_text(stats: EngineStats, queue_depth: int, open_alerts: int) -> str:
     for k, v in asdict(stats).items():
         name = f"parkpulse_alerts_{k}_total"
         lines += [f"# HELP {name} {_HELP.get(k, k)}", f"# TYPE {name} counter", f"{name} {v}"]
-    lines += ["# HELP parkpulse_alerts_queue_depth batches waiting for evaluation",
-              "# TYPE parkpulse_alerts_queue_depth gauge", f"parkpulse_alerts_queue_depth {queue_depth}",
-              "# HELP parkpulse_alerts_open open alerts tracked by this engine",
-              "# TYPE parkpulse_alerts_open gauge", f"parkpulse_alerts_open {open_alerts}"]  # fmt: skip
+    lines += [
+        "# HELP parkpulse_alerts_queue_depth batches waiting for evaluation",
+        "# TYPE parkpulse_alerts_queue_depth gauge",
+        f"parkpulse_alerts_queue_depth {queue_depth}",
+        "# HELP parkpulse_alerts_open open alerts tracked by this engine",
+        "# TYPE parkpulse_alerts_open gauge",
+        f"parkpulse_alerts_open {open_alerts}",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def health_doc(stats: EngineStats, subscribed: bool, queue_depth: int, queue_size: int) -> dict[str, Any]:
     ok = subscribed and queue_depth < queue_size
-    return {"status": "ok" if ok else "degraded", "mqtt_subscribed": subscribed, "queue_depth": queue_depth,
-            "queue_size": queue_size, "stats": asdict(stats)}  # fmt: skip
+    return {
+        "status": "ok" if ok else "degraded",
+        "mqtt_subscribed": subscribed,
+        "queue_depth": queue_depth,
+        "queue_size": queue_size,
+        "stats": asdict(stats),
+    }
 
 
 async def serve_http(
@@ -66,8 +75,11 @@ async def serve_http(
                 body, ctype, status = metrics().encode(), "text/plain; version=0.0.4", "200 OK"
             else:
                 body, ctype, status = b"not found\n", "text/plain", "404 Not Found"
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                         "Connection: close\r\n\r\n".encode() + body)  # fmt: skip
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + body
+            )
             await writer.drain()
         except (TimeoutError, ConnectionError):
             pass

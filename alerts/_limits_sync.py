@@ -98,36 +98,85 @@ def limit_rows(rs: RuleSet) -> list[LimitRow]:
         o2, _ = lim.reference_o2[st]
         doc = lim.reference_o2_docs.get(st)
         rules = users(REFERENCE_ID, None)
-        rows.append(LimitRow(
-            "reference_o2", REFERENCE_ID, st, "o2_pct", None, None, o2, _union_parks([r.parks for r in rules]),
-            tuple(r.id for r in rules), valid_minutes(rules), lim.reference_o2[st][1],
-            doc.standard if doc else None, doc.clause if doc else None, doc.edition if doc else None,
-            doc.verified if doc else False, doc.note if doc else None, lim.reference_o2[st][1],
-        ))  # fmt: skip
+        rows.append(
+            LimitRow(
+                "reference_o2",
+                REFERENCE_ID,
+                st,
+                "o2_pct",
+                None,
+                None,
+                o2,
+                _union_parks([r.parks for r in rules]),
+                tuple(r.id for r in rules),
+                valid_minutes(rules),
+                lim.reference_o2[st][1],
+                doc.standard if doc else None,
+                doc.clause if doc else None,
+                doc.edition if doc else None,
+                doc.verified if doc else False,
+                doc.note if doc else None,
+                lim.reference_o2[st][1],
+            )
+        )
     for ls in lim.limit_sets.values():
         when = _applies_when(rs, ls.applies_to)
         for st, per in sorted(ls.limits.items()):
             for metric, value in sorted(per.items()):
                 rules = users(ls.id, metric)
                 ref = lim.reference_o2.get(st)
-                rows.append(LimitRow(
-                    "limit_set", ls.id, st, metric, pollutant_of.get(metric), value, ref[0] if ref else None,
-                    _union_parks([r.parks for r in rules]), tuple(r.id for r in rules), valid_minutes(rules),
-                    ls.source, ls.standard, ls.clause, ls.edition, ls.verified, ls.note, ref[1] if ref else None,
-                    ls.table, when,
-                ))  # fmt: skip
+                rows.append(
+                    LimitRow(
+                        "limit_set",
+                        ls.id,
+                        st,
+                        metric,
+                        pollutant_of.get(metric),
+                        value,
+                        ref[0] if ref else None,
+                        _union_parks([r.parks for r in rules]),
+                        tuple(r.id for r in rules),
+                        valid_minutes(rules),
+                        ls.source,
+                        ls.standard,
+                        ls.clause,
+                        ls.edition,
+                        ls.verified,
+                        ls.note,
+                        ref[1] if ref else None,
+                        ls.table,
+                        when,
+                    )
+                )
     for ov in lim.overrides.values():
         for st in sorted(ov.source_types) if ov.source_types is not None else known_types:
             for metric, value in sorted(ov.limits.items()):
                 rules = users(ov.id, metric)
                 ref = lim.reference_o2.get(st)
-                rows.append(LimitRow(
-                    "override", ov.id, st, metric, pollutant_of.get(metric), value, ref[0] if ref else None,
-                    _scope(ov.parks, _union_parks([r.parks for r in rules])),
-                    tuple(r.id for r in rules), valid_minutes(rules),
-                    ov.source, ov.standard, ov.clause, ov.edition, ov.verified, ov.note, ref[1] if ref else None,
-                    None, _override_when(ov.parks, ov.cities), tuple(ov.cities) if ov.cities is not None else None,
-                ))  # fmt: skip
+                rows.append(
+                    LimitRow(
+                        "override",
+                        ov.id,
+                        st,
+                        metric,
+                        pollutant_of.get(metric),
+                        value,
+                        ref[0] if ref else None,
+                        _scope(ov.parks, _union_parks([r.parks for r in rules])),
+                        tuple(r.id for r in rules),
+                        valid_minutes(rules),
+                        ov.source,
+                        ov.standard,
+                        ov.clause,
+                        ov.edition,
+                        ov.verified,
+                        ov.note,
+                        ref[1] if ref else None,
+                        None,
+                        _override_when(ov.parks, ov.cities),
+                        tuple(ov.cities) if ov.cities is not None else None,
+                    )
+                )
     return rows
 
 
@@ -137,23 +186,53 @@ def _applies_when(rs: RuleSet, role: str) -> str:
         return "stack age class existing (在用), or age class not registered"
     if role == "new":
         return "stack age class new (新建)"
-    areas = sorted({a for r in rs.rules if isinstance(r.params, EmissionParams) for a in r.params.special_areas})
-    listed = "; ".join(
-        f"{rs.limits.areas[a].label_en} ({a}) from {rs.limits.areas[a].since}" for a in areas if a in rs.limits.areas
+    areas = sorted(
+        {a for r in rs.rules if isinstance(r.params, EmissionParams) for a in r.params.special_areas}
     )
-    return "special limits apply: the park's flag (registry), or else its city in " + (listed or "no listed area")
+    listed = "; ".join(
+        f"{rs.limits.areas[a].label_en} ({a}) from {rs.limits.areas[a].since}"
+        for a in areas
+        if a in rs.limits.areas
+    )
+    return "special limits apply: the park's flag (registry), or else its city in " + (
+        listed or "no listed area"
+    )
 
 
 def _override_when(parks: list[str] | None, cities: list[str] | None) -> str:
     where = [*(f"park {p}" for p in parks or []), *(f"city {c}" for c in cities or [])]
-    return "local override, " + (" and ".join(where) if where else "every park") + "; the strictest applicable limit wins"
+    return (
+        "local override, "
+        + (" and ".join(where) if where else "every park")
+        + "; the strictest applicable limit wins"
+    )
 
 
 _COLUMNS = (
-    "entry", "limit_id", "source_type", "metric", "pollutant", "limit_mg_m3", "reference_o2_pct", "parks", "rule_ids",
-    "min_valid_minutes", "source", "standard", "clause", "edition", "verified", "note", "reference_o2_source",
-    "limits_version", "rule_set_version", "limits_file", "limit_table", "applies_when", "cities",
-)  # fmt: skip
+    "entry",
+    "limit_id",
+    "source_type",
+    "metric",
+    "pollutant",
+    "limit_mg_m3",
+    "reference_o2_pct",
+    "parks",
+    "rule_ids",
+    "min_valid_minutes",
+    "source",
+    "standard",
+    "clause",
+    "edition",
+    "verified",
+    "note",
+    "reference_o2_source",
+    "limits_version",
+    "rule_set_version",
+    "limits_file",
+    "limit_table",
+    "applies_when",
+    "cities",
+)
 _KEY = ("entry", "limit_id", "source_type", "metric")
 _UPSERT = (
     f"INSERT INTO emission_limits ({', '.join(_COLUMNS)}, synced_at) "
@@ -173,12 +252,30 @@ _LOCK = "LOCK TABLE emission_limits IN SHARE ROW EXCLUSIVE MODE"
 
 def _params(rs: RuleSet, row: LimitRow) -> tuple[Any, ...]:
     return (
-        row.entry, row.limit_id, row.source_type, row.metric, row.pollutant, row.limit_mg_m3, row.reference_o2_pct,
-        list(row.parks) if row.parks is not None else None, list(row.rule_ids), row.min_valid_minutes, row.source,
-        row.standard, row.clause, row.edition, row.verified, row.note, row.reference_o2_source,
-        rs.limits.version, rs.version, rs.limits.path, row.limit_table, row.applies_when,
+        row.entry,
+        row.limit_id,
+        row.source_type,
+        row.metric,
+        row.pollutant,
+        row.limit_mg_m3,
+        row.reference_o2_pct,
+        list(row.parks) if row.parks is not None else None,
+        list(row.rule_ids),
+        row.min_valid_minutes,
+        row.source,
+        row.standard,
+        row.clause,
+        row.edition,
+        row.verified,
+        row.note,
+        row.reference_o2_source,
+        rs.limits.version,
+        rs.version,
+        rs.limits.path,
+        row.limit_table,
+        row.applies_when,
         list(row.cities) if row.cities is not None else None,
-    )  # fmt: skip
+    )
 
 
 def _keys(rows: list[LimitRow]) -> tuple[list[str], ...]:

@@ -94,11 +94,32 @@ class PeriodicEvaluator:
                 act = self.tracker.observe(key, obs, now, clear_for_s=p.clear_for_s)
                 if act is None:
                     continue
-                ev = {"last_ts": datetime.fromtimestamp(float(last_ts), UTC).isoformat(),
-                      "received_at": datetime.fromtimestamp(float(received), UTC).isoformat() if received else None,
-                      "poll_interval_s": poll_s, "poll_intervals": p.poll_intervals, "silent_s": round(silent, 1)}  # fmt: skip
-                out.append(Outcome(act, rule, f"{gw}/{dev}", park, firm, gw, dev, None, round(silent, 1), limit, "s",
-                                   float(last_ts) if obs is Obs.CLEAR else now, ev))  # fmt: skip
+                ev = {
+                    "last_ts": datetime.fromtimestamp(float(last_ts), UTC).isoformat(),
+                    "received_at": datetime.fromtimestamp(float(received), UTC).isoformat()
+                    if received
+                    else None,
+                    "poll_interval_s": poll_s,
+                    "poll_intervals": p.poll_intervals,
+                    "silent_s": round(silent, 1),
+                }
+                out.append(
+                    Outcome(
+                        act,
+                        rule,
+                        f"{gw}/{dev}",
+                        park,
+                        firm,
+                        gw,
+                        dev,
+                        None,
+                        round(silent, 1),
+                        limit,
+                        "s",
+                        float(last_ts) if obs is Obs.CLEAR else now,
+                        ev,
+                    )
+                )
         return out
 
     async def seq_gaps(self, conn: psycopg.AsyncConnection, now: float) -> list[Outcome]:
@@ -107,8 +128,23 @@ class PeriodicEvaluator:
             for park, firm, gw, n_spans, missing, lo, hi in rows:
                 act = self.tracker.observe((rule.id, gw), Obs.BREACH, now)
                 if act is Action.FIRE or act is Action.REFRESH:
-                    out.append(Outcome(act, rule, gw, park, firm, gw, None, None, float(missing), None, "batches", now,
-                                       {"spans": n_spans, "missing_batches": missing, "from_seq": lo, "to_seq": hi}))  # fmt: skip
+                    out.append(
+                        Outcome(
+                            act,
+                            rule,
+                            gw,
+                            park,
+                            firm,
+                            gw,
+                            None,
+                            None,
+                            float(missing),
+                            None,
+                            "batches",
+                            now,
+                            {"spans": n_spans, "missing_batches": missing, "from_seq": lo, "to_seq": hi},
+                        )
+                    )
             # open alerts of gateways the query no longer reports: the gap was filled
             seen = {gw for _park, _firm, gw, *_ in rows}
             for rid, subject in self.tracker.open_keys():
@@ -116,8 +152,23 @@ class PeriodicEvaluator:
                     continue
                 act = self.tracker.observe((rid, subject), Obs.CLEAR, now, clear_for_s=p.clear_for_s)
                 if act is not None:
-                    out.append(Outcome(act, rule, subject, "", None, None, None, None, 0.0, None, None, now,
-                                       {"cleared": True}))  # fmt: skip
+                    out.append(
+                        Outcome(
+                            act,
+                            rule,
+                            subject,
+                            "",
+                            None,
+                            None,
+                            None,
+                            None,
+                            0.0,
+                            None,
+                            None,
+                            now,
+                            {"cleared": True},
+                        )
+                    )
         return out
 
     async def gateway_states(self, conn: psycopg.AsyncConnection) -> list[Outcome]:
@@ -131,11 +182,33 @@ class PeriodicEvaluator:
                 act = self.tracker.observe((rule.id, gw), obs, float(since), clear_for_s=p.clear_for_s)
                 if act is None or act is Action.REFRESH:
                     continue
-                ev = {"status": {"state": state, "since": datetime.fromtimestamp(float(since), UTC).isoformat(),
-                                 "version": version, "spool_depth": spool, "last_seq": last_seq},
-                      "source": "gateway_status (stored by ingest)"}  # fmt: skip
-                out.append(Outcome(act, rule, gw, park, firm, gw, None, None, 1.0 if state == "offline" else 0.0, None,
-                                   None, float(since), ev))  # fmt: skip
+                ev = {
+                    "status": {
+                        "state": state,
+                        "since": datetime.fromtimestamp(float(since), UTC).isoformat(),
+                        "version": version,
+                        "spool_depth": spool,
+                        "last_seq": last_seq,
+                    },
+                    "source": "gateway_status (stored by ingest)",
+                }
+                out.append(
+                    Outcome(
+                        act,
+                        rule,
+                        gw,
+                        park,
+                        firm,
+                        gw,
+                        None,
+                        None,
+                        1.0 if state == "offline" else 0.0,
+                        None,
+                        None,
+                        float(since),
+                        ev,
+                    )
+                )
         return out
 
     async def reported_gaps(self, conn: psycopg.AsyncConnection, now: float) -> list[Outcome]:
@@ -152,8 +225,23 @@ class PeriodicEvaluator:
                     continue  # already seen on the stream
                 act = self.tracker.observe(key, Obs.BREACH, float(last))
                 if act is Action.FIRE:
-                    out.append(Outcome(act, rule, gw, park, firm, gw, None, None, float(count or 0), None, None,
-                                       float(last), {"gaps": n, "source": "data_gaps"}))  # fmt: skip
+                    out.append(
+                        Outcome(
+                            act,
+                            rule,
+                            gw,
+                            park,
+                            firm,
+                            gw,
+                            None,
+                            None,
+                            float(count or 0),
+                            None,
+                            None,
+                            float(last),
+                            {"gaps": n, "source": "data_gaps"},
+                        )
+                    )
         return out
 
     def timed_clears(self, now: float) -> list[Outcome]:
@@ -168,8 +256,23 @@ class PeriodicEvaluator:
                 continue
             clear_for = float(getattr(rule.params, "clear_for_s", 0.0))
             if self.tracker.due_clear((rid, subject), now, clear_for):
-                out.append(Outcome(Action.CLEAR, rule, subject, "", None, None, None, None, None, None, None, now,
-                                   {"cleared_after_s": clear_for}))  # fmt: skip
+                out.append(
+                    Outcome(
+                        Action.CLEAR,
+                        rule,
+                        subject,
+                        "",
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        now,
+                        {"cleared_after_s": clear_for},
+                    )
+                )
         return out
 
     # -- emissions ------------------------------------------------------------------------------
@@ -183,7 +286,9 @@ class PeriodicEvaluator:
         p: EmissionParams = rule.params
         limits = self.rules.limits
         out: list[Outcome] = []
-        last_hour = (now - timedelta(seconds=p.grace_s)).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        last_hour = (now - timedelta(seconds=p.grace_s)).replace(
+            minute=0, second=0, microsecond=0
+        ) - timedelta(hours=1)
         first_hour = last_hour - timedelta(hours=p.lookback_hours - 1)
         lo, hi = first_hour, last_hour + timedelta(hours=1)
         cur = await conn.execute(
@@ -208,14 +313,36 @@ class PeriodicEvaluator:
             (rule.id, pks, lo, hi),
         )
         done = {(r[0], r[1], r[2]): r[3] for r in await cur.fetchall()}
-        for pk, park, firm, gw, dev, source_type, fuel, age_class, city, tz, sp_apply, sp_basis, sp_since in devices:
-            stack = Stack(park, source_type, fuel, age_class, city, sp_apply, sp_basis, sp_since, tz or "Asia/Shanghai")
+        for (
+            pk,
+            park,
+            firm,
+            gw,
+            dev,
+            source_type,
+            fuel,
+            age_class,
+            city,
+            tz,
+            sp_apply,
+            sp_basis,
+            sp_since,
+        ) in devices:
+            stack = Stack(
+                park, source_type, fuel, age_class, city, sp_apply, sp_basis, sp_since, tz or "Asia/Shanghai"
+            )
             ref = limits.o2_ref(source_type)
             if ref is None:
                 if pk not in self._warned:
                     self._warned.add(pk)
-                    log.warning("emission rule %s: CEMS %s/%s has source_type %r with no reference O2 in the limits "
-                                "file; it is not evaluated", rule.id, gw, dev, source_type)  # fmt: skip
+                    log.warning(
+                        "emission rule %s: CEMS %s/%s has source_type %r with no reference O2 in the limits "
+                        "file; it is not evaluated",
+                        rule.id,
+                        gw,
+                        dev,
+                        source_type,
+                    )
                 continue
             for metric in p.pollutants:
                 hour = first_hour
@@ -224,18 +351,30 @@ class PeriodicEvaluator:
                     # the limit in force for this hour (special limits start on a date)
                     choice = limits.limit_for(p, stack, metric, hour)
                     if choice is not None and f is not None and done.get((pk, metric, hour)) != f[0]:
-                        o = await self._emission_hour(conn, rule, p, pk, stack, firm, gw, dev, metric, hour, f,
-                                                      ref, choice)  # fmt: skip
+                        o = await self._emission_hour(
+                            conn, rule, p, pk, stack, firm, gw, dev, metric, hour, f, ref, choice
+                        )
                         if o is not None:
                             out.append(o)
                     hour += timedelta(hours=1)
         return out
 
     async def _emission_hour(
-        self, conn: psycopg.AsyncConnection, rule: Rule, p: EmissionParams, pk: int, stack: Stack, firm: str,
-        gw: str, dev: str, metric: str, hour: datetime, fingerprint: tuple[int, datetime], ref: tuple[float, str],
+        self,
+        conn: psycopg.AsyncConnection,
+        rule: Rule,
+        p: EmissionParams,
+        pk: int,
+        stack: Stack,
+        firm: str,
+        gw: str,
+        dev: str,
+        metric: str,
+        hour: datetime,
+        fingerprint: tuple[int, datetime],
+        ref: tuple[float, str],
         choice: LimitChoice,
-    ) -> Outcome | None:  # fmt: skip
+    ) -> Outcome | None:
         park = stack.park
         cur = await conn.execute(
             "SELECT metric, ts, value, quality FROM v_readings WHERE device_pk = %s AND metric = ANY(%s) "
@@ -247,11 +386,15 @@ class PeriodicEvaluator:
             series[m].append((ts, v, q))
         o2_ref, o2_source = ref
         res = evaluate_hour(
-            hour, series[metric], series["o2_pct"], series["cems_flag"], o2_ref=o2_ref,
+            hour,
+            series[metric],
+            series["o2_pct"],
+            series["cems_flag"],
+            o2_ref=o2_ref,
             min_valid_minutes=p.min_valid_minutes,
             excluded_flags=await device_excluded_flags(conn, pk, p.excluded_flags),  # per HJ 212 edition
             exclude_quality_from=p.exclude_quality_from,
-        )  # fmt: skip
+        )
         exceeded = res.exceeded(choice.limit)
         await conn.execute(
             """INSERT INTO alert_emission_hours (device_pk, metric, hour, n_readings, last_ts, valid_minutes, excluded,
@@ -265,11 +408,29 @@ class PeriodicEvaluator:
                    limit_value = excluded.limit_value, limit_source = excluded.limit_source, exceeded = excluded.exceeded,
                    rule_version = excluded.rule_version, limit_id = excluded.limit_id,
                    limit_basis = excluded.limit_basis, evaluated_at = now()""",
-            (pk, metric, hour, fingerprint[0], fingerprint[1], res.valid_minutes, res.excluded,
-             orjson.dumps(res.excluded_by).decode(), res.valid, res.avg_measured, res.avg_o2, res.avg_converted,
-             o2_ref, choice.limit, choice.source, exceeded if res.valid else None, rule.id, rule.version,
-             choice.limit_id, choice.basis_en),
-        )  # fmt: skip
+            (
+                pk,
+                metric,
+                hour,
+                fingerprint[0],
+                fingerprint[1],
+                res.valid_minutes,
+                res.excluded,
+                orjson.dumps(res.excluded_by).decode(),
+                res.valid,
+                res.avg_measured,
+                res.avg_o2,
+                res.avg_converted,
+                o2_ref,
+                choice.limit,
+                choice.source,
+                exceeded if res.valid else None,
+                rule.id,
+                rule.version,
+                choice.limit_id,
+                choice.basis_en,
+            ),
+        )
         if not res.valid or res.avg_converted is None:
             obs = Obs.HOLD  # an invalid hour says nothing about compliance
         elif exceeded:
@@ -284,16 +445,44 @@ class PeriodicEvaluator:
         if act is None:
             return None
         evidence = {
-            "hour": hour.isoformat(), "pollutant": metric, "valid": res.valid, "valid_minutes": res.valid_minutes,
-            "min_valid_minutes": p.min_valid_minutes, "excluded": res.excluded, "excluded_by": res.excluded_by,
-            "minutes_present": res.minutes_present, "avg_measured": res.avg_measured, "avg_o2": res.avg_o2,
-            "avg_converted": res.avg_converted, **choice.evidence(), "stack": stack.as_json(),
-            "o2_ref": o2_ref, "o2_ref_source": o2_source,
+            "hour": hour.isoformat(),
+            "pollutant": metric,
+            "valid": res.valid,
+            "valid_minutes": res.valid_minutes,
+            "min_valid_minutes": p.min_valid_minutes,
+            "excluded": res.excluded,
+            "excluded_by": res.excluded_by,
+            "minutes_present": res.minutes_present,
+            "avg_measured": res.avg_measured,
+            "avg_o2": res.avg_o2,
+            "avg_converted": res.avg_converted,
+            **choice.evidence(),
+            "stack": stack.as_json(),
+            "o2_ref": o2_ref,
+            "o2_ref_source": o2_source,
             "formula": "ρ = ρ' × (21 − O2ref) / (21 − O2measured), per minute, hourly mean of valid minutes",
             "minutes": [m.as_json() for m in res.minutes],
-        }  # fmt: skip
+        }
         value = round(res.avg_converted, 3) if res.avg_converted is not None else None
         unit = self._cat[metric].unit if metric in self._cat else None
-        return Outcome(act, rule, subject, park, firm, gw, dev, metric, value, choice.limit, unit, t, evidence,
-                       {"o2_ref": o2_ref, "valid_minutes": res.valid_minutes, "limit_basis_zh": choice.basis_zh,
-                        "limit_basis_en": choice.basis_en})  # fmt: skip
+        return Outcome(
+            act,
+            rule,
+            subject,
+            park,
+            firm,
+            gw,
+            dev,
+            metric,
+            value,
+            choice.limit,
+            unit,
+            t,
+            evidence,
+            {
+                "o2_ref": o2_ref,
+                "valid_minutes": res.valid_minutes,
+                "limit_basis_zh": choice.basis_zh,
+                "limit_basis_en": choice.basis_en,
+            },
+        )

@@ -234,11 +234,19 @@ class Stack:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "park": self.park, "source_type": self.source_type, "fuel": self.fuel, "age_class": self.age_class,
-            "city": self.city, "special_limits": None if self.special_applies is None else {
-                "applies": self.special_applies, "basis": self.special_basis,
-                "since": self.special_since.isoformat() if self.special_since else None},
-        }  # fmt: skip
+            "park": self.park,
+            "source_type": self.source_type,
+            "fuel": self.fuel,
+            "age_class": self.age_class,
+            "city": self.city,
+            "special_limits": None
+            if self.special_applies is None
+            else {
+                "applies": self.special_applies,
+                "basis": self.special_basis,
+                "since": self.special_since.isoformat() if self.special_since else None,
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -255,8 +263,15 @@ class LimitCandidate:
     verified: bool
 
     def as_json(self) -> dict[str, Any]:
-        return {"limit_id": self.limit_id, "table": self.table, "value": self.value, "applies": self.applies,
-                "why_en": self.why_en, "why_zh": self.why_zh, "verified": self.verified}  # fmt: skip
+        return {
+            "limit_id": self.limit_id,
+            "table": self.table,
+            "value": self.value,
+            "applies": self.applies,
+            "why_en": self.why_en,
+            "why_zh": self.why_zh,
+            "verified": self.verified,
+        }
 
 
 @dataclass(frozen=True)
@@ -273,10 +288,15 @@ class LimitChoice:
     def evidence(self) -> dict[str, Any]:
         """The alert evidence keys that say which limit was used and why."""
         return {
-            "limit": self.limit, "limit_id": self.limit_id, "limit_source": self.source, "limit_table": self.table,
-            "limit_basis_zh": self.basis_zh, "limit_basis_en": self.basis_en, "limit_verified": self.verified,
+            "limit": self.limit,
+            "limit_id": self.limit_id,
+            "limit_source": self.source,
+            "limit_table": self.table,
+            "limit_basis_zh": self.basis_zh,
+            "limit_basis_en": self.basis_en,
+            "limit_verified": self.verified,
             "limit_candidates": [c.as_json() for c in self.candidates],
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True)
@@ -285,7 +305,9 @@ class EmissionLimits:
     reference_o2: dict[str, tuple[float, str]]
     limit_sets: dict[str, _LimitSet]
     overrides: dict[str, _Override]
-    reference_o2_docs: dict[str, _RefO2] = field(default_factory=dict)  # source type → its entry (all source fields)
+    reference_o2_docs: dict[str, _RefO2] = field(
+        default_factory=dict
+    )  # source type → its entry (all source fields)
     path: str = ""
     areas: dict[str, _Area] = field(default_factory=dict)
     extra_pollutants: dict[str, _ExtraPollutant] = field(default_factory=dict)  # metric → entry
@@ -293,7 +315,9 @@ class EmissionLimits:
     def o2_ref(self, source_type: str | None) -> tuple[float, str] | None:
         return self.reference_o2.get(source_type or "")
 
-    def special_limits(self, params: EmissionParams, stack: Stack, at: datetime | None) -> tuple[bool, str, str]:
+    def special_limits(
+        self, params: EmissionParams, stack: Stack, at: datetime | None
+    ) -> tuple[bool, str, str]:
         """Do special limits (Table 3) apply to this stack at `at`? → (applies, why_zh, why_en).
 
         The park's own flag, when stated, decides; otherwise its city in one of the rule's areas.
@@ -304,8 +328,11 @@ class EmissionLimits:
             if not stack.special_applies:
                 return False, f"园区未执行特别排放限值（{basis}）", f"park states no special limits ({basis})"
             if stack.special_since is not None and day is not None and day < stack.special_since:
-                return (False, f"园区特别排放限值自 {stack.special_since} 起执行",
-                        f"park special limits only from {stack.special_since}")  # fmt: skip
+                return (
+                    False,
+                    f"园区特别排放限值自 {stack.special_since} 起执行",
+                    f"park special limits only from {stack.special_since}",
+                )
             return True, f"园区执行特别排放限值：{basis}", f"park special limits: {basis}"
         key = city_key(stack.city)
         for aid in params.special_areas:
@@ -313,13 +340,19 @@ class EmissionLimits:
             names = {city_key(c) for c in (*area.cities, *area.cities_en)}
             if key and key in names:
                 if day is not None and day < area.since:
-                    return False, f"{area.label_zh}，自 {area.since} 起执行", f"{area.label_en}, only from {area.since}"
+                    return (
+                        False,
+                        f"{area.label_zh}，自 {area.since} 起执行",
+                        f"{area.label_en}, only from {area.since}",
+                    )
                 return True, area.label_zh, area.label_en
         where = stack.city or "城市未登记"
         where_en = stack.city or "city not registered"
         return False, f"{where}不在特别排放限值地区", f"{where_en} is not in a special-limits area"
 
-    def limit_for(self, params: EmissionParams, stack: Stack, metric: str, at: datetime | None = None) -> LimitChoice | None:
+    def limit_for(
+        self, params: EmissionParams, stack: Stack, metric: str, at: datetime | None = None
+    ) -> LimitChoice | None:
         """The strictest applicable limit for one stack and pollutant at `at`, with every candidate and why.
 
         Candidates: the table of the stack's age class (Table 1 existing / Table 2 new; a stack whose age
@@ -342,12 +375,17 @@ class EmissionLimits:
                 why_zh, why_en = "在用/新建未登记，按在用锅炉", "age class not registered, judged as existing"
             else:
                 applies = age == role
-                why_zh, why_en = ("在用锅炉", "existing boiler") if role == "existing" else ("新建锅炉", "new boiler")
+                why_zh, why_en = (
+                    ("在用锅炉", "existing boiler") if role == "existing" else ("新建锅炉", "new boiler")
+                )
                 if not applies:
                     why_zh = f"非{why_zh}"
                     why_en = f"not a {why_en}"
-            cands.append(LimitCandidate(ls.id, ls.table, ls.limits[st][metric], applies, why_zh, why_en, ls.source,
-                                        ls.verified))  # fmt: skip
+            cands.append(
+                LimitCandidate(
+                    ls.id, ls.table, ls.limits[st][metric], applies, why_zh, why_en, ls.source, ls.verified
+                )
+            )
         for oid in params.overrides:
             ov = self.overrides[oid]
             if ov.source_types is not None and st not in ov.source_types:
@@ -360,8 +398,11 @@ class EmissionLimits:
             applies = in_park and in_city
             if not applies:
                 label_zh, label_en = f"{label_zh}（不适用于本园区）", f"{label_en} (not this park)"
-            cands.append(LimitCandidate(ov.id, "override", ov.limits[metric], applies, label_zh, label_en, ov.source,
-                                        ov.verified))  # fmt: skip
+            cands.append(
+                LimitCandidate(
+                    ov.id, "override", ov.limits[metric], applies, label_zh, label_en, ov.source, ov.verified
+                )
+            )
         used = [c for c in cands if c.applies]
         if not used:
             return None
@@ -373,8 +414,16 @@ class EmissionLimits:
             ls = self.limit_sets[best.limit_id]
             basis_zh = f"{ls.table_zh or ls.table}（{best.why_zh}），{best.value:g} mg/m³"
             basis_en = f"{ls.table} ({best.why_en}), {best.value:g} mg/m³"
-        return LimitChoice(best.value, best.source, best.limit_id, best.table, basis_zh, basis_en, best.verified,
-                           tuple(cands))  # fmt: skip
+        return LimitChoice(
+            best.value,
+            best.source,
+            best.limit_id,
+            best.table,
+            basis_zh,
+            basis_en,
+            best.verified,
+            tuple(cands),
+        )
 
 
 @dataclass(frozen=True)
@@ -391,7 +440,9 @@ class Rule:
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256(json.dumps(self.definition, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.definition, sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
 
     def applies_to_park(self, park: str) -> bool:
         return self.parks is None or park in self.parks
@@ -425,11 +476,26 @@ def _pyd_problems(prefix: str, exc: ValidationError) -> list[FieldError]:
 
 
 _SAMPLE = {
-    "device": "gw/dev", "gateway": "gw", "park": "p", "firm": "f", "metric": "m", "metric_zh": "指标",
-    "metric_en": "metric", "value": 1.0, "limit": 2.0, "unit": "u", "o2_ref": 3.5, "valid_minutes": 45,
-    "reason_zh": "原因", "reason_en": "reason", "op_zh": "高于", "op_en": "above", "per_s": 60.0,
-    "limit_basis_zh": "表3（2+26城市），150 mg/m³", "limit_basis_en": "Table 3 (2+26 city), 150 mg/m³",
-}  # fmt: skip
+    "device": "gw/dev",
+    "gateway": "gw",
+    "park": "p",
+    "firm": "f",
+    "metric": "m",
+    "metric_zh": "指标",
+    "metric_en": "metric",
+    "value": 1.0,
+    "limit": 2.0,
+    "unit": "u",
+    "o2_ref": 3.5,
+    "valid_minutes": 45,
+    "reason_zh": "原因",
+    "reason_en": "reason",
+    "op_zh": "高于",
+    "op_en": "above",
+    "per_s": 60.0,
+    "limit_basis_zh": "表3（2+26城市），150 mg/m³",
+    "limit_basis_en": "Table 3 (2+26 city), 150 mg/m³",
+}
 
 
 def _check_template(path: str, text: str) -> FieldError | None:
@@ -458,22 +524,33 @@ def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | Non
     extra: dict[str, _ExtraPollutant] = {}
     for i, x in enumerate(lim.pollutants_outside_catalogue):
         if x.metric in cat:
-            problems.append(FieldError(f"{path.name}.pollutants_outside_catalogue[{i}].metric", x.metric,
-                                       "is a metric of the catalogue: remove it here"))  # fmt: skip
+            problems.append(
+                FieldError(
+                    f"{path.name}.pollutants_outside_catalogue[{i}].metric",
+                    x.metric,
+                    "is a metric of the catalogue: remove it here",
+                )
+            )
         extra[x.metric] = x
 
     def pollutant_problem(p: str, m: str) -> None:
         if m in extra:
             return
         if m not in cat or not cat[m].pollutant:
-            problems.append(FieldError(p, m, "not a pollutant metric of the catalogue (nor in pollutants_outside_catalogue)"))
+            problems.append(
+                FieldError(
+                    p, m, "not a pollutant metric of the catalogue (nor in pollutants_outside_catalogue)"
+                )
+            )
 
     ref: dict[str, tuple[float, str]] = {}
     ref_docs: dict[str, _RefO2] = {}
     for i, r in enumerate(lim.reference_o2):
         for st in r.source_types:
             if st in ref:
-                problems.append(FieldError(f"{path.name}.reference_o2[{i}].source_types", st, "source type listed twice"))
+                problems.append(
+                    FieldError(f"{path.name}.reference_o2[{i}].source_types", st, "source type listed twice")
+                )
             ref[st] = (r.o2_ref_pct, r.source)
             ref_docs[st] = r
     for i, ls in enumerate(lim.limit_sets):
@@ -484,19 +561,33 @@ def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | Non
                 if v <= 0:
                     problems.append(FieldError(p, v, "a limit must be > 0"))
             if st not in ref:
-                problems.append(FieldError(f"{path.name}.limit_sets[{i}].limits.{st}", st, "no reference O2 for this source type"))
+                problems.append(
+                    FieldError(
+                        f"{path.name}.limit_sets[{i}].limits.{st}", st, "no reference O2 for this source type"
+                    )
+                )
     for i, ov in enumerate(lim.overrides):
         for m, v in ov.limits.items():
             p = f"{path.name}.overrides[{i}].limits.{m}"
             pollutant_problem(p, m)
             if v <= 0:
                 problems.append(FieldError(p, v, "a limit must be > 0"))
-    ids = [x.id for x in lim.limit_sets] + [x.id for x in lim.overrides] + [x.id for x in lim.special_limit_areas]
+    ids = (
+        [x.id for x in lim.limit_sets]
+        + [x.id for x in lim.overrides]
+        + [x.id for x in lim.special_limit_areas]
+    )
     for dup in sorted({x for x in ids if ids.count(x) > 1}):
         problems.append(FieldError(f"{path.name}.id", dup, "limit set / override / area id used twice"))
     return EmissionLimits(
-        lim.version, ref, {x.id: x for x in lim.limit_sets}, {x.id: x for x in lim.overrides}, ref_docs, str(path),
-        {x.id: x for x in lim.special_limit_areas}, extra,
+        lim.version,
+        ref,
+        {x.id: x for x in lim.limit_sets},
+        {x.id: x for x in lim.overrides},
+        ref_docs,
+        str(path),
+        {x.id: x for x in lim.special_limit_areas},
+        extra,
     )
 
 
@@ -517,18 +608,33 @@ def _check_rule(
                     continue
                 ls = limits.limit_sets.get(set_id)
                 if ls is None:
-                    problems.append(FieldError(f"{p}.limit_tables.{role}", set_id, f"unknown; known: {sorted(limits.limit_sets)}"))
+                    problems.append(
+                        FieldError(
+                            f"{p}.limit_tables.{role}", set_id, f"unknown; known: {sorted(limits.limit_sets)}"
+                        )
+                    )
                 elif ls.applies_to != role:
-                    problems.append(FieldError(f"{p}.limit_tables.{role}", set_id,
-                                               f"limit set {ls.table} applies to {ls.applies_to!r}, not {role!r}"))  # fmt: skip
+                    problems.append(
+                        FieldError(
+                            f"{p}.limit_tables.{role}",
+                            set_id,
+                            f"limit set {ls.table} applies to {ls.applies_to!r}, not {role!r}",
+                        )
+                    )
             for a in params.special_areas:
                 if a not in limits.areas:
-                    problems.append(FieldError(f"{p}.special_areas", a, f"unknown; known: {sorted(limits.areas)}"))
+                    problems.append(
+                        FieldError(f"{p}.special_areas", a, f"unknown; known: {sorted(limits.areas)}")
+                    )
             if params.special_areas and params.limit_tables.special is None:
-                problems.append(FieldError(f"{p}.special_areas", params.special_areas, "needs limit_tables.special"))
+                problems.append(
+                    FieldError(f"{p}.special_areas", params.special_areas, "needs limit_tables.special")
+                )
             for o in params.overrides:
                 if o not in limits.overrides:
-                    problems.append(FieldError(f"{p}.overrides", o, f"unknown; known: {sorted(limits.overrides)}"))
+                    problems.append(
+                        FieldError(f"{p}.overrides", o, f"unknown; known: {sorted(limits.overrides)}")
+                    )
     elif isinstance(params, TamperParams):
         for m in params.metrics:
             if m not in cat or cat[m].kind != "counter":
@@ -542,11 +648,25 @@ def _check_rule(
                     problems.append(FieldError(f"{p}.devices", d, "expected 'gateway/device'"))
         if isinstance(params, ThresholdParams) and params.clear_level is not None:
             if params.op == "above" and params.clear_level > params.limit:
-                problems.append(FieldError(f"{p}.clear_level", params.clear_level, f"must be ≤ limit {params.limit} for op above"))
+                problems.append(
+                    FieldError(
+                        f"{p}.clear_level", params.clear_level, f"must be ≤ limit {params.limit} for op above"
+                    )
+                )
             if params.op == "below" and params.clear_level < params.limit:
-                problems.append(FieldError(f"{p}.clear_level", params.clear_level, f"must be ≥ limit {params.limit} for op below"))
-        if isinstance(params, RateParams) and params.clear_level is not None and params.clear_level > params.limit:
-            problems.append(FieldError(f"{p}.clear_level", params.clear_level, f"must be ≤ limit {params.limit}"))
+                problems.append(
+                    FieldError(
+                        f"{p}.clear_level", params.clear_level, f"must be ≥ limit {params.limit} for op below"
+                    )
+                )
+        if (
+            isinstance(params, RateParams)
+            and params.clear_level is not None
+            and params.clear_level > params.limit
+        ):
+            problems.append(
+                FieldError(f"{p}.clear_level", params.clear_level, f"must be ≤ limit {params.limit}")
+            )
 
 
 def load_rules(rules_path: str | Path | None = None, limits_path: str | Path | None = None) -> RuleSet:
@@ -558,9 +678,13 @@ def load_rules(rules_path: str | Path | None = None, limits_path: str | Path | N
     try:
         doc = yaml.safe_load(rp.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ValidationReport(str(rp), [*problems, FieldError(str(rp), None, f"cannot read: {exc}")]) from None
+        raise ValidationReport(
+            str(rp), [*problems, FieldError(str(rp), None, f"cannot read: {exc}")]
+        ) from None
     if not isinstance(doc, dict):
-        raise ValidationReport(str(rp), [*problems, FieldError("(file)", type(doc).__name__, "must be a mapping")])
+        raise ValidationReport(
+            str(rp), [*problems, FieldError("(file)", type(doc).__name__, "must be a mapping")]
+        )
     version = doc.get("version")
     if type(version) is not int or version < 1:
         problems.append(FieldError("version", version, "rule-set version must be an integer ≥ 1"))
@@ -606,7 +730,11 @@ def load_rules(rules_path: str | Path | None = None, limits_path: str | Path | N
         en = rd.message_en or (tmpl or {}).get("en")
         for lang, text in (("zh", zh), ("en", en)):
             if not text:
-                problems.append(FieldError(f"rules[{i}].message_{lang}", None, f"no message and no default messages.{msg_key}"))
+                problems.append(
+                    FieldError(
+                        f"rules[{i}].message_{lang}", None, f"no message and no default messages.{msg_key}"
+                    )
+                )
             elif rd.message_zh if lang == "zh" else rd.message_en:
                 prob = _check_template(f"rules[{i}].message_{lang}", text)
                 if prob:
@@ -614,8 +742,17 @@ def load_rules(rules_path: str | Path | None = None, limits_path: str | Path | N
         if not rd.enabled:
             continue
         rules.append(
-            Rule(rd.id, rd.kind, rd.version, rd.severity, tuple(rd.parks) if rd.parks is not None else None,
-                 params, str(zh), str(en), raw if isinstance(raw, dict) else {})
+            Rule(
+                rd.id,
+                rd.kind,
+                rd.version,
+                rd.severity,
+                tuple(rd.parks) if rd.parks is not None else None,
+                params,
+                str(zh),
+                str(en),
+                raw if isinstance(raw, dict) else {},
+            )
         )
     if problems or limits is None:
         raise ValidationReport(f"{rp.name} + {lp.name}", problems)

@@ -18,24 +18,38 @@ class AlertSettings(BaseSettings):
     database_url: str | None = Field(default=None, description="default: PARKPULSE_DATABASE_URL")
     mqtt_url: str | None = Field(default=None, description="default: PARKPULSE_MQTT_URL")
     rules_file: Path | None = Field(default=None, description="default: the shipped data/alert_rules.yaml")
-    limits_file: Path | None = Field(default=None, description="default: the shipped data/emission_limits.yaml")
-    group: str = Field(default="alerts", pattern=r"^[a-z0-9-]+$", description="MQTT shared-subscription group")
+    limits_file: Path | None = Field(
+        default=None, description="default: the shipped data/emission_limits.yaml"
+    )
+    group: str = Field(
+        default="alerts", pattern=r"^[a-z0-9-]+$", description="MQTT shared-subscription group"
+    )
     park: str = Field(default="+", description="park id to watch, '+' for every park")
     client_id: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
         description="fixed MQTT client id: the data subscription becomes a persistent session (readings published "
         "while the engine is down are evaluated when it is back); default: a random id, no session",
-    )  # fmt: skip
-    session_expiry_s: float = Field(default=86400.0, gt=0, description="how long the broker keeps that session")
+    )
+    session_expiry_s: float = Field(
+        default=86400.0, gt=0, description="how long the broker keeps that session"
+    )
     queue_size: int = Field(
-        default=1000, ge=1,
+        default=1000,
+        ge=1,
         description="batches waiting for evaluation; when full the MQTT reader waits (backpressure to the broker)",
-    )  # fmt: skip
-    periodic_interval_s: float = Field(default=2.0, gt=0, description="silence / seq-gap / clear-timer checks")
+    )
+    periodic_interval_s: float = Field(
+        default=2.0, gt=0, description="silence / seq-gap / clear-timer checks"
+    )
     emission_interval_s: float = Field(default=60.0, gt=0, description="hourly emission evaluation")
     registry_refresh_s: float = Field(default=30.0, gt=0)
-    refresh_interval_s: float = Field(default=30.0, ge=0, description="how often an open alert's value is rewritten")
-    publish_poll_s: float = Field(default=2.0, gt=0, description="alert-event publisher wake-up without NOTIFY")
+    refresh_interval_s: float = Field(
+        default=30.0, ge=0, description="how often an open alert's value is rewritten"
+    )
+    publish_poll_s: float = Field(
+        default=2.0, gt=0, description="alert-event publisher wake-up without NOTIFY"
+    )
     webhook_timeout_s: float = Field(default=5.0, gt=0)
     webhook_poll_s: float = Field(default=1.0, gt=0)
     webhook_backoff_base_s: float = Field(default=2.0, gt=0)
@@ -44,7 +58,9 @@ class AlertSettings(BaseSettings):
     webhook_batch: int = Field(default=50, ge=1)
     drain_timeout_s: float = Field(default=5.0, ge=0)
     http_host: str = "127.0.0.1"
-    http_port: int | None = Field(default=None, ge=0, le=65535, description="/healthz and /metrics; off when unset, 0 = any")
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="/healthz and /metrics; off when unset, 0 = any"
+    )
 
     def dsn(self) -> str:
         return self.database_url or get_settings().database_url

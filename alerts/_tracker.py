@@ -66,7 +66,9 @@ class Tracker:
     def open_keys(self) -> list[Key]:
         return [k for k, s in self._s.items() if s.alert_id is not None]
 
-    def observe(self, key: Key, obs: Obs, t: float, *, fire_for_s: float = 0.0, clear_for_s: float = 0.0) -> Action | None:
+    def observe(
+        self, key: Key, obs: Obs, t: float, *, fire_for_s: float = 0.0, clear_for_s: float = 0.0
+    ) -> Action | None:
         st = self.state(key)
         if st.last_obs is not None and t < st.last_obs:
             return None
@@ -98,7 +100,12 @@ class Tracker:
     def due_clear(self, key: Key, now: float, clear_for_s: float) -> bool:
         """True when an open alert's clear has lasted `clear_for_s` by wall time (no new data needed)."""
         st = self._s.get(key)
-        return bool(st and st.alert_id is not None and st.clear_since is not None and now - st.clear_since >= clear_for_s)
+        return bool(
+            st
+            and st.alert_id is not None
+            and st.clear_since is not None
+            and now - st.clear_since >= clear_for_s
+        )
 
     def fired(self, key: Key, alert_id: int) -> None:
         st = self.state(key)
@@ -122,7 +129,9 @@ class Tracker:
         st.breach_since = None
         st.suppressed = manual
 
-    def restore(self, key: Key, alert_id: int, last_obs: float | None, clear_since: float | None = None) -> None:
+    def restore(
+        self, key: Key, alert_id: int, last_obs: float | None, clear_since: float | None = None
+    ) -> None:
         st = self.state(key)
         st.alert_id = alert_id
         st.last_obs = last_obs

@@ -38,9 +38,14 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def verify_signature(
-    secret: str, timestamp: str | None, body: bytes, signature: str | None, *, tolerance_s: float = 300.0,
+    secret: str,
+    timestamp: str | None,
+    body: bytes,
+    signature: str | None,
+    *,
+    tolerance_s: float = 300.0,
     now: float | None = None,
-) -> bool:  # fmt: skip
+) -> bool:
     """What a receiver does: recompute the HMAC and check the timestamp is fresh (replay guard)."""
     if not timestamp or not signature or not timestamp.isdigit():
         return False
@@ -71,8 +76,14 @@ class _Due:
 
 class WebhookWorker:
     def __init__(
-        self, *, timeout_s: float, base_s: float, cap_s: float, max_age_s: float, batch: int,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        timeout_s: float,
+        base_s: float,
+        cap_s: float,
+        max_age_s: float,
+        batch: int,
+    ) -> None:
         self.timeout_s = timeout_s
         self.base_s = base_s
         self.cap_s = cap_s
@@ -97,8 +108,10 @@ class WebhookWorker:
                    FOR UPDATE OF o SKIP LOCKED""",
                 (self.batch,),
             )
-            rows = [_Due(r[0], r[1], r[2], r[3].encode(), r[4], float(r[5]), r[6], r[7], r[8] or "")
-                    for r in await cur.fetchall()]  # fmt: skip
+            rows = [
+                _Due(r[0], r[1], r[2], r[3].encode(), r[4], float(r[5]), r[6], r[7], r[8] or "")
+                for r in await cur.fetchall()
+            ]
             if not rows:
                 return 0
             by_sub: dict[int, list[_Due]] = {}
@@ -123,10 +136,22 @@ class WebhookWorker:
                             "UPDATE webhook_outbox SET attempts = %s, last_attempt_at = now(), last_status = %s, "
                             "last_error = %s, state = %s, next_attempt_at = now() + make_interval(secs => %s) "
                             "WHERE delivery_id = %s",
-                            (attempts, status, (err or "")[:500], "dead" if dead else "pending", delay, d.delivery_id),
+                            (
+                                attempts,
+                                status,
+                                (err or "")[:500],
+                                "dead" if dead else "pending",
+                                delay,
+                                d.delivery_id,
+                            ),
                         )
-                        log.info("webhook %s: delivery %s failed (%s), retry in %.1f s", redact_url(d.url),
-                                 d.delivery_id, err or status, delay)  # fmt: skip
+                        log.info(
+                            "webhook %s: delivery %s failed (%s), retry in %.1f s",
+                            redact_url(d.url),
+                            d.delivery_id,
+                            err or status,
+                            delay,
+                        )
             return len(rows)
 
     async def _post_in_order(

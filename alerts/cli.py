@@ -25,24 +25,36 @@ from parkpulse.settings import describe_settings_error
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Alert engine: emission exceedance, data gaps, tamper signs, thresholds.", no_args_is_help=True)
-webhooks_app = typer.Typer(help="Webhook subscriptions (HMAC-SHA256 signed, retried from an outbox).", no_args_is_help=True)
+app = typer.Typer(
+    help="Alert engine: emission exceedance, data gaps, tamper signs, thresholds.", no_args_is_help=True
+)
+webhooks_app = typer.Typer(
+    help="Webhook subscriptions (HMAC-SHA256 signed, retried from an outbox).", no_args_is_help=True
+)
 app.add_typer(webhooks_app, name="webhooks")
-limits_app = typer.Typer(help="Emission limits in the database (v_emission_limits, read by Grafana).", no_args_is_help=True)
+limits_app = typer.Typer(
+    help="Emission limits in the database (v_emission_limits, read by Grafana).", no_args_is_help=True
+)
 app.add_typer(limits_app, name="limits")
 out = Console()
 err = Console(stderr=True)
 
 RulesOpt = typer.Option(None, "--rules", help="alert rules YAML (default: shipped data/alert_rules.yaml)")
-LimitsOpt = typer.Option(None, "--limits", help="emission limits YAML (default: shipped data/emission_limits.yaml)")
-DbOpt = typer.Option(None, "--database-url", help="default: PARKPULSE_ALERTS_DATABASE_URL or PARKPULSE_DATABASE_URL")
+LimitsOpt = typer.Option(
+    None, "--limits", help="emission limits YAML (default: shipped data/emission_limits.yaml)"
+)
+DbOpt = typer.Option(
+    None, "--database-url", help="default: PARKPULSE_ALERTS_DATABASE_URL or PARKPULSE_DATABASE_URL"
+)
 
 
 def _settings(database_url: str | None = None, **kw: object) -> AlertSettings:
     try:
         s = AlertSettings()
     except ValidationError as exc:
-        err.print(describe_settings_error(exc, "PARKPULSE_ALERTS_"), style="red", markup=False, highlight=False)
+        err.print(
+            describe_settings_error(exc, "PARKPULSE_ALERTS_"), style="red", markup=False, highlight=False
+        )
         raise typer.Exit(2) from None
     upd = {k: v for k, v in kw.items() if v is not None}
     if database_url:
@@ -66,14 +78,26 @@ def run(
     mqtt_url: str | None = typer.Option(None, "--mqtt-url"),
     park: str | None = typer.Option(None, "--park", help="watch one park ('+' = all)"),
     group: str | None = typer.Option(None, "--group", help="MQTT shared-subscription group"),
-    http_port: int | None = typer.Option(None, "--http-port", help="serve /healthz and /metrics on this port"),
-    client_id: str | None = typer.Option(None, "--client-id", help="fixed MQTT client id (persistent session)"),
+    http_port: int | None = typer.Option(
+        None, "--http-port", help="serve /healthz and /metrics on this port"
+    ),
+    client_id: str | None = typer.Option(
+        None, "--client-id", help="fixed MQTT client id (persistent session)"
+    ),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Run the alert engine until SIGINT/SIGTERM."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(database_url, mqtt_url=mqtt_url, park=park, group=group, rules_file=rules, limits_file=limits,
-                         http_port=http_port, client_id=client_id)  # fmt: skip
+    settings = _settings(
+        database_url,
+        mqtt_url=mqtt_url,
+        park=park,
+        group=group,
+        rules_file=rules,
+        limits_file=limits,
+        http_port=http_port,
+        client_id=client_id,
+    )
     try:
         settings.mqtt()
     except ValueError as exc:  # the message shows the URL redacted
@@ -110,16 +134,30 @@ def rules_cmd(
     rs = _load(rules, limits)
     if as_json:
         doc = {
-            "version": rs.version, "source": rs.source,
-            "rules": [{"id": r.id, "version": r.version, "kind": r.kind, "severity": r.severity,
-                       "parks": list(r.parks) if r.parks else None, "params": r.params.model_dump(),
-                       "checksum": r.checksum} for r in rs.rules],
-            "limits": {"version": rs.limits.version,
-                       "reference_o2": {k: {"o2_ref_pct": v[0], "source": v[1]} for k, v in rs.limits.reference_o2.items()},
-                       "limit_sets": {k: v.model_dump() for k, v in rs.limits.limit_sets.items()},
-                       "special_limit_areas": {k: v.model_dump(mode="json") for k, v in rs.limits.areas.items()},
-                       "overrides": {k: v.model_dump() for k, v in rs.limits.overrides.items()}},
-        }  # fmt: skip
+            "version": rs.version,
+            "source": rs.source,
+            "rules": [
+                {
+                    "id": r.id,
+                    "version": r.version,
+                    "kind": r.kind,
+                    "severity": r.severity,
+                    "parks": list(r.parks) if r.parks else None,
+                    "params": r.params.model_dump(),
+                    "checksum": r.checksum,
+                }
+                for r in rs.rules
+            ],
+            "limits": {
+                "version": rs.limits.version,
+                "reference_o2": {
+                    k: {"o2_ref_pct": v[0], "source": v[1]} for k, v in rs.limits.reference_o2.items()
+                },
+                "limit_sets": {k: v.model_dump() for k, v in rs.limits.limit_sets.items()},
+                "special_limit_areas": {k: v.model_dump(mode="json") for k, v in rs.limits.areas.items()},
+                "overrides": {k: v.model_dump() for k, v in rs.limits.overrides.items()},
+            },
+        }
         typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         return
     t = Table(title=f"alert rules (rule set v{rs.version}, {rs.source})")
@@ -135,17 +173,31 @@ def rules_cmd(
     for ls in rs.limits.limit_sets.values():
         for st, per in ls.limits.items():
             for m, v in per.items():
-                lt.add_row(f"{ls.id} ({ls.table}, {ls.applies_to})", st, m, f"{v:g}", _yes(ls.verified), ls.source)
+                lt.add_row(
+                    f"{ls.id} ({ls.table}, {ls.applies_to})", st, m, f"{v:g}", _yes(ls.verified), ls.source
+                )
     for ov in rs.limits.overrides.values():
         for m, v in ov.limits.items():
-            lt.add_row(f"{ov.id} (override{', ' + ','.join(ov.cities) if ov.cities else ''})",
-                       ",".join(ov.source_types or ["*"]), m, f"{v:g}", _yes(ov.verified), ov.source)  # fmt: skip
+            lt.add_row(
+                f"{ov.id} (override{', ' + ','.join(ov.cities) if ov.cities else ''})",
+                ",".join(ov.source_types or ["*"]),
+                m,
+                f"{v:g}",
+                _yes(ov.verified),
+                ov.source,
+            )
     for st, (o2, src) in rs.limits.reference_o2.items():
         ref_doc = rs.limits.reference_o2_docs.get(st)
         lt.add_row("reference O₂", st, "o2_pct", f"{o2:g} %", _yes(bool(ref_doc and ref_doc.verified)), src)
     for area in rs.limits.areas.values():
-        lt.add_row(f"{area.id} (special limits from {area.since})", "*", "*", "Table 3", _yes(area.verified),
-                   f"{area.label_en}: {', '.join(area.cities)}")  # fmt: skip
+        lt.add_row(
+            f"{area.id} (special limits from {area.since})",
+            "*",
+            "*",
+            "Table 3",
+            _yes(area.verified),
+            f"{area.label_en}: {', '.join(area.cities)}",
+        )
     out.print(lt)
 
 
@@ -190,8 +242,18 @@ def list_cmd(
     for c in ("id", "state", "severity", "rule", "park", "subject", "value", "limit", "opened", "message"):
         t.add_column(c)
     for r in rows:
-        t.add_row(str(r[0]), r[1], r[2], r[3], r[4], r[5], f"{r[6]:g}" if r[6] is not None else "",
-                  f"{r[7]:g} {r[8] or ''}" if r[7] is not None else "", f"{r[9]:%Y-%m-%d %H:%M:%S}", r[10])  # fmt: skip
+        t.add_row(
+            str(r[0]),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            f"{r[6]:g}" if r[6] is not None else "",
+            f"{r[7]:g} {r[8] or ''}" if r[7] is not None else "",
+            f"{r[9]:%Y-%m-%d %H:%M:%S}",
+            r[10],
+        )
     out.print(t)
 
 
@@ -199,7 +261,9 @@ def _act(alert_id: int, actor: str, action: str, comment: str | None, database_u
     s = _settings(database_url)
     try:
         with psycopg.connect(s.dsn()) as conn:
-            row = conn.execute("SELECT pp_alert_act(%s, %s, %s, %s)", (alert_id, actor, action, comment)).fetchone()
+            row = conn.execute(
+                "SELECT pp_alert_act(%s, %s, %s, %s)", (alert_id, actor, action, comment)
+            ).fetchone()
     except psycopg.Error as exc:
         err.print(f"[red]alerts: {exc.diag.message_primary or exc}[/red]")
         raise typer.Exit(1) from None
@@ -210,15 +274,23 @@ ActorOpt = typer.Option(..., "--actor", help="who acts (user name)")
 
 
 @app.command()
-def ack(alert_id: int, actor: str = ActorOpt, comment: str | None = typer.Option(None, "--comment"),
-        database_url: str | None = DbOpt) -> None:  # fmt: skip
+def ack(
+    alert_id: int,
+    actor: str = ActorOpt,
+    comment: str | None = typer.Option(None, "--comment"),
+    database_url: str | None = DbOpt,
+) -> None:
     """Acknowledge a firing alert."""
     _act(alert_id, actor, "acknowledge", comment, database_url)
 
 
 @app.command()
-def resolve(alert_id: int, actor: str = ActorOpt, comment: str | None = typer.Option(None, "--comment"),
-            database_url: str | None = DbOpt) -> None:  # fmt: skip
+def resolve(
+    alert_id: int,
+    actor: str = ActorOpt,
+    comment: str | None = typer.Option(None, "--comment"),
+    database_url: str | None = DbOpt,
+) -> None:
     """Resolve an alert by hand."""
     _act(alert_id, actor, "resolve", comment, database_url)
 
@@ -250,17 +322,27 @@ def audit(alert_id: int, database_url: str | None = DbOpt) -> None:
 def webhooks_add(
     name: str,
     url: str,
-    secret: str | None = typer.Option(None, "--secret", help="HMAC key (≥ 16 chars); generated and printed if omitted"),
+    secret: str | None = typer.Option(
+        None, "--secret", help="HMAC key (≥ 16 chars); generated and printed if omitted"
+    ),
     park: str | None = typer.Option(None, "--park", help="only this park (default: all)"),
-    kinds: str | None = typer.Option(None, "--kinds", help="comma list: emission,data_gap,tamper,threshold,rate_of_change"),
-    actions: str | None = typer.Option(None, "--actions", help="comma list: fired,acknowledged,resolved,comment,…"),
+    kinds: str | None = typer.Option(
+        None, "--kinds", help="comma list: emission,data_gap,tamper,threshold,rate_of_change"
+    ),
+    actions: str | None = typer.Option(
+        None, "--actions", help="comma list: fired,acknowledged,resolved,comment,…"
+    ),
     min_severity: str = typer.Option("info", "--min-severity"),
     database_url: str | None = DbOpt,
 ) -> None:
     """Add a webhook subscription."""
     if not url.startswith(("http://", "https://")):
-        err.print(f"url: must start with http:// or https:// (got {redact_url(url)!r})", style="red", markup=False,
-                  highlight=False)
+        err.print(
+            f"url: must start with http:// or https:// (got {redact_url(url)!r})",
+            style="red",
+            markup=False,
+            highlight=False,
+        )
         raise typer.Exit(1)
     if secret is not None and len(secret) < 16:
         err.print(f"[red]secret: must be at least 16 characters (got {len(secret)})[/red]")
@@ -276,9 +358,16 @@ def webhooks_add(
             conn.execute(
                 "INSERT INTO webhook_subscriptions (name, url, secret, park_id, kinds, actions, min_severity, created_by) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, 'cli')",
-                (name, url, key, park, kinds.split(",") if kinds else None, actions.split(",") if actions else None,
-                 min_severity),
-            )  # fmt: skip
+                (
+                    name,
+                    url,
+                    key,
+                    park,
+                    kinds.split(",") if kinds else None,
+                    actions.split(",") if actions else None,
+                    min_severity,
+                ),
+            )
     except psycopg.errors.UniqueViolation:
         err.print(f"[red]name: a webhook named {name!r} exists already[/red]")
         raise typer.Exit(1) from None
@@ -301,10 +390,20 @@ def webhooks_list(database_url: str | None = DbOpt) -> None:
         ).fetchall()
     t = Table()
     for c in ("name", "url", "park", "enabled", "pending", "delivered", "dead", "last error"):
-        t.add_column(c, overflow="fold" if c in ("url", "last error") else "ellipsis")  # the URL is shown whole, redacted
+        t.add_column(
+            c, overflow="fold" if c in ("url", "last error") else "ellipsis"
+        )  # the URL is shown whole, redacted
     for r in rows:
-        t.add_row(r[0], redact_url(r[1]), r[2], "yes" if r[3] else "no", str(r[4]), str(r[5]), str(r[6]),
-                  redact_text(r[7] or ""))
+        t.add_row(
+            r[0],
+            redact_url(r[1]),
+            r[2],
+            "yes" if r[3] else "no",
+            str(r[4]),
+            str(r[5]),
+            str(r[6]),
+            redact_text(r[7] or ""),
+        )
     out.print(t)
 
 

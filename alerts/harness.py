@@ -81,7 +81,9 @@ class EngineThread:
     def __enter__(self) -> EngineThread:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -117,14 +119,17 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                ok = verify_signature(recv.secret, self.headers.get(TIMESTAMP_HEADER), body,
-                                      self.headers.get(SIGNATURE_HEADER))  # fmt: skip
+                ok = verify_signature(
+                    recv.secret, self.headers.get(TIMESTAMP_HEADER), body, self.headers.get(SIGNATURE_HEADER)
+                )
                 key = self.headers.get("Idempotency-Key") or ""
                 status = recv.status if ok else 401
                 if 200 <= status < 300:
                     with recv._lock:
                         recv.keys[key] = recv.keys.get(key, 0) + 1
-                        recv.received.append(Received(time.time(), key, ok, orjson.loads(body), dict(self.headers)))
+                        recv.received.append(
+                            Received(time.time(), key, ok, orjson.loads(body), dict(self.headers))
+                        )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -135,7 +140,9 @@ class WebhookReceiver:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -159,7 +166,9 @@ class WebhookReceiver:
     def __enter__(self) -> WebhookReceiver:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -173,9 +182,22 @@ def sample_park(park: str, gateways: int = 1) -> Any:
         Gateway(
             id=f"{park}-g{i}",
             devices=[
-                Device(id="meter-1", kind="meter", meter_level=1, carrier="electricity", poll_interval_s=2.0,
-                       rated_power_kw=50.0),
-                Device(id="cems-1", kind="cems", source_type="gas_boiler", fuel="gas", age_class="new", poll_interval_s=60.0),
+                Device(
+                    id="meter-1",
+                    kind="meter",
+                    meter_level=1,
+                    carrier="electricity",
+                    poll_interval_s=2.0,
+                    rated_power_kw=50.0,
+                ),
+                Device(
+                    id="cems-1",
+                    kind="cems",
+                    source_type="gas_boiler",
+                    fuel="gas",
+                    age_class="new",
+                    poll_interval_s=60.0,
+                ),
             ],
         )
         for i in range(1, gateways + 1)

@@ -44,12 +44,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-0123456789abcdef"
 
 
-
 def _scalar(conn: psycopg.Connection, sql: str, params: tuple[object, ...] = ()) -> Any:
     """The first column of the first row (queries here always return one)."""
     row = conn.execute(sql, params).fetchone()
     assert row is not None, sql
     return row[0]
+
 
 def pct(xs: list[float], p: float) -> float:
     if not xs:
@@ -61,8 +61,12 @@ def pct(xs: list[float], p: float) -> float:
 def _proc(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "parkpulse"), *args],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True,
-    )  # fmt: skip
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=str(ROOT),
+        start_new_session=True,
+    )
 
 
 def _stop(p: subprocess.Popen[bytes] | None) -> None:
@@ -80,8 +84,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--alerts", type=int, default=200)
     ap.add_argument("--gateways", type=int, default=20)
-    ap.add_argument("--background", type=float, default=20.0, help="background readings per second per gateway")
-    ap.add_argument("--admin-dsn", default=os.environ.get("PARKPULSE_TEST_DATABASE_URL", "postgresql://127.0.0.1:5432/postgres"))
+    ap.add_argument(
+        "--background", type=float, default=20.0, help="background readings per second per gateway"
+    )
+    ap.add_argument(
+        "--admin-dsn",
+        default=os.environ.get("PARKPULSE_TEST_DATABASE_URL", "postgresql://127.0.0.1:5432/postgres"),
+    )
     ap.add_argument("--no-ingest", action="store_true", help="do not start `parkpulse ingest run`")
     a = ap.parse_args()
 
@@ -95,16 +104,23 @@ def main() -> int:
     gws = [g.id for g in pf.firms[0].gateways]
     with psycopg.connect(dsn, autocommit=True) as conn:
         import_registry(conn, pf)
-        conn.execute("INSERT INTO webhook_subscriptions (name, url, secret, actions) VALUES ('bench', %s, %s, '{fired}')",
-                     ("http://127.0.0.1:1/placeholder", SECRET))  # fmt: skip
+        conn.execute(
+            "INSERT INTO webhook_subscriptions (name, url, secret, actions) VALUES ('bench', %s, %s, '{fired}')",
+            ("http://127.0.0.1:1/placeholder", SECRET),
+        )
 
     broker = MosquittoBroker().start()
     recv = WebhookReceiver(SECRET).start()
     logs = Path(os.environ.get("TMPDIR", "/tmp")) / f"pp-bench-alerts-{os.getpid()}"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PARKPULSE_DATABASE_URL": dsn, "PARKPULSE_MQTT_URL": broker.url,
-           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "PARKPULSE_ALERTS_PERIODIC_INTERVAL_S": "1", "PARKPULSE_ALERTS_PUBLISH_POLL_S": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PARKPULSE_DATABASE_URL": dsn,
+        "PARKPULSE_MQTT_URL": broker.url,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "PARKPULSE_ALERTS_PERIODIC_INTERVAL_S": "1",
+        "PARKPULSE_ALERTS_PUBLISH_POLL_S": "1",
+    }
     ingest = alerts = None
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{park}")
     stop_bg = threading.Event()
@@ -129,7 +145,11 @@ def main() -> int:
         watch.loop_stop()
         watch.disconnect()
         if not ok:
-            print("alert engine did not come up; log:", (logs / "alerts.log").read_text()[-2000:], file=sys.stderr)
+            print(
+                "alert engine did not come up; log:",
+                (logs / "alerts.log").read_text()[-2000:],
+                file=sys.stderr,
+            )
             return 1
         time.sleep(1.0)
         seqs = dict.fromkeys(gws, 0)
@@ -154,7 +174,9 @@ def main() -> int:
 
         store_lat: dict[str, list[float]] = {"threshold": [], "gap": []}
         hook_lat: dict[str, list[float]] = {"threshold": [], "gap": []}
-        data_t = int(time.time() * 1000) - 4 * 3600_000  # past data time: ingest refuses readings from the future
+        data_t = (
+            int(time.time() * 1000) - 4 * 3600_000
+        )  # past data time: ingest refuses readings from the future
         done = 0
         wave = 0
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -171,8 +193,9 @@ def main() -> int:
                     if kind == "threshold":
                         send(gw, [["cems-1", "flue_temp_c", data_t, 300.0, 0]])
                     else:
-                        pub.publish(status_topic(park, firm, gw), status_payload(gw, "offline"),
-                                    qos=1, retain=True)  # fmt: skip
+                        pub.publish(
+                            status_topic(park, firm, gw), status_payload(gw, "offline"), qos=1, retain=True
+                        )
                 deadline = time.monotonic() + 60
                 stored: dict[str, float] = {}
                 hooks: dict[str, float] = {}
@@ -195,17 +218,26 @@ def main() -> int:
                 # resolve again so the next wave fires new alerts for the same subjects
                 for gw in batch:
                     if kind == "threshold":
-                        send(gw, [["cems-1", "flue_temp_c", data_t + 1000, 200.0, 0],
-                                  ["cems-1", "flue_temp_c", data_t + 62_000, 200.0, 0]])  # fmt: skip
+                        send(
+                            gw,
+                            [
+                                ["cems-1", "flue_temp_c", data_t + 1000, 200.0, 0],
+                                ["cems-1", "flue_temp_c", data_t + 62_000, 200.0, 0],
+                            ],
+                        )
                     else:
-                        pub.publish(status_topic(park, firm, gw), status_payload(gw, "online"),
-                                    qos=1, retain=True)  # fmt: skip
+                        pub.publish(
+                            status_topic(park, firm, gw), status_payload(gw, "online"), qos=1, retain=True
+                        )
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and _scalar(
                     conn, "SELECT count(*) FROM alerts WHERE rule_id = %s AND state <> 'resolved'", (rule,)
                 ):
                     time.sleep(0.05)
-                print(f"wave {wave} {kind}: {len(batch)} alerts, stored {len(stored)}, webhooks {len(hooks)}", flush=True)
+                print(
+                    f"wave {wave} {kind}: {len(batch)} alerts, stored {len(stored)}, webhooks {len(hooks)}",
+                    flush=True,
+                )
                 wave += 1
             time.sleep(1.0)
             n_readings = _scalar(conn, "SELECT count(*) FROM readings")
@@ -231,8 +263,10 @@ def main() -> int:
             "dead_letters": n_dead,
             "ingest": not a.no_ingest,
         }
-        print(f"threshold: stored p50 {pct(store_lat['threshold'], 50):.3f} s, webhook p95 {pct(hook_lat['threshold'], 95):.3f} s; "
-              f"gap: stored p50 {pct(store_lat['gap'], 50):.3f} s, webhook p95 {pct(hook_lat['gap'], 95):.3f} s")  # fmt: skip
+        print(
+            f"threshold: stored p50 {pct(store_lat['threshold'], 50):.3f} s, webhook p95 {pct(hook_lat['threshold'], 95):.3f} s; "
+            f"gap: stored p50 {pct(store_lat['gap'], 50):.3f} s, webhook p95 {pct(hook_lat['gap'], 95):.3f} s"
+        )
     finally:
         stop_bg.set()
         if bg_thread is not None:

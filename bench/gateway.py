@@ -42,12 +42,26 @@ from simulators.modbus import ModbusSimulator  # noqa: E402
 # (the meter answers the whole 0x0000-0x004F block); mapped to 20 catalogue metrics so the
 # gateway does its full work per value (decode, range check, counters for the cumulative ones).
 BENCH_METRICS = [
-    ("voltage_l1_v", "V"), ("voltage_l2_v", "V"), ("voltage_l3_v", "V"),
-    ("current_l1_a", "A"), ("current_l2_a", "A"), ("current_l3_a", "A"),
-    ("active_power_kw", "kW"), ("reactive_power_kvar", "kvar"), ("power_factor", "1"), ("frequency_hz", "Hz"),
-    ("elec_import_kwh", "kWh"), ("elec_export_kwh", "kWh"), ("elec_reactive_kvarh", "kvarh"),
-    ("temperature_c", "degC"), ("humidity_pct", "%"), ("pressure_kpa", "kPa"), ("gas_flow_m3_h", "m3/h"),
-    ("steam_flow_t_h", "t/h"), ("o2_pct", "%"), ("flue_temp_c", "degC"),
+    ("voltage_l1_v", "V"),
+    ("voltage_l2_v", "V"),
+    ("voltage_l3_v", "V"),
+    ("current_l1_a", "A"),
+    ("current_l2_a", "A"),
+    ("current_l3_a", "A"),
+    ("active_power_kw", "kW"),
+    ("reactive_power_kvar", "kvar"),
+    ("power_factor", "1"),
+    ("frequency_hz", "Hz"),
+    ("elec_import_kwh", "kWh"),
+    ("elec_export_kwh", "kWh"),
+    ("elec_reactive_kvarh", "kvarh"),
+    ("temperature_c", "degC"),
+    ("humidity_pct", "%"),
+    ("pressure_kpa", "kPa"),
+    ("gas_flow_m3_h", "m3/h"),
+    ("steam_flow_t_h", "t/h"),
+    ("o2_pct", "%"),
+    ("flue_temp_c", "degC"),
 ]
 
 
@@ -95,10 +109,15 @@ def main() -> int:
                 "name": "bench-float20",
                 "manufacturer": "benchmark",
                 "model": "20 float32 values",
-                "source": {"document": "bench/gateway.py: 20 float32 input registers of the simulated SDM630 block", "edition": "1"},
+                "source": {
+                    "document": "bench/gateway.py: 20 float32 input registers of the simulated SDM630 block",
+                    "edition": "1",
+                },
                 "address_base": 0,
                 "defaults": {"function": "input", "type": "f32", "word_order": "big", "byte_order": "big"},
-                "registers": [{"metric": m, "address": 2 * i, "unit": u} for i, (m, u) in enumerate(BENCH_METRICS)],
+                "registers": [
+                    {"metric": m, "address": 2 * i, "unit": u} for i, (m, u) in enumerate(BENCH_METRICS)
+                ],
             }
         ),
         encoding="utf-8",
@@ -115,11 +134,18 @@ def main() -> int:
         sims[-1].add_device(device_id=unit, model="eastron-sdm630", seed=i)
     for k, sim in enumerate(sims):
         sim.start()
-        buses.append({"name": f"ep{k}", "type": "tcp", "host": "127.0.0.1", "port": sim.port, "timeout_s": 1.0})
+        buses.append(
+            {"name": f"ep{k}", "type": "tcp", "host": "127.0.0.1", "port": sim.port, "timeout_s": 1.0}
+        )
     for i in range(args.devices):
         devices.append(
-            {"id": f"m{i:04d}", "bus": f"ep{i // args.per_endpoint}", "device_id": i % args.per_endpoint + 1,
-             "profile": "bench-float20", "interval_s": args.interval}
+            {
+                "id": f"m{i:04d}",
+                "bus": f"ep{i // args.per_endpoint}",
+                "device_id": i % args.per_endpoint + 1,
+                "profile": "bench-float20",
+                "interval_s": args.interval,
+            }
         )
     http_port = free_port()
     park = "bench"
@@ -139,11 +165,16 @@ def main() -> int:
     counter = Counter(broker.port, park)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(work / "gateway.log", "wb") as log:
-        gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(cfg_path)], cwd=ROOT, env=env, stderr=log)
+        gw = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "-c", str(cfg_path)], cwd=ROOT, env=env, stderr=log
+        )
     proc = psutil.Process(gw.pid)
     try:
-        print(f"gateway pid {gw.pid}: {args.devices} meters × 20 values every {args.interval:g} s on {len(sims)} endpoints; "
-              f"warm-up {args.warmup:g} s", flush=True)
+        print(
+            f"gateway pid {gw.pid}: {args.devices} meters × 20 values every {args.interval:g} s on {len(sims)} endpoints; "
+            f"warm-up {args.warmup:g} s",
+            flush=True,
+        )
         time.sleep(args.warmup)
         if gw.poll() is not None:
             print((work / "gateway.log").read_text()[-3000:], file=sys.stderr)
@@ -158,13 +189,18 @@ def main() -> int:
         c1 = proc.cpu_times()
         t1 = time.monotonic()
         r1, b1 = counter.snapshot()
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz?lag_window_s={args.duration:g}", timeout=10) as resp:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{http_port}/healthz?lag_window_s={args.duration:g}", timeout=10
+        ) as resp:
             health = json.loads(resp.read())
         wall = t1 - t0
         cpu = (c1.user - c0.user + c1.system - c0.system) / wall * 100.0
-        print(f"broker received {r1 - r0} readings in {b1 - b0} batches over {wall:.1f} s; "
-              f"spool depth {health['spool_depth']}; overruns {health['overruns']}; failing {len(health['devices_failing'])}; "
-              f"lag samples {health['poll_lag_samples']}", flush=True)
+        print(
+            f"broker received {r1 - r0} readings in {b1 - b0} batches over {wall:.1f} s; "
+            f"spool depth {health['spool_depth']}; overruns {health['overruns']}; failing {len(health['devices_failing'])}; "
+            f"lag samples {health['poll_lag_samples']}",
+            flush=True,
+        )
         result = {
             "devices": args.devices,
             "interval_s": args.interval,

@@ -65,8 +65,15 @@ def publisher_main(url: str, readings: int, per_message: int, firms: int, meters
     print(json.dumps({"published_s": secs}), flush=True)
 
 
-def copy_ceiling(dsn: str, rows: int, chunk: int, pks: list[int], mids: list[int], write_row: bool = False,
-                 key_order: bool = False) -> float:
+def copy_ceiling(
+    dsn: str,
+    rows: int,
+    chunk: int,
+    pks: list[int],
+    mids: list[int],
+    write_row: bool = False,
+    key_order: bool = False,
+) -> float:
     """Raw binary COPY of `rows` readings (same shape as ingest's) into `readings`, `chunk` per transaction;
     in arrival order (time, then device and metric), or sorted by the index key within each chunk."""
     t0 = datetime.now(UTC) - timedelta(days=2)
@@ -84,8 +91,18 @@ def copy_ceiling(dsn: str, rows: int, chunk: int, pks: list[int], mids: list[int
         for start in range(0, rows, chunk):
             n = min(chunk, rows - start)
             if write_row:
-                tuples.append([(pks[(i % per) // len(mids)], mids[i % len(mids)],
-                                t0 + timedelta(seconds=i // per), float(i % 1000), 0) for i in range(start, start + n)])
+                tuples.append(
+                    [
+                        (
+                            pks[(i % per) // len(mids)],
+                            mids[i % len(mids)],
+                            t0 + timedelta(seconds=i // per),
+                            float(i % 1000),
+                            0,
+                        )
+                        for i in range(start, start + n)
+                    ]
+                )
             else:
                 order: Sequence[int] = range(start, start + n)
                 if key_order:
@@ -98,15 +115,23 @@ def copy_ceiling(dsn: str, rows: int, chunk: int, pks: list[int], mids: list[int
         with conn.cursor() as cur:
             if write_row:
                 for chunk_rows in tuples:
-                    with cur.copy("COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN (FORMAT BINARY)") as cp:
+                    with cur.copy(
+                        "COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN (FORMAT BINARY)"
+                    ) as cp:
                         cp.set_types(["int4", "int2", "timestamptz", "float8", "int2"])
                         for r in chunk_rows:
                             cp.write_row(r)
                     conn.commit()
             else:
                 for chunk_bytes in bufs:
-                    with cur.copy("COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN (FORMAT BINARY)") as cp:
-                        cp.write(b"PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00" + chunk_bytes + b"\xff\xff")
+                    with cur.copy(
+                        "COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN (FORMAT BINARY)"
+                    ) as cp:
+                        cp.write(
+                            b"PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+                            + chunk_bytes
+                            + b"\xff\xff"
+                        )
                     conn.commit()
         secs = time.perf_counter() - t
         (n,) = conn.execute("SELECT count(*) FROM readings").fetchone() or (0,)
@@ -120,9 +145,14 @@ def main() -> None:
     ap.add_argument("--per-message", type=int, default=2000)
     ap.add_argument("--firms", type=int, default=10)
     ap.add_argument("--meters", type=int, default=10)
-    ap.add_argument("--admin-url", default=os.environ.get("PARKPULSE_TEST_DATABASE_URL", "postgresql://127.0.0.1:5432/postgres"))
+    ap.add_argument(
+        "--admin-url",
+        default=os.environ.get("PARKPULSE_TEST_DATABASE_URL", "postgresql://127.0.0.1:5432/postgres"),
+    )
     ap.add_argument("--chunk", type=int, default=60_000, help="rows per transaction of the raw COPY ceiling")
-    ap.add_argument("--compare-write-row", action="store_true", help="also time psycopg write_row COPY (info line)")
+    ap.add_argument(
+        "--compare-write-row", action="store_true", help="also time psycopg write_row COPY (info line)"
+    )
     ap.add_argument("--publisher", nargs=1, metavar="URL", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.publisher:
@@ -146,9 +176,23 @@ def main() -> None:
         assert proc.proc is not None
         ps = psutil.Process(proc.proc.pid)
         pub = subprocess.Popen(
-            [sys.executable, __file__, "--publisher", broker.url, "--readings", str(a.readings),
-             "--per-message", str(a.per_message), "--firms", str(a.firms), "--meters", str(a.meters)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--publisher",
+                broker.url,
+                "--readings",
+                str(a.readings),
+                "--per-message",
+                str(a.per_message),
+                "--firms",
+                str(a.firms),
+                "--meters",
+                str(a.meters),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert pub.stdin and pub.stdout
         ready = json.loads(pub.stdout.readline())
@@ -180,19 +224,25 @@ def main() -> None:
         counts = count_stored(dsn, gateways)
         metrics = proc.metrics()
         rate = counts.readings / secs
-        _log(f"end to end: {counts.readings:,} readings in {secs:.2f} s = {rate:,.0f}/s "
-             f"(publisher done after {published['published_s']:.2f} s); counts {counts.as_dict()}")
-        _log(f"ingest: commit latency mean {metrics.get('pp_ingest_commit_seconds_sum', 0) / max(1, metrics.get('pp_ingest_commit_seconds_count', 1)):.3f} s "
-             f"over {metrics.get('pp_ingest_commit_seconds_count', 0):.0f} transactions; max RSS {rss_max[0] / 2**20:.0f} MB; "
-             f"ingest CPU {cpu:.2f} s ({cpu / counts.readings * 1e6:.2f} µs/reading)")
+        _log(
+            f"end to end: {counts.readings:,} readings in {secs:.2f} s = {rate:,.0f}/s "
+            f"(publisher done after {published['published_s']:.2f} s); counts {counts.as_dict()}"
+        )
+        _log(
+            f"ingest: commit latency mean {metrics.get('pp_ingest_commit_seconds_sum', 0) / max(1, metrics.get('pp_ingest_commit_seconds_count', 1)):.3f} s "
+            f"over {metrics.get('pp_ingest_commit_seconds_count', 0):.0f} transactions; max RSS {rss_max[0] / 2**20:.0f} MB; "
+            f"ingest CPU {cpu:.2f} s ({cpu / counts.readings * 1e6:.2f} µs/reading)"
+        )
         proc.stop()
         proc = None
         with connect(dsn2) as conn:
             pks = [r[0] for r in conn.execute("SELECT device_pk FROM devices ORDER BY 1")]
             mids = [r[0] for r in conn.execute("SELECT metric_id FROM metrics ORDER BY 1")][:20]
         arrival = copy_ceiling(dsn2, a.readings, a.chunk, pks, mids)
-        _log(f"raw binary COPY into readings (fresh database, {a.chunk:,} rows per transaction, arrival order): "
-             f"{arrival:,.0f} rows/s")
+        _log(
+            f"raw binary COPY into readings (fresh database, {a.chunk:,} rows per transaction, arrival order): "
+            f"{arrival:,.0f} rows/s"
+        )
         drop_db(admin, dsn2)
         dsn2 = fresh_db(admin)
         with connect(dsn2) as conn:

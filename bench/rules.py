@@ -66,14 +66,16 @@ def setup(admin: str, dbname: str, firms: int, days: int, step_min: int) -> str:
     pf = synthetic_park(park, firms=firms, gateways_per_firm=1, meters_per_gateway=1)
     with psycopg.connect(dsn) as conn:
         import_registry(conn, pf)
-        pks = [r[0] for r in conn.execute(
-            "SELECT device_pk FROM v_devices WHERE meter_level = 1 ORDER BY firm_id")]  # fmt: skip
+        pks = [
+            r[0]
+            for r in conn.execute("SELECT device_pk FROM v_devices WHERE meter_level = 1 ORDER BY firm_id")
+        ]
     _log(f"registry: {firms} firms, {len(pks)} boundary meters")
     start = datetime(YEAR, 1, 1, tzinfo=TZ)
     step = timedelta(minutes=step_min)
     n_steps = days * 24 * 60 // step_min
     rnd = random.Random(7)
-    rates = [rnd.uniform(20, 400) for _ in pks]        # kWh per step
+    rates = [rnd.uniform(20, 400) for _ in pks]  # kWh per step
     total = 0
     with psycopg.connect(dsn) as conn:
         idx = 0
@@ -83,8 +85,13 @@ def setup(admin: str, dbname: str, firms: int, days: int, step_min: int) -> str:
             end_idx = min(n_steps, idx + int((m_end - t_month) / step))
             for t in (t_month, start + (end_idx - 1) * step):
                 conn.execute("SELECT pp_ensure_partition(%s)", (t,))
-            stamps = [(start + i * step).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00") for i in range(idx, end_idx)]
-            with conn.cursor().copy("COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN") as cp:
+            stamps = [
+                (start + i * step).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+                for i in range(idx, end_idx)
+            ]
+            with conn.cursor().copy(
+                "COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN"
+            ) as cp:
                 for pk, rate in zip(pks, rates, strict=True):
                     buf = io.StringIO()
                     for j, s in enumerate(stamps):
@@ -99,25 +106,33 @@ def setup(admin: str, dbname: str, firms: int, days: int, step_min: int) -> str:
             total += len(stamps) * len(pks)
             t1 = time.perf_counter()
             refresh_rollups(conn)
-            _log(f"{t_month:%Y-%m}: {len(stamps) * len(pks):,} readings copied, rollups refreshed in "
-                 f"{time.perf_counter() - t1:.1f} s")
+            _log(
+                f"{t_month:%Y-%m}: {len(stamps) * len(pks):,} readings copied, rollups refreshed in "
+                f"{time.perf_counter() - t1:.1f} s"
+            )
             idx = end_idx
     # economic data through the real import path
     rs = load_rule_set()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "economics.csv"
-        lines = ["firm_id,added_value_10k_cny,tax_10k_cny,revenue_10k_cny,rd_spend_10k_cny,employees,pollutant_t,output_units"]
+        lines = [
+            "firm_id,added_value_10k_cny,tax_10k_cny,revenue_10k_cny,rd_spend_10k_cny,employees,pollutant_t,output_units"
+        ]
         for f in pf.firms:
             av = rnd.uniform(500, 20000)
-            lines.append(f"{f.id},{av:.2f},{av * rnd.uniform(0.05, 0.4):.2f},{av * 4:.2f},{av * 0.03:.2f},"
-                         f"{rnd.randint(20, 800)},{rnd.uniform(0.5, 30):.3f},{rnd.randint(1000, 100000)}")
+            lines.append(
+                f"{f.id},{av:.2f},{av * rnd.uniform(0.05, 0.4):.2f},{av * 4:.2f},{av * 0.03:.2f},"
+                f"{rnd.randint(20, 800)},{rnd.uniform(0.5, 30):.3f},{rnd.randint(1000, 100000)}"
+            )
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         with psycopg.connect(dsn) as conn:
             import_economics(conn, rs, path, YEAR)
     with psycopg.connect(dsn) as conn:
         conn.execute("ANALYZE")
-        conn.execute("INSERT INTO store_info VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                     (MARK, f"{firms}/{days}/{step_min}"))
+        conn.execute(
+            "INSERT INTO store_info VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (MARK, f"{firms}/{days}/{step_min}"),
+        )
         conn.commit()
     _log(f"setup done: {total:,} readings in {time.perf_counter() - t0:.0f} s")
     return dsn
@@ -130,7 +145,9 @@ def main() -> None:
     ap.add_argument("--step-min", type=int, default=15, help="minutes between readings")
     ap.add_argument("--admin-dsn", default="postgresql://127.0.0.1:5432/postgres")
     ap.add_argument("--db", default=None, help="database name (default rulesbench_<firms>_<days>)")
-    ap.add_argument("--reuse", action="store_true", help="reuse a prepared database of the same size if present")
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse a prepared database of the same size if present"
+    )
     ap.add_argument("--drop", action="store_true", help="drop the database afterwards")
     ap.add_argument("--repeat", type=int, default=1, help="timed evaluations (the best is reported)")
     args = ap.parse_args()
@@ -149,7 +166,9 @@ def main() -> None:
         best = min(best, secs)
         _log(f"full-year evaluation of {n} firms: {secs:.2f} s")
     with psycopg.connect(dsn) as conn:
-        classes: dict[str, int] = dict(conn.execute("SELECT class, count(*) FROM v_firm_kpi_year GROUP BY 1").fetchall())
+        classes: dict[str, int] = dict(
+            conn.execute("SELECT class, count(*) FROM v_firm_kpi_year GROUP BY 1").fetchall()
+        )
         _log(f"classes: {classes}")
     if args.drop:
         with psycopg.connect(args.admin_dsn, autocommit=True) as conn:

@@ -71,7 +71,9 @@ def main() -> int:
                 _write(conn, _rows(pks, start, a.rows * 3, 0.0))
             while refresh_rollups(conn):
                 pass
-            conn.execute("SELECT compress_chunk(c) FROM show_chunks('readings', older_than => now() - interval '14 days') c")
+            conn.execute(
+                "SELECT compress_chunk(c) FROM show_chunks('readings', older_than => now() - interval '14 days') c"
+            )
             conn.commit()
             compressed = conn.execute(
                 "SELECT count(*) FILTER (WHERE is_compressed), count(*) FROM timescaledb_information.chunks "
@@ -88,7 +90,9 @@ def main() -> int:
                     while refresh_rollups(conn):
                         pass
                     refresh[label].append(time.perf_counter() - t)
-                    _log(f"{label:12s} round {k}: write {times[label][-1]:.2f} s, refresh {refresh[label][-1]:.2f} s")
+                    _log(
+                        f"{label:12s} round {k}: write {times[label][-1]:.2f} s, refresh {refresh[label][-1]:.2f} s"
+                    )
         med = {k: statistics.median(v) for k, v in times.items()}
         res = {
             "rows_per_write": a.rows,
@@ -100,8 +104,10 @@ def main() -> int:
             "refresh_s_uncompressed": round(statistics.median(refresh["uncompressed"]), 3),
             "refresh_s_compressed": round(statistics.median(refresh["compressed"]), 3),
         }
-        print(f"late write of {a.rows:,} readings, median of 3: uncompressed {med['uncompressed']:.2f} s, "
-              f"compressed {med['compressed']:.2f} s (×{res['ratio_compressed_vs_uncompressed']})")
+        print(
+            f"late write of {a.rows:,} readings, median of 3: uncompressed {med['uncompressed']:.2f} s, "
+            f"compressed {med['compressed']:.2f} s (×{res['ratio_compressed_vs_uncompressed']})"
+        )
         print(json.dumps(res))
         return 0
     finally:

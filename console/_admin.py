@@ -31,13 +31,18 @@ async def lockouts_page(request: Request, session: PageSession, done: str | None
     _admin_only(session)
     async with console_state(request).pool.connection() as conn:
         rows = await list_lockouts_async(conn)
-    return render(request, "admin_lockouts.html", {"lockouts": rows, "done": done in ("1", "0") and done},
-                  session=session)
+    return render(
+        request,
+        "admin_lockouts.html",
+        {"lockouts": rows, "done": done in ("1", "0") and done},
+        session=session,
+    )
 
 
 @router.post("/admin/lockouts/unlock")
 async def lockouts_unlock(
-    request: Request, session: PageSession,
+    request: Request,
+    session: PageSession,
     key: Annotated[str, Form(pattern=KEY_PATTERN)],
     csrf: Annotated[str, Form()] = "",
 ) -> Response:

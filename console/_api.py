@@ -124,8 +124,14 @@ class ActionOut(BaseModel):
 
 def _me(s: Session) -> MeOut:
     sc = s.scope
-    return MeOut(user=sc.user, display_name=sc.display_name, roles=sorted(sc.roles), parks=list(sc.parks),
-                 firms=list(sc.firms), csrf_token=s.csrf)
+    return MeOut(
+        user=sc.user,
+        display_name=sc.display_name,
+        roles=sorted(sc.roles),
+        parks=list(sc.parks),
+        firms=list(sc.firms),
+        csrf_token=s.csrf,
+    )
 
 
 @router.post("/session", response_model=MeOut, responses={401: {}, 429: {}})
@@ -135,11 +141,20 @@ async def api_login(request: Request, body: LoginIn) -> Response:
         raise HTTPException(status_code=415, detail="content-type: application/json required")
     st = console_state(request)
     ip = request.client.host if request.client else "unknown"
-    out = await login(st.pool, st.settings, body.user.strip().lower(), body.password, ip,
-                      request.headers.get("user-agent", ""))
+    out = await login(
+        st.pool,
+        st.settings,
+        body.user.strip().lower(),
+        body.password,
+        ip,
+        request.headers.get("user-agent", ""),
+    )
     if out.retry_after_s:
-        return JSONResponse({"detail": f"too many failed logins; retry in {out.retry_after_s} s"}, status_code=429,
-                            headers={"Retry-After": str(out.retry_after_s)})
+        return JSONResponse(
+            {"detail": f"too many failed logins; retry in {out.retry_after_s} s"},
+            status_code=429,
+            headers={"Retry-After": str(out.retry_after_s)},
+        )
     if not out.ok or out.token is None or out.csrf is None:
         return JSONResponse({"detail": "user or password wrong, or account disabled"}, status_code=401)
     from console._auth import load_session
@@ -147,8 +162,15 @@ async def api_login(request: Request, body: LoginIn) -> Response:
     sess = await load_session(st.pool, st.settings, out.token)
     assert sess is not None
     resp = JSONResponse(jsonable_encoder(_me(sess)))
-    resp.set_cookie(COOKIE_SESSION, out.token, max_age=st.settings.session_absolute_s, httponly=True,
-                    secure=st.settings.cookie_secure, samesite="lax", path="/")
+    resp.set_cookie(
+        COOKIE_SESSION,
+        out.token,
+        max_age=st.settings.session_absolute_s,
+        httponly=True,
+        secure=st.settings.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
     return resp
 
 
@@ -168,7 +190,8 @@ async def api_me(session: ApiSession) -> MeOut:
 
 @router.get("/alerts", response_model=list[Alert])
 async def api_alerts(
-    request: Request, session: ApiSession,
+    request: Request,
+    session: ApiSession,
     park: Annotated[str | None, Query(pattern=OPT_ID_PATTERN)] = None,
     firm: Annotated[str | None, Query(pattern=OPT_ID_PATTERN)] = None,
     metric: Annotated[str | None, Query(pattern=OPT_METRIC_PATTERN)] = None,
@@ -176,8 +199,14 @@ async def api_alerts(
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
-    flt = q.AlertFilter(park=park or None, firm=firm or None, metric=metric or None, state=state or "open",
-                        kind=kind or None, limit=limit)
+    flt = q.AlertFilter(
+        park=park or None,
+        firm=firm or None,
+        metric=metric or None,
+        state=state or "open",
+        kind=kind or None,
+        limit=limit,
+    )
     async with console_state(request).pool.connection() as conn:
         return await q.list_alerts(conn, session.scope, flt)
 
@@ -204,7 +233,10 @@ async def api_alert_readings(request: Request, alert_id: int, session: ApiSessio
         minutes = await q.alert_minutes(conn, session.scope, alert)
         hourly = await q.alert_hourly(conn, session.scope, alert)
     return {
-        "alert_id": alert_id, "metric": alert["metric"], "unit": alert["unit"], "limit_value": alert["limit_value"],
+        "alert_id": alert_id,
+        "metric": alert["metric"],
+        "unit": alert["unit"],
+        "limit_value": alert["limit_value"],
         "minutes": [{**m, "time": m["minute"]} for m in minutes],
         "hourly": [{**h, "time": h["bucket"]} for h in hourly],
     }
@@ -215,7 +247,9 @@ async def api_alert_action(request: Request, alert_id: int, body: ActionIn, sess
     """Acknowledge, resolve, reopen or comment (needs the X-CSRF-Token header)."""
     check_api_csrf(request, session)
     if body.action != "comment" and not session.scope.can_act:
-        raise HTTPException(status_code=403, detail=f"action: {body.action!r} needs an inspector or manager role")
+        raise HTTPException(
+            status_code=403, detail=f"action: {body.action!r} needs an inspector or manager role"
+        )
     try:
         async with console_state(request).pool.connection() as conn:
             new_state = await q.act_on_alert(conn, session.scope, alert_id, body.action, body.comment)
@@ -247,7 +281,9 @@ async def api_firms(
 
 
 @router.get("/firms/{firm_id}")
-async def api_firm(request: Request, firm_id: Annotated[str, Path(pattern=ID_PATTERN)], session: ApiSession) -> dict[str, Any]:
+async def api_firm(
+    request: Request, firm_id: Annotated[str, Path(pattern=ID_PATTERN)], session: ApiSession
+) -> dict[str, Any]:
     """Registry, energy by carrier, yearly KPIs with class and explanation, compliance verdicts."""
     return _json_obj(await firm_data(request, session, firm_id))
 
@@ -276,7 +312,9 @@ async def api_store(request: Request, session: ApiSession) -> dict[str, Any]:
 
 @router.get("/health/gaps")
 async def api_gaps(
-    request: Request, session: ApiSession, firm: Annotated[str | None, Query(pattern=OPT_ID_PATTERN)] = None,
+    request: Request,
+    session: ApiSession,
+    firm: Annotated[str | None, Query(pattern=OPT_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[dict[str, Any]]:
     async with console_state(request).pool.connection() as conn:

@@ -23,10 +23,17 @@ class Chart:
 
 
 def line_chart(
-    rows: list[dict[str, Any]], time_key: str, value_key: str, limit: float | None, marker: datetime | None,
-    width: int = 800, height: int = 220,
+    rows: list[dict[str, Any]],
+    time_key: str,
+    value_key: str,
+    limit: float | None,
+    marker: datetime | None,
+    width: int = 800,
+    height: int = 220,
 ) -> Chart | None:
-    pts: list[tuple[datetime, float]] = [(r[time_key], float(r[value_key])) for r in rows if r.get(value_key) is not None]
+    pts: list[tuple[datetime, float]] = [
+        (r[time_key], float(r[value_key])) for r in rows if r.get(value_key) is not None
+    ]
     if len(pts) < 2:
         return None
     t0, t1 = pts[0][0], pts[-1][0]

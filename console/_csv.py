@@ -25,23 +25,56 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def evidence_csv(alert: dict[str, Any], minutes: list[dict[str, Any]], hourly: list[dict[str, Any]],
-                 events: list[dict[str, Any]],
-                 tables: list[tuple[str, list[str], list[dict[str, Any]]]] | None = None) -> str:
+def evidence_csv(
+    alert: dict[str, Any],
+    minutes: list[dict[str, Any]],
+    hourly: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    tables: list[tuple[str, list[str], list[dict[str, Any]]]] | None = None,
+) -> str:
     buf = io.StringIO()
     buf.write("\ufeff")
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(["# ParkPulse alert evidence"])
     w.writerow(["field", "value"])
-    for key in ("alert_id", "rule_id", "rule_version", "kind", "severity", "state", "park_id", "park_name",
-                "firm_id", "firm_name", "gateway_id", "device_id", "metric", "subject", "value", "limit_value",
-                "unit", "opened_at", "acked_at", "acked_by", "resolved_at", "resolved_by", "message_zh",
-                "message_en"):
+    for key in (
+        "alert_id",
+        "rule_id",
+        "rule_version",
+        "kind",
+        "severity",
+        "state",
+        "park_id",
+        "park_name",
+        "firm_id",
+        "firm_name",
+        "gateway_id",
+        "device_id",
+        "metric",
+        "subject",
+        "value",
+        "limit_value",
+        "unit",
+        "opened_at",
+        "acked_at",
+        "acked_by",
+        "resolved_at",
+        "resolved_by",
+        "message_zh",
+        "message_en",
+    ):
         w.writerow([key, _cell(alert.get(key))])
     evidence = alert.get("evidence")
     if isinstance(evidence, dict):
         # which limit was used and why (emission alerts), next to limit_value
-        for key in ("limit_basis_en", "limit_basis_zh", "limit_id", "limit_table", "limit_verified", "limit_source"):
+        for key in (
+            "limit_basis_en",
+            "limit_basis_zh",
+            "limit_id",
+            "limit_table",
+            "limit_verified",
+            "limit_source",
+        ):
             if key in evidence:
                 w.writerow([key, _cell(evidence[key])])
     if isinstance(evidence, dict):
@@ -54,11 +87,33 @@ def evidence_csv(alert: dict[str, Any], minutes: list[dict[str, Any]], hourly: l
     w.writerow([])
     w.writerow(["resolution", "time", "avg", "min", "max", "n", "n_good", "worst_quality", "unit"])
     for r in minutes:
-        w.writerow(["minute", _cell(r["minute"]), r["avg"], r["min"], r["max"], r["n"], r["n_good"],
-                    r["worst_quality"], _cell(alert.get("unit"))])
+        w.writerow(
+            [
+                "minute",
+                _cell(r["minute"]),
+                r["avg"],
+                r["min"],
+                r["max"],
+                r["n"],
+                r["n_good"],
+                r["worst_quality"],
+                _cell(alert.get("unit")),
+            ]
+        )
     for r in hourly:
-        w.writerow(["hour", _cell(r["bucket"]), r["avg"], r["min"], r["max"], r["n"], r["n_good"],
-                    r["worst_quality"], _cell(alert.get("unit"))])
+        w.writerow(
+            [
+                "hour",
+                _cell(r["bucket"]),
+                r["avg"],
+                r["min"],
+                r["max"],
+                r["n"],
+                r["n_good"],
+                r["worst_quality"],
+                _cell(alert.get("unit")),
+            ]
+        )
     for name, cols, rows in tables or []:
         w.writerow([])
         w.writerow([f"evidence.{name}", *cols])
@@ -67,6 +122,14 @@ def evidence_csv(alert: dict[str, Any], minutes: list[dict[str, Any]], hourly: l
     w.writerow([])
     w.writerow(["event_id", "at", "actor", "action", "comment", "detail"])
     for e in events:
-        w.writerow([e["event_id"], _cell(e["at"]), _cell(e["actor"]), _cell(e["action"]), _cell(e["comment"]),
-                    _cell(e["detail"])])
+        w.writerow(
+            [
+                e["event_id"],
+                _cell(e["at"]),
+                _cell(e["actor"]),
+                _cell(e["action"]),
+                _cell(e["comment"]),
+                _cell(e["detail"]),
+            ]
+        )
     return buf.getvalue()

@@ -84,7 +84,9 @@ def lang_of(request: Request) -> str:
 async def optional_session(request: Request) -> Session | None:
     if "pp_session" not in request.scope.setdefault("state", {}):
         st = console_state(request)
-        request.state.pp_session = await load_session(st.pool, st.settings, request.cookies.get(COOKIE_SESSION))
+        request.state.pp_session = await load_session(
+            st.pool, st.settings, request.cookies.get(COOKIE_SESSION)
+        )
     got: Session | None = request.state.pp_session
     return got
 
@@ -212,7 +214,12 @@ def render(
     resp = st.templates.TemplateResponse(request, template, {**base, **ctx}, status_code=status_code)
     if request.query_params.get("lang") in LANGS:
         resp.set_cookie(
-            COOKIE_LANG, lang, max_age=365 * 86400, httponly=True, samesite="lax", secure=st.settings.cookie_secure
+            COOKIE_LANG,
+            lang,
+            max_age=365 * 86400,
+            httponly=True,
+            samesite="lax",
+            secure=st.settings.cookie_secure,
         )
     resp.headers["Cache-Control"] = "no-store"
     return resp

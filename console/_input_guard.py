@@ -28,8 +28,12 @@ def _shown(field: str, value: str) -> str:
 
 
 def _problem(where: str, field: str, value: str, index: int) -> dict[str, Any]:
-    return {"type": "control_character", "loc": (where, field), "msg": describe_control(value, index),
-            "input": _shown(field, value)}
+    return {
+        "type": "control_character",
+        "loc": (where, field),
+        "msg": describe_control(value, index),
+        "input": _shown(field, value),
+    }
 
 
 def _pairs(items: Iterator[tuple[str, Any]], where: str) -> list[dict[str, Any]]:
@@ -45,8 +49,16 @@ def _pairs(items: Iterator[tuple[str, Any]], where: str) -> list[dict[str, Any]]
 def _json_strings(node: Any, path: str, depth: int = 0) -> Iterator[tuple[str, Any]]:
     """(path, string) for every key and string value of a JSON document."""
     if depth > MAX_JSON_DEPTH:
-        raise RequestValidationError([{"type": "json_depth", "loc": ("body", path or "body"),
-                                       "msg": f"nested deeper than {MAX_JSON_DEPTH} levels", "input": "…"}])
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_depth",
+                    "loc": ("body", path or "body"),
+                    "msg": f"nested deeper than {MAX_JSON_DEPTH} levels",
+                    "input": "…",
+                }
+            ]
+        )
     if isinstance(node, str):
         yield path or "body", node
     elif isinstance(node, dict):

@@ -90,7 +90,9 @@ class AlertHub:
                             self._deliver(note.payload)
             except psycopg.Error as exc:
                 self.listening.clear()
-                log.warning("alert listener lost the database (%s); retrying in %.1f s", type(exc).__name__, backoff)
+                log.warning(
+                    "alert listener lost the database (%s); retrying in %.1f s", type(exc).__name__, backoff
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)

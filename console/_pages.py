@@ -58,8 +58,15 @@ def _client_ip(request: Request) -> str:
 
 def _set_session_cookie(request: Request, resp: Response, token: str) -> None:
     st = console_state(request).settings
-    resp.set_cookie(COOKIE_SESSION, token, max_age=st.session_absolute_s, httponly=True, secure=st.cookie_secure,
-                    samesite="lax", path="/")
+    resp.set_cookie(
+        COOKIE_SESSION,
+        token,
+        max_age=st.session_absolute_s,
+        httponly=True,
+        secure=st.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
 
 
 # ---------------------------------------------------------------- login / logout
@@ -74,11 +81,22 @@ def _login_form(request: Request, next_url: str | None, error: str | None, statu
     import secrets
 
     token = secrets.token_urlsafe(24)
-    resp = render(request, "login.html", {"next": safe_next(next_url), "error": error, "login_csrf": token},
-                  status_code=status)
+    resp = render(
+        request,
+        "login.html",
+        {"next": safe_next(next_url), "error": error, "login_csrf": token},
+        status_code=status,
+    )
     st = console_state(request).settings
-    resp.set_cookie(COOKIE_PRELOGIN, token, max_age=3600, httponly=True, secure=st.cookie_secure, samesite="strict",
-                    path="/login")
+    resp.set_cookie(
+        COOKIE_PRELOGIN,
+        token,
+        max_age=3600,
+        httponly=True,
+        secure=st.cookie_secure,
+        samesite="strict",
+        path="/login",
+    )
     return resp
 
 
@@ -97,8 +115,14 @@ async def login_submit(
     if not cookie or not csrf or not hmac.compare_digest(cookie.encode(), csrf.encode()):
         return _login_form(request, next, t("login.expired"), 403)
     st = console_state(request)
-    outcome = await login(st.pool, st.settings, user.strip().lower(), password, _client_ip(request),
-                          request.headers.get("user-agent", ""))
+    outcome = await login(
+        st.pool,
+        st.settings,
+        user.strip().lower(),
+        password,
+        _client_ip(request),
+        request.headers.get("user-agent", ""),
+    )
     if outcome.retry_after_s:
         resp = _login_form(request, next, t("login.throttled", seconds=outcome.retry_after_s), 429)
         resp.headers["Retry-After"] = str(outcome.retry_after_s)
@@ -127,15 +151,23 @@ async def home(session: PageSession) -> Response:
 
 
 # ---------------------------------------------------------------- alerts
-def _filter(park: str | None, firm: str | None, metric: str | None, state: str, kind: str | None) -> q.AlertFilter:
-    return q.AlertFilter(park=park or None, firm=firm or None, metric=metric or None, state=state or "open",
-                         kind=kind or None)
+def _filter(
+    park: str | None, firm: str | None, metric: str | None, state: str, kind: str | None
+) -> q.AlertFilter:
+    return q.AlertFilter(
+        park=park or None, firm=firm or None, metric=metric or None, state=state or "open", kind=kind or None
+    )
 
 
 @router.get("/alerts", response_class=HTMLResponse, include_in_schema=False)
 async def alerts_page(
-    request: Request, session: PageSession, park: ParkQ = None, firm: FirmQ = None, metric: MetricQ = None,
-    state: StateQ = "open", kind: KindQ = None,
+    request: Request,
+    session: PageSession,
+    park: ParkQ = None,
+    firm: FirmQ = None,
+    metric: MetricQ = None,
+    state: StateQ = "open",
+    kind: KindQ = None,
 ) -> Response:
     flt = _filter(park, firm, metric, state, kind)
     async with console_state(request).pool.connection() as conn:
@@ -145,12 +177,25 @@ async def alerts_page(
         parks = await q.parks_in_scope(conn, session.scope)
         firms = await q.firms_in_scope(conn, session.scope, flt.park)
         metrics = await q.metric_options(conn)
-    params = {k: v for k, v in request.query_params.items() if k in ("park", "firm", "metric", "state", "kind") and v}
+    params = {
+        k: v
+        for k, v in request.query_params.items()
+        if k in ("park", "firm", "metric", "state", "kind") and v
+    }
     params["since"] = str(rendered_ms)
-    return render(request, "alerts.html", {
-        "alerts": alerts, "flt": flt, "parks": parks, "firms": firms, "metrics": metrics,
-        "stream_url": "/alerts/stream?" + urlencode(params),
-    }, session=session)
+    return render(
+        request,
+        "alerts.html",
+        {
+            "alerts": alerts,
+            "flt": flt,
+            "parks": parks,
+            "firms": firms,
+            "metrics": metrics,
+            "stream_url": "/alerts/stream?" + urlencode(params),
+        },
+        session=session,
+    )
 
 
 def _row_html(request: Request, alert: dict[str, Any], t: Translator) -> str:
@@ -163,9 +208,16 @@ def _row_html(request: Request, alert: dict[str, Any], t: Translator) -> str:
 
 @router.get("/alerts/stream", include_in_schema=False)
 async def alerts_stream(
-    request: Request, session: PageSession, park: ParkQ = None, firm: FirmQ = None, metric: MetricQ = None,
-    state: StateQ = "open", kind: KindQ = None,
-    since: Annotated[int | None, Query(ge=0, le=4_102_444_800_000, description="epoch ms the page was rendered")] = None,
+    request: Request,
+    session: PageSession,
+    park: ParkQ = None,
+    firm: FirmQ = None,
+    metric: MetricQ = None,
+    state: StateQ = "open",
+    kind: KindQ = None,
+    since: Annotated[
+        int | None, Query(ge=0, le=4_102_444_800_000, description="epoch ms the page was rendered")
+    ] = None,
 ) -> StreamingResponse:
     """Server-sent events: `alert` events carry {alert_id, action, matches, html}; `resync` asks to reload."""
     st = console_state(request)
@@ -174,8 +226,13 @@ async def alerts_stream(
     scope = session.scope
 
     def _event(alert: dict[str, Any], action: str, event_id: str) -> str:
-        data = {"alert_id": alert["alert_id"], "action": action, "state": alert["state"],
-                "matches": bool(alert["matches"]), "html": _row_html(request, alert, t) if alert["matches"] else ""}
+        data = {
+            "alert_id": alert["alert_id"],
+            "action": action,
+            "state": alert["state"],
+            "matches": bool(alert["matches"]),
+            "html": _row_html(request, alert, t) if alert["matches"] else "",
+        }
         return f"event: alert\nid: {event_id}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
     async def events() -> AsyncIterator[str]:
@@ -184,7 +241,9 @@ async def alerts_stream(
             yield "retry: 3000\n: connected\n\n"
             if since is not None:
                 async with st.pool.connection() as conn:
-                    missed = await q.changed_since(conn, scope, flt, datetime.fromtimestamp(since / 1000, UTC))
+                    missed = await q.changed_since(
+                        conn, scope, flt, datetime.fromtimestamp(since / 1000, UTC)
+                    )
                 for alert in missed:
                     yield _event(alert, "catch-up", "")
             while True:
@@ -208,8 +267,11 @@ async def alerts_stream(
         finally:
             st.hub.unsubscribe(sub)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _evidence(request: Request, session: Session, alert_id: int) -> dict[str, Any]:
@@ -238,8 +300,11 @@ def _validity_items(evidence: Any) -> list[tuple[str, str, bool]]:
         if _is_records(v):
             continue
         structured = isinstance(v, (dict, list))
-        text = json.dumps(v, ensure_ascii=False, indent=1 if structured else None, default=str) \
-            if structured or not isinstance(v, str) else v
+        text = (
+            json.dumps(v, ensure_ascii=False, indent=1 if structured else None, default=str)
+            if structured or not isinstance(v, str)
+            else v
+        )
         out.append((str(k), text, structured))
     return out
 
@@ -263,25 +328,45 @@ def evidence_tables(evidence: Any, max_rows: int = 500) -> list[tuple[str, list[
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse, include_in_schema=False)
-async def alert_page(request: Request, alert_id: int, session: PageSession, done: str | None = None) -> Response:
+async def alert_page(
+    request: Request, alert_id: int, session: PageSession, done: str | None = None
+) -> Response:
     ev = await _evidence(request, session, alert_id)
     return _render_evidence(request, session, ev, done=done)
 
 
-def _render_evidence(request: Request, session: Session, ev: dict[str, Any], *, done: str | None = None,
-                     error: str | None = None, status: int = 200) -> Response:
+def _render_evidence(
+    request: Request,
+    session: Session,
+    ev: dict[str, Any],
+    *,
+    done: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
     alert = ev["alert"]
     chart = line_chart(ev["minutes"], "minute", "avg", alert["limit_value"], alert["opened_at"])
-    return render(request, "alert.html", {
-        **ev, "chart": chart, "validity": _validity_items(alert["evidence"]),
-        "evidence_tables": evidence_tables(alert["evidence"]),
-        "done": done if done in ("firing", "acknowledged", "resolved") else None, "error": error,
-    }, session=session, status_code=status)
+    return render(
+        request,
+        "alert.html",
+        {
+            **ev,
+            "chart": chart,
+            "validity": _validity_items(alert["evidence"]),
+            "evidence_tables": evidence_tables(alert["evidence"]),
+            "done": done if done in ("firing", "acknowledged", "resolved") else None,
+            "error": error,
+        },
+        session=session,
+        status_code=status,
+    )
 
 
 @router.post("/alerts/{alert_id}/act", include_in_schema=False)
 async def alert_act(
-    request: Request, alert_id: int, session: PageSession,
+    request: Request,
+    alert_id: int,
+    session: PageSession,
     action: Annotated[str, Form(pattern=r"^(acknowledge|resolve|comment|reopen)$")],
     comment: Annotated[str, Form(max_length=4000)] = "",
     csrf: Annotated[str, Form()] = "",
@@ -307,9 +392,17 @@ async def alert_act(
 @router.get("/alerts/{alert_id}/evidence.csv", include_in_schema=False)
 async def alert_csv(request: Request, alert_id: int, session: PageSession) -> Response:
     ev = await _evidence(request, session, alert_id)
-    body = evidence_csv(ev["alert"], ev["minutes"], ev["hourly"], ev["events"], evidence_tables(ev["alert"]["evidence"]))
-    return Response(body, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="alert-{alert_id}-evidence.csv"', "Cache-Control": "no-store"})
+    body = evidence_csv(
+        ev["alert"], ev["minutes"], ev["hourly"], ev["events"], evidence_tables(ev["alert"]["evidence"])
+    )
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="alert-{alert_id}-evidence.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 # ---------------------------------------------------------------- firms
@@ -321,7 +414,9 @@ async def firms_page(request: Request, session: PageSession, park: ParkQ = None)
 
 
 @router.get("/firms/{firm_id}", response_class=HTMLResponse, include_in_schema=False)
-async def firm_page(request: Request, firm_id: Annotated[str, Path(pattern=ID_PATTERN)], session: PageSession) -> Response:
+async def firm_page(
+    request: Request, firm_id: Annotated[str, Path(pattern=ID_PATTERN)], session: PageSession
+) -> Response:
     data = await firm_data(request, session, firm_id)
     return render(request, "firm.html", data, session=session)
 
@@ -347,5 +442,9 @@ async def health_page(request: Request, session: PageSession, firm: FirmQ = None
         devices = await q.device_health(conn, session.scope, firm or None)
         gaps = await q.gap_list(conn, session.scope, firm or None)
     store = await asyncio.to_thread(q.store_health_of, console_state(request).settings.dsn())
-    return render(request, "health.html", {"gateways": gateways, "devices": devices, "gaps": gaps, "store": store},
-                  session=session)
+    return render(
+        request,
+        "health.html",
+        {"gateways": gateways, "devices": devices, "gaps": gaps, "store": store},
+        session=session,
+    )

@@ -33,8 +33,18 @@ _HASHER = PasswordHasher()  # argon2id
 _DUMMY = _HASHER.hash("parkpulse-no-such-user-password")
 _DECORATION = string.digits + string.punctuation + " "
 _UNLEET = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s", "!": "i"})
-_RUNS = ("01234567890", "09876543210", string.ascii_lowercase, string.ascii_lowercase[::-1],
-         "qwertyuiop", "poiuytrewq", "asdfghjkl", "lkjhgfdsa", "zxcvbnm", "mnbvcxz")
+_RUNS = (
+    "01234567890",
+    "09876543210",
+    string.ascii_lowercase,
+    string.ascii_lowercase[::-1],
+    "qwertyuiop",
+    "poiuytrewq",
+    "asdfghjkl",
+    "lkjhgfdsa",
+    "zxcvbnm",
+    "mnbvcxz",
+)
 
 
 @cache
@@ -69,7 +79,9 @@ def check_password_policy(password: str, user_name: str | None = None) -> str | 
         return "must not contain control characters"
     folded = password.casefold()
     if len(set(folded)) < MIN_DISTINCT_CHARACTERS:
-        return f"must use at least {MIN_DISTINCT_CHARACTERS} different characters (not one repeated character)"
+        return (
+            f"must use at least {MIN_DISTINCT_CHARACTERS} different characters (not one repeated character)"
+        )
     if user_name:
         name = user_name.casefold()
         if folded == name or (len(name) >= _NAME_INSIDE_MIN and name in folded) or folded == name[::-1]:

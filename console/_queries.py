@@ -40,8 +40,13 @@ __all__ = [
 
 Row = dict[str, Any]
 
-_STATES = {"open": ["firing", "acknowledged"], "firing": ["firing"], "acknowledged": ["acknowledged"],
-           "resolved": ["resolved"], "all": ["firing", "acknowledged", "resolved"]}
+_STATES = {
+    "open": ["firing", "acknowledged"],
+    "firing": ["firing"],
+    "acknowledged": ["acknowledged"],
+    "resolved": ["resolved"],
+    "all": ["firing", "acknowledged", "resolved"],
+}
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,9 @@ async def changed_since(conn: AsyncConnection, scope: Scope, flt: AlertFilter, s
     )
 
 
-async def get_alert(conn: AsyncConnection, scope: Scope, alert_id: int, flt: AlertFilter | None = None) -> Row | None:
+async def get_alert(
+    conn: AsyncConnection, scope: Scope, alert_id: int, flt: AlertFilter | None = None
+) -> Row | None:
     """One alert in scope; with `flt`, adds `matches` (does it pass the feed's filters)."""
     f = flt or AlertFilter(state="all")
     return await _one(
@@ -157,8 +164,14 @@ async def alert_minutes(conn: AsyncConnection, scope: Scope, alert: Row) -> list
             WHERE r.gateway_id = %(gw)s AND r.device_id = %(dev)s AND r.metric = %(metric)s
               AND r.ts >= %(start)s AND r.ts < %(end)s AND {scope_sql("r")}
             GROUP BY 1 ORDER BY 1 LIMIT 2000""",
-        {**scope.params(), "gw": alert["gateway_id"], "dev": alert["device_id"], "metric": alert["metric"],
-         "start": start, "end": end},
+        {
+            **scope.params(),
+            "gw": alert["gateway_id"],
+            "dev": alert["device_id"],
+            "metric": alert["metric"],
+            "start": start,
+            "end": end,
+        },
     )
 
 
@@ -174,8 +187,14 @@ async def alert_hourly(conn: AsyncConnection, scope: Scope, alert: Row) -> list[
             WHERE r.gateway_id = %(gw)s AND r.device_id = %(dev)s AND r.metric = %(metric)s
               AND r.bucket >= %(start)s AND r.bucket < %(end)s AND {scope_sql("r")}
             ORDER BY r.bucket LIMIT 500""",
-        {**scope.params(), "gw": alert["gateway_id"], "dev": alert["device_id"], "metric": alert["metric"],
-         "start": start, "end": end},
+        {
+            **scope.params(),
+            "gw": alert["gateway_id"],
+            "dev": alert["device_id"],
+            "metric": alert["metric"],
+            "start": start,
+            "end": end,
+        },
     )
 
 
@@ -314,7 +333,9 @@ async def device_health(conn: AsyncConnection, scope: Scope, firm: str | None = 
     )
 
 
-async def gap_list(conn: AsyncConnection, scope: Scope, firm: str | None = None, limit: int = 200) -> list[Row]:
+async def gap_list(
+    conn: AsyncConnection, scope: Scope, firm: str | None = None, limit: int = 200
+) -> list[Row]:
     return await _all(
         conn,
         f"""SELECT x.*, gw.firm_id, f.park_id
@@ -334,4 +355,3 @@ def store_health_of(dsn: str) -> dict[str, Any]:
 
     with connect(dsn, autocommit=True) as conn:
         return store_health(conn).as_dict()
-

@@ -26,8 +26,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 __all__ = ["GuardedH11Protocol", "guarded_h11"]
 
 _TIMEOUT_BODY = b"request not received in time\n"
-_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -96,7 +98,9 @@ class GuardedH11Protocol(H11Protocol):
             return
         limit = self.header_timeout_s if what == "headers" else self.body_timeout_s
         peer = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
-        self.logger.warning("closing connection from %s: request %s not received within %g s", peer, what, limit)
+        self.logger.warning(
+            "closing connection from %s: request %s not received within %g s", peer, what, limit
+        )
         cycle = self.cycle if what == "body" else None
         if cycle is None or not cycle.response_started:
             self.transport.write(_TIMEOUT_RESPONSE)
@@ -108,5 +112,8 @@ class GuardedH11Protocol(H11Protocol):
 
 def guarded_h11(header_timeout_s: float, body_timeout_s: float) -> type[GuardedH11Protocol]:
     """The protocol class to pass as uvicorn's `http=`, with these deadlines."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,),
-                {"header_timeout_s": float(header_timeout_s), "body_timeout_s": float(body_timeout_s)})
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"header_timeout_s": float(header_timeout_s), "body_timeout_s": float(body_timeout_s)},
+    )

@@ -85,8 +85,11 @@ def add_user(
 ) -> None:
     """Create a user with one role and its scope. Commits."""
     if not _USER.match(user_name):
-        raise AccountError("user", printable(user_name),
-                           "must be 2-64 characters of a-z 0-9 . _ - starting with a letter or digit")
+        raise AccountError(
+            "user",
+            printable(user_name),
+            "must be 2-64 characters of a-z 0-9 . _ - starting with a letter or digit",
+        )
     _check_display_name(display_name)
     _check_password(password, user_name)
     _check_grants(conn, role, parks, firms)
@@ -116,10 +119,7 @@ def list_users(conn: psycopg.Connection) -> list[UserInfo]:
            FROM console_users u LEFT JOIN console_roles r USING (user_name)
            GROUP BY u.user_name ORDER BY u.user_name"""
     ).fetchall()
-    return [
-        UserInfo(r[0], r[1], r[2], [(g[0], g[1], g[2]) for g in r[5]], r[3], r[4])
-        for r in rows
-    ]
+    return [UserInfo(r[0], r[1], r[2], [(g[0], g[1], g[2]) for g in r[5]], r[3], r[4]) for r in rows]
 
 
 def _require(conn: psycopg.Connection, user_name: str) -> None:

@@ -31,10 +31,14 @@ __all__ = ["PUBLIC_ROUTES", "create_app"]
 log = logging.getLogger("console")
 
 # (method, path) that answer without a session. Everything else refuses anonymous access.
-PUBLIC_ROUTES = frozenset({("GET", "/login"), ("POST", "/login"), ("POST", "/api/v1/session"), ("GET", "/healthz")})
+PUBLIC_ROUTES = frozenset(
+    {("GET", "/login"), ("POST", "/login"), ("POST", "/api/v1/session"), ("GET", "/healthz")}
+)
 
-_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 class SecurityHeaders:
@@ -81,8 +85,9 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = AsyncConnectionPool(dsn, min_size=1, max_size=st.pool_max, open=False, kwargs={"autocommit": True},
-                                   name="console")
+        pool = AsyncConnectionPool(
+            dsn, min_size=1, max_size=st.pool_max, open=False, kwargs={"autocommit": True}, name="console"
+        )
         hub = AlertHub(dsn, st.sse_queue)
         await pool.open(wait=True, timeout=15)
         app.state.console = ConsoleState(settings=st, pool=pool, hub=hub, templates=templates, tz=tz)
@@ -137,20 +142,30 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         if _is_api(request) or request.url.path.endswith((".csv", "/stream")):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         session = await optional_session(request)
-        return render(request, "error.html", {"status": exc.status_code, "detail": str(exc.detail)},
-                      session=session, status_code=exc.status_code)
+        return render(
+            request,
+            "error.html",
+            {"status": exc.status_code, "detail": str(exc.detail)},
+            session=session,
+            status_code=exc.status_code,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body")),
-             "value": str(e.get("input"))[:200], "reason": e.get("msg")}
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body")),
+                "value": str(e.get("input"))[:200],
+                "reason": e.get("msg"),
+            }
             for e in exc.errors()
         ]
         if _is_api(request) or request.url.path.endswith((".csv", "/stream")):
             return JSONResponse({"detail": problems}, status_code=422)
         session = await optional_session(request)
         text = "; ".join(f"{p['field']}: {p['reason']} (got {p['value']!r})" for p in problems)
-        return render(request, "error.html", {"status": 422, "detail": text}, session=session, status_code=422)
+        return render(
+            request, "error.html", {"status": 422, "detail": text}, session=session, status_code=422
+        )
 
     return app

@@ -19,11 +19,15 @@ if TYPE_CHECKING:
 __all__ = ["console_app", "users_app"]
 
 console_app = typer.Typer(help="The web console and HTTP API.", no_args_is_help=True)
-users_app = typer.Typer(help="Console accounts: inspectors, park managers, operators, admins.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Console accounts: inspectors, park managers, operators, admins.", no_args_is_help=True
+)
 out = Console()
 err = Console(stderr=True)
 
-DsnOpt = Annotated[str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL", help="PostgreSQL URL")]
+DsnOpt = Annotated[
+    str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL", help="PostgreSQL URL")
+]
 
 
 @console_app.command("serve")
@@ -37,8 +41,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
     forwarded_allow_ips: Annotated[
         str | None,
-        typer.Option(help="reverse-proxy addresses trusted for X-Forwarded-For/-Proto (e.g. 127.0.0.1); "
-                          "without it the peer address is the client (login throttling per address)"),
+        typer.Option(
+            help="reverse-proxy addresses trusted for X-Forwarded-For/-Proto (e.g. 127.0.0.1); "
+            "without it the peer address is the client (login throttling per address)"
+        ),
     ] = None,
 ) -> None:
     """Serve the console (pages, /api/v1, live alert feed) with uvicorn."""
@@ -49,8 +55,10 @@ def serve(
     from console._server import guarded_h11
     from console.app import create_app
 
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("psycopg", "psycopg.pool", "httpx", "multipart"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -65,10 +73,19 @@ def serve(
         err.print("[yellow]cookies are sent without the Secure flag: use this only on localhost over http[/]")
     # Live feeds are long-lived responses: do not wait for them for ever on shutdown. Reading a
     # request has deadlines (console._server); idle kept-alive connections close after keep_alive_s.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3,
-                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips,
-                http=guarded_h11(settings.header_timeout_s, settings.body_timeout_s), ws="none",
-                timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=3,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+        http=guarded_h11(settings.header_timeout_s, settings.body_timeout_s),
+        ws="none",
+        timeout_keep_alive=settings.keep_alive_s,
+        limit_concurrency=settings.max_connections,
+    )
 
 
 def _conn(database_url: str | None) -> psycopg.Connection:
@@ -97,7 +114,9 @@ def users_add(
     park: Annotated[list[str] | None, typer.Option(help="park id (inspector: repeat for several)")] = None,
     firm: Annotated[str | None, typer.Option(help="firm id (operator)")] = None,
     name: Annotated[str | None, typer.Option(help="display name")] = None,
-    password_stdin: Annotated[bool, typer.Option(help="read the password from the first line of stdin")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option(help="read the password from the first line of stdin")
+    ] = False,
     database_url: DsnOpt = None,
 ) -> None:
     """Create a user. The password is prompted for (or read from stdin), never taken as an argument."""
@@ -106,7 +125,9 @@ def users_add(
     password = _read_password(password_stdin)
     try:
         with _conn(database_url) as conn:
-            add_user(conn, user, password, role, parks=park or [], firms=[firm] if firm else [], display_name=name)
+            add_user(
+                conn, user, password, role, parks=park or [], firms=[firm] if firm else [], display_name=name
+            )
     except (AccountError, ParkPulseError) as exc:
         _fail(exc)
     out.print(f"added {user} ({role})")
@@ -125,8 +146,11 @@ def users_list(database_url: DsnOpt = None) -> None:
     table = Table("user", "name", "roles", "scope", "disabled", "last login")
     for u in users:
         table.add_row(
-            u.user_name, u.display_name or "", ", ".join(sorted({r for r, _, _ in u.roles})),
-            ", ".join(p or f or "" for _, p, f in u.roles) or "*", "yes" if u.disabled else "",
+            u.user_name,
+            u.display_name or "",
+            ", ".join(sorted({r for r, _, _ in u.roles})),
+            ", ".join(p or f or "" for _, p, f in u.roles) or "*",
+            "yes" if u.disabled else "",
             u.last_login_at.isoformat(timespec="seconds") if u.last_login_at else "",
         )
     out.print(table)
@@ -161,7 +185,9 @@ def users_enable(user: str, database_url: DsnOpt = None) -> None:
 @users_app.command("set-password")
 def users_set_password(
     user: str,
-    password_stdin: Annotated[bool, typer.Option(help="read the password from the first line of stdin")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option(help="read the password from the first line of stdin")
+    ] = False,
     database_url: DsnOpt = None,
 ) -> None:
     """Set a new password; ends the user's sessions."""
@@ -194,16 +220,24 @@ def users_lockouts(database_url: DsnOpt = None) -> None:
         return
     for r in rows:  # one line each (names, hashes and addresses are never cut short)
         locked = f"LOCKED for {r.remaining_s} s" if r.active else "not locked"
-        out.print(f"{r.kind:<4} {r.subject}  user-hash={r.user_hash or '-'}  failures={r.failures}  "
-                  f"last={r.last_failure.isoformat(timespec='seconds')}  {locked}  key={r.key}",
-                  markup=False, highlight=False, soft_wrap=True)
+        out.print(
+            f"{r.kind:<4} {r.subject}  user-hash={r.user_hash or '-'}  failures={r.failures}  "
+            f"last={r.last_failure.isoformat(timespec='seconds')}  {locked}  key={r.key}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @users_app.command("unlock")
 def users_unlock(
     user: Annotated[str | None, typer.Argument(help="user name whose lockout to lift")] = None,
-    address: Annotated[str | None, typer.Option(help="lift the lockout of this client address instead")] = None,
-    key: Annotated[str | None, typer.Option(help="lift this key exactly as `users lockouts` lists it")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="lift the lockout of this client address instead")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option(help="lift this key exactly as `users lockouts` lists it")
+    ] = None,
     database_url: DsnOpt = None,
 ) -> None:
     """Lift a login lockout: forget the failed logins of a user, an address or a listed key."""

@@ -32,8 +32,8 @@ _DELETE_SQL = "DELETE FROM console_login_failures WHERE key = %s"
 @dataclass(frozen=True)
 class Lockout:
     key: str
-    kind: str             # user | name | ip
-    subject: str          # the user name, '#<hash>' of an unknown name, or the address
+    kind: str  # user | name | ip
+    subject: str  # the user name, '#<hash>' of an unknown name, or the address
     user_hash: str | None  # the hash failed-login log lines carry for this user name
     failures: int
     last_failure: datetime

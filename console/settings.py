@@ -36,9 +36,14 @@ class ConsoleSettings(BaseSettings):
         default=10.0, gt=0, le=300, description="a request's line and headers must arrive within this time"
     )
     body_timeout_s: float = Field(
-        default=30.0, gt=0, le=3600, description="a request's body must arrive within this time after its headers"
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="a request's body must arrive within this time after its headers",
     )
-    keep_alive_s: int = Field(default=5, ge=1, le=300, description="idle time before a kept-alive connection closes")
+    keep_alive_s: int = Field(
+        default=5, ge=1, le=300, description="idle time before a kept-alive connection closes"
+    )
     max_connections: int = Field(
         default=500, ge=10, description="open connections + running requests before new requests get 503"
     )

@@ -26,9 +26,15 @@ from parkpulse.settings import parse_mqtt_url
 from parkpulse.wire import batch_payload, data_topic
 
 __all__ = [
-    "FirmProfile", "LineProfile", "add_history_gateways", "count_history", "firm_profiles", "line_profiles",
-    "publish_history", "write_economics_csv",
-]  # fmt: skip
+    "FirmProfile",
+    "LineProfile",
+    "add_history_gateways",
+    "count_history",
+    "firm_profiles",
+    "line_profiles",
+    "publish_history",
+    "write_economics_csv",
+]
 
 # Standard-coal coefficients used only to size the made-up consumption (GB/T 2589-2020 当量值);
 # the rules engine does its own conversion from its data files.
@@ -114,10 +120,18 @@ def line_profiles(pf: ParkFile, lines: int = 3) -> list[LineProfile]:
         for w in f.workshops:
             if w.smart_declared and len(out) < lines:
                 weak = len(out) == 1
-                out.append(LineProfile(f.id, w.id, ideal_rate=3600.0 if not out else 900.0,
-                                       availability=0.70 if weak else 0.88, performance=0.78 if weak else 0.92,
-                                       reject_ratio=0.04 if weak else 0.015, kwh_per_part=0.02 if not out else 0.09,
-                                       yearly_gain=0.04))  # fmt: skip
+                out.append(
+                    LineProfile(
+                        f.id,
+                        w.id,
+                        ideal_rate=3600.0 if not out else 900.0,
+                        availability=0.70 if weak else 0.88,
+                        performance=0.78 if weak else 0.92,
+                        reject_ratio=0.04 if weak else 0.015,
+                        kwh_per_part=0.02 if not out else 0.09,
+                        yearly_gain=0.04,
+                    )
+                )
     return out
 
 
@@ -148,19 +162,38 @@ def add_history_gateways(
             devices.append(
                 Device(id="hist-line", kind="line", name="历史产线(导入)", workshop=lp.workshop_id)
             )
-            devices.append(Device(id="hist-feeder", kind="meter", name="历史车间电能(导入)", meter_level=2,
-                                  carrier="electricity", workshop=lp.workshop_id))  # fmt: skip
+            devices.append(
+                Device(
+                    id="hist-feeder",
+                    kind="meter",
+                    name="历史车间电能(导入)",
+                    meter_level=2,
+                    carrier="electricity",
+                    workshop=lp.workshop_id,
+                )
+            )
         f.gateways.append(Gateway(id=f"{f.id}-hist", name="历史数据导入 history import", devices=devices))
     return pf
 
 
 _GREEN_ITEMS = (
-    "green:infrastructure", "green:management_system", "green:energy_resource_input", "green:product",
-    "green:environmental_emission", "green:unit_product_energy", "green:unit_product_carbon", "green:water_reuse",
-    "green:performance_other", "green:clean_energy_share", "green:solid_waste_utilisation",
-    "green:unit_product_pollutant", "green:output_per_mu", "green:plot_ratio", "green:product_green",
+    "green:infrastructure",
+    "green:management_system",
+    "green:energy_resource_input",
+    "green:product",
+    "green:environmental_emission",
+    "green:unit_product_energy",
+    "green:unit_product_carbon",
+    "green:water_reuse",
+    "green:performance_other",
+    "green:clean_energy_share",
+    "green:solid_waste_utilisation",
+    "green:unit_product_pollutant",
+    "green:output_per_mu",
+    "green:plot_ratio",
+    "green:product_green",
     "green:management_qualitative",
-)  # fmt: skip
+)
 
 
 def write_economics_csv(path: Path, profiles: list[FirmProfile], year: int, last_year: int) -> None:
@@ -170,9 +203,21 @@ def write_economics_csv(path: Path, profiles: list[FirmProfile], year: int, last
     item scores from 60 to 95), the others declare nothing, so the verdicts differ.
     """
     last = last_year
-    cols = ["firm_id", "year", "added_value_10k_cny", "tax_10k_cny", "revenue_10k_cny", "rd_spend_10k_cny",
-            "employees", "pollutant_t", "output_units", "output_value_10k_cny",
-            "green:basic_legal", "green:basic_management", *_GREEN_ITEMS]  # fmt: skip
+    cols = [
+        "firm_id",
+        "year",
+        "added_value_10k_cny",
+        "tax_10k_cny",
+        "revenue_10k_cny",
+        "rd_spend_10k_cny",
+        "employees",
+        "pollutant_t",
+        "output_units",
+        "output_value_10k_cny",
+        "green:basic_legal",
+        "green:basic_management",
+        *_GREEN_ITEMS,
+    ]
     rnd = random.Random(11 + year)
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -182,9 +227,17 @@ def write_economics_csv(path: Path, profiles: list[FirmProfile], year: int, last
             for y in (year,):
                 av = p.added_value(y, last)
                 row: list[object] = [
-                    p.firm_id, y, av, p.tax(y, last), round(av * 3.4, 2), round(av * 0.025, 2),
-                    int(p.land_mu * 2.5) + 20, round(p.land_mu * 0.004, 3), int(av * 40), round(av * 3.6, 2),
-                ]  # fmt: skip
+                    p.firm_id,
+                    y,
+                    av,
+                    p.tax(y, last),
+                    round(av * 3.4, 2),
+                    round(av * 0.025, 2),
+                    int(p.land_mu * 2.5) + 20,
+                    round(p.land_mu * 0.004, 3),
+                    int(av * 40),
+                    round(av * 3.6, 2),
+                ]
                 if green:
                     row += ["是", "是"] + [rnd.randint(60, 95) for _ in _GREEN_ITEMS]
                 else:
@@ -234,8 +287,12 @@ def _production(ts: datetime) -> bool:
     return local.weekday() < 6 and 6 <= local.hour < 22
 
 
-def _line_series(lp: LineProfile, start: datetime, end: datetime, last_year: int,
-                 ) -> Iterator[tuple[str, str, datetime, float]]:  # fmt: skip
+def _line_series(
+    lp: LineProfile,
+    start: datetime,
+    end: datetime,
+    last_year: int,
+) -> Iterator[tuple[str, str, datetime, float]]:
     """(device, metric, time, value) of a history line and its feeder, the way the live sensor
     reports them but sparser where the rules do not need more: machine_state every 15 minutes of
     production (availability counts 15-minute buckets), the ideal rate at the start of each
@@ -289,8 +346,9 @@ def publish_history(
     `start`), as batches (QoS 1) and wait for every PUBACK."""
     line_of = {lp.firm_id: lp for lp in lines or []}
     target = parse_mqtt_url(mqtt_url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pp-demo-history-{park}",
-                         protocol=MQTTProtocolVersion.MQTTv5)  # fmt: skip
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"pp-demo-history-{park}", protocol=MQTTProtocolVersion.MQTTv5
+    )
     if target.username:
         client.username_pw_set(target.username, target.password)
     if target.tls:
@@ -343,8 +401,13 @@ def _batch(gateway: str, seq: int, rows: list[list[object]]) -> bytes:
     return batch_payload(gateway, seq, rows)
 
 
-def count_history(profiles: list[FirmProfile], start: datetime, end: datetime, lines: list[LineProfile] | None = None,
-                  line_start: datetime | None = None) -> int:  # fmt: skip
+def count_history(
+    profiles: list[FirmProfile],
+    start: datetime,
+    end: datetime,
+    lines: list[LineProfile] | None = None,
+    line_start: datetime | None = None,
+) -> int:
     hours = int((end - start).total_seconds() // 3600)
     n = sum(hours * (3 if p.gas_share > 0 else 2) for p in profiles)
     for lp in lines or []:  # exact: the line series is cheap to walk

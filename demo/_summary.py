@@ -41,7 +41,15 @@ def stage_counts(dsn: str) -> dict[str, Any]:
 def print_summary(out: Console, dsn: str, year: int, console_url: str, user: str, password: str) -> None:
     with psycopg.connect(dsn) as conn:
         t = Table(title=f"企业 firms — {year}", show_lines=False)
-        for col in ("firm", "class", "score", "亩均税收 万元/亩", "energy tce", "intensity tce/万元", "Δ vs last year"):
+        for col in (
+            "firm",
+            "class",
+            "score",
+            "亩均税收 万元/亩",
+            "energy tce",
+            "intensity tce/万元",
+            "Δ vs last year",
+        ):
             t.add_column(col)
         try:
             rows = conn.execute(
@@ -55,9 +63,14 @@ def print_summary(out: Console, dsn: str, year: int, console_url: str, user: str
             rows = []
         for name, cls, score, mu_tax, tce, intensity, change in rows:
             t.add_row(
-                str(name), str(cls), _f(score, 1), _f(mu_tax, 2), _f(tce, 1), _f(intensity, 3),
+                str(name),
+                str(cls),
+                _f(score, 1),
+                _f(mu_tax, 2),
+                _f(tce, 1),
+                _f(intensity, 3),
                 "—" if change is None else f"{float(change):+.1f} %",
-            )  # fmt: skip
+            )
         out.print(t)
         s = Table(title=f"园区目标 scorecard — {year}")
         for col in ("indicator", "value", "target", "met"):
@@ -75,14 +88,18 @@ def print_summary(out: Console, dsn: str, year: int, console_url: str, user: str
         _print_smart(out, conn, year)
         n_open = _one(conn, "SELECT count(*) FROM v_alerts_open")
         out.print(f"open alerts: {n_open if n_open is not None else 'n/a'}")
-    out.print(f"\n[bold]console:[/bold] {console_url}   user [bold]{user}[/bold]  password [bold]{password}[/bold]")
+    out.print(
+        f"\n[bold]console:[/bold] {console_url}   user [bold]{user}[/bold]  password [bold]{password}[/bold]"
+    )
     out.print("Ctrl-C stops the park.")
 
 
 def _print_smart(out: Console, conn: psycopg.Connection, year: int) -> None:
     """What smart_transformation_coverage_pct means, with the year's workshops that had line data."""
-    out.print("smart_transformation_coverage_pct = above-scale firms with a workshop passing every 智能车间 "
-              "indicator (networking, automatic collection, OEE, energy per part vs last year) / above-scale firms")  # fmt: skip
+    out.print(
+        "smart_transformation_coverage_pct = above-scale firms with a workshop passing every 智能车间 "
+        "indicator (networking, automatic collection, OEE, energy per part vs last year) / above-scale firms"
+    )
     try:
         rows = conn.execute(
             "SELECT f.name, c.workshop_id, c.verdict, c.detail FROM v_compliance c JOIN firms f USING (firm_id) "

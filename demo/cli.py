@@ -55,7 +55,9 @@ from parkpulse.tcp_proxy import TcpProxy
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Run a whole simulated park end to end (the README's first command).", invoke_without_command=True)
+app = typer.Typer(
+    help="Run a whole simulated park end to end (the README's first command).", invoke_without_command=True
+)
 out = Console()
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +76,12 @@ def demo(
     scenario: Annotated[Path, typer.Option(help="park scenario file")] = DEFAULT_SCENARIO,
     workdir: Annotated[Path, typer.Option(help="logs, configs, spools")] = ROOT / "var" / "demo",
     database: Annotated[str, typer.Option(help="name of the demo database (recreated)")] = "parkpulse_demo",
-    history_from: Annotated[int, typer.Option(help="first year of the filled history")] = date.today().year - 2,
+    history_from: Annotated[int, typer.Option(help="first year of the filled history")] = date.today().year
+    - 2,
     console_port: Annotated[int, typer.Option(help="port of the web console")] = 8080,
-    outage_after: Annotated[float, typer.Option(help="seconds of live running before one gateway loses its uplink")] = 20,
+    outage_after: Annotated[
+        float, typer.Option(help="seconds of live running before one gateway loses its uplink")
+    ] = 20,
     outage_for: Annotated[float, typer.Option(help="seconds that uplink stays down")] = 30,
 ) -> None:
     """Start the virtual park and everything else; print the summary and the console URL."""
@@ -104,7 +109,9 @@ def demo(
 
     def record(stage: str, **info: Any) -> None:
         stages[stage] = info
-        (workdir / "summary.json").write_text(json.dumps(stages, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        (workdir / "summary.json").write_text(
+            json.dumps(stages, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+        )
 
     try:
         # --- env ---------------------------------------------------------------------------
@@ -122,8 +129,10 @@ def demo(
             applied = migrate(dsn, timezone=settings.timezone)
         except TimescaleNotPreloaded:
             # a throwaway demo database may take the plain path; a real store is refused (docs/database.md)
-            out.print("[yellow]![/yellow] TimescaleDB is installed on this server but not preloaded "
-                      "(shared_preload_libraries): the demo database uses plain PostgreSQL")
+            out.print(
+                "[yellow]![/yellow] TimescaleDB is installed on this server but not preloaded "
+                "(shared_preload_libraries): the demo database uses plain PostgreSQL"
+            )
             applied = migrate(dsn, prefer="plain", timezone=settings.timezone)
         out.print(f"[green]✓[/green] database {database}: {len(applied)} migrations applied")
         record("database", migrations=len(applied))
@@ -131,14 +140,22 @@ def demo(
         # the demo's meters arrive with years of history: widen ingest's window before registration
         # (the lines' history starts a year earlier: a year's energy per part is compared with the previous year's)
         history_days = (date.today() - date(history_from - 1, 1, 1)).days + 31
-        child_env = {**os.environ, "PARKPULSE_DATABASE_URL": dsn, "PARKPULSE_MQTT_URL": mqtt_url,
-                     "PYTHONUNBUFFERED": "1", "PARKPULSE_INGEST_HTTP_PORT": str(ingest_http),
-                     "PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS": str(history_days)}  # fmt: skip
+        child_env = {
+            **os.environ,
+            "PARKPULSE_DATABASE_URL": dsn,
+            "PARKPULSE_MQTT_URL": mqtt_url,
+            "PYTHONUNBUFFERED": "1",
+            "PARKPULSE_INGEST_HTTP_PORT": str(ingest_http),
+            "PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS": str(history_days),
+        }
         sup = Supervisor(workdir / "logs", child_env)
 
         # --- simulators ----------------------------------------------------------------------
         manifest = workdir / "manifest.json"
-        sup.start("simulators", [_bin("parkpulse-sim"), "park", "--scenario", str(scenario), "--manifest", str(manifest)])
+        sup.start(
+            "simulators",
+            [_bin("parkpulse-sim"), "park", "--scenario", str(scenario), "--manifest", str(manifest)],
+        )
         if not Supervisor.wait_for(manifest.exists, 60):
             raise EnvironmentError_("the simulators did not start:\n" + sup.children["simulators"].tail())
         devices = json.loads(manifest.read_text(encoding="utf-8"))["devices"]
@@ -148,9 +165,20 @@ def demo(
         # --- registry ------------------------------------------------------------------------
         gwdir = workdir / "gateways"
         subprocess.run(
-            [_bin("parkpulse-gateway"), "generate", "--scenario", str(scenario), "--manifest", str(manifest), "--out", str(gwdir)],
-            check=True, env=child_env, capture_output=True,
-        )  # fmt: skip
+            [
+                _bin("parkpulse-gateway"),
+                "generate",
+                "--scenario",
+                str(scenario),
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(gwdir),
+            ],
+            check=True,
+            env=child_env,
+            capture_output=True,
+        )
         pf = load_park_file(gwdir / "park.yaml")
         today = date.today()
         profiles = firm_profiles(pf, today)
@@ -158,14 +186,18 @@ def demo(
         pf = add_history_gateways(pf, profiles, lines)
         with psycopg.connect(dsn) as conn:
             counts = import_registry(conn, pf)
-        out.print(f"[green]✓[/green] registry: {counts['firms']} firms, {counts['gateways']} gateways, {counts['devices']} devices")
+        out.print(
+            f"[green]✓[/green] registry: {counts['firms']} firms, {counts['gateways']} gateways, {counts['devices']} devices"
+        )
         record("registry", **counts)
 
         # --- history -------------------------------------------------------------------------
         # Ingest first, alone: the history goes through it before the live park starts.
         sup.start("ingest", [_bin("parkpulse"), "ingest", "run"])
         # A broker drops what nobody has subscribed to: publish only once ingest holds its subscription.
-        if not Supervisor.wait_for(lambda: _ingest_subscribed(ingest_http) or not sup.children["ingest"].alive(), 60):
+        if not Supervisor.wait_for(
+            lambda: _ingest_subscribed(ingest_http) or not sup.children["ingest"].alive(), 60
+        ):
             raise EnvironmentError_("ingest did not subscribe in time:\n" + sup.children["ingest"].tail())
         if not sup.children["ingest"].alive():
             raise EnvironmentError_("ingest stopped:\n" + sup.children["ingest"].tail())
@@ -173,11 +205,25 @@ def demo(
         end = datetime(today.year, today.month, today.day, tzinfo=UTC)
         line_start = datetime(history_from - 1, 1, 1, tzinfo=UTC)
         total = count_history(profiles, start, end, lines, line_start)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=out) as bar:  # fmt: skip
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=out,
+        ) as bar:
             task = bar.add_task(f"history {history_from}–{today.isoformat()} → MQTT → ingest", total=total)
-            sent = publish_history(mqtt_url, pf.park.id, profiles, start, end, today.year - 1,
-                                   progress=lambda n: bar.advance(task, n), lines=lines, line_start=line_start)  # fmt: skip
+            sent = publish_history(
+                mqtt_url,
+                pf.park.id,
+                profiles,
+                start,
+                end,
+                today.year - 1,
+                progress=lambda n: bar.advance(task, n),
+                lines=lines,
+                line_start=line_start,
+            )
             stored_task = bar.add_task("committed by ingest", total=sent)
 
             def stored() -> bool:
@@ -190,13 +236,19 @@ def demo(
                 return n >= sent
 
             if not Supervisor.wait_for(stored, 600, 1.0):
-                raise EnvironmentError_("ingest did not commit the history in time:\n" + sup.children["ingest"].tail())
+                raise EnvironmentError_(
+                    "ingest did not commit the history in time:\n" + sup.children["ingest"].tail()
+                )
         years = list(range(history_from, today.year))
         for y in years:
             econ = workdir / f"firms-{y}.csv"
             write_economics_csv(econ, profiles, y, today.year - 1)
-            subprocess.run([_bin("parkpulse"), "firms", "import", str(econ), "--year", str(y)], check=True,
-                           env=child_env, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [_bin("parkpulse"), "firms", "import", str(econ), "--year", str(y)],
+                check=True,
+                env=child_env,
+                capture_output=True,
+            )
         subprocess.run([_bin("parkpulse"), "db", "refresh"], check=True, env=child_env, capture_output=True)
         # The import channels are closed: their meters are not polled, so no silence alerts for them.
         with psycopg.connect(dsn) as conn:
@@ -223,13 +275,31 @@ def demo(
             cfg.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
             sup.start(f"gateway-{gw_id}", [_bin("parkpulse-gateway"), "run", "-c", str(cfg)])
         password = secrets.token_urlsafe(9)
-        subprocess.run([_bin("parkpulse"), "users", "add", "admin", "--role", "admin", "--password-stdin"],
-                       input=(password + "\n").encode(), check=True, env=child_env, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [_bin("parkpulse"), "users", "add", "admin", "--role", "admin", "--password-stdin"],
+            input=(password + "\n").encode(),
+            check=True,
+            env=child_env,
+            capture_output=True,
+        )
         # plain http on the loopback: the Secure cookie flag would keep browsers from sending the session
-        sup.start("console", [_bin("parkpulse"), "console", "serve", "--host", "127.0.0.1", "--port", str(console_port),
-                              "--insecure-cookies"])  # fmt: skip
+        sup.start(
+            "console",
+            [
+                _bin("parkpulse"),
+                "console",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(console_port),
+                "--insecure-cookies",
+            ],
+        )
         # the URL printed below must answer: wait until the console listens
-        if not Supervisor.wait_for(lambda: port_open("127.0.0.1", console_port) or not sup.children["console"].alive(), 60):
+        if not Supervisor.wait_for(
+            lambda: port_open("127.0.0.1", console_port) or not sup.children["console"].alive(), 60
+        ):
             raise EnvironmentError_("the console did not start listening:\n" + sup.children["console"].tail())
         if not sup.children["console"].alive():
             raise EnvironmentError_("the console stopped:\n" + sup.children["console"].tail())
@@ -238,8 +308,12 @@ def demo(
 
         # --- rules ---------------------------------------------------------------------------
         for y in years:
-            subprocess.run([_bin("parkpulse"), "rules", "run", "--year", str(y)], check=True, env=child_env,
-                           capture_output=True)  # fmt: skip
+            subprocess.run(
+                [_bin("parkpulse"), "rules", "run", "--year", str(y)],
+                check=True,
+                env=child_env,
+                capture_output=True,
+            )
         sup.start("rules", [_bin("parkpulse"), "rules", "serve"])
         out.print(f"[green]✓[/green] rules evaluated for {years}")
         record("rules", years=years)
@@ -277,7 +351,11 @@ def demo(
         record("error", message=f"interrupted by {exc}")
         raise typer.Exit(130) from None
     except (EnvironmentError_, subprocess.CalledProcessError) as exc:
-        detail = exc.stderr.decode(errors="replace")[-2000:] if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else ""
+        detail = (
+            exc.stderr.decode(errors="replace")[-2000:]
+            if isinstance(exc, subprocess.CalledProcessError) and exc.stderr
+            else ""
+        )
         out.print(f"[red]demo failed:[/red] {exc}\n{detail}")
         record("error", message=str(exc), detail=detail)
         raise typer.Exit(1) from None

@@ -16,7 +16,9 @@ from parkpulse.errors import ConfigError, ParkPulseError, ValidationReport
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(help="ParkPulse edge gateway: reads meters and sensors, never loses a reading.", no_args_is_help=True)
+app = typer.Typer(
+    help="ParkPulse edge gateway: reads meters and sensors, never loses a reading.", no_args_is_help=True
+)
 profiles_app = typer.Typer(help="Device profiles (register maps).", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 
@@ -51,7 +53,9 @@ def validate(config: Path = ConfigOpt) -> None:
 
 
 @app.command()
-def check(config: Path = ConfigOpt, timeout: float = typer.Option(10.0, help="seconds to wait for MQTT sensors")) -> None:
+def check(
+    config: Path = ConfigOpt, timeout: float = typer.Option(10.0, help="seconds to wait for MQTT sensors")
+) -> None:
     """Read every configured device once and print what it returned; exit 1 if any device fails."""
     from rich.console import Console
     from rich.table import Table
@@ -75,7 +79,9 @@ def check(config: Path = ConfigOpt, timeout: float = typer.Option(10.0, help="se
             if ev:
                 shown += f" ({ev['event']})"
             color = "green" if q == 0 else ("yellow" if q < 4 else "red")
-            table.add_row(r.device, metric, shown, unit, f"[{color}]{qnames.get(q, q)}[/]", f"{r.latency_ms:.1f}")
+            table.add_row(
+                r.device, metric, shown, unit, f"[{color}]{qnames.get(q, q)}[/]", f"{r.latency_ms:.1f}"
+            )
     Console(width=160).print(table)
     if failed:
         typer.echo(f"{failed} of {len(results)} device(s) failed", err=True)
@@ -88,7 +94,9 @@ def run(config: Path = ConfigOpt) -> None:
     """Run the gateway until SIGTERM/SIGINT (serves /metrics and /healthz on http.listen)."""
     cfg = _load(config)
     logging.basicConfig(
-        level=getattr(logging, cfg.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=getattr(logging, cfg.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     from gateway.runtime import Gateway
@@ -124,7 +132,9 @@ def profiles_list(profiles_dir: Path | None = typer.Option(None, help="extra pro
 
 
 @profiles_app.command("show")
-def profiles_show(name: str, profiles_dir: Path | None = typer.Option(None, help="extra profile folder")) -> None:
+def profiles_show(
+    name: str, profiles_dir: Path | None = typer.Option(None, help="extra profile folder")
+) -> None:
     """Show one profile's register map and its source."""
     from rich.console import Console
     from rich.table import Table
@@ -141,18 +151,42 @@ def profiles_show(name: str, profiles_dir: Path | None = typer.Option(None, help
     con.print(f"source: {p.source.document}\nedition: {p.source.edition}")
     if p.source.notes:
         con.print(f"notes: {p.source.notes}")
-    con.print(f"address base: {p.address_base} ({'PDU offsets' if p.address_base == 0 else '1-based register numbers'})")
+    con.print(
+        f"address base: {p.address_base} ({'PDU offsets' if p.address_base == 0 else '1-based register numbers'})"
+    )
     t = Table()
-    for col in ("metric", "address", "wire", "function", "type", "words", "scale", "offset", "unit", "native"):
+    for col in (
+        "metric",
+        "address",
+        "wire",
+        "function",
+        "type",
+        "words",
+        "scale",
+        "offset",
+        "unit",
+        "native",
+    ):
         t.add_column(col)
     for r, rr in zip(p.registers, p.resolved(), strict=True):
         t.add_row(
-            r.metric, str(r.address), f"0x{rr.pdu:04X}", rr.function, rr.type, f"{rr.word_order}/{rr.byte_order}",
-            f"{r.scale:g}", f"{r.offset:g}", r.unit, r.native_unit or "",
+            r.metric,
+            str(r.address),
+            f"0x{rr.pdu:04X}",
+            rr.function,
+            rr.type,
+            f"{rr.word_order}/{rr.byte_order}",
+            f"{r.scale:g}",
+            f"{r.offset:g}",
+            r.unit,
+            r.native_unit or "",
         )
     con.print(t)
     reqs = plan_requests(p.resolved(), max_gap=p.max_gap)
-    con.print(f"{len(reqs)} request(s) per poll: " + ", ".join(f"{q.function} 0x{q.address:04X}+{q.count}" for q in reqs))
+    con.print(
+        f"{len(reqs)} request(s) per poll: "
+        + ", ".join(f"{q.function} 0x{q.address:04X}+{q.count}" for q in reqs)
+    )
 
 
 @app.command()
@@ -160,9 +194,13 @@ def generate(
     scenario: Path = typer.Option(..., "--scenario", help="simulator scenario (park file + model/sim keys)"),
     manifest: Path = typer.Option(..., "--manifest", help="manifest written by parkpulse-sim park"),
     out: Path = typer.Option(..., "--out", help="output folder"),
-    uplink_url: str | None = typer.Option(None, "--uplink-url", help="broker URL (default PARKPULSE_MQTT_URL)"),
+    uplink_url: str | None = typer.Option(
+        None, "--uplink-url", help="broker URL (default PARKPULSE_MQTT_URL)"
+    ),
     spool_dir: Path | None = typer.Option(None, help="folder for the spools (default OUT/spool)"),
-    http_base_port: int | None = typer.Option(None, help="first local HTTP port (one per gateway); default off"),
+    http_base_port: int | None = typer.Option(
+        None, help="first local HTTP port (one per gateway); default off"
+    ),
 ) -> None:
     """Write one gateway config per gateway of a scenario, plus the registry park.yaml."""
     from gateway.generate import generate as gen
@@ -170,7 +208,11 @@ def generate(
 
     try:
         files = gen(
-            scenario, manifest, out, uplink_url=uplink_url or get_settings().mqtt_url, spool_dir=spool_dir,
+            scenario,
+            manifest,
+            out,
+            uplink_url=uplink_url or get_settings().mqtt_url,
+            spool_dir=spool_dir,
             http_base_port=http_base_port,
         )
     except ValidationReport as rep:

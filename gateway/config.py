@@ -62,7 +62,9 @@ class Uplink(Strict):
     tls: TlsConfig | None = None
     client_id: str | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
-    max_inflight: int = Field(default=16, ge=1, le=1000, description="batches published and not yet acknowledged")
+    max_inflight: int = Field(
+        default=16, ge=1, le=1000, description="batches published and not yet acknowledged"
+    )
     replay_batches_per_s: float = Field(default=20.0, gt=0, description="bound on batches sent per second")
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
@@ -74,14 +76,21 @@ class Uplink(Strict):
 class SpoolConfig(Strict):
     path: Path = Field(description="SQLite file of the store-and-forward spool")
     max_mb: float = Field(default=256.0, gt=0, description="size bound; when reached the spool thins itself")
-    thin_window_s: float = Field(default=60.0, gt=0, description="gauges kept at one per this window when thinning")
-    counter_window_s: float = Field(default=900.0, gt=0, description="counters kept at one per window (last resort)")
+    thin_window_s: float = Field(
+        default=60.0, gt=0, description="gauges kept at one per this window when thinning"
+    )
+    counter_window_s: float = Field(
+        default=900.0, gt=0, description="counters kept at one per window (last resort)"
+    )
     keep_acked_s: float = Field(
-        default=86_400.0, ge=0,
+        default=86_400.0,
+        ge=0,
         description="acknowledged batches are kept this long so the platform can ask for them again (0 = not kept)",
     )
     keep_acked_share: float = Field(
-        default=0.5, ge=0, le=1,
+        default=0.5,
+        ge=0,
+        le=1,
         description="share of max_mb acknowledged batches may take; they are evicted first when the spool is full",
     )
 
@@ -97,7 +106,9 @@ class Batching(Strict):
 
 
 class HttpConfig(Strict):
-    listen: str | None = Field(default="127.0.0.1:9108", description="host:port for /metrics and /healthz; null disables")
+    listen: str | None = Field(
+        default="127.0.0.1:9108", description="host:port for /metrics and /healthz; null disables"
+    )
 
     @field_validator("listen")
     @classmethod
@@ -162,7 +173,9 @@ def config_problems(cfg: GatewayConfig | Mapping[str, Any]) -> list[FieldError]:
     ctx = CheckContext()
     problems: list[FieldError] = []
     for plugin_keys in PLUGINS:
-        problems += plugin_keys.plugin.problems(ctx, **{name: keys[name] for name in plugin_keys.model_fields})
+        problems += plugin_keys.plugin.problems(
+            ctx, **{name: keys[name] for name in plugin_keys.model_fields}
+        )
     return problems
 
 
@@ -176,7 +189,9 @@ def parse_config(raw: object, source: str = "config") -> GatewayConfig:
         tags = frozenset().union(*(k.plugin.location_tags for k in PLUGINS))
         order = {key: i for i, key in enumerate(raw)}  # in the order of the file; missing keys first
         errors = sorted(exc.errors(), key=lambda err: order.get(err["loc"][0] if err["loc"] else "", -1))
-        problems = [FieldError(field_path(err["loc"], skip=tags), err.get("input"), err["msg"]) for err in errors]
+        problems = [
+            FieldError(field_path(err["loc"], skip=tags), err.get("input"), err["msg"]) for err in errors
+        ]
         problems += config_problems(_partial(raw))
         raise ValidationReport(source, _dedupe(problems)) from None
     problems = config_problems(cfg)
@@ -201,13 +216,17 @@ def load_config(path: str | Path) -> GatewayConfig:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValidationReport(str(p), [FieldError("(file)", str(p), f"cannot read: {exc.strerror}")]) from None
+        raise ValidationReport(
+            str(p), [FieldError("(file)", str(p), f"cannot read: {exc.strerror}")]
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValidationReport(str(p), [FieldError("(file)", str(p), f"not YAML: {exc}")]) from None
     base = p.parent
-    if isinstance(raw, dict):  # a plugin key that is a path is relative to the file (before its checks read it)
+    if isinstance(
+        raw, dict
+    ):  # a plugin key that is a path is relative to the file (before its checks read it)
         for name in _path_keys():
             if isinstance(raw.get(name), str) and not Path(raw[name]).is_absolute():
                 raw[name] = str(base / raw[name])

@@ -78,7 +78,9 @@ class CounterTracker:
         if prev is None:
             return None
         rate = rated_power_kw if (rated_power_kw and metric in _ENERGY_PER_KW) else None
-        ev = detect_step(prev.value, value, dt_s=(ts_ms - prev.ts_ms) / 1000.0, span=span, max_rate_per_h=rate)
+        ev = detect_step(
+            prev.value, value, dt_s=(ts_ms - prev.ts_ms) / 1000.0, span=span, max_rate_per_h=rate
+        )
         if ev is not None:
             self.events += 1
         return ev

@@ -22,7 +22,9 @@ def render_metrics(gw: Gateway) -> str:
     """Prometheus text exposition format 0.0.4."""
     out: list[str] = []
 
-    def metric(name: str, kind: str, help_: str, samples: Sequence[tuple[dict[str, str], float | int | None]]) -> None:
+    def metric(
+        name: str, kind: str, help_: str, samples: Sequence[tuple[dict[str, str], float | int | None]]
+    ) -> None:
         out.append(f"# HELP {name} {help_}")
         out.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
@@ -34,59 +36,176 @@ def render_metrics(gw: Gateway) -> str:
     g = {"gateway": gw.cfg.gateway.id}
     up = gw.uplink
     metric("parkpulse_gateway_up", "gauge", "1 while the gateway runs", [(g, 1)])
-    metric("parkpulse_gateway_uplink_connected", "gauge", "1 when connected to the broker",
-           [(g, int(bool(up and up.connected)))])
-    metric("parkpulse_gateway_uplink_connects_total", "counter", "successful broker connections",
-           [(g, up.connects if up else 0)])
-    metric("parkpulse_gateway_uplink_disconnects_total", "counter", "lost broker connections",
-           [(g, up.disconnects if up else 0)])
-    metric("parkpulse_gateway_batches_sealed_total", "counter", "batches written to the spool", [(g, gw.batches_sealed)])
-    metric("parkpulse_gateway_batches_acked_total", "counter", "batches acknowledged by the broker", [(g, gw.batches_acked)])
-    metric("parkpulse_gateway_inflight_batches", "gauge", "published batches awaiting PUBACK", [(g, len(gw._inflight))])
-    metric("parkpulse_gateway_readings_total", "counter", "readings produced by all sources", [(g, gw.readings_in)])
-    metric("parkpulse_gateway_spool_depth_batches", "gauge", "batches waiting in the spool", [(g, gw.spool.depth)])
+    metric(
+        "parkpulse_gateway_uplink_connected",
+        "gauge",
+        "1 when connected to the broker",
+        [(g, int(bool(up and up.connected)))],
+    )
+    metric(
+        "parkpulse_gateway_uplink_connects_total",
+        "counter",
+        "successful broker connections",
+        [(g, up.connects if up else 0)],
+    )
+    metric(
+        "parkpulse_gateway_uplink_disconnects_total",
+        "counter",
+        "lost broker connections",
+        [(g, up.disconnects if up else 0)],
+    )
+    metric(
+        "parkpulse_gateway_batches_sealed_total",
+        "counter",
+        "batches written to the spool",
+        [(g, gw.batches_sealed)],
+    )
+    metric(
+        "parkpulse_gateway_batches_acked_total",
+        "counter",
+        "batches acknowledged by the broker",
+        [(g, gw.batches_acked)],
+    )
+    metric(
+        "parkpulse_gateway_inflight_batches",
+        "gauge",
+        "published batches awaiting PUBACK",
+        [(g, len(gw._inflight))],
+    )
+    metric(
+        "parkpulse_gateway_readings_total",
+        "counter",
+        "readings produced by all sources",
+        [(g, gw.readings_in)],
+    )
+    metric(
+        "parkpulse_gateway_spool_depth_batches",
+        "gauge",
+        "batches waiting in the spool",
+        [(g, gw.spool.depth)],
+    )
     metric("parkpulse_gateway_spool_bytes", "gauge", "payload bytes in the spool", [(g, gw.spool.bytes)])
     metric("parkpulse_gateway_spool_max_bytes", "gauge", "size bound of the spool", [(g, gw.spool.max_bytes)])
-    metric("parkpulse_gateway_spool_dropped_readings_total", "counter", "readings thinned out of a full spool",
-           [(g, gw.spool.dropped_readings)])
-    metric("parkpulse_gateway_spool_write_errors_total", "counter", "failed spool writes (disk full, read-only)",
-           [(g, gw.spool_errors)])
-    metric("parkpulse_gateway_memory_dropped_readings_total", "counter", "readings dropped while the spool was unwritable",
-           [(g, gw.memory_dropped)])
+    metric(
+        "parkpulse_gateway_spool_dropped_readings_total",
+        "counter",
+        "readings thinned out of a full spool",
+        [(g, gw.spool.dropped_readings)],
+    )
+    metric(
+        "parkpulse_gateway_spool_write_errors_total",
+        "counter",
+        "failed spool writes (disk full, read-only)",
+        [(g, gw.spool_errors)],
+    )
+    metric(
+        "parkpulse_gateway_memory_dropped_readings_total",
+        "counter",
+        "readings dropped while the spool was unwritable",
+        [(g, gw.memory_dropped)],
+    )
     metric("parkpulse_gateway_last_seq", "gauge", "last sequence number assigned", [(g, gw.spool.last_seq)])
-    metric("parkpulse_gateway_spool_acked_batches", "gauge", "acknowledged batches kept for resend requests",
-           [(g, gw.spool.acked)])
-    metric("parkpulse_gateway_spool_acked_bytes", "gauge", "bytes of acknowledged batches kept", [(g, gw.spool.acked_bytes)])
-    metric("parkpulse_gateway_spool_evicted_batches_total", "counter",
-           "acknowledged batches evicted from the spool (a tombstone remains)", [(g, gw.spool.evicted)])
-    metric("parkpulse_gateway_resend_requests_total", "counter", "resend requests received, by outcome",
-           [({**g, "outcome": k}, v) for k, v in sorted(gw.resend_requests.items())])
-    metric("parkpulse_gateway_resend_batches_total", "counter",
-           "batches re-sent on request (kind=batch: as first sent; kind=evicted: empty, with the gap of what was lost)",
-           [({**g, "kind": k}, v) for k, v in sorted(gw.resend_batches.items())])
-    metric("parkpulse_gateway_counter_events_total", "counter", "counter steps flagged (reset, rollover, replaced, jump)",
-           [(g, gw.counters.events)])
+    metric(
+        "parkpulse_gateway_spool_acked_batches",
+        "gauge",
+        "acknowledged batches kept for resend requests",
+        [(g, gw.spool.acked)],
+    )
+    metric(
+        "parkpulse_gateway_spool_acked_bytes",
+        "gauge",
+        "bytes of acknowledged batches kept",
+        [(g, gw.spool.acked_bytes)],
+    )
+    metric(
+        "parkpulse_gateway_spool_evicted_batches_total",
+        "counter",
+        "acknowledged batches evicted from the spool (a tombstone remains)",
+        [(g, gw.spool.evicted)],
+    )
+    metric(
+        "parkpulse_gateway_resend_requests_total",
+        "counter",
+        "resend requests received, by outcome",
+        [({**g, "outcome": k}, v) for k, v in sorted(gw.resend_requests.items())],
+    )
+    metric(
+        "parkpulse_gateway_resend_batches_total",
+        "counter",
+        "batches re-sent on request (kind=batch: as first sent; kind=evicted: empty, with the gap of what was lost)",
+        [({**g, "kind": k}, v) for k, v in sorted(gw.resend_batches.items())],
+    )
+    metric(
+        "parkpulse_gateway_counter_events_total",
+        "counter",
+        "counter steps flagged (reset, rollover, replaced, jump)",
+        [(g, gw.counters.events)],
+    )
     stats = gw.device_stats()
 
     def per(name: str, kind: str, help_: str, attr: str) -> None:
-        metric(name, kind, help_, [({**g, "device": s.device, "source": s.source}, getattr(s, attr)) for s in stats])
+        metric(
+            name,
+            kind,
+            help_,
+            [({**g, "device": s.device, "source": s.source}, getattr(s, attr)) for s in stats],
+        )
 
     per("parkpulse_gateway_device_polls_total", "counter", "poll attempts", "polls")
     per("parkpulse_gateway_device_ok_total", "counter", "successful polls / messages", "ok")
-    per("parkpulse_gateway_device_transport_errors_total", "counter", "timeouts and connection failures", "transport_errors")
-    per("parkpulse_gateway_device_exception_errors_total", "counter", "Modbus exception replies", "exception_errors")
-    per("parkpulse_gateway_device_decode_errors_total", "counter", "payloads that could not be mapped", "decode_errors")
+    per(
+        "parkpulse_gateway_device_transport_errors_total",
+        "counter",
+        "timeouts and connection failures",
+        "transport_errors",
+    )
+    per(
+        "parkpulse_gateway_device_exception_errors_total",
+        "counter",
+        "Modbus exception replies",
+        "exception_errors",
+    )
+    per(
+        "parkpulse_gateway_device_decode_errors_total",
+        "counter",
+        "payloads that could not be mapped",
+        "decode_errors",
+    )
     per("parkpulse_gateway_device_overruns_total", "counter", "polls that ran past the next slot", "overruns")
-    per("parkpulse_gateway_device_missed_slots_total", "counter", "poll slots skipped after an overrun", "missed_slots")
-    per("parkpulse_gateway_device_consecutive_failures", "gauge", "failures since the last success", "consecutive_failures")
-    metric("parkpulse_gateway_device_poll_latency_ms", "gauge", "duration of the last poll",
-           [({**g, "device": s.device, "source": s.source}, s.last_latency_ms) for s in stats])
+    per(
+        "parkpulse_gateway_device_missed_slots_total",
+        "counter",
+        "poll slots skipped after an overrun",
+        "missed_slots",
+    )
+    per(
+        "parkpulse_gateway_device_consecutive_failures",
+        "gauge",
+        "failures since the last success",
+        "consecutive_failures",
+    )
+    metric(
+        "parkpulse_gateway_device_poll_latency_ms",
+        "gauge",
+        "duration of the last poll",
+        [({**g, "device": s.device, "source": s.source}, s.last_latency_ms) for s in stats],
+    )
     lags = []
     for s in stats:
         vals = sorted(s.lags_ms)
         if vals:
-            lags.append(({**g, "device": s.device, "source": s.source}, round(vals[min(len(vals) - 1, int(0.99 * len(vals)))], 3)))
-    metric("parkpulse_gateway_device_poll_lag_p99_ms", "gauge", "99th percentile of poll start lag (recent polls)", lags)
+            lags.append(
+                (
+                    {**g, "device": s.device, "source": s.source},
+                    round(vals[min(len(vals) - 1, int(0.99 * len(vals)))], 3),
+                )
+            )
+    metric(
+        "parkpulse_gateway_device_poll_lag_p99_ms",
+        "gauge",
+        "99th percentile of poll start lag (recent polls)",
+        lags,
+    )
     return "\n".join(out) + "\n"
 
 

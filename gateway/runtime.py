@@ -57,7 +57,9 @@ class Gateway:
             keep_acked_s=cfg.spool.keep_acked_s,
             keep_acked_share=cfg.spool.keep_acked_share,
         )
-        self.sources: list[Source] = build_sources(cfg, SourceContext(emit=self._emit, counters=self.counters))
+        self.sources: list[Source] = build_sources(
+            cfg, SourceContext(emit=self._emit, counters=self.counters)
+        )
         self.uplink: Uplink | None = None
         self._buf: list[list[Any]] = []
         self._buf_since = 0.0
@@ -67,7 +69,8 @@ class Gateway:
         self._resend_q: collections.deque[tuple[int, int]] = collections.deque()
         self._resend_wake = asyncio.Event()
         self.resend_requests: dict[str, int] = dict.fromkeys(
-            ("accepted", "invalid", "never_assigned", "duplicate", "queue_full"), 0)
+            ("accepted", "invalid", "never_assigned", "duplicate", "queue_full"), 0
+        )
         self.resend_batches: dict[str, int] = {"batch": 0, "evicted": 0}
         self._sent_upto = -1
         self._connected_since: float | None = None
@@ -105,13 +108,19 @@ class Gateway:
             chunk = rows[i : i + max_n]
             gaps, self._pending_gaps = self._pending_gaps, []
             try:
-                self.spool.append(chunk, gaps=gaps or None, counters=self.counters.take_dirty(), protect=protect)
+                self.spool.append(
+                    chunk, gaps=gaps or None, counters=self.counters.take_dirty(), protect=protect
+                )
             except SpoolError as exc:
                 self._pending_gaps = gaps
                 self.spool_errors += 1
                 if self.spool_errors == 1 or self.spool_errors % 100 == 0:
-                    log.error("%s (failure %d); keeping up to %d readings in memory",
-                              exc, self.spool_errors, self.cfg.batching.queue_readings)
+                    log.error(
+                        "%s (failure %d); keeping up to %d readings in memory",
+                        exc,
+                        self.spool_errors,
+                        self.cfg.batching.queue_readings,
+                    )
                 self._buf = rows[i:] + self._buf
                 self._shed()
                 break
@@ -127,12 +136,21 @@ class Gateway:
         spans: dict[tuple[str, str], list[int]] = {}
         for r in drop:
             spans.setdefault((r[0], r[1]), []).append(r[2])
-        known = {(g["device"], g["metric"]): g for g in self._pending_gaps if g["reason"] == "spool_unwritable"}
+        known = {
+            (g["device"], g["metric"]): g for g in self._pending_gaps if g["reason"] == "spool_unwritable"
+        }
         for (dev, met), tss in spans.items():
             start, end = _iso(min(tss)), _iso(max(tss))
             g = known.get((dev, met))
             if g is None:
-                g = {"device": dev, "metric": met, "start": start, "end": end, "count": 0, "reason": "spool_unwritable"}
+                g = {
+                    "device": dev,
+                    "metric": met,
+                    "start": start,
+                    "end": end,
+                    "count": 0,
+                    "reason": "spool_unwritable",
+                }
                 self._pending_gaps.append(g)
                 known[(dev, met)] = g
             g["start"], g["end"] = min(g["start"], start), max(g["end"], end)
@@ -162,8 +180,12 @@ class Gateway:
         last = self.spool.last_seq
         if req.from_seq > last:
             self.resend_requests["never_assigned"] += 1
-            log.warning("resend request for seqs %d..%d ignored: the last seq assigned is %d",
-                        req.from_seq, req.to_seq, last)
+            log.warning(
+                "resend request for seqs %d..%d ignored: the last seq assigned is %d",
+                req.from_seq,
+                req.to_seq,
+                last,
+            )
             return
         rng = (req.from_seq, min(req.to_seq, last))
         if any(a <= rng[0] and rng[1] <= b for a, b in self._resend_q):
@@ -171,7 +193,9 @@ class Gateway:
             return
         if len(self._resend_q) >= RESEND_QUEUE_MAX:
             self.resend_requests["queue_full"] += 1
-            log.warning("resend request for seqs %d..%d refused: %d requests waiting", *rng, len(self._resend_q))
+            log.warning(
+                "resend request for seqs %d..%d refused: %d requests waiting", *rng, len(self._resend_q)
+            )
             return
         self.resend_requests["accepted"] += 1
         log.info("platform asks for seqs %d..%d again", *rng)
@@ -198,7 +222,9 @@ class Gateway:
         """0 when a batch may go now, else seconds to wait (token bucket: rate, burst max_inflight)."""
         up = self.cfg.uplink
         now = time.monotonic()
-        self._tokens = min(float(up.max_inflight), self._tokens + (now - self._tokens_at) * up.replay_batches_per_s)
+        self._tokens = min(
+            float(up.max_inflight), self._tokens + (now - self._tokens_at) * up.replay_batches_per_s
+        )
         self._tokens_at = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
@@ -226,7 +252,9 @@ class Gateway:
             await self._wake.wait()
             self._wake.clear()
             while up.connected and len(self._inflight) + len(self._resend_inflight) < limit:
-                batches = self.spool.pending(self._sent_upto, limit - len(self._inflight) - len(self._resend_inflight))
+                batches = self.spool.pending(
+                    self._sent_upto, limit - len(self._inflight) - len(self._resend_inflight)
+                )
                 if not batches:
                     break
                 for b in batches:
@@ -280,8 +308,12 @@ class Gateway:
                 expired_at = time.monotonic()
                 n = self.spool.expire_acked()
                 if n:
-                    log.info("evicted %d acknowledged batches older than %.0f s", n, self.cfg.spool.keep_acked_s)
-            stale = [m for m, (_, t) in self._resend_inflight.items() if time.monotonic() - t > STALE_INFLIGHT_S]
+                    log.info(
+                        "evicted %d acknowledged batches older than %.0f s", n, self.cfg.spool.keep_acked_s
+                    )
+            stale = [
+                m for m, (_, t) in self._resend_inflight.items() if time.monotonic() - t > STALE_INFLIGHT_S
+            ]
             for m in stale:  # the platform asks again if it still misses them
                 del self._resend_inflight[m]
             since = self._connected_since
@@ -290,8 +322,12 @@ class Gateway:
             oldest = min(t for _, t in self._inflight.values())
             if time.monotonic() - oldest > STALE_INFLIGHT_S:
                 first = min(seq for seq, _ in self._inflight.values())
-                log.warning("%d batches without PUBACK for %.0f s: re-sending from seq %d",
-                            len(self._inflight), STALE_INFLIGHT_S, first)
+                log.warning(
+                    "%d batches without PUBACK for %.0f s: re-sending from seq %d",
+                    len(self._inflight),
+                    STALE_INFLIGHT_S,
+                    first,
+                )
                 self._inflight.clear()
                 self._sent_upto = first - 1
                 self._wake.set()
@@ -369,8 +405,13 @@ class Gateway:
         self._sent_upto = -1
         self.counters.state = {k: CounterState(v, t) for k, (v, t) in self.spool.load_counters().items()}
         up = Uplink(
-            self.cfg, loop, on_ack=self._on_ack, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
-            on_resend=self._on_resend, version=__version__,
+            self.cfg,
+            loop,
+            on_ack=self._on_ack,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_resend=self._on_resend,
+            version=__version__,
         )
         up.status_extra = self.status_extra
         self.uplink = up
@@ -382,8 +423,14 @@ class Gateway:
             self.http_port = http.sockets[0].getsockname()[1]
         up.start()
         self.running = True
-        log.info("gateway %s running: %d devices, spool %s (depth %d, last seq %d)",
-                 self.cfg.gateway.id, len(self.device_stats()), self.spool.path, self.spool.depth, self.spool.last_seq)
+        log.info(
+            "gateway %s running: %d devices, spool %s (depth %d, last seq %d)",
+            self.cfg.gateway.id,
+            len(self.device_stats()),
+            self.spool.path,
+            self.spool.depth,
+            self.spool.last_seq,
+        )
         try:
             async with asyncio.TaskGroup() as tg:
                 for i, src in enumerate(self.sources):
@@ -418,7 +465,11 @@ class Gateway:
         sender = asyncio.create_task(self._sender(), name="drain-sender")
         self._wake.set()
         try:
-            while time.monotonic() < deadline and up.connected and (self._inflight or self.spool.depth or self._resend_inflight):
+            while (
+                time.monotonic() < deadline
+                and up.connected
+                and (self._inflight or self.spool.depth or self._resend_inflight)
+            ):
                 await asyncio.sleep(0.05)
         finally:
             sender.cancel()

@@ -103,8 +103,15 @@ class Tombstone:
         """The wire `gaps` of the empty batch that answers a resend request for this seq."""
         gaps: list[dict[str, Any]] = orjson.loads(self.gaps) if self.gaps else []
         if self.n and self.first_ts is not None and self.last_ts is not None:
-            gaps.insert(0, {"start": iso_ms(self.first_ts), "end": iso_ms(self.last_ts), "count": self.n,
-                            "reason": EVICTED_REASON})
+            gaps.insert(
+                0,
+                {
+                    "start": iso_ms(self.first_ts),
+                    "end": iso_ms(self.last_ts),
+                    "count": self.n,
+                    "reason": EVICTED_REASON,
+                },
+            )
         return orjson.dumps(gaps)
 
 
@@ -153,7 +160,9 @@ class Spool:
             cols = {r[1] for r in db.execute("PRAGMA table_info(batches)")}
             if "acked_ms" not in cols:  # a spool written before acked batches were kept
                 db.execute("ALTER TABLE batches ADD COLUMN acked_ms INTEGER")
-            db.execute("CREATE INDEX IF NOT EXISTS batches_acked ON batches (acked_ms) WHERE acked_ms IS NOT NULL")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS batches_acked ON batches (acked_ms) WHERE acked_ms IS NOT NULL"
+            )
         except sqlite3.Error as exc:
             raise SpoolError(f"spool {self.path}: {exc}") from None
         self._db = db
@@ -191,7 +200,10 @@ class Spool:
 
     # counters' last values (so steps are detected across restarts) ---------------------------
     def load_counters(self) -> dict[tuple[str, str], tuple[float, int]]:
-        return {(d, m): (v, t) for d, m, v, t in self.db.execute("SELECT device, metric, value, ts_ms FROM counters")}
+        return {
+            (d, m): (v, t)
+            for d, m, v, t in self.db.execute("SELECT device, metric, value, ts_ms FROM counters")
+        }
 
     # writing -------------------------------------------------------------------------------
     def append(
@@ -240,7 +252,9 @@ class Spool:
             "SELECT seq, n, rows, gaps FROM batches WHERE seq > ? AND acked_ms IS NULL ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
-        return [PendingBatch(int(s), int(n), bytes(r), bytes(g) if g is not None else None) for s, n, r, g in cur]
+        return [
+            PendingBatch(int(s), int(n), bytes(r), bytes(g) if g is not None else None) for s, n, r, g in cur
+        ]
 
     def ack(self, seqs: Iterable[int]) -> int:
         """The broker acknowledged these batches: keep them as acked (retention), no longer send them."""
@@ -252,9 +266,12 @@ class Spool:
         now = int(time.time() * 1000)
         db.execute("BEGIN IMMEDIATE")
         size, done = db.execute(
-            f"SELECT coalesce(sum(nbytes), 0), count(*) FROM batches WHERE seq IN ({marks}) AND acked_ms IS NULL", seqs
+            f"SELECT coalesce(sum(nbytes), 0), count(*) FROM batches WHERE seq IN ({marks}) AND acked_ms IS NULL",
+            seqs,
         ).fetchone()
-        db.execute(f"UPDATE batches SET acked_ms = ? WHERE seq IN ({marks}) AND acked_ms IS NULL", [now, *seqs])
+        db.execute(
+            f"UPDATE batches SET acked_ms = ? WHERE seq IN ({marks}) AND acked_ms IS NULL", [now, *seqs]
+        )
         db.execute("COMMIT")
         self.depth -= int(done)
         self.acked += int(done)
@@ -277,7 +294,9 @@ class Spool:
         """Evict the acked batches with seq <= `seq` now (tombstones remain). Returns how many."""
         return self._evict_acked(None, through_seq=seq)
 
-    def _evict_acked(self, max_bytes: int | None, *, before_ms: int | None = None, through_seq: int | None = None) -> int:
+    def _evict_acked(
+        self, max_bytes: int | None, *, before_ms: int | None = None, through_seq: int | None = None
+    ) -> int:
         """Evict acked batches, oldest seq first, until acked bytes <= max_bytes (or all acked before
         `before_ms`, or up to `through_seq`). Each leaves a tombstone. Returns batches evicted."""
         db = self.db
@@ -289,7 +308,8 @@ class Spool:
                 col, bound = ("acked_ms", before_ms) if before_ms is not None else ("seq - 1", through_seq)
                 cand = db.execute(
                     f"SELECT seq, n, nbytes, rows, gaps FROM batches WHERE acked_ms IS NOT NULL AND {col} < ? "
-                    "ORDER BY seq LIMIT 500", (bound,),
+                    "ORDER BY seq LIMIT 500",
+                    (bound,),
                 ).fetchall()
             else:
                 if max_bytes is not None and self.acked_bytes <= max_bytes:
@@ -313,7 +333,8 @@ class Spool:
                 stones.append((seq, min(ts) if ts else None, max(ts) if ts else None, len(ts), now, gaps_b))
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
-                "INSERT OR REPLACE INTO evicted (seq, first_ts, last_ts, n, evicted_ms, gaps) VALUES (?,?,?,?,?,?)", stones
+                "INSERT OR REPLACE INTO evicted (seq, first_ts, last_ts, n, evicted_ms, gaps) VALUES (?,?,?,?,?,?)",
+                stones,
             )
             db.executemany("DELETE FROM batches WHERE seq = ?", [(s[0],) for s in stones])
             db.execute(
@@ -338,7 +359,8 @@ class Spool:
             PendingBatch(int(s), int(n), bytes(r), bytes(g) if g is not None else None)
             for s, n, r, g in db.execute(
                 "SELECT seq, n, rows, gaps FROM batches WHERE seq BETWEEN ? AND ? AND acked_ms IS NOT NULL "
-                "ORDER BY seq LIMIT ?", (from_seq, to_seq, limit),
+                "ORDER BY seq LIMIT ?",
+                (from_seq, to_seq, limit),
             )
         ]
         out += [
@@ -354,7 +376,9 @@ class Spool:
     def tombstones(self) -> list[Tombstone]:
         return [
             Tombstone(int(s), a, b, int(n), bytes(g) if g is not None else None)
-            for s, a, b, n, g in self.db.execute("SELECT seq, first_ts, last_ts, n, gaps FROM evicted ORDER BY seq")
+            for s, a, b, n, g in self.db.execute(
+                "SELECT seq, first_ts, last_ts, n, gaps FROM evicted ORDER BY seq"
+            )
         ]
 
     # bounding by size ------------------------------------------------------------------------
@@ -422,7 +446,9 @@ class Spool:
                 else:
                     keep.append(r)
             by_series = {
-                (g.get("device"), g.get("metric")): g for g in gaps if str(g.get("reason", "")).startswith("spool_full")
+                (g.get("device"), g.get("metric")): g
+                for g in gaps
+                if str(g.get("reason", "")).startswith("spool_full")
             }
             for (dev, met), tss in lost.items():
                 start, end = min(tss), max(tss)
@@ -430,7 +456,16 @@ class Spool:
                 total += len(tss)
                 g = by_series.get((dev, met))
                 if g is None:
-                    gaps.append({"device": dev, "metric": met, "start": iso_ms(start), "end": iso_ms(end), "count": len(tss), "reason": reason})
+                    gaps.append(
+                        {
+                            "device": dev,
+                            "metric": met,
+                            "start": iso_ms(start),
+                            "end": iso_ms(end),
+                            "count": len(tss),
+                            "reason": reason,
+                        }
+                    )
                 else:  # one gap per series and batch: widen the earlier one
                     g["start"] = min(g["start"], iso_ms(start))
                     g["end"] = max(g["end"], iso_ms(end))
@@ -454,7 +489,9 @@ class Spool:
         return total
 
     def dropped_spans(self) -> list[dict[str, Any]]:
-        cur = self.db.execute("SELECT seq, device, metric, start_ms, end_ms, count, reason FROM dropped ORDER BY id")
+        cur = self.db.execute(
+            "SELECT seq, device, metric, start_ms, end_ms, count, reason FROM dropped ORDER BY id"
+        )
         return [
             {"seq": s, "device": d, "metric": m, "start_ms": a, "end_ms": b, "count": c, "reason": r}
             for s, d, m, a, b, c, r in cur

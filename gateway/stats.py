@@ -35,7 +35,9 @@ class DeviceStats:
     last_error: str | None = None
     last_latency_ms: float | None = None
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=512))
-    lag_at: deque[float] = field(default_factory=lambda: deque(maxlen=512))  # monotonic time of each lag sample
+    lag_at: deque[float] = field(
+        default_factory=lambda: deque(maxlen=512)
+    )  # monotonic time of each lag sample
     requests: int = 0
 
     def add_lag(self, at: float, lag_ms: float) -> None:

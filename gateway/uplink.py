@@ -83,7 +83,9 @@ class Uplink:
             )
             if tls and tls.insecure:
                 client.tls_insecure_set(True)
-        client.reconnect_delay_set(int(max(1, up.reconnect_min_s)), int(max(up.reconnect_min_s, up.reconnect_max_s)))
+        client.reconnect_delay_set(
+            int(max(1, up.reconnect_min_s)), int(max(up.reconnect_min_s, up.reconnect_max_s))
+        )
         client.max_inflight_messages_set(up.max_inflight + 4)
         client.max_queued_messages_set(0)
         client.will_set(self.status_topic, self.status_payload("offline"), qos=1, retain=True)
@@ -102,7 +104,11 @@ class Uplink:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.connect_async(
-            self.target.host, self.target.port, keepalive=self.cfg.uplink.keepalive_s, clean_start=True, properties=props
+            self.target.host,
+            self.target.port,
+            keepalive=self.cfg.uplink.keepalive_s,
+            clean_start=True,
+            properties=props,
         )
         self.client.loop_start()
         self._started = True
@@ -114,7 +120,10 @@ class Uplink:
         if self.connected:
             try:
                 info = self.client.publish(
-                    self.status_topic, self.status_payload("offline", **self.status_extra()), qos=1, retain=True
+                    self.status_topic,
+                    self.status_payload("offline", **self.status_extra()),
+                    qos=1,
+                    retain=True,
                 )
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
@@ -139,20 +148,26 @@ class Uplink:
             self.client.publish(self.status_topic, self.status_payload("online", **extra), qos=1, retain=True)
 
     # paho callbacks (network thread) -----------------------------------------------------------
-    def _paho_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+    def _paho_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
         if getattr(rc, "is_failure", False):
             log.warning("broker %s refused the connection: %s", self.target.redacted(), rc)
             return
         self.connected = True
         self.connects += 1
         log.info("connected to %s", self.target.redacted())
-        client.publish(self.status_topic, self.status_payload("online", **self.status_extra()), qos=1, retain=True)
+        client.publish(
+            self.status_topic, self.status_payload("online", **self.status_extra()), qos=1, retain=True
+        )
         if self._on_resend_cb is not None:  # clean session: subscribe on every connect
             client.subscribe(self.resend_topic, qos=1)
         if self._on_connect_cb is not None:
             self.loop.call_soon_threadsafe(self._on_connect_cb)
 
-    def _paho_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+    def _paho_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
         was = self.connected
         self.connected = False
         if was:

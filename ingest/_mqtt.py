@@ -135,7 +135,11 @@ class MqttReceiver:
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
         self.client.connect_async(
-            self.target.host, self.target.port, keepalive=self.keepalive_s, clean_start=False, properties=props
+            self.target.host,
+            self.target.port,
+            keepalive=self.keepalive_s,
+            clean_start=False,
+            properties=props,
         )
         self.client.loop_start()
         self._started = True
@@ -180,28 +184,40 @@ class MqttReceiver:
         return self.connected
 
     # paho callbacks (network thread)
-    def _connected(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, rc: object, props: object) -> None:
+    def _connected(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, rc: object, props: object
+    ) -> None:
         if getattr(rc, "is_failure", False):
             log.warning("broker refused the connection: %s", rc)
             return
         self.gen += 1
         if self.gen > 1 and not flags.session_present:
-            log.error("the broker lost this client's session: messages it held for us may be gone "
-                      "(sequence gaps will show them)")
+            log.error(
+                "the broker lost this client's session: messages it held for us may be gone "
+                "(sequence gaps will show them)"
+            )
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
         self.connected = True
-        log.info("connected to %s as %s (session present: %s)", self.target.redacted(), self.client_id,
-                 flags.session_present)
+        log.info(
+            "connected to %s as %s (session present: %s)",
+            self.target.redacted(),
+            self.client_id,
+            flags.session_present,
+        )
         if self._on_state:
             self._on_state(True)
 
-    def _subscribed(self, client: mqtt.Client, userdata: object, mid: int, rcs: object, props: object) -> None:
+    def _subscribed(
+        self, client: mqtt.Client, userdata: object, mid: int, rcs: object, props: object
+    ) -> None:
         self.subscribed = True
 
     def _unsubscribed_cb(self, *args: object) -> None:
         self._unsubscribed.set()
 
-    def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+    def _disconnected(
+        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
+    ) -> None:
         self.connected = False
         log.warning("disconnected from the broker (%s); reconnecting", rc)
         if self._on_state:

@@ -117,15 +117,27 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
     try:
         b = decode_batch(msg.payload, max_future_ms=max_future_ms, now_ms=int(time.time() * 1000))
     except WireError as exc:
-        p.dead.append((msg.topic, parts.gateway, None, exc.path, f"{exc.reason} (got {exc.value!r:.80})", msg.payload))
+        p.dead.append(
+            (msg.topic, parts.gateway, None, exc.path, f"{exc.reason} (got {exc.value!r:.80})", msg.payload)
+        )
         return p
     if b.gateway != parts.gateway:
-        p.dead.append((msg.topic, parts.gateway, b.seq, "gateway",
-                       f"payload gateway {b.gateway!r} differs from topic gateway {parts.gateway!r}", msg.payload))
+        p.dead.append(
+            (
+                msg.topic,
+                parts.gateway,
+                b.seq,
+                "gateway",
+                f"payload gateway {b.gateway!r} differs from topic gateway {parts.gateway!r}",
+                msg.payload,
+            )
+        )
         return p
     gw = b.gateway
     if not cache.knows_gateway(gw):
-        p.dead.append((msg.topic, gw, b.seq, "gateway", f"unknown gateway {gw!r} (not in the registry)", msg.payload))
+        p.dead.append(
+            (msg.topic, gw, b.seq, "gateway", f"unknown gateway {gw!r} (not in the registry)", msg.payload)
+        )
         return p
     p.kind, p.gateway, p.seq = "batch", gw, b.seq
     dead = p.dead
@@ -149,9 +161,17 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
                 if bad_idx is None:
                     bad_idx = sorted(rr.index for rr in b.rejected)
                 i = _original_index(k, bad_idx)
-                dead.append((msg.topic, gw, b.seq, f"readings[{i}].ts",
-                             f"is older than device {d!r} allows ({ms_to_dt(fl):%Y-%m-%d %H:%M}Z: its registration "
-                             "less PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS)", _raw(list(b.readings[k][:5]))))
+                dead.append(
+                    (
+                        msg.topic,
+                        gw,
+                        b.seq,
+                        f"readings[{i}].ts",
+                        f"is older than device {d!r} allows ({ms_to_dt(fl):%Y-%m-%d %H:%M}Z: its registration "
+                        "less PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS)",
+                        _raw(list(b.readings[k][:5])),
+                    )
+                )
                 continue
         pre = pf.get((d, m))
         if pre is None:
@@ -160,7 +180,9 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
                 if bad_idx is None:
                     bad_idx = sorted(rr.index for rr in b.rejected)
                 i = _original_index(k, bad_idx)
-                dead.append((msg.topic, gw, b.seq, f"readings[{i}].{res[0]}", res[1], _raw(list(b.readings[k][:5]))))
+                dead.append(
+                    (msg.topic, gw, b.seq, f"readings[{i}].{res[0]}", res[1], _raw(list(b.readings[k][:5])))
+                )
                 continue
             pre = res
         g = grp.get(pre)
@@ -185,8 +207,17 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
                 s[0] = t
                 s[1] = q
         if ev is not None and v is not None:
-            p.events.append((_PK.unpack_from(pre, 6)[0], _MID.unpack_from(pre, 14)[0], ms_to_dt(t), ev["event"],
-                             float(ev["prev"]), v, float(ev["correction"])))
+            p.events.append(
+                (
+                    _PK.unpack_from(pre, 6)[0],
+                    _MID.unpack_from(pre, 14)[0],
+                    ms_to_dt(t),
+                    ev["event"],
+                    float(ev["prev"]),
+                    v,
+                    float(ev["correction"]),
+                )
+            )
     p.n = n
     p.n_rejected = len(dead)
     if n:
@@ -224,8 +255,16 @@ def _prepare_status(p: Prepared, topic_gw: str, msg: Message, cache: RegistryCac
         p.dead.append((msg.topic, topic_gw, None, loc, f"status: {e['msg']}", msg.payload))
         return p
     if s.gateway != topic_gw:
-        p.dead.append((msg.topic, topic_gw, None, "gateway",
-                       f"status gateway {s.gateway!r} differs from topic gateway {topic_gw!r}", msg.payload))
+        p.dead.append(
+            (
+                msg.topic,
+                topic_gw,
+                None,
+                "gateway",
+                f"status gateway {s.gateway!r} differs from topic gateway {topic_gw!r}",
+                msg.payload,
+            )
+        )
         return p
     p.kind = "status"
     p.gateway = s.gateway

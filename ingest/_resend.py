@@ -26,7 +26,9 @@ __all__ = ["RESEND_LOCK_KEY", "OpenGap", "ResendRequest", "ResendScheduler"]
 
 log = logging.getLogger("parkpulse.ingest.resend")
 
-RESEND_LOCK_KEY = 0x70707273  # "pprs": with hashtext(park), one requesting process per database and park setting
+RESEND_LOCK_KEY = (
+    0x70707273  # "pprs": with hashtext(park), one requesting process per database and park setting
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +59,9 @@ class _State:
 class ResendScheduler:
     """Pure bookkeeping: which open gaps to ask for now. `due()` is called with every open gap."""
 
-    def __init__(self, *, delay_s: float, retry_min_s: float, retry_max_s: float, max_attempts: int,
-                 max_batches: int) -> None:
+    def __init__(
+        self, *, delay_s: float, retry_min_s: float, retry_max_s: float, max_attempts: int, max_batches: int
+    ) -> None:
         self.delay_s = delay_s
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
@@ -90,8 +93,14 @@ class ResendScheduler:
             if st.attempts >= self.max_attempts:
                 st.gave_up = True
                 self.gave_up += 1
-                log.warning("gateway %s: seqs %d..%d still missing after %d resend requests; giving up "
-                            "(the gap stays open in seq_gaps)", g.gateway, g.from_seq, g.to_seq, st.attempts)
+                log.warning(
+                    "gateway %s: seqs %d..%d still missing after %d resend requests; giving up "
+                    "(the gap stays open in seq_gaps)",
+                    g.gateway,
+                    g.from_seq,
+                    g.to_seq,
+                    st.attempts,
+                )
                 continue
             st.attempts += 1
             st.next_at = now + min(self.retry_max_s, self.retry_min_s * 2 ** (st.attempts - 1))

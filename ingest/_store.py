@@ -68,8 +68,14 @@ class Store:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.close()
             self.conn = psycopg.connect(
-                self.dsn, autocommit=False, connect_timeout=5, application_name=self.application_name,
-                keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
+                self.dsn,
+                autocommit=False,
+                connect_timeout=5,
+                application_name=self.application_name,
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=3,
+                keepalives_count=3,
             )
         return self.conn
 
@@ -128,16 +134,26 @@ class Store:
         gws = sorted({p.gateway or "" for p in uniq})
         new: list[Prepared] = []
         if uniq:
-            cur.execute("SELECT gateway_id, contiguous_seq FROM gateway_seq WHERE gateway_id = ANY(%s)", (gws,))
+            cur.execute(
+                "SELECT gateway_id, contiguous_seq FROM gateway_seq WHERE gateway_id = ANY(%s)", (gws,)
+            )
             wm: dict[str, int] = dict(cur.fetchall())
-            cand = sorted((p for p in uniq if (p.seq or 0) > wm.get(p.gateway or "", -1)), key=lambda p: (p.gateway, p.seq))
+            cand = sorted(
+                (p for p in uniq if (p.seq or 0) > wm.get(p.gateway or "", -1)),
+                key=lambda p: (p.gateway, p.seq),
+            )
             res.duplicate_batches += len(uniq) - len(cand)
             if cand:
                 cur.execute(
                     """INSERT INTO ingest_batches (gateway_id, seq, n_readings, n_rejected)
                        SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::int[])
                        ON CONFLICT DO NOTHING RETURNING gateway_id, seq""",
-                    ([p.gateway for p in cand], [p.seq for p in cand], [p.n for p in cand], [p.n_rejected for p in cand]),
+                    (
+                        [p.gateway for p in cand],
+                        [p.seq for p in cand],
+                        [p.n for p in cand],
+                        [p.n_rejected for p in cand],
+                    ),
                 )
                 fresh = set(cur.fetchall())
                 new = [p for p in cand if (p.gateway, p.seq) in fresh]
@@ -224,7 +240,9 @@ class Store:
             )
 
         # 6. gateway status messages (birth / last will)
-        statuses = sorted((p for p in items if p.kind == "status" and p.status), key=lambda p: p.gateway or "")
+        statuses = sorted(
+            (p for p in items if p.kind == "status" and p.status), key=lambda p: p.gateway or ""
+        )
         for p in statuses:
             cur.execute(
                 """INSERT INTO gateway_status AS g (gateway_id, state, since, last_seen, version, devices, spool_depth, last_seq)
@@ -272,7 +290,9 @@ class Store:
         )
         cur.execute("TRUNCATE pp_ingest_stage")
         self._copy_into(conn, "pp_ingest_stage", new)
-        cur.execute(f"INSERT INTO readings {_READING_COLS} SELECT * FROM pp_ingest_stage ON CONFLICT DO NOTHING")
+        cur.execute(
+            f"INSERT INTO readings {_READING_COLS} SELECT * FROM pp_ingest_stage ON CONFLICT DO NOTHING"
+        )
         inserted = cur.rowcount
         cur.execute("TRUNCATE pp_ingest_stage")
         skipped = total - inserted

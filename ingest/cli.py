@@ -43,7 +43,9 @@ def _settings(**overrides: object) -> IngestSettings:
     try:
         return IngestSettings.model_validate({k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        err.print(f"ingest settings: {describe_settings_error(exc)}", style="red", markup=False, highlight=False)
+        err.print(
+            f"ingest settings: {describe_settings_error(exc)}", style="red", markup=False, highlight=False
+        )
         raise typer.Exit(2) from None
     except ConfigError as exc:  # a bad PARKPULSE_* value ingest falls back to
         err.print(f"ingest settings: {exc}", style="red", markup=False, highlight=False)
@@ -52,16 +54,31 @@ def _settings(**overrides: object) -> IngestSettings:
 
 @app.command()
 def run(
-    database_url: Annotated[str | None, typer.Option(help="PostgreSQL URL (env PARKPULSE_INGEST_DATABASE_URL, else PARKPULSE_DATABASE_URL)")] = None,
-    mqtt_url: Annotated[str | None, typer.Option(help="broker URL (env PARKPULSE_INGEST_MQTT_URL, else PARKPULSE_MQTT_URL)")] = None,
-    group: Annotated[str | None, typer.Option(help="shared-subscription group [PARKPULSE_INGEST_GROUP]")] = None,
-    client_id: Annotated[str | None, typer.Option(help="fixed MQTT client id of this process [PARKPULSE_INGEST_CLIENT_ID]")] = None,
-    http_port: Annotated[int | None, typer.Option(help="/metrics and /healthz port [PARKPULSE_INGEST_HTTP_PORT]")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL URL (env PARKPULSE_INGEST_DATABASE_URL, else PARKPULSE_DATABASE_URL)"),
+    ] = None,
+    mqtt_url: Annotated[
+        str | None, typer.Option(help="broker URL (env PARKPULSE_INGEST_MQTT_URL, else PARKPULSE_MQTT_URL)")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="shared-subscription group [PARKPULSE_INGEST_GROUP]")
+    ] = None,
+    client_id: Annotated[
+        str | None, typer.Option(help="fixed MQTT client id of this process [PARKPULSE_INGEST_CLIENT_ID]")
+    ] = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="/metrics and /healthz port [PARKPULSE_INGEST_HTTP_PORT]")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Run the ingest service until SIGTERM/SIGINT (then it drains and commits what it has)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    s = _settings(database_url=database_url, mqtt_url=mqtt_url, group=group, client_id=client_id, http_port=http_port)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    s = _settings(
+        database_url=database_url, mqtt_url=mqtt_url, group=group, client_id=client_id, http_port=http_port
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -70,7 +87,9 @@ def run(
             loop.add_signal_handler(sig, stop.set)
         async with IngestService(s, shutdown=stop) as svc:
             await svc.run()
-        logging.getLogger("parkpulse.ingest").info("stopped: %d readings stored by this process", svc.totals.readings)
+        logging.getLogger("parkpulse.ingest").info(
+            "stopped: %d readings stored by this process", svc.totals.readings
+        )
 
     try:
         asyncio.run(main())
@@ -85,10 +104,16 @@ def load(
     meters: Annotated[int, typer.Option(min=1, help="meters per gateway (20 metrics each)")] = 10,
     readings: Annotated[int, typer.Option(min=1, help="readings to publish")] = 200_000,
     per_message: Annotated[int, typer.Option(min=1, help="readings per MQTT message")] = 2000,
-    database_url: Annotated[str | None, typer.Option(envvar="PARKPULSE_DATABASE_URL", help="PostgreSQL URL")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(envvar="PARKPULSE_DATABASE_URL", help="PostgreSQL URL")
+    ] = None,
     mqtt_url: Annotated[str | None, typer.Option(envvar="PARKPULSE_MQTT_URL", help="broker URL")] = None,
-    private_broker: Annotated[bool, typer.Option(help="start a private Mosquitto with ParkPulse's configuration")] = False,
-    start_ingest: Annotated[bool, typer.Option("--ingest/--no-ingest", help="start an ingest process (else one must run)")] = True,
+    private_broker: Annotated[
+        bool, typer.Option(help="start a private Mosquitto with ParkPulse's configuration")
+    ] = False,
+    start_ingest: Annotated[
+        bool, typer.Option("--ingest/--no-ingest", help="start an ingest process (else one must run)")
+    ] = True,
 ) -> None:
     """Publish a synthetic park's load while ingest runs, then show what was stored."""
     kernel = get_settings()
@@ -107,8 +132,11 @@ def load(
         if start_ingest:
             proc = IngestProcess(dsn, url, f"pp-ingest-load-{park}", free_port(), rollup_interval_s=0).start()
         plan = plan_load(pf, readings, per_message)
-        out.print(f"publishing {plan.readings:,} readings in {len(plan.messages):,} messages from "
-                  f"{len(plan.gateways)} gateways to {redact_url(url)} …", markup=False)
+        out.print(
+            f"publishing {plan.readings:,} readings in {len(plan.messages):,} messages from "
+            f"{len(plan.gateways)} gateways to {redact_url(url)} …",
+            markup=False,
+        )
         t0 = time.perf_counter()
         publish(url, plan.messages, client_id=f"pp-load-{park}")
         wait_stored(dsn, plan.last_seq, timeout=max(120.0, readings / 20_000))

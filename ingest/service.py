@@ -55,7 +55,9 @@ class IngestService:
     The shutdown trigger is injectable (pass your own asyncio.Event).
     """
 
-    def __init__(self, settings: IngestSettings | None = None, *, shutdown: asyncio.Event | None = None) -> None:
+    def __init__(
+        self, settings: IngestSettings | None = None, *, shutdown: asyncio.Event | None = None
+    ) -> None:
         self.settings = s = settings or IngestSettings()
         self.shutdown = shutdown or asyncio.Event()
         self.metrics = IngestMetrics()
@@ -67,15 +69,25 @@ class IngestService:
         self._unacked_lock = threading.Lock()
         self.totals = FlushResult()
         self.mqtt = MqttReceiver(
-            s.mqtt_url, s.client_id, s.group, s.park,
-            session_expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum, keepalive_s=s.keepalive_s,
-            reconnect=(s.reconnect_min_s, s.reconnect_max_s), on_message=self._on_message,
+            s.mqtt_url,
+            s.client_id,
+            s.group,
+            s.park,
+            session_expiry_s=s.session_expiry_s,
+            receive_maximum=s.receive_maximum,
+            keepalive_s=s.keepalive_s,
+            reconnect=(s.reconnect_min_s, s.reconnect_max_s),
+            on_message=self._on_message,
             on_state=self._mqtt_state,
         )
         self.store = Store(s.database_url, f"parkpulse-ingest {s.client_id}"[:63], s.seq_from_first_seen)
         self._cache_conn: psycopg.Connection | None = None
-        self.cache = RegistryCache(self._load_registry, s.cache_refresh_s, s.cache_miss_refresh_s,
-                                   on_refresh=self.metrics.cache_refreshes.inc)
+        self.cache = RegistryCache(
+            self._load_registry,
+            s.cache_refresh_s,
+            s.cache_miss_refresh_s,
+            on_refresh=self.metrics.cache_refreshes.inc,
+        )
         self.http: HealthServer | None = None
         self._db_ok = False
         self._last_commit = 0.0
@@ -83,8 +95,11 @@ class IngestService:
         self._rollup_lag: RollupLag | None = None
         self._session_empty = False
         self.resend = ResendScheduler(
-            delay_s=s.resend_delay_s, retry_min_s=s.resend_retry_min_s, retry_max_s=s.resend_retry_max_s,
-            max_attempts=s.resend_max_attempts, max_batches=s.resend_max_batches,
+            delay_s=s.resend_delay_s,
+            retry_min_s=s.resend_retry_min_s,
+            retry_max_s=s.resend_retry_max_s,
+            max_attempts=s.resend_max_attempts,
+            max_batches=s.resend_max_batches,
         )
         self._gw_where: dict[str, tuple[str, str]] = {}  # gateway → (park, firm), from the topics seen
         self._resend_conn: psycopg.Connection | None = None
@@ -106,11 +121,19 @@ class IngestService:
             ) from None
         await asyncio.to_thread(self._first_registry_load)
         self.mqtt.start()
-        log.info("ingest %s: database %s, broker %s, metrics on http://%s:%d/metrics", s.client_id,
-                 redact(s.database_url), self.mqtt.target.redacted(), s.http_host, self.http.port)
+        log.info(
+            "ingest %s: database %s, broker %s, metrics on http://%s:%d/metrics",
+            s.client_id,
+            redact(s.database_url),
+            self.mqtt.target.redacted(),
+            s.http_host,
+            self.http.port,
+        )
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self._abandon.set()
             self._queue.close()
@@ -126,7 +149,9 @@ class IngestService:
     async def run(self) -> None:
         """Run until the shutdown trigger, then drain (bounded by graceful_timeout_s)."""
         async with asyncio.TaskGroup() as tg:
-            pipeline = tg.create_task(asyncio.to_thread(self._guard, self._pipeline_loop), name="ingest-pipeline")
+            pipeline = tg.create_task(
+                asyncio.to_thread(self._guard, self._pipeline_loop), name="ingest-pipeline"
+            )
             writer = tg.create_task(asyncio.to_thread(self._guard, self._writer_loop), name="ingest-writer")
             tg.create_task(self._maintenance(), name="ingest-maintenance")
             tg.create_task(self._watch(pipeline, writer), name="ingest-shutdown")
@@ -156,8 +181,10 @@ class IngestService:
         """Scale-in: stop new assignments, take in what the broker still holds for us, commit and ack it
         all, so the session can be ended without leaving messages in it."""
         left = await asyncio.to_thread(self.mqtt.leave_group)
-        log.info("left the shared group (%s); taking in what the broker still holds for this client",
-                 "acknowledged" if left else "no answer")
+        log.info(
+            "left the shared group (%s); taking in what the broker still holds for this client",
+            "acknowledged" if left else "no answer",
+        )
         while time.monotonic() < deadline - 1.0:
             quiet = time.monotonic() - self.mqtt.last_message_at > 1.0
             if quiet and self._unacked == 0:
@@ -251,7 +278,9 @@ class IngestService:
             except Exception as exc:  # a bug met by odd input: keep the message (dead letter), keep running
                 log.exception("could not decode a message on %s", m.topic)
                 p = Prepared(m.topic, m.mid, m.qos, m.gen, "dead", payload=m.payload)
-                p.dead.append((m.topic, None, None, None, f"internal error while decoding: {exc!r:.300}", m.payload))
+                p.dead.append(
+                    (m.topic, None, None, None, f"internal error while decoding: {exc!r:.300}", m.payload)
+                )
                 return p
 
     def _maybe_refresh_cache(self) -> None:
@@ -275,7 +304,8 @@ class IngestService:
         if self._cache_conn is None or self._cache_conn.closed or self._cache_conn.broken:
             self._drop_cache_conn()
             self._cache_conn = psycopg.connect(
-                self.settings.database_url, connect_timeout=5,
+                self.settings.database_url,
+                connect_timeout=5,
                 application_name=f"parkpulse-ingest-registry {self.settings.client_id}"[:63],
             )
         return load_registry(self._cache_conn, self.settings.history_before_registration_days * 86_400)
@@ -324,14 +354,20 @@ class IngestService:
             try:
                 res = self.store.write(items)
             except Exception as exc:
-                if not isinstance(exc, psycopg.Error):  # a bug met by odd content: isolate it like refused data
+                if not isinstance(
+                    exc, psycopg.Error
+                ):  # a bug met by odd content: isolate it like refused data
                     log.exception("unexpected error writing a flush")
                 self._db_ok = isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
                 self.metrics.db_ok.set(1 if self._db_ok else 0)
                 if isinstance(exc, psycopg.Error) and is_transient(exc):
                     self.metrics.db_errors.labels("transient").inc()
-                    log.warning("database unavailable (%s: %s); retrying in %.1f s, not acknowledging",
-                                type(exc).__name__, str(exc).strip()[:200], delay)
+                    log.warning(
+                        "database unavailable (%s: %s); retrying in %.1f s, not acknowledging",
+                        type(exc).__name__,
+                        str(exc).strip()[:200],
+                        delay,
+                    )
                     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
                         self.store.close()
                     if self._abandon.wait(delay):
@@ -340,7 +376,9 @@ class IngestService:
                     continue
                 self.metrics.db_errors.labels("refused").inc()
                 if len(items) > 1:
-                    log.warning("database refused a flush (%s); retrying its messages one by one", _short(exc))
+                    log.warning(
+                        "database refused a flush (%s); retrying its messages one by one", _short(exc)
+                    )
                     for p in items:
                         self._commit([p])
                     return
@@ -349,14 +387,22 @@ class IngestService:
                     items, stage = [_refused(items[0], exc)], "dead letter"
                     continue
                 if stage == "dead letter":
-                    log.error("database refused the dead letter of %s too (%s); storing a minimal one",
-                              items[0].topic, _short(exc))
+                    log.error(
+                        "database refused the dead letter of %s too (%s); storing a minimal one",
+                        items[0].topic,
+                        _short(exc),
+                    )
                     items, stage = [_minimal(items[0], exc)], "minimal"
                     self.metrics.dead_letters_minimal.inc()
                     continue
-                log.error("database refused even the minimal dead letter of %s (%d bytes, sha256 %s): %s; "
-                          "acknowledging it so the stream goes on", items[0].topic, len(items[0].payload),
-                          hashlib.sha256(items[0].payload).hexdigest(), _short(exc))
+                log.error(
+                    "database refused even the minimal dead letter of %s (%d bytes, sha256 %s): %s; "
+                    "acknowledging it so the stream goes on",
+                    items[0].topic,
+                    len(items[0].payload),
+                    hashlib.sha256(items[0].payload).hexdigest(),
+                    _short(exc),
+                )
                 self.metrics.dead_letters_lost.inc()
                 self._after_commit(items, FlushResult())
                 return
@@ -444,13 +490,16 @@ class IngestService:
             if self._resend_conn is None or self._resend_conn.closed or self._resend_conn.broken:
                 self._drop_resend_conn()
                 self._resend_conn = psycopg.connect(
-                    self.settings.database_url, autocommit=True, connect_timeout=5,
+                    self.settings.database_url,
+                    autocommit=True,
+                    connect_timeout=5,
                     application_name=f"parkpulse-ingest-resend {self.settings.client_id}"[:63],
                 )
             c = self._resend_conn
             if not self._resend_leader:
-                row = c.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
-                                (RESEND_LOCK_KEY, self.settings.park)).fetchone()
+                row = c.execute(
+                    "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (RESEND_LOCK_KEY, self.settings.park)
+                ).fetchone()
                 self._resend_leader = bool(row and row[0])
                 if not self._resend_leader:
                     return
@@ -488,18 +537,29 @@ class IngestService:
                 continue
             if self.mqtt.publish(topic, resend_request_payload(req.gateway, req.from_seq, req.to_seq)):
                 self.metrics.resend_requests.inc()
-                log.info("asked gateway %s to re-send seqs %d..%d (attempt %d)", req.gateway, req.from_seq,
-                         req.to_seq, req.attempt)
+                log.info(
+                    "asked gateway %s to re-send seqs %d..%d (attempt %d)",
+                    req.gateway,
+                    req.from_seq,
+                    req.to_seq,
+                    req.attempt,
+                )
         if self.resend.gave_up > self._resend_gave_up_counted:
             self.metrics.resend_gave_up.inc(self.resend.gave_up - self._resend_gave_up_counted)
             self._resend_gave_up_counted = self.resend.gave_up
 
     def _open_gaps_gauge(self) -> None:
         try:
-            with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5,
-                                 application_name=f"parkpulse-ingest-maint {self.settings.client_id}"[:63]) as c:
-                row = c.execute("SELECT count(*), coalesce(sum(to_seq - from_seq + 1), 0) FROM seq_gaps "
-                                "WHERE filled_at IS NULL").fetchone()
+            with psycopg.connect(
+                self.settings.database_url,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=f"parkpulse-ingest-maint {self.settings.client_id}"[:63],
+            ) as c:
+                row = c.execute(
+                    "SELECT count(*), coalesce(sum(to_seq - from_seq + 1), 0) FROM seq_gaps "
+                    "WHERE filled_at IS NULL"
+                ).fetchone()
         except psycopg.Error:
             return
         if row:
@@ -511,8 +571,12 @@ class IngestService:
         A round that worked off its full bound is followed by another, up to rollup_max_rounds."""
         s = self.settings
         try:
-            with psycopg.connect(s.database_url, autocommit=True, connect_timeout=5,
-                                 application_name=f"parkpulse-ingest-rollups {s.client_id}"[:63]) as c:
+            with psycopg.connect(
+                s.database_url,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=f"parkpulse-ingest-rollups {s.client_id}"[:63],
+            ) as c:
                 for _ in range(s.rollup_max_rounds):
                     n = refresh_rollups(c, max_buckets=s.rollup_max_buckets)
                     self.metrics.rollup_buckets.inc(n)
@@ -528,8 +592,12 @@ class IngestService:
 
     def _run_sql(self, sql: str, what: str) -> None:
         try:
-            with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5,
-                                 application_name=f"parkpulse-ingest-maint {self.settings.client_id}"[:63]) as c:
+            with psycopg.connect(
+                self.settings.database_url,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=f"parkpulse-ingest-maint {self.settings.client_id}"[:63],
+            ) as c:
                 c.execute(sql.encode())
         except psycopg.Error as exc:
             log.warning("%s failed: %s", what, str(exc).strip()[:200])
@@ -552,7 +620,9 @@ class IngestService:
         return {
             "status": status,
             "stalled_s": round(stalled, 3),
-            "rollup_lag_s": None if self._rollup_lag is None else round(self._rollup_lag.oldest_mark_age_s or 0.0, 1),
+            "rollup_lag_s": None
+            if self._rollup_lag is None
+            else round(self._rollup_lag.oldest_mark_age_s or 0.0, 1),
             "mqtt_connected": up,
             "subscribed": self.mqtt.subscribed,
             "database_ok": self._db_ok,
@@ -571,7 +641,9 @@ def _short(exc: BaseException) -> str:
 def _refused(p: Prepared, exc: BaseException) -> Prepared:
     """The whole message as one dead letter when the database refuses its content."""
     out = Prepared(p.topic, p.mid, p.qos, p.gen, "dead", p.gateway, p.seq)
-    what = "database refused the batch" if isinstance(exc, psycopg.Error) else "internal error storing the batch"
+    what = (
+        "database refused the batch" if isinstance(exc, psycopg.Error) else "internal error storing the batch"
+    )
     out.dead.append((p.topic, p.gateway, p.seq, None, f"{what}: {_short(exc)}", p.payload))
     return out
 

@@ -53,30 +53,82 @@ class _Table:
             cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
             ph=sql.SQL(", ").join(sql.Placeholder() * len(cols)),
             key=sql.SQL(", ").join(map(sql.Identifier, self.key)),
-            sets=sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in self.columns),
+            sets=sql.SQL(", ").join(
+                sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in self.columns
+            ),
         )
 
 
 _VIA_FIRM = "(SELECT f.park_id FROM firms f WHERE f.firm_id = t.firm_id)"
-PARKS = _Table("park", "parks", ("park_id",), ("name", "name_en", "province", "city", "timezone", "land_mu",
-                                              "special_limits_apply", "special_limits_basis", "special_limits_since"),
-               numeric=frozenset({"land_mu"}))  # fmt: skip
-CLUSTERS = _Table("cluster", "clusters", ("cluster_id",), ("park_id", "name", "name_en", "industry"), "park_id")
+PARKS = _Table(
+    "park",
+    "parks",
+    ("park_id",),
+    (
+        "name",
+        "name_en",
+        "province",
+        "city",
+        "timezone",
+        "land_mu",
+        "special_limits_apply",
+        "special_limits_basis",
+        "special_limits_since",
+    ),
+    numeric=frozenset({"land_mu"}),
+)
+CLUSTERS = _Table(
+    "cluster", "clusters", ("cluster_id",), ("park_id", "name", "name_en", "industry"), "park_id"
+)
 FIRMS = _Table(
-    "firm", "firms", ("firm_id",),
-    ("park_id", "cluster_id", "name", "name_en", "credit_code", "land_mu", "industry", "size_class", "production_start"),
-    "park_id", numeric=frozenset({"land_mu"}),
-)  # fmt: skip
-WORKSHOPS = _Table("workshop", "workshops", ("workshop_id",), ("firm_id", "name", "name_en", "smart_declared"),
-                   "firm_id", _VIA_FIRM)  # fmt: skip
+    "firm",
+    "firms",
+    ("firm_id",),
+    (
+        "park_id",
+        "cluster_id",
+        "name",
+        "name_en",
+        "credit_code",
+        "land_mu",
+        "industry",
+        "size_class",
+        "production_start",
+    ),
+    "park_id",
+    numeric=frozenset({"land_mu"}),
+)
+WORKSHOPS = _Table(
+    "workshop",
+    "workshops",
+    ("workshop_id",),
+    ("firm_id", "name", "name_en", "smart_declared"),
+    "firm_id",
+    _VIA_FIRM,
+)
 GATEWAYS = _Table("gateway", "gateways", ("gateway_id",), ("firm_id", "name"), "firm_id", _VIA_FIRM)
 DEVICES = _Table(
-    "device", "devices", ("gateway_id", "device_id"),
-    ("workshop_id", "name", "kind", "profile", "meter_level", "carrier", "measures", "source_type", "poll_interval_s",
-     "rated_power_kw", "enabled", "fuel", "age_class"),
+    "device",
+    "devices",
+    ("gateway_id", "device_id"),
+    (
+        "workshop_id",
+        "name",
+        "kind",
+        "profile",
+        "meter_level",
+        "carrier",
+        "measures",
+        "source_type",
+        "poll_interval_s",
+        "rated_power_kw",
+        "enabled",
+        "fuel",
+        "age_class",
+    ),
     park_sql="(SELECT f.park_id FROM gateways g JOIN firms f ON f.firm_id = g.firm_id WHERE g.gateway_id = t.gateway_id)",
     real=frozenset({"poll_interval_s", "rated_power_kw"}),
-)  # fmt: skip
+)
 TABLES = (PARKS, CLUSTERS, FIRMS, WORKSHOPS, GATEWAYS, DEVICES)
 
 # What a moved entry takes along: label → SQL counting it, given the entry's id.
@@ -84,16 +136,25 @@ _CARRIED: dict[str, list[tuple[str, str]]] = {
     "cluster": [("firms", "SELECT count(*) FROM firms WHERE cluster_id = %s")],
     "firm": [
         ("gateways", "SELECT count(*) FROM gateways WHERE firm_id = %s"),
-        ("devices", "SELECT count(*) FROM devices d JOIN gateways g ON g.gateway_id = d.gateway_id WHERE g.firm_id = %s"),
-        ("readings", "SELECT count(*) FROM readings r JOIN devices d ON d.device_pk = r.device_pk "
-                     "JOIN gateways g ON g.gateway_id = d.gateway_id WHERE g.firm_id = %s"),
+        (
+            "devices",
+            "SELECT count(*) FROM devices d JOIN gateways g ON g.gateway_id = d.gateway_id WHERE g.firm_id = %s",
+        ),
+        (
+            "readings",
+            "SELECT count(*) FROM readings r JOIN devices d ON d.device_pk = r.device_pk "
+            "JOIN gateways g ON g.gateway_id = d.gateway_id WHERE g.firm_id = %s",
+        ),
     ],
     "workshop": [("devices", "SELECT count(*) FROM devices WHERE workshop_id = %s")],
     "gateway": [
         ("devices", "SELECT count(*) FROM devices WHERE gateway_id = %s"),
-        ("readings", "SELECT count(*) FROM readings r JOIN devices d ON d.device_pk = r.device_pk WHERE d.gateway_id = %s"),
+        (
+            "readings",
+            "SELECT count(*) FROM readings r JOIN devices d ON d.device_pk = r.device_pk WHERE d.gateway_id = %s",
+        ),
     ],
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -130,7 +191,9 @@ class Change:
             where = f"park {self.from_park} → park {self.to_park}"
         else:
             where = f"firm {self.from_parent} (park {self.from_park}) → firm {self.to_parent} (park {self.to_park})"
-        return f"{self.entity} {self.id}: {where}" + (f" ({_carried_text(self.carried)})" if self.carried else "")
+        return f"{self.entity} {self.id}: {where}" + (
+            f" ({_carried_text(self.carried)})" if self.carried else ""
+        )
 
     def lines(self) -> list[str]:
         """The headline and one `column: before → after` line per changed column (added entries: none)."""
@@ -160,19 +223,30 @@ class MovesRefused(ValidationReport):
 
     def __init__(self, source: str, moves: list[Change]) -> None:
         self.moves = moves
-        super().__init__(source, [
-            FieldError(f"{m.at}.id", m.id, f"re-parenting refused, {_refusal(m)}; nothing was written "
-                                            "(import with --move to move it and its history)")
-            for m in moves
-        ])  # fmt: skip
+        super().__init__(
+            source,
+            [
+                FieldError(
+                    f"{m.at}.id",
+                    m.id,
+                    f"re-parenting refused, {_refusal(m)}; nothing was written "
+                    "(import with --move to move it and its history)",
+                )
+                for m in moves
+            ],
+        )
 
 
 def _refusal(m: Change) -> str:
     carried = f", with {_carried_text(m.carried)}" if m.carried else ""
     if m.entity in ("cluster", "firm"):
-        return f"{m.entity} {m.id} is in park {m.from_park} and this file puts it in park {m.to_park}{carried}"
-    return (f"{m.entity} {m.id} belongs to firm {m.from_parent} in park {m.from_park} and this file puts it under "
-            f"firm {m.to_parent} in park {m.to_park}{carried}")
+        return (
+            f"{m.entity} {m.id} is in park {m.from_park} and this file puts it in park {m.to_park}{carried}"
+        )
+    return (
+        f"{m.entity} {m.id} belongs to firm {m.from_parent} in park {m.from_park} and this file puts it under "
+        f"firm {m.to_parent} in park {m.to_park}{carried}"
+    )
 
 
 def _carried_text(carried: dict[str, int]) -> str:
@@ -187,38 +261,93 @@ def _entries(pf: ParkFile) -> list[_Entry]:
     """Every entry of the file, with its path in the file (written table by table, in the order of TABLES)."""
     p = pf.park
     sel = p.special_emission_limits
-    special = {"special_limits_apply": sel.applies if sel else None, "special_limits_basis": sel.basis if sel else None,
-               "special_limits_since": sel.since if sel else None}  # fmt: skip
-    out = [_Entry(PARKS, "park", (p.id,), {**{c: getattr(p, c) for c in PARKS.columns if c not in special}, **special},
-                  p.id)]  # fmt: skip
+    special = {
+        "special_limits_apply": sel.applies if sel else None,
+        "special_limits_basis": sel.basis if sel else None,
+        "special_limits_since": sel.since if sel else None,
+    }
+    out = [
+        _Entry(
+            PARKS,
+            "park",
+            (p.id,),
+            {**{c: getattr(p, c) for c in PARKS.columns if c not in special}, **special},
+            p.id,
+        )
+    ]
     for i, c in enumerate(pf.clusters):
-        out.append(_Entry(CLUSTERS, f"clusters[{i}]", (c.id,),
-                          {"park_id": p.id, "name": c.name, "name_en": c.name_en, "industry": c.industry}, p.id))
+        out.append(
+            _Entry(
+                CLUSTERS,
+                f"clusters[{i}]",
+                (c.id,),
+                {"park_id": p.id, "name": c.name, "name_en": c.name_en, "industry": c.industry},
+                p.id,
+            )
+        )
     for i, f in enumerate(pf.firms):
         at = f"firms[{i}]"
-        out.append(_Entry(FIRMS, at, (f.id,), {
-            "park_id": p.id, "cluster_id": f.cluster, "name": f.name, "name_en": f.name_en,
-            "credit_code": f.credit_code, "land_mu": f.land_mu, "industry": f.industry, "size_class": f.size_class,
-            "production_start": f.production_start,
-        }, p.id))  # fmt: skip
+        out.append(
+            _Entry(
+                FIRMS,
+                at,
+                (f.id,),
+                {
+                    "park_id": p.id,
+                    "cluster_id": f.cluster,
+                    "name": f.name,
+                    "name_en": f.name_en,
+                    "credit_code": f.credit_code,
+                    "land_mu": f.land_mu,
+                    "industry": f.industry,
+                    "size_class": f.size_class,
+                    "production_start": f.production_start,
+                },
+                p.id,
+            )
+        )
         for j, w in enumerate(f.workshops):
-            out.append(_Entry(WORKSHOPS, f"{at}.workshops[{j}]", (w.id,), {
-                "firm_id": f.id, "name": w.name, "name_en": w.name_en, "smart_declared": w.smart_declared}, p.id))
+            out.append(
+                _Entry(
+                    WORKSHOPS,
+                    f"{at}.workshops[{j}]",
+                    (w.id,),
+                    {
+                        "firm_id": f.id,
+                        "name": w.name,
+                        "name_en": w.name_en,
+                        "smart_declared": w.smart_declared,
+                    },
+                    p.id,
+                )
+            )
         for j, g in enumerate(f.gateways):
-            out.append(_Entry(GATEWAYS, f"{at}.gateways[{j}]", (g.id,), {"firm_id": f.id, "name": g.name}, p.id))
+            out.append(
+                _Entry(GATEWAYS, f"{at}.gateways[{j}]", (g.id,), {"firm_id": f.id, "name": g.name}, p.id)
+            )
             for k, d in enumerate(g.devices):
                 values = {c: getattr(d, c) for c in DEVICES.columns if c != "workshop_id"}
-                out.append(_Entry(DEVICES, f"{at}.gateways[{j}].devices[{k}]", (g.id, d.id),
-                                    {"workshop_id": d.workshop, **values}, p.id))
+                out.append(
+                    _Entry(
+                        DEVICES,
+                        f"{at}.gateways[{j}].devices[{k}]",
+                        (g.id, d.id),
+                        {"workshop_id": d.workshop, **values},
+                        p.id,
+                    )
+                )
     return out
 
 
-def _current(conn: psycopg.Connection, t: _Table, keys: list[tuple[str, ...]]
-             ) -> dict[tuple[str, ...], tuple[dict[str, object], str | None]]:  # fmt: skip
+def _current(
+    conn: psycopg.Connection, t: _Table, keys: list[tuple[str, ...]]
+) -> dict[tuple[str, ...], tuple[dict[str, object], str | None]]:
     """The stored rows for these keys: key → (columns, the park the row is in now)."""
     if not keys:
         return {}
-    q = sql.SQL("SELECT {key}, {cols}, {park} FROM {t} t WHERE ({key}) IN (SELECT * FROM unnest({arrays}))").format(
+    q = sql.SQL(
+        "SELECT {key}, {cols}, {park} FROM {t} t WHERE ({key}) IN (SELECT * FROM unnest({arrays}))"
+    ).format(
         key=sql.SQL(", ").join(sql.Identifier("t", k) for k in t.key),
         cols=sql.SQL(", ").join(sql.Identifier("t", c) for c in t.columns),
         park=sql.SQL(t.park_sql),  # a constant of this module
@@ -254,16 +383,22 @@ def _count(conn: psycopg.Connection, query: str, ident: str) -> int:
     return int(row[0])
 
 
-def _compare(conn: psycopg.Connection, e: _Entry, stored: tuple[dict[str, object], str | None] | None) -> Change:
+def _compare(
+    conn: psycopg.Connection, e: _Entry, stored: tuple[dict[str, object], str | None] | None
+) -> Change:
     t, ident = e.table, "/".join(e.key)
     if stored is None:
-        return Change("add", t.entity, ident, e.at, {c: (None, v) for c, v in e.values.items()}, to_park=e.park)
+        return Change(
+            "add", t.entity, ident, e.at, {c: (None, v) for c, v in e.values.items()}, to_park=e.park
+        )
     before, park_now = stored
     diff = {c: (before[c], v) for c, v in e.values.items() if not _same(t, c, before[c], v)}
     if t.parent and t.parent in diff:
         old_parent, new_parent = diff[t.parent]
         carried = {what: _count(conn, q, ident) for what, q in _CARRIED[t.entity]}
-        return Change("move", t.entity, ident, e.at, diff, park_now, e.park, str(old_parent), str(new_parent), carried)
+        return Change(
+            "move", t.entity, ident, e.at, diff, park_now, e.park, str(old_parent), str(new_parent), carried
+        )
     return Change("update" if diff else "unchanged", t.entity, ident, e.at, diff, park_now, e.park)
 
 
@@ -279,7 +414,9 @@ def plan_import(conn: psycopg.Connection, pf: ParkFile) -> ImportPlan:
     return ImportPlan(pf.park.id, changes, counts)
 
 
-def apply_import(conn: psycopg.Connection, pf: ParkFile, *, move: bool = False, source: str | None = None) -> ImportPlan:
+def apply_import(
+    conn: psycopg.Connection, pf: ParkFile, *, move: bool = False, source: str | None = None
+) -> ImportPlan:
     """Plan and write `pf` in one transaction. Moves raise MovesRefused (nothing written) unless `move`;
     allowed moves are recorded in registry_audit."""
     with conn.transaction():
@@ -310,12 +447,26 @@ def _audit(conn: psycopg.Connection, moves: Iterable[Change], source: str | None
                 """INSERT INTO registry_audit (action, entity, entity_id, from_park_id, to_park_id, from_parent,
                                                to_parent, diff, carried, source, os_user)
                    VALUES ('move', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                (m.entity, m.id, m.from_park, m.to_park, m.from_parent, m.to_parent,
-                 Jsonb({c: [b, a] for c, (b, a) in m.diff.items()}, dumps=_dumps), Jsonb(m.carried), source, user),
-            )  # fmt: skip
+                (
+                    m.entity,
+                    m.id,
+                    m.from_park,
+                    m.to_park,
+                    m.from_parent,
+                    m.to_parent,
+                    Jsonb({c: [b, a] for c, (b, a) in m.diff.items()}, dumps=_dumps),
+                    Jsonb(m.carried),
+                    source,
+                    user,
+                ),
+            )
     except psycopg.errors.UndefinedTable:
-        raise StoreError("registry_audit is missing: run `parkpulse db migrate` before moving entries") from None
+        raise StoreError(
+            "registry_audit is missing: run `parkpulse db migrate` before moving entries"
+        ) from None
 
 
 def _dumps(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=lambda v: float(v) if isinstance(v, Decimal) else str(v))
+    return json.dumps(
+        obj, ensure_ascii=False, default=lambda v: float(v) if isinstance(v, Decimal) else str(v)
+    )

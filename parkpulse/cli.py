@@ -86,14 +86,18 @@ def db_status(database_url: DsnOpt = None) -> None:
         out.print(f"timescaledb: {h.timescaledb_version or 'not installed in this database'}")
         lag = h.lag
         if lag.dirty_buckets:
-            out.print(f"rollup lag: {lag.oldest_mark_age_s or 0:.0f} s, {lag.dirty_buckets} fifteen-minute bucket(s) "
-                      f"waiting, the oldest from {lag.oldest_bucket:%Y-%m-%d %H:%M %Z}")
+            out.print(
+                f"rollup lag: {lag.oldest_mark_age_s or 0:.0f} s, {lag.dirty_buckets} fifteen-minute bucket(s) "
+                f"waiting, the oldest from {lag.oldest_bucket:%Y-%m-%d %H:%M %Z}"
+            )
         else:
             out.print("rollup lag: 0 s (nothing waits)")
         for j in h.failed_jobs:
-            out.print(f"[red]background job {j.job_id} {j.proc_name}"
-                      f"{' on ' + j.relation if j.relation else ''} failed[/red] ({j.total_failures} failure(s), last "
-                      f"{j.last_run_started_at:%Y-%m-%d %H:%M:%S %Z}): {j.error or 'no error text'}")
+            out.print(
+                f"[red]background job {j.job_id} {j.proc_name}"
+                f"{' on ' + j.relation if j.relation else ''} failed[/red] ({j.total_failures} failure(s), last "
+                f"{j.last_run_started_at:%Y-%m-%d %H:%M:%S %Z}): {j.error or 'no error text'}"
+            )
     table = Table("version", "name", "applied at")
     for v, name, at in st.applied:
         table.add_row(f"{v:04d}", name, at)
@@ -138,9 +142,17 @@ def registry_validate(file: Annotated[Path, typer.Argument(exists=True, dir_okay
 def registry_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     database_url: DsnOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would be added, updated and moved; write nothing")] = False,
-    move: Annotated[bool, typer.Option("--move", help="allow moving existing firms, gateways… to another park or firm "
-                                               "(their history moves with them)")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print what would be added, updated and moved; write nothing")
+    ] = False,
+    move: Annotated[
+        bool,
+        typer.Option(
+            "--move",
+            help="allow moving existing firms, gateways… to another park or firm "
+            "(their history moves with them)",
+        ),
+    ] = False,
 ) -> None:
     """Validate a park.yaml and upsert it into the registry (nothing is written if it has errors).
 
@@ -154,8 +166,12 @@ def registry_import(
     with connect(_dsn(database_url)) as conn:
         if dry_run:
             plan = plan_import(conn, pf)
-            out.print(f"dry run, nothing written — park {pf.park.id}: {plan.summary()}", markup=False, highlight=False,
-                      soft_wrap=True)
+            out.print(
+                f"dry run, nothing written — park {pf.park.id}: {plan.summary()}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
             for change in plan.changes:
                 if change.action != "unchanged":
                     _print_change(_SIGN[change.action], change.lines())
@@ -179,7 +195,9 @@ def _print_change(sign: str, lines: list[str]) -> None:
 
 @wire_app.command("schema")
 def wire_schema(
-    output: Annotated[Path, typer.Option("-o", "--output", help="folder for the schema files")] = Path("docs/schema"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for the schema files")] = Path(
+        "docs/schema"
+    ),
 ) -> None:
     """Write the JSON Schemas of the wire contract (batch, status)."""
     from parkpulse.wire import Batch, Status
@@ -187,7 +205,9 @@ def wire_schema(
     output.mkdir(parents=True, exist_ok=True)
     for name, model in (("batch", Batch), ("status", Status)):
         path = output / f"{name}.schema.json"
-        path.write_text(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.write_text(
+            json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         out.print(f"wrote {path}")
 
 

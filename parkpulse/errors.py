@@ -38,7 +38,9 @@ class FieldError(ParkPulseError):
         self.reason = reason
         shown = self.shown_value
         got = f" (got {shown})"
-        super().__init__(f"{path}: {reason}" + ("" if got in reason else got))  # said once when the reason says it
+        super().__init__(
+            f"{path}: {reason}" + ("" if got in reason else got)
+        )  # said once when the reason says it
 
     @property
     def shown_value(self) -> str:

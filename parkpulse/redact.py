@@ -91,7 +91,12 @@ def _url(text: str) -> str:
     scheme, sep, rest = text.partition("://")
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority, tail = rest[:end], rest[end:]
-    if "@" not in authority and "@" in tail and ":" in authority and not authority.rpartition(":")[2].isdigit():
+    if (
+        "@" not in authority
+        and "@" in tail
+        and ":" in authority
+        and not authority.rpartition(":")[2].isdigit()
+    ):
         # `user:pa/ss@host`: a password with an unencoded / ? or # — userinfo runs to the last @
         at = tail.rfind("@")
         more = min((i for i in (tail.find(c, at) for c in "/?#") if i >= 0), default=len(tail))

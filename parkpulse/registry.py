@@ -21,9 +21,23 @@ from parkpulse.text import control_character
 from parkpulse.wire import ID_PATTERN, reserved_gateway_id
 
 __all__ = [
-    "FUELS", "Change", "Cluster", "Device", "Firm", "Gateway", "ImportPlan", "MovesRefused", "ParkFile", "ParkInfo",
-    "SpecialEmissionLimits", "Workshop", "apply_import", "import_registry", "load_park_file", "plan_import",
-]  # fmt: skip
+    "FUELS",
+    "Change",
+    "Cluster",
+    "Device",
+    "Firm",
+    "Gateway",
+    "ImportPlan",
+    "MovesRefused",
+    "ParkFile",
+    "ParkInfo",
+    "SpecialEmissionLimits",
+    "Workshop",
+    "apply_import",
+    "import_registry",
+    "load_park_file",
+    "plan_import",
+]
 
 # Fuels of a monitored stack (GB 13271 has a column per fuel); a boiler's source_type is `<fuel>_boiler`.
 FUELS = ("coal", "oil", "gas")
@@ -168,9 +182,15 @@ def cross_check(pf: ParkFile) -> list[FieldError]:
                     problems.append(FieldError(f"{dat}.id", d.id, "duplicate device id on this gateway"))
                 seen_dev.add(d.id)
                 if d.workshop and d.workshop not in ws:
-                    problems.append(FieldError(f"{dat}.workshop", d.workshop, "no such workshop in this firm"))
+                    problems.append(
+                        FieldError(f"{dat}.workshop", d.workshop, "no such workshop in this firm")
+                    )
                 if d.carrier and d.carrier not in carriers:
-                    problems.append(FieldError(f"{dat}.carrier", d.carrier, f"unknown carrier (known: {sorted(carriers)})"))
+                    problems.append(
+                        FieldError(
+                            f"{dat}.carrier", d.carrier, f"unknown carrier (known: {sorted(carriers)})"
+                        )
+                    )
                 problems += _stack_problems(dat, d)
     return problems
 
@@ -181,16 +201,29 @@ def _stack_problems(at: str, d: Device) -> list[FieldError]:
     if d.kind != "cems":
         for name in ("fuel", "age_class"):
             if getattr(d, name) is not None:
-                out.append(FieldError(f"{at}.{name}", getattr(d, name), "only a CEMS stack (kind cems) has this"))
+                out.append(
+                    FieldError(f"{at}.{name}", getattr(d, name), "only a CEMS stack (kind cems) has this")
+                )
         return out
     if d.fuel is None:
         out.append(FieldError(f"{at}.fuel", None, f"a CEMS stack needs its fuel, one of {list(FUELS)}"))
     if d.age_class is None:
-        out.append(FieldError(f"{at}.age_class", None,
-                              "a CEMS stack needs its age class: existing (在用) or new (新建, EIA approved from 2014-07-01)"))  # fmt: skip
+        out.append(
+            FieldError(
+                f"{at}.age_class",
+                None,
+                "a CEMS stack needs its age class: existing (在用) or new (新建, EIA approved from 2014-07-01)",
+            )
+        )
     st = d.source_type or ""
     if d.fuel is not None and st.endswith("_boiler") and st != f"{d.fuel}_boiler":
-        out.append(FieldError(f"{at}.source_type", d.source_type, f"does not match fuel {d.fuel!r} (expected {d.fuel}_boiler)"))
+        out.append(
+            FieldError(
+                f"{at}.source_type",
+                d.source_type,
+                f"does not match fuel {d.fuel!r} (expected {d.fuel}_boiler)",
+            )
+        )
     return out
 
 
@@ -210,9 +243,15 @@ def load_park_file(path: str | Path) -> ParkFile:
         for err in exc.errors():
             if err["type"] == "value_error" and not err["loc"]:
                 # cross-check problems, already with their paths
-                problems.extend(FieldError(*_split_cross(m)) for m in err["msg"].removeprefix("Value error, ").split("; "))
+                problems.extend(
+                    FieldError(*_split_cross(m)) for m in err["msg"].removeprefix("Value error, ").split("; ")
+                )
             else:
-                problems.append(FieldError(field_path(err["loc"]), err.get("input"), err["msg"].removeprefix("Value error, ")))
+                problems.append(
+                    FieldError(
+                        field_path(err["loc"]), err.get("input"), err["msg"].removeprefix("Value error, ")
+                    )
+                )
         raise ValidationReport(str(p), problems) from None
 
 

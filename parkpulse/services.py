@@ -118,7 +118,9 @@ def _hand_to_broker_user(folder: Path) -> None:
 class MosquittoBroker:
     """A private Mosquitto with ParkPulse's configuration (no silent drops, persistence on)."""
 
-    def __init__(self, port: int | None = None, data_dir: str | Path | None = None, bind: str = "127.0.0.1") -> None:
+    def __init__(
+        self, port: int | None = None, data_dir: str | Path | None = None, bind: str = "127.0.0.1"
+    ) -> None:
         self.port = port or free_port()
         self.bind = bind
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -136,7 +138,11 @@ class MosquittoBroker:
 
     def config_text(self) -> str:
         tmpl = resources.files("parkpulse.broker").joinpath("mosquitto.conf.in").read_text(encoding="utf-8")
-        return tmpl.replace("@PORT@", str(self.port)).replace("@DATA@", str(self.data_dir)).replace("@BIND@", self.bind)
+        return (
+            tmpl.replace("@PORT@", str(self.port))
+            .replace("@DATA@", str(self.data_dir))
+            .replace("@BIND@", self.bind)
+        )
 
     def start(self, timeout: float = 10.0) -> MosquittoBroker:
         conf = self.data_dir / "mosquitto.conf"
@@ -149,7 +155,11 @@ class MosquittoBroker:
         )
         if not wait_port(self.bind, self.port, timeout):
             self.stop()
-            log = (self.data_dir / "mosquitto.log").read_text(errors="replace")[-2000:] if (self.data_dir / "mosquitto.log").exists() else ""
+            log = (
+                (self.data_dir / "mosquitto.log").read_text(errors="replace")[-2000:]
+                if (self.data_dir / "mosquitto.log").exists()
+                else ""
+            )
             raise ServiceUnavailable(f"private Mosquitto on port {self.port} did not start\n{log}")
         return self
 
@@ -179,7 +189,9 @@ class MosquittoBroker:
     def __enter__(self) -> MosquittoBroker:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

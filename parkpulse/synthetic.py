@@ -16,21 +16,46 @@ import psycopg
 from parkpulse.registry import Device, Firm, Gateway, ParkFile, ParkInfo, Workshop
 from parkpulse.wire import batch_payload, data_topic
 
-__all__ = ["METER_METRICS", "ReadingRow", "SyntheticGateway", "synthetic_gateways", "synthetic_park", "write_readings"]
+__all__ = [
+    "METER_METRICS",
+    "ReadingRow",
+    "SyntheticGateway",
+    "synthetic_gateways",
+    "synthetic_park",
+    "write_readings",
+]
 
 # (device_pk, metric_id, ts, value, quality)
 ReadingRow = tuple[int, int, datetime, float | None, int]
 
 # 20 values of a three-phase meter, as the gateway benchmark reads them.
 METER_METRICS = (
-    "elec_import_kwh", "elec_export_kwh", "elec_reactive_kvarh", "active_power_kw", "reactive_power_kvar",
-    "power_factor", "voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "current_l1_a", "current_l2_a",
-    "current_l3_a", "frequency_hz", "temperature_c", "humidity_pct", "pressure_kpa", "gas_volume_m3",
-    "water_volume_m3", "steam_mass_t", "heat_gj",
-)  # fmt: skip
+    "elec_import_kwh",
+    "elec_export_kwh",
+    "elec_reactive_kvarh",
+    "active_power_kw",
+    "reactive_power_kvar",
+    "power_factor",
+    "voltage_l1_v",
+    "voltage_l2_v",
+    "voltage_l3_v",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
+    "frequency_hz",
+    "temperature_c",
+    "humidity_pct",
+    "pressure_kpa",
+    "gas_volume_m3",
+    "water_volume_m3",
+    "steam_mass_t",
+    "heat_gj",
+)
 
 
-def synthetic_park(park_id: str, firms: int = 10, gateways_per_firm: int = 1, meters_per_gateway: int = 10) -> ParkFile:
+def synthetic_park(
+    park_id: str, firms: int = 10, gateways_per_firm: int = 1, meters_per_gateway: int = 10
+) -> ParkFile:
     out: list[Firm] = []
     for f in range(firms):
         fid = f"{park_id}-f{f:04d}"
@@ -38,18 +63,32 @@ def synthetic_park(park_id: str, firms: int = 10, gateways_per_firm: int = 1, me
             Gateway(
                 id=f"{fid}-g{g}",
                 devices=[
-                    Device(id=f"m{m:03d}", kind="meter", profile="generic", meter_level=1 if m == 0 else 2,
-                           carrier="electricity", poll_interval_s=1.0)
+                    Device(
+                        id=f"m{m:03d}",
+                        kind="meter",
+                        profile="generic",
+                        meter_level=1 if m == 0 else 2,
+                        carrier="electricity",
+                        poll_interval_s=1.0,
+                    )
                     for m in range(meters_per_gateway)
                 ],
             )
             for g in range(gateways_per_firm)
         ]
         out.append(
-            Firm(id=fid, name=f"合成企业{f}", name_en=f"Synthetic firm {f}", land_mu=50 + (f % 7) * 10,
-                 workshops=[Workshop(id=f"{fid}-w1", name="一车间")], gateways=gws)
+            Firm(
+                id=fid,
+                name=f"合成企业{f}",
+                name_en=f"Synthetic firm {f}",
+                land_mu=50 + (f % 7) * 10,
+                workshops=[Workshop(id=f"{fid}-w1", name="一车间")],
+                gateways=gws,
+            )
         )
-    return ParkFile(park=ParkInfo(id=park_id, name=f"合成园区 {park_id}", name_en="synthetic park"), firms=out)
+    return ParkFile(
+        park=ParkInfo(id=park_id, name=f"合成园区 {park_id}", name_en="synthetic park"), firms=out
+    )
 
 
 @dataclass
@@ -109,4 +148,3 @@ def write_readings(conn: psycopg.Connection, rows: Sequence[ReadingRow]) -> None
         (sorted({r[2] for r in rows}),),
     )
     conn.commit()
-

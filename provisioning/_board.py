@@ -116,8 +116,15 @@ def _thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
 
 
 def timeseries_panel(
-    title: str, description: str, sql: str, *, unit: str = "short", w: int = 12, h: int = 8,
-    bars_style: bool = False, interval: str | None = None,
+    title: str,
+    description: str,
+    sql: str,
+    *,
+    unit: str = "short",
+    w: int = 12,
+    h: int = 8,
+    bars_style: bool = False,
+    interval: str | None = None,
 ) -> timeseries.Panel:
     p = (
         timeseries.Panel()
@@ -130,7 +137,12 @@ def timeseries_panel(
         .height(h)
         .fill_opacity(10 if not bars_style else 80)
         .draw_style(cm.GraphDrawStyle.BARS if bars_style else cm.GraphDrawStyle.LINE)
-        .legend(common.VizLegendOptions().display_mode(cm.LegendDisplayMode.LIST).placement(cm.LegendPlacement.BOTTOM).show_legend(True))
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(cm.LegendDisplayMode.LIST)
+            .placement(cm.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
     )
     if interval:
         p = p.interval(interval)
@@ -138,8 +150,15 @@ def timeseries_panel(
 
 
 def stats(
-    title: str, description: str, sql: str, *, unit: str = "short", w: int = 6, h: int = 5,
-    thresholds: tuple[tuple[float | None, str], ...] = ((None, "green"),), decimals: int | None = None,
+    title: str,
+    description: str,
+    sql: str,
+    *,
+    unit: str = "short",
+    w: int = 6,
+    h: int = 5,
+    thresholds: tuple[tuple[float | None, str], ...] = ((None, "green"),),
+    decimals: int | None = None,
 ) -> stat.Panel:
     p = (
         stat.Panel()
@@ -175,7 +194,14 @@ def table_panel(title: str, description: str, sql: str, *, w: int = 12, h: int =
 
 
 def bars(
-    title: str, description: str, sql: str, *, unit: str = "short", w: int = 12, h: int = 8, stacked: bool = False
+    title: str,
+    description: str,
+    sql: str,
+    *,
+    unit: str = "short",
+    w: int = 12,
+    h: int = 8,
+    stacked: bool = False,
 ) -> barchart.Panel:
     return (
         barchart.Panel()
@@ -188,5 +214,10 @@ def bars(
         .height(h)
         .show_value(cm.VisibilityMode.AUTO)
         .stacking(cm.StackingMode.NORMAL if stacked else cm.StackingMode.NONE)
-        .legend(common.VizLegendOptions().display_mode(cm.LegendDisplayMode.LIST).placement(cm.LegendPlacement.BOTTOM).show_legend(True))
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(cm.LegendDisplayMode.LIST)
+            .placement(cm.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
     )

@@ -38,12 +38,12 @@ def _emission_sql(metric: str) -> str:
       JOIN v_devices d USING (device_pk)
       LEFT JOIN v_readings_1h o ON o.device_pk = r.device_pk AND o.bucket = r.bucket AND o.metric = 'o2_pct'
       LEFT JOIN o2ref x ON x.source_type = d.source_type
-      WHERE {firm_filter('r')} AND r.metric = '{metric}' AND $__timeFilter(r.bucket)
+      WHERE {firm_filter("r")} AND r.metric = '{metric}' AND $__timeFilter(r.bucket)
     ),
     lim AS (
       SELECT h.hour, h.firm_id || ' ' || h.device_id AS stack, min(h.limit_value) AS limit_value
       FROM v_emission_hours h
-      WHERE {firm_filter('h')} AND h.metric = '{metric}' AND h.limit_value IS NOT NULL AND $__timeFilter(h.hour)
+      WHERE {firm_filter("h")} AND h.metric = '{metric}' AND h.limit_value IS NOT NULL AND $__timeFilter(h.hour)
       GROUP BY 1, 2
     )
     SELECT bucket AS "time", stack || ' 折算浓度' AS metric,
@@ -67,28 +67,33 @@ def environment() -> dm.Dashboard:
         refresh="1m",
     )
     for metric, zh, en in _POLLUTANTS:
-        b.add(timeseries_panel(
-            f"{zh} 小时均值 vs 限值",
-            f"Hourly average {en} per stack, converted to the reference oxygen content of its source "
-            "type with the stack's O2 hourly average (the measured value where O2 or the source type "
-            "is unknown), against the limit the alert engine judged that stack-hour by (v_emission_hours: "
-            "its fuel and age-class table, Table 3 where the park's special limits apply, local overrides; "
-            "the basis is on the alert's evidence page). mg/m³.",
-            _emission_sql(metric),
-            unit="conmgm3", w=8,
-        ))
-    b.add(stats(
-        "数据有效率", "Share of the range's hours with a valid hourly average (at least the emission "
-        "rules' min_valid_minutes of good samples per hour, HJ 75/76, from v_emission_limits) over all "
-        "pollutant series of the selected CEMS devices.",
-        f"""
+        b.add(
+            timeseries_panel(
+                f"{zh} 小时均值 vs 限值",
+                f"Hourly average {en} per stack, converted to the reference oxygen content of its source "
+                "type with the stack's O2 hourly average (the measured value where O2 or the source type "
+                "is unknown), against the limit the alert engine judged that stack-hour by (v_emission_hours: "
+                "its fuel and age-class table, Table 3 where the park's special limits apply, local overrides; "
+                "the basis is on the alert's evidence page). mg/m³.",
+                _emission_sql(metric),
+                unit="conmgm3",
+                w=8,
+            )
+        )
+    b.add(
+        stats(
+            "数据有效率",
+            "Share of the range's hours with a valid hourly average (at least the emission "
+            "rules' min_valid_minutes of good samples per hour, HJ 75/76, from v_emission_limits) over all "
+            "pollutant series of the selected CEMS devices.",
+            f"""
         WITH h AS (
           SELECT r.device_pk, r.metric, count(*) FILTER (
                    WHERE r.n_good >= v.min_valid_minutes * 60.0 / coalesce(d.poll_interval_s, 60)) AS valid_hours
           FROM v_readings_1h r
           JOIN v_devices d USING (device_pk)
           CROSS JOIN {_VALID_MINUTES} v
-          WHERE {firm_filter('r')} AND d.kind = 'cems'
+          WHERE {firm_filter("r")} AND d.kind = 'cems'
             AND r.metric IN ({_POLLUTANT_LIST}) AND $__timeFilter(r.bucket)
           GROUP BY 1, 2
         )
@@ -97,13 +102,19 @@ def environment() -> dm.Dashboard:
                AS "有效率 %"
         FROM h
         """,
-        unit="percent", w=6, decimals=1, thresholds=((None, "red"), (75, "orange"), (90, "green")),
-    ))
-    b.add(table_panel(
-        "CEMS 数据有效性", "Per stack and pollutant: hours with data, valid hours (HJ 75/76, the emission "
-        "rules' min_valid_minutes from v_emission_limits), "
-        "samples flagged not good, worst quality seen (0 good … 4 bad).",
-        f"""
+            unit="percent",
+            w=6,
+            decimals=1,
+            thresholds=((None, "red"), (75, "orange"), (90, "green")),
+        )
+    )
+    b.add(
+        table_panel(
+            "CEMS 数据有效性",
+            "Per stack and pollutant: hours with data, valid hours (HJ 75/76, the emission "
+            "rules' min_valid_minutes from v_emission_limits), "
+            "samples flagged not good, worst quality seen (0 good … 4 bad).",
+            f"""
         SELECT r.firm_id AS "企业 firm", r.device_id AS "设备 device", r.metric AS "指标 metric",
                count(*) AS "有数据小时 hours",
                count(*) FILTER (WHERE r.n_good >= v.min_valid_minutes * 60.0 / coalesce(d.poll_interval_s, 60))
@@ -112,34 +123,40 @@ def environment() -> dm.Dashboard:
         FROM v_readings_1h r
         JOIN v_devices d USING (device_pk)
         CROSS JOIN {_VALID_MINUTES} v
-        WHERE {firm_filter('r')} AND d.kind = 'cems'
+        WHERE {firm_filter("r")} AND d.kind = 'cems'
           AND r.metric IN ({_POLLUTANT_LIST}) AND $__timeFilter(r.bucket)
         GROUP BY 1, 2, 3
         ORDER BY 1, 2, 3
         """,
-        w=18,
-    ))
-    b.add(table_panel(
-        "数据缺失", "Data the gateways reported missing and batches that never arrived "
-        "(v_data_gaps, with the firm from v_gateway_status).",
-        f"""
+            w=18,
+        )
+    )
+    b.add(
+        table_panel(
+            "数据缺失",
+            "Data the gateways reported missing and batches that never arrived "
+            "(v_data_gaps, with the firm from v_gateway_status).",
+            f"""
         SELECT g.kind AS "类型 kind", s.firm_id AS "企业 firm", g.gateway_id AS "网关 gateway",
                g.device_id AS "设备 device", g.metric AS "指标 metric", g.start_ts AS "开始 start",
                g.end_ts AS "结束 end", g.count AS "数量 count", g.reason AS "原因 reason",
                g.reported_at AS "报告 reported", g.filled_at AS "补齐 filled"
         FROM v_data_gaps g
         JOIN v_gateway_status s USING (gateway_id)
-        WHERE {firm_filter('s')}
+        WHERE {firm_filter("s")}
           AND coalesce(g.start_ts, g.reported_at) BETWEEN $__timeFrom()::timestamptz AND $__timeTo()::timestamptz
         ORDER BY g.reported_at DESC
         LIMIT 500
         """,
-        w=12,
-    ))
-    b.add(table_panel(
-        "环保告警", "Open emission, data-gap and tamper alerts (v_alerts_open); evidence and "
-        "acknowledgement are in the console.",
-        f"""
+            w=12,
+        )
+    )
+    b.add(
+        table_panel(
+            "环保告警",
+            "Open emission, data-gap and tamper alerts (v_alerts_open); evidence and "
+            "acknowledgement are in the console.",
+            f"""
         SELECT opened_at AS "开始 opened", severity AS "级别 severity", kind AS "类型 kind",
                firm_id AS "企业 firm", device_id AS "设备 device", metric AS "指标 metric",
                value AS "值 value", limit_value AS "限值 limit", unit AS "单位 unit", state AS "状态 state",
@@ -150,13 +167,16 @@ def environment() -> dm.Dashboard:
         ORDER BY opened_at DESC
         LIMIT 200
         """,
-        w=12,
-    ))
-    b.add(table_panel(
-        "排放限值与来源", "The emission limits and reference oxygen the alert engine applies, with their "
-        "sources (v_emission_limits; edit alerts/data/emission_limits.yaml, then restart the engine "
-        "or run `parkpulse alerts limits sync`). 核实 = checked against the standard's primary text.",
-        """
+            w=12,
+        )
+    )
+    b.add(
+        table_panel(
+            "排放限值与来源",
+            "The emission limits and reference oxygen the alert engine applies, with their "
+            "sources (v_emission_limits; edit alerts/data/emission_limits.yaml, then restart the engine "
+            "or run `parkpulse alerts limits sync`). 核实 = checked against the standard's primary text.",
+            """
         SELECT source_type AS "排放源 source type", metric AS "指标 metric", limit_mg_m3 AS "限值 mg/m³",
                reference_o2_pct AS "基准氧 %", limit_id AS "限值集 set", active AS "启用 active",
                array_to_string(parks, ', ') AS "园区 parks", standard AS "标准 standard", clause AS "条款 clause",
@@ -166,6 +186,7 @@ def environment() -> dm.Dashboard:
         WHERE parks IS NULL OR '$park' = ANY (parks)
         ORDER BY entry = 'reference_o2', source_type, metric, limit_id
         """,
-        w=24,
-    ))
+            w=24,
+        )
+    )
     return b.build()

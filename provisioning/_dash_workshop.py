@@ -21,7 +21,7 @@ st AS (
          least(1.0, count(*) * max(coalesce(d.poll_interval_s, 60)) / 3600.0) AS covered_h
   FROM v_readings r
   JOIN v_devices d USING (device_pk)
-  WHERE {firm_filter('r')} AND r.metric = 'machine_state' AND $__timeFilter(r.ts)
+  WHERE {firm_filter("r")} AND r.metric = 'machine_state' AND $__timeFilter(r.ts)
   GROUP BY 1, 2, 3
 ),
 cnt AS (
@@ -52,23 +52,31 @@ def smart_workshop() -> dm.Dashboard:
         time_from="now-24h",
         refresh="1m",
     )
-    b.add(stats(
-        "设备联网率", "Networked: share of the workshops' registered devices that have ever reported "
-        "(v_device_last_seen). Online: share that reported within 3 poll intervals (at least 15 min).",
-        f"""
+    b.add(
+        stats(
+            "设备联网率",
+            "Networked: share of the workshops' registered devices that have ever reported "
+            "(v_device_last_seen). Online: share that reported within 3 poll intervals (at least 15 min).",
+            f"""
         SELECT 100.0 * count(*) FILTER (WHERE s.last_ts IS NOT NULL) / nullif(count(*), 0) AS "联网率 %",
                100.0 * count(*) FILTER (WHERE s.silent_s <= greatest(3 * coalesce(s.poll_interval_s, 60), 900))
                      / nullif(count(*), 0) AS "在线率 %"
         FROM v_device_last_seen s
         JOIN v_devices d USING (device_pk)
-        WHERE {firm_filter('s')} AND d.workshop_id IS NOT NULL AND d.enabled
+        WHERE {firm_filter("s")} AND d.workshop_id IS NOT NULL AND d.enabled
         """,
-        unit="percent", w=8, decimals=1, thresholds=((None, "red"), (60, "orange"), (90, "green")),
-    ))
-    b.add(stats(
-        "OEE 三要素", "Over the time range, all selected lines: availability (running / planned time), "
-        "performance (parts / ideal rate × running time), quality (good / all parts), OEE = A × P × Q.",
-        f"""
+            unit="percent",
+            w=8,
+            decimals=1,
+            thresholds=((None, "red"), (60, "orange"), (90, "green")),
+        )
+    )
+    b.add(
+        stats(
+            "OEE 三要素",
+            "Over the time range, all selected lines: availability (running / planned time), "
+            "performance (parts / ideal rate × running time), quality (good / all parts), OEE = A × P × Q.",
+            f"""
         WITH {_OEE_CTES},
         tot AS (
           SELECT sum(st.covered_h * st.run_frac) AS run_h, sum(st.covered_h * (1 - st.planned_stop_frac)) AS planned_h,
@@ -83,23 +91,33 @@ def smart_workshop() -> dm.Dashboard:
                    AS "OEE %"
         FROM tot
         """,
-        unit="percent", w=16, decimals=1, thresholds=((None, "red"), (60, "orange"), (85, "green")),
-    ))
-    b.add(timeseries_panel(
-        "OEE (按产线, 小时)", "Hourly OEE per production line: good parts / (ideal rate × planned "
-        "time), %. Line devices report machine_state, good_count, reject_count, ideal_rate_pcs_h.",
-        f"""
+            unit="percent",
+            w=16,
+            decimals=1,
+            thresholds=((None, "red"), (60, "orange"), (85, "green")),
+        )
+    )
+    b.add(
+        timeseries_panel(
+            "OEE (按产线, 小时)",
+            "Hourly OEE per production line: good parts / (ideal rate × planned "
+            "time), %. Line devices report machine_state, good_count, reject_count, ideal_rate_pcs_h.",
+            f"""
         WITH {_OEE_CTES}
         SELECT to_timestamp(st.t) AS "time", st.line AS metric,
                100 * h.good / nullif(h.ideal * st.covered_h * (1 - st.planned_stop_frac), 0) AS value
         FROM st JOIN h USING (device_pk, t)
         ORDER BY 1, 2
         """,
-        unit="percent", w=24,
-    ))
-    b.add(timeseries_panel(
-        "产量 (小时)", "Good and rejected parts per hour, all selected lines.",
-        f"""
+            unit="percent",
+            w=24,
+        )
+    )
+    b.add(
+        timeseries_panel(
+            "产量 (小时)",
+            "Good and rejected parts per hour, all selected lines.",
+            f"""
         WITH c AS (
           SELECT metric, bucket, last - lag(last) OVER (PARTITION BY device_pk, metric ORDER BY bucket) AS inc
           FROM v_readings_1h
@@ -113,12 +131,16 @@ def smart_workshop() -> dm.Dashboard:
         GROUP BY bucket
         ORDER BY 1
         """,
-        w=12, bars_style=True,
-    ))
-    b.add(table_panel(
-        "设备在线状态", "Every device of the selected firms: last reading, seconds silent, quality of "
-        "the last reading (0 good … 4 bad) and readings received (v_device_last_seen).",
-        f"""
+            w=12,
+            bars_style=True,
+        )
+    )
+    b.add(
+        table_panel(
+            "设备在线状态",
+            "Every device of the selected firms: last reading, seconds silent, quality of "
+            "the last reading (0 good … 4 bad) and readings received (v_device_last_seen).",
+            f"""
         SELECT firm_id AS "企业 firm", gateway_id AS "网关 gateway", device_id AS "设备 device",
                kind AS "类型 kind", last_ts AS "最后读数 last reading", round(silent_s::numeric) AS "静默秒 silent s",
                last_quality AS "质量 quality", readings AS "读数 readings"
@@ -126,11 +148,14 @@ def smart_workshop() -> dm.Dashboard:
         WHERE {firm_filter()}
         ORDER BY silent_s DESC NULLS FIRST, firm_id, device_id
         """,
-        w=12,
-    ))
-    b.add(table_panel(
-        "智能车间判定", "Smart-workshop verdicts per workshop (v_compliance, scheme smart_workshop).",
-        f"""
+            w=12,
+        )
+    )
+    b.add(
+        table_panel(
+            "智能车间判定",
+            "Smart-workshop verdicts per workshop (v_compliance, scheme smart_workshop).",
+            f"""
         SELECT year AS "年度 year", month AS "月 month", firm_id AS "企业 firm",
                coalesce(workshop_id, '—') AS "车间 workshop", verdict AS "判定 verdict", score AS "得分 score",
                evaluated_at AS "评估时间"
@@ -139,6 +164,7 @@ def smart_workshop() -> dm.Dashboard:
           AND year BETWEEN {FROM_YEAR} - 1 AND {TO_YEAR}
         ORDER BY year DESC, month DESC NULLS FIRST, firm_id, workshop_id
         """,
-        w=24,
-    ))
+            w=24,
+        )
+    )
     return b.build()

@@ -26,8 +26,19 @@ from provisioning._dash_workshop import smart_workshop
 from provisioning._pgquery import DATASOURCE_TYPE, DATASOURCE_UID
 
 __all__ = [
-    "DASHBOARDS", "DATASOURCE_TYPE", "DATASOURCE_UID", "DEFAULT_OUT", "FOLDER_TITLE", "FOLDER_UID",
-    "GRAFANA_BUILD", "GRAFANA_VERSION", "DashboardSpec", "diff_dir", "iter_panels", "render", "render_all",
+    "DASHBOARDS",
+    "DATASOURCE_TYPE",
+    "DATASOURCE_UID",
+    "DEFAULT_OUT",
+    "FOLDER_TITLE",
+    "FOLDER_UID",
+    "GRAFANA_BUILD",
+    "GRAFANA_VERSION",
+    "DashboardSpec",
+    "diff_dir",
+    "iter_panels",
+    "render",
+    "render_all",
     "write_all",
 ]
 

@@ -24,9 +24,15 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-DirOpt = Annotated[Path | None, typer.Option("--dir", help="dashboards folder (default deploy/grafana/dashboards)")]
-SourceOpt = Annotated[Path | None, typer.Option(
-    "--dir", help="read the dashboards' JSON from this folder (default: render them from the code)")]
+DirOpt = Annotated[
+    Path | None, typer.Option("--dir", help="dashboards folder (default deploy/grafana/dashboards)")
+]
+SourceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir", help="read the dashboards' JSON from this folder (default: render them from the code)"
+    ),
+]
 
 
 def _dir(value: Path | None) -> Path:
@@ -36,7 +42,9 @@ def _dir(value: Path | None) -> Path:
     if value is not None:
         return value
     if not DEFAULT_OUT.parent.is_dir():
-        err.print("no deploy/grafana/ here (installed package, not a source checkout): give --dir", markup=False)
+        err.print(
+            "no deploy/grafana/ here (installed package, not a source checkout): give --dir", markup=False
+        )
         raise typer.Exit(2)
     return DEFAULT_OUT
 
@@ -85,7 +93,9 @@ def generate(
 @app.command()
 def check(
     source: SourceOpt = None,
-    database_url: Annotated[str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL")] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL")
+    ] = None,
     park: Annotated[str | None, typer.Option(help="park id (default: the first one)")] = None,
     days: Annotated[float, typer.Option(help="time range: the last N days")] = 30.0,
 ) -> None:
@@ -106,7 +116,9 @@ def check(
             chosen = {"park": [park]} if park else None
             for r in check_dashboards(conn, dashboards, tr, chosen):
                 bad += bool(r.problems)
-                table.add_row(Text(r.dashboard), Text(r.panel), str(r.rows), Text("; ".join(r.problems) or "ok"))
+                table.add_row(
+                    Text(r.dashboard), Text(r.panel), str(r.rows), Text("; ".join(r.problems) or "ok")
+                )
     except (psycopg.Error, LookupError) as exc:
         err.print(f"check failed: {exc}", style="red", markup=False)
         raise typer.Exit(2) from exc
@@ -117,13 +129,21 @@ def check(
 
 @app.command()
 def push(
-    url: Annotated[str, typer.Option(envvar="PARKPULSE_GRAFANA_URL", help="Grafana base URL, e.g. http://grafana:3000")],
-    token: Annotated[str | None, typer.Option(envvar="PARKPULSE_GRAFANA_TOKEN",
-                                              help="service-account token (Editor or Admin)")] = None,
-    grafana_database_url: Annotated[str | None, typer.Option(
-        "--grafana-database-url", envvar="PARKPULSE_GRAFANA_DATABASE_URL",
-        help="PostgreSQL URL as Grafana reaches it, with the read-only user (default: PARKPULSE_DATABASE_URL)",
-    )] = None,
+    url: Annotated[
+        str, typer.Option(envvar="PARKPULSE_GRAFANA_URL", help="Grafana base URL, e.g. http://grafana:3000")
+    ],
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="PARKPULSE_GRAFANA_TOKEN", help="service-account token (Editor or Admin)"),
+    ] = None,
+    grafana_database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--grafana-database-url",
+            envvar="PARKPULSE_GRAFANA_DATABASE_URL",
+            help="PostgreSQL URL as Grafana reaches it, with the read-only user (default: PARKPULSE_DATABASE_URL)",
+        ),
+    ] = None,
     source: SourceOpt = None,
     timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds")] = 10.0,
 ) -> None:

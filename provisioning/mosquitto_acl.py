@@ -79,8 +79,13 @@ def gateway_acl(parks: Iterable[ParkFile]) -> str:
                     problems.append(f"gateway id {gw.id!r}: used twice ({seen[gw.id]} and {prefix})")
                 else:
                     seen[gw.id] = prefix
-                lines += [f"user {gw.id}", f"topic write {prefix}/data", f"topic write {prefix}/status",
-                          f"topic read {prefix}/resend", ""]
+                lines += [
+                    f"user {gw.id}",
+                    f"topic write {prefix}/data",
+                    f"topic write {prefix}/status",
+                    f"topic read {prefix}/resend",
+                    "",
+                ]
     if problems:
         raise ValueError("\n".join(problems))
     return "\n".join(lines) + SERVICE_ACL

@@ -61,7 +61,9 @@ def _run(conn: psycopg.Connection, sql: str) -> tuple[list[tuple[str, int]], lis
 
 
 def resolve_variables(
-    conn: psycopg.Connection, dashboard: Mapping[str, Any], time_range: TimeRange,
+    conn: psycopg.Connection,
+    dashboard: Mapping[str, Any],
+    time_range: TimeRange,
     chosen: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Variable]:
     """Run the dashboard's variable queries in order; a choice in `chosen` must be an option."""
@@ -72,7 +74,9 @@ def resolve_variables(
         _, rows = _run(conn, sql)
         options = [str(r[0]) for r in rows]
         multi, include_all = bool(v.get("multi")), bool(v.get("includeAll"))
-        picked = list(chosen[name]) if chosen and name in chosen else (options if include_all else options[:1])
+        picked = (
+            list(chosen[name]) if chosen and name in chosen else (options if include_all else options[:1])
+        )
         unknown = [p for p in picked if p not in options]
         if unknown:
             raise LookupError(f"variable ${name}: {unknown} not among its options {options}")
@@ -105,8 +109,14 @@ def _shape(panel_type: str, fmt: str, cols: list[tuple[str, int]], rows: list[tu
         times = [r[ti] for r in rows]
         if any(t is None for t in times):
             problems.append("NULL in the time column")
-        elif times != sorted(times, key=lambda t: t.timestamp() if isinstance(t, datetime) else
-                             (datetime(t.year, t.month, t.day).timestamp() if isinstance(t, date) else float(t))):
+        elif times != sorted(
+            times,
+            key=lambda t: (
+                t.timestamp()
+                if isinstance(t, datetime)
+                else (datetime(t.year, t.month, t.day).timestamp() if isinstance(t, date) else float(t))
+            ),
+        ):
             problems.append("rows are not sorted by time")
         if rows and values and not any(_numeric(r[i]) for r in rows for i in values):
             problems.append("every value is NULL")
@@ -129,8 +139,11 @@ def _shape(panel_type: str, fmt: str, cols: list[tuple[str, int]], rows: list[tu
 
 
 def check_dashboards(
-    conn: psycopg.Connection, dashboards: Mapping[str, Mapping[str, Any]], time_range: TimeRange,
-    chosen: Mapping[str, list[str]] | None = None, interval: str = "1h",
+    conn: psycopg.Connection,
+    dashboards: Mapping[str, Mapping[str, Any]],
+    time_range: TimeRange,
+    chosen: Mapping[str, list[str]] | None = None,
+    interval: str = "1h",
 ) -> Iterable[PanelResult]:
     """Yield one result per panel target; errors become problems, never exceptions."""
     for dname, d in dashboards.items():

@@ -85,7 +85,9 @@ def datasource_payload(ds: DatasourceSettings) -> dict[str, Any]:
 
 @dataclass
 class PushReport:
-    actions: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, uid, created|updated|unchanged)
+    actions: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # (kind, uid, created|updated|unchanged)
 
     def add(self, kind: str, uid: str, action: str) -> None:
         self.actions.append((kind, uid, action))
@@ -148,8 +150,12 @@ def connect(url: str, token: str | None, timeout: float = 10.0) -> Iterator[Graf
 
 
 def push(
-    api: GrafanaApi, datasource: DatasourceSettings, dashboards: Mapping[str, Mapping[str, Any]],
-    *, folder_uid: str = FOLDER_UID, folder_title: str = FOLDER_TITLE,
+    api: GrafanaApi,
+    datasource: DatasourceSettings,
+    dashboards: Mapping[str, Mapping[str, Any]],
+    *,
+    folder_uid: str = FOLDER_UID,
+    folder_title: str = FOLDER_TITLE,
 ) -> PushReport:
     report = PushReport()
 
@@ -158,14 +164,18 @@ def push(
         _call(f"create folder {folder_uid}", lambda: api.folder.create_folder(folder_title, uid=folder_uid))
         report.add("folder", folder_uid, "created")
     elif folder.get("title") != folder_title:
-        _call(f"update folder {folder_uid}",
-              lambda: api.folder.update_folder(folder_uid, title=folder_title, overwrite=True))
+        _call(
+            f"update folder {folder_uid}",
+            lambda: api.folder.update_folder(folder_uid, title=folder_title, overwrite=True),
+        )
         report.add("folder", folder_uid, "updated")
     else:
         report.add("folder", folder_uid, "unchanged")
 
     want = datasource_payload(datasource)
-    have = _missing(f"read datasource {DATASOURCE_UID}", lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID))
+    have = _missing(
+        f"read datasource {DATASOURCE_UID}", lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID)
+    )
     if have is None:
         _call(f"create datasource {DATASOURCE_UID}", lambda: api.datasource.create_datasource(want))
         report.add("datasource", DATASOURCE_UID, "created")
@@ -175,8 +185,10 @@ def push(
         if same and "secureJsonData" not in want:
             report.add("datasource", DATASOURCE_UID, "unchanged")
         else:
-            _call(f"update datasource {DATASOURCE_UID}",
-                  lambda: api.datasource.update_datasource_by_uid(DATASOURCE_UID, want))
+            _call(
+                f"update datasource {DATASOURCE_UID}",
+                lambda: api.datasource.update_datasource_by_uid(DATASOURCE_UID, want),
+            )
             report.add("datasource", DATASOURCE_UID, "updated")
 
     for name, dash in dashboards.items():

@@ -51,9 +51,13 @@ class TimeRange:
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise MacroError(f"time range: start and end must be timezone-aware (got {self.start!r}, {self.end!r})")
+            raise MacroError(
+                f"time range: start and end must be timezone-aware (got {self.start!r}, {self.end!r})"
+            )
         if self.end < self.start:
-            raise MacroError(f"time range: end {self.end.isoformat()} is before start {self.start.isoformat()}")
+            raise MacroError(
+                f"time range: end {self.end.isoformat()} is before start {self.start.isoformat()}"
+            )
 
 
 @dataclass(frozen=True)
@@ -196,8 +200,6 @@ def expand_macros(sql: str, time_range: TimeRange) -> str:
     return _MACRO_RE.sub(sub, sql)
 
 
-def expand(
-    sql: str, variables: Mapping[str, Variable], time_range: TimeRange, interval: str = "1h"
-) -> str:
+def expand(sql: str, variables: Mapping[str, Variable], time_range: TimeRange, interval: str = "1h") -> str:
     """Both passes, in Grafana's order: variables first, then macros."""
     return expand_macros(interpolate_variables(sql, variables, time_range, interval), time_range)

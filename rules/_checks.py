@@ -46,7 +46,9 @@ def _linear(v: float, p: Mapping[str, float]) -> CheckOutcome:
     frac = (1.0 if v == lead else 0.0) if b == lead else (v - b) / (lead - b)
     frac = min(1.0, max(0.0, frac))
     better_than_baseline = (v <= b) if b > lead else (v >= b)
-    return CheckOutcome(better_than_baseline, frac, f"baseline {b:.6g}, leading {lead:.6g}: {frac:.3f} of the points")
+    return CheckOutcome(
+        better_than_baseline, frac, f"baseline {b:.6g}, leading {lead:.6g}: {frac:.3f} of the points"
+    )
 
 
 CHECKS: dict[str, Check] = {

@@ -14,26 +14,55 @@ from rules._tabular import out_of_range, parse_bool, parse_number, read_table
 __all__ = ["ENERGY_COLUMNS", "FIRMS_COLUMNS", "read_kpi_inputs"]
 
 FIRMS_COLUMNS = [
-    "firm_id", "year", "name", "park", "land_mu", "added_value_10k_cny", "tax_10k_cny", "revenue_10k_cny",
-    "rd_spend_10k_cny", "employees", "pollutant_t", "output_units", "above_scale", "years_in_production",
-]  # fmt: skip
+    "firm_id",
+    "year",
+    "name",
+    "park",
+    "land_mu",
+    "added_value_10k_cny",
+    "tax_10k_cny",
+    "revenue_10k_cny",
+    "rd_spend_10k_cny",
+    "employees",
+    "pollutant_t",
+    "output_units",
+    "above_scale",
+    "years_in_production",
+]
 FIRMS_OPTIONAL = ["output_value_10k_cny", "profit_10k_cny", "cluster", "industry"]
 ENERGY_COLUMNS = ["firm_id", "year", "carrier", "quantity", "unit"]
-_NUMERIC = {"land_mu", "added_value_10k_cny", "tax_10k_cny", "revenue_10k_cny", "rd_spend_10k_cny", "employees",
-            "pollutant_t", "output_units", "years_in_production", "output_value_10k_cny", "profit_10k_cny"}  # fmt: skip
+_NUMERIC = {
+    "land_mu",
+    "added_value_10k_cny",
+    "tax_10k_cny",
+    "revenue_10k_cny",
+    "rd_spend_10k_cny",
+    "employees",
+    "pollutant_t",
+    "output_units",
+    "years_in_production",
+    "output_value_10k_cny",
+    "profit_10k_cny",
+}
 _SIGNED = {"profit_10k_cny"}  # a loss is a negative profit
 
 
-def _columns(path: Path, headers: list[str], required: list[str], optional: list[str],
-             problems: list[FieldError]) -> dict[str, int]:  # fmt: skip
+def _columns(
+    path: Path, headers: list[str], required: list[str], optional: list[str], problems: list[FieldError]
+) -> dict[str, int]:
     idx: dict[str, int] = {}
     for i, h in enumerate(headers):
         key = h.strip()
         if key in idx:
             problems.append(FieldError(f"{path.name} header, column {i + 1}", h, "column given twice"))
         elif key not in required and key not in optional:
-            problems.append(FieldError(f"{path.name} header, column {i + 1}", h,
-                                       f"unknown column (expected: {','.join(required)})"))
+            problems.append(
+                FieldError(
+                    f"{path.name} header, column {i + 1}",
+                    h,
+                    f"unknown column (expected: {','.join(required)})",
+                )
+            )
         idx[key] = i
     for r in required:
         if r not in idx:
@@ -41,8 +70,9 @@ def _columns(path: Path, headers: list[str], required: list[str], optional: list
     return idx
 
 
-def _refuse_controls(name: str, headers: list[str], rows: list[tuple[int, list[str]]],
-                     problems: list[FieldError]) -> None:  # fmt: skip
+def _refuse_controls(
+    name: str, headers: list[str], rows: list[tuple[int, list[str]]], problems: list[FieldError]
+) -> None:
     """Names and ids end up in tables printed on a terminal: no control characters anywhere."""
     for line, cells in rows:
         for i, cell in enumerate(cells):
@@ -104,7 +134,9 @@ def read_kpi_inputs(rs: RuleSet, firms_csv: Path, energy_csv: Path, year: int) -
         try:
             above = parse_bool(_get(cells, fidx, "above_scale") or "1")
         except ValueError as exc:
-            problems.append(FieldError(f"{at}, column above_scale", _get(cells, fidx, "above_scale"), str(exc)))
+            problems.append(
+                FieldError(f"{at}, column above_scale", _get(cells, fidx, "above_scale"), str(exc))
+            )
             bad = True
             above = True
         park = _get(cells, fidx, "park") or "park"
@@ -115,16 +147,27 @@ def read_kpi_inputs(rs: RuleSet, firms_csv: Path, energy_csv: Path, year: int) -
             continue
         known_firms.add(fid)
         economics[(fid, fy)] = Economics(
-            added_value=vals["added_value_10k_cny"], tax=vals["tax_10k_cny"], revenue=vals["revenue_10k_cny"],
-            rd_spend=vals["rd_spend_10k_cny"], employees=vals["employees"], pollutant_t=vals["pollutant_t"],
-            output_units=vals["output_units"], output_value=vals.get("output_value_10k_cny"),
-            profit=vals.get("profit_10k_cny"), source=at,
+            added_value=vals["added_value_10k_cny"],
+            tax=vals["tax_10k_cny"],
+            revenue=vals["revenue_10k_cny"],
+            rd_spend=vals["rd_spend_10k_cny"],
+            employees=vals["employees"],
+            pollutant_t=vals["pollutant_t"],
+            output_units=vals["output_units"],
+            output_value=vals.get("output_value_10k_cny"),
+            profit=vals.get("profit_10k_cny"),
+            source=at,
         )
         if fy == year:
             firms[fid] = FirmRecord(
-                firm_id=fid, park_id=park, name=_get(cells, fidx, "name"), land_mu=vals["land_mu"] or 0.0,
-                above_scale=above, years_in_production=vals["years_in_production"],
-                cluster_id=_get(cells, fidx, "cluster") or None, industry=_get(cells, fidx, "industry") or None,
+                firm_id=fid,
+                park_id=park,
+                name=_get(cells, fidx, "name"),
+                land_mu=vals["land_mu"] or 0.0,
+                above_scale=above,
+                years_in_production=vals["years_in_production"],
+                cluster_id=_get(cells, fidx, "cluster") or None,
+                industry=_get(cells, fidx, "industry") or None,
             )
     energy: dict[tuple[str, int], list[CarrierAmount]] = {}
     for line, cells in erows:
@@ -160,6 +203,8 @@ def read_kpi_inputs(rs: RuleSet, firms_csv: Path, energy_csv: Path, year: int) -
     if problems:
         raise ValidationReport("kpi evaluate inputs", problems)
     if not firms:
-        raise ValidationReport("kpi evaluate inputs", [FieldError(f"{firms_csv.name}, column year", year,
-                                                                   "no firm rows for this year")])
+        raise ValidationReport(
+            "kpi evaluate inputs",
+            [FieldError(f"{firms_csv.name}, column year", year, "no firm rows for this year")],
+        )
     return YearInputs(year=year, firms=list(firms.values()), economics=economics, energy=energy)

@@ -91,7 +91,9 @@ def write_template(rs: RuleSet, path: Path) -> Path:
         notes.append(["column", "说明", "unit / type"])
         for c in COLUMNS:
             notes.append([c.key, c.zh, c.kind])
-        notes.append(["green:<item>", "GB/T 36132 绿色工厂 declared items (veto: 是/否; scored: points or 是/否)", ""])
+        notes.append(
+            ["green:<item>", "GB/T 36132 绿色工厂 declared items (veto: 是/否; scored: points or 是/否)", ""]
+        )
         wb.save(path)
     else:
         with path.open("w", encoding="utf-8-sig", newline="") as fh:
@@ -121,8 +123,13 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
     for i, h in enumerate(hs):
         key = _resolve_header(h, greens)
         if key is None:
-            problems.append(FieldError(f"row 1, column {i + 1}", h,
-                                       "unknown column (run `parkpulse firms template` for the expected headers)"))
+            problems.append(
+                FieldError(
+                    f"row 1, column {i + 1}",
+                    h,
+                    "unknown column (run `parkpulse firms template` for the expected headers)",
+                )
+            )
         elif key in cols.values():
             problems.append(FieldError(f"row 1, column {i + 1}", h, "column given twice"))
         else:
@@ -169,7 +176,9 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
                     green[item_id] = parse_bool(raw)
                 except ValueError:
                     if kind == "veto":
-                        problems.append(FieldError(at, raw, "a basic requirement is declared 是/否 (true/false)"))
+                        problems.append(
+                            FieldError(at, raw, "a basic requirement is declared 是/否 (true/false)")
+                        )
                         continue
                     try:
                         v = parse_number(raw)
@@ -193,7 +202,9 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
                     continue
                 for k, v in obj.items():
                     if k not in greens:
-                        problems.append(FieldError(at, k, f"unknown green-factory item (known: {sorted(greens)})"))
+                        problems.append(
+                            FieldError(at, k, f"unknown green-factory item (known: {sorted(greens)})")
+                        )
                     elif not isinstance(v, bool | int | float):
                         problems.append(FieldError(at, v, f"item {k}: expected true/false or points >= 0"))
                     elif not isinstance(v, bool) and (why := out_of_range(v)):
@@ -206,7 +217,9 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
             except ValueError:
                 problems.append(FieldError(at, raw, "not a number"))
                 continue
-            if why := out_of_range(num, INTEGER_MAX if col.kind == "integer" else AMOUNT_MAX, signed=col.kind == "signed"):
+            if why := out_of_range(
+                num, INTEGER_MAX if col.kind == "integer" else AMOUNT_MAX, signed=col.kind == "signed"
+            ):
                 problems.append(FieldError(at, raw, why))
                 continue
             if col.kind == "integer":
@@ -218,7 +231,11 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
                 values[key] = num
         if firm_id:
             if firm_id in seen:
-                problems.append(FieldError(f"row {rownum}, column firm_id", firm_id, f"already given in row {seen[firm_id]}"))
+                problems.append(
+                    FieldError(
+                        f"row {rownum}, column firm_id", firm_id, f"already given in row {seen[firm_id]}"
+                    )
+                )
             seen[firm_id] = rownum
         rows.append(EconomicsRow(rownum, firm_id, values, green))
     if not body:
@@ -238,9 +255,17 @@ def import_economics(conn: psycopg.Connection, rs: RuleSet, path: Path, year: in
     Nothing is written when any problem is found. Returns the number of rows imported.
     """
     rows = parse_economics(rs, path, year)
-    known = {r[0] for r in conn.execute("SELECT firm_id FROM firms WHERE firm_id = ANY(%s)", ([r.firm_id for r in rows],))}
-    problems = [FieldError(f"row {r.row}, column firm_id", r.firm_id, "no such firm in the registry")
-                for r in rows if r.firm_id not in known]
+    known = {
+        r[0]
+        for r in conn.execute(
+            "SELECT firm_id FROM firms WHERE firm_id = ANY(%s)", ([r.firm_id for r in rows],)
+        )
+    }
+    problems = [
+        FieldError(f"row {r.row}, column firm_id", r.firm_id, "no such firm in the registry")
+        for r in rows
+        if r.firm_id not in known
+    ]
     if problems:
         raise ValidationReport(str(path), problems)
     keys = [c.key for c in COLUMNS if c.kind in ("number", "signed", "integer")]
@@ -251,6 +276,12 @@ def import_economics(conn: psycopg.Connection, rs: RuleSet, path: Path, year: in
                     VALUES (%s, %s, {", ".join(["%s"] * len(keys))}, %s, now(), %s)
                     ON CONFLICT (firm_id, year) DO UPDATE SET {", ".join(f"{k} = excluded.{k}" for k in keys)},
                       green_declared = excluded.green_declared, imported_at = now(), source_file = excluded.source_file""",
-                (r.firm_id, year, *[r.values.get(k) for k in keys], Jsonb(r.green), f"{path.name} row {r.row}"),
+                (
+                    r.firm_id,
+                    year,
+                    *[r.values.get(k) for k in keys],
+                    Jsonb(r.green),
+                    f"{path.name} row {r.row}",
+                ),
             )
     return len(rows)

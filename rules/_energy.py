@@ -39,8 +39,8 @@ class CarrierAmount:
 
 @dataclass
 class EnergyResult:
-    tce: float                  # 当量值
-    tce_dengjia: float          # 等价值
+    tce: float  # 当量值
+    tce_dengjia: float  # 等价值
     tco2: float
     electricity_mwh: float
     per_carrier: list[dict[str, object]] = field(default_factory=list)
@@ -48,8 +48,14 @@ class EnergyResult:
     carbon_complete: bool = True
 
     def explanation(self) -> dict[str, object]:
-        return {"tce_dangliang": self.tce, "tce_dengjia": self.tce_dengjia, "tco2": self.tco2,
-                "carriers": self.per_carrier, "notes": self.notes, "carbon_complete": self.carbon_complete}
+        return {
+            "tce_dangliang": self.tce,
+            "tce_dengjia": self.tce_dengjia,
+            "tco2": self.tco2,
+            "carriers": self.per_carrier,
+            "notes": self.notes,
+            "carbon_complete": self.carbon_complete,
+        }
 
 
 def _key(unit: str) -> str:
@@ -109,17 +115,27 @@ def kgce_per_base(rs: RuleSet, carrier: str, year: int) -> tuple[float, float, d
         table = rs.coal.steam_by_pressure
         p = cc.pressure_mpa.value
         coef, kgoe, lo = steam_kgce_per_t(table, p)
-        cite: dict[str, object] = {"dangliang": {"value": coef, "unit": "kgce/t", "source": table.source,
-                                                 "derivation": f"{p:g} MPa is in the band >= {lo:g} MPa: "
-                                                               f"{kgoe:g} kgoe/t / {table.kgoe_per_kgce:g}",
-                                                 "verified": table.verified and cc.pressure_mpa.verified}}
+        cite: dict[str, object] = {
+            "dangliang": {
+                "value": coef,
+                "unit": "kgce/t",
+                "source": table.source,
+                "derivation": f"{p:g} MPa is in the band >= {lo:g} MPa: "
+                f"{kgoe:g} kgoe/t / {table.kgoe_per_kgce:g}",
+                "verified": table.verified and cc.pressure_mpa.verified,
+            }
+        }
         return coef, coef, cite
     assert cc.dangliang is not None
     dl = cc.dangliang.value
     cite = {"dangliang": cc.dangliang.cite()}
     if cc.dengjia_by_year is not None or cc.dengjia_default is not None:
         fig, fig_year = dengjia_figure(cc, year)
-        cite["dengjia"] = {**fig.cite(), "year": year, "figure_year": fig_year if fig_year is not None else "default"}
+        cite["dengjia"] = {
+            **fig.cite(),
+            "year": year,
+            "figure_year": fig_year if fig_year is not None else "default",
+        }
         return dl, fig.value, cite
     cite["dengjia"] = "equals 当量值 (no separate 等价值 configured for this carrier)"
     return dl, dl, cite
@@ -147,22 +163,36 @@ def tco2_per_base(rs: RuleSet, carrier: str, year: int) -> tuple[float | None, d
         found = grid_factor(rs, year)
         if found is None:
             first = min(min(g.by_year) for g in e.grids.values())
-            return None, (f"no grid factor for {year} or an earlier year (the {rs.settings.grid} series starts in "
-                          f"{first})")
+            return None, (
+                f"no grid factor for {year} or an earlier year (the {rs.settings.grid} series starts in "
+                f"{first})"
+            )
         fig, region, fig_year = found
-        cite: dict[str, object] = {**fig.cite(), "grid": rs.settings.grid, "year": year, "factor_year": fig_year,
-                                   "factor_region": region, "series": e.grids[region].series}
+        cite: dict[str, object] = {
+            **fig.cite(),
+            "grid": rs.settings.grid,
+            "year": year,
+            "factor_year": fig_year,
+            "factor_region": region,
+            "series": e.grids[region].series,
+        }
         if fig_year != year or region != rs.settings.grid:
-            cite["fallback"] = (f"no {year} factor for {rs.settings.grid}: the latest earlier value of the "
-                                f"{region} series ({fig_year}) is used")
+            cite["fallback"] = (
+                f"no {year} factor for {rs.settings.grid}: the latest earlier value of the "
+                f"{region} series ({fig_year}) is used"
+            )
         # tCO2/MWh → tCO2/kWh
         return fig.value / 1000.0, cite
     if carrier in e.fuels:
         f = e.fuels[carrier]
         per_base_tj = f.ncv.value * (f.ncv.per_base or 0.0) / 1000.0  # GJ per base unit → TJ
         factor = per_base_tj * f.carbon.value * f.oxidation.value * 44.0 / 12.0
-        return factor, {"derivation": "NCV x carbon content x oxidation x 44/12", "ncv": f.ncv.cite(),
-                        "carbon": f.carbon.cite(), "oxidation": f.oxidation.cite()}
+        return factor, {
+            "derivation": "NCV x carbon content x oxidation x 44/12",
+            "ncv": f.ncv.cite(),
+            "carbon": f.carbon.cite(),
+            "oxidation": f.oxidation.cite(),
+        }
     if carrier in e.direct:
         return e.direct[carrier].value, e.direct[carrier].cite()
     return None, "no emission factor configured"
@@ -188,9 +218,15 @@ def firm_energy(rs: RuleSet, amounts: Iterable[CarrierAmount], year: int) -> Ene
         dl, dj, cite = kgce_per_base(rs, carrier, year)
         co2, co2_cite = tco2_per_base(rs, carrier, year)
         row: dict[str, object] = {
-            "carrier": carrier, "quantity": q, "unit": cc.base_unit,
-            "kgce_dangliang": q * dl, "kgce_dengjia": q * dj, "coefficients": cite, "in_total": cc.in_total,
-            "tco2": None if co2 is None else q * co2, "emission_factor": co2_cite,
+            "carrier": carrier,
+            "quantity": q,
+            "unit": cc.base_unit,
+            "kgce_dangliang": q * dl,
+            "kgce_dengjia": q * dj,
+            "coefficients": cite,
+            "in_total": cc.in_total,
+            "tco2": None if co2 is None else q * co2,
+            "emission_factor": co2_cite,
         }
         if sources.get(carrier):
             row["from"] = sources[carrier]
@@ -199,7 +235,9 @@ def firm_energy(rs: RuleSet, amounts: Iterable[CarrierAmount], year: int) -> Ene
             elec_kwh += q
             notes += _electricity_notes(cite, co2_cite, year)
         if not cc.in_total:
-            notes.append(f"{carrier}: listed but not counted in the total (in_total: false in {rs.coal.name})")
+            notes.append(
+                f"{carrier}: listed but not counted in the total (in_total: false in {rs.coal.name})"
+            )
             continue
         kgce += q * dl
         kgce_dj += q * dj
@@ -208,8 +246,15 @@ def firm_energy(rs: RuleSet, amounts: Iterable[CarrierAmount], year: int) -> Ene
             notes.append(f"{carrier}: {co2_cite}; carbon excludes it")
         else:
             tco2 += q * co2
-    return EnergyResult(tce=kgce / 1000.0, tce_dengjia=kgce_dj / 1000.0, tco2=tco2, electricity_mwh=elec_kwh / 1000.0,
-                        per_carrier=rows, notes=notes, carbon_complete=complete)
+    return EnergyResult(
+        tce=kgce / 1000.0,
+        tce_dengjia=kgce_dj / 1000.0,
+        tco2=tco2,
+        electricity_mwh=elec_kwh / 1000.0,
+        per_carrier=rows,
+        notes=notes,
+        carbon_complete=complete,
+    )
 
 
 def _electricity_notes(cite: dict[str, object], co2: dict[str, object] | str, year: int) -> list[str]:
@@ -219,10 +264,14 @@ def _electricity_notes(cite: dict[str, object], co2: dict[str, object] | str, ye
     if isinstance(dj, dict):
         flag = "" if dj.get("verified", True) else ", unverified"
         if dj.get("figure_year") == "default":
-            out.append(f"electricity 等价值: no {year} figure configured; the default {dj['value']} kgce/kWh{flag} is used")
+            out.append(
+                f"electricity 等价值: no {year} figure configured; the default {dj['value']} kgce/kWh{flag} is used"
+            )
         else:
             out.append(f"electricity 等价值: the {dj['figure_year']} figure {dj['value']} kgce/kWh{flag}")
     if isinstance(co2, dict):
-        out.append(f"electricity CO2: {co2['factor_region']} grid factor of {co2['factor_year']}, {co2['value']} tCO2/MWh"
-                   + (f" (no {year} factor: latest earlier value)" if co2['factor_year'] != year else ""))
+        out.append(
+            f"electricity CO2: {co2['factor_region']} grid factor of {co2['factor_year']}, {co2['value']} tCO2/MWh"
+            + (f" (no {year} factor: latest earlier value)" if co2["factor_year"] != year else "")
+        )
     return out

@@ -90,10 +90,16 @@ class FirmKpi:
     def public(self) -> dict[str, object]:
         """The keys of `parkpulse kpi evaluate` (issue 4), in order."""
         return {
-            "firm_id": self.firm_id, "energy_tce": self.energy_tce, "energy_tce_equal_value": self.energy_tce_equal_value,
-            "carbon_tco2": self.carbon_tco2, "intensity_tce_per_10k_cny": self.intensity_tce_per_10k_cny,
-            "intensity_change_pct": self.intensity_change_pct, "mu_tax_10k_cny": self.mu_tax_10k_cny,
-            "score": self.score, "class": self.klass, "explanation": self.explanation,
+            "firm_id": self.firm_id,
+            "energy_tce": self.energy_tce,
+            "energy_tce_equal_value": self.energy_tce_equal_value,
+            "carbon_tco2": self.carbon_tco2,
+            "intensity_tce_per_10k_cny": self.intensity_tce_per_10k_cny,
+            "intensity_change_pct": self.intensity_change_pct,
+            "mu_tax_10k_cny": self.mu_tax_10k_cny,
+            "score": self.score,
+            "class": self.klass,
+            "explanation": self.explanation,
         }
 
 
@@ -110,8 +116,15 @@ class ScoreRow:
     detail: dict[str, object] = field(default_factory=dict)
 
     def public(self) -> dict[str, object]:
-        return {"indicator": self.indicator, "value": self.value, "target": self.target, "unit": self.unit,
-                "met": self.met, "source": self.source, "detail": self.detail}
+        return {
+            "indicator": self.indicator,
+            "value": self.value,
+            "target": self.target,
+            "unit": self.unit,
+            "met": self.met,
+            "source": self.source,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -171,16 +184,25 @@ def evaluate_year(rs: RuleSet, inp: YearInputs) -> YearResult:
         for f in firms:
             econ = inp.economics.get((f.firm_id, year))
             e = energy[f.firm_id]
-            mu_firms.append(MuFirm(
-                firm_id=f.firm_id, land_mu=f.land_mu, above_scale=f.above_scale,
-                years_in_production=f.years_in_production,
-                added_value=econ.added_value if econ else None, tax=econ.tax if econ else None,
-                revenue=econ.revenue if econ else None, rd_spend=econ.rd_spend if econ else None,
-                employees=econ.employees if econ else None, pollutant_t=econ.pollutant_t if econ else None,
-                output_value=econ.output_value if econ else None, profit=econ.profit if econ else None,
-                energy_tce=_basis(rs, e, rs.settings.productivity_basis) if e else None,
-                electricity_mwh=e.electricity_mwh if e else None, has_economics=econ is not None,
-            ))
+            mu_firms.append(
+                MuFirm(
+                    firm_id=f.firm_id,
+                    land_mu=f.land_mu,
+                    above_scale=f.above_scale,
+                    years_in_production=f.years_in_production,
+                    added_value=econ.added_value if econ else None,
+                    tax=econ.tax if econ else None,
+                    revenue=econ.revenue if econ else None,
+                    rd_spend=econ.rd_spend if econ else None,
+                    employees=econ.employees if econ else None,
+                    pollutant_t=econ.pollutant_t if econ else None,
+                    output_value=econ.output_value if econ else None,
+                    profit=econ.profit if econ else None,
+                    energy_tce=_basis(rs, e, rs.settings.productivity_basis) if e else None,
+                    electricity_mwh=e.electricity_mwh if e else None,
+                    has_economics=econ is not None,
+                )
+            )
         for o in classify(rs.mu, mu_firms):
             mu[o.firm_id] = o
     target = rs.settings.intensity_target_pct
@@ -200,36 +222,68 @@ def evaluate_year(rs: RuleSet, inp: YearInputs) -> YearResult:
         intensity_expl: dict[str, object] = {
             "basis": f"{rs.settings.intensity_basis} ({basis_zh})",
             "formula": "tce / industrial added value (10k CNY); change = (this year / previous year - 1) x 100",
-            "value": inten, "previous": prev_inten, "change_pct": change, "target_pct": target.cite(),
+            "value": inten,
+            "previous": prev_inten,
+            "change_pct": change,
+            "target_pct": target.cite(),
             "met": None if change is None else change <= target.value,
             "note": "added value as declared (comparable prices are the declarant's responsibility)",
         }
         if inten is None:
-            intensity_expl["missing"] = ("no energy data" if e is None else
-                                         "no added value declared" if not (econ and econ.added_value) else "")
+            intensity_expl["missing"] = (
+                "no energy data"
+                if e is None
+                else "no added value declared"
+                if not (econ and econ.added_value)
+                else ""
+            )
         if change is None and inten is not None:
             intensity_expl["missing_previous"] = "no energy or added value for the previous year"
         explanation: dict[str, object] = {
-            "rule_set": rs.name, "rule_version": rs.version, "year": year, "mu_scheme": mu_scheme,
-            "text": o.explanation.get("text"), "text_zh": o.explanation.get("text_zh"), "class": o.klass,
+            "rule_set": rs.name,
+            "rule_version": rs.version,
+            "year": year,
+            "mu_scheme": mu_scheme,
+            "text": o.explanation.get("text"),
+            "text_zh": o.explanation.get("text_zh"),
+            "class": o.klass,
             "energy": e.explanation() if e else {"missing": "no energy data for the year"},
-            "intensity": intensity_expl, "mu": o.explanation, "indicators": o.indicators,
+            "intensity": intensity_expl,
+            "mu": o.explanation,
+            "indicators": o.indicators,
         }
         inputs: dict[str, object] = {
-            "firm": {"land_mu": f.land_mu, "above_scale": f.above_scale, "years_in_production": f.years_in_production,
-                     "cluster_id": f.cluster_id, "industry": f.industry},
-            "economics": _econ_dict(econ), "previous_economics": _econ_dict(prev_econ),
+            "firm": {
+                "land_mu": f.land_mu,
+                "above_scale": f.above_scale,
+                "years_in_production": f.years_in_production,
+                "cluster_id": f.cluster_id,
+                "industry": f.industry,
+            },
+            "economics": _econ_dict(econ),
+            "previous_economics": _econ_dict(prev_econ),
             "energy": [a.__dict__ for a in inp.energy.get((f.firm_id, year), [])],
             "previous_energy": [a.__dict__ for a in inp.energy.get((f.firm_id, year - 1), [])],
         }
-        results.append(FirmKpi(
-            park_id=f.park_id, firm_id=f.firm_id, year=year,
-            energy_tce=e.tce if e else None, energy_tce_equal_value=e.tce_dengjia if e else None,
-            carbon_tco2=e.tco2 if e else None, added_value_10k_cny=econ.added_value if econ else None,
-            intensity_tce_per_10k_cny=inten, intensity_change_pct=change,
-            mu_tax_10k_cny=o.indicators.get("mu_tax"), mu_added_value_10k_cny=o.indicators.get("mu_added_value"),
-            score=o.score, klass=o.klass, explanation=explanation, inputs=inputs,
-        ))
+        results.append(
+            FirmKpi(
+                park_id=f.park_id,
+                firm_id=f.firm_id,
+                year=year,
+                energy_tce=e.tce if e else None,
+                energy_tce_equal_value=e.tce_dengjia if e else None,
+                carbon_tco2=e.tco2 if e else None,
+                added_value_10k_cny=econ.added_value if econ else None,
+                intensity_tce_per_10k_cny=inten,
+                intensity_change_pct=change,
+                mu_tax_10k_cny=o.indicators.get("mu_tax"),
+                mu_added_value_10k_cny=o.indicators.get("mu_added_value"),
+                score=o.score,
+                klass=o.klass,
+                explanation=explanation,
+                inputs=inputs,
+            )
+        )
     compliance: list[ComplianceRow] = []
     smart_firm: dict[str, SmartResult] = {}
     smart_ws_pass = 0
@@ -240,13 +294,35 @@ def evaluate_year(rs: RuleSet, inp: YearInputs) -> YearResult:
                 r = evaluate_smart(rs, t)
                 ws_results.append((t.workshop_id or "", r))
                 smart_ws_pass += r.verdict == "pass"
-                compliance.append(ComplianceRow(f.park_id, f.firm_id, t.workshop_id, year, inp.month, "smart_workshop",
-                                                r.verdict, r.score, r.detail))
+                compliance.append(
+                    ComplianceRow(
+                        f.park_id,
+                        f.firm_id,
+                        t.workshop_id,
+                        year,
+                        inp.month,
+                        "smart_workshop",
+                        r.verdict,
+                        r.score,
+                        r.detail,
+                    )
+                )
             ft = inp.smart_firms.get(f.firm_id) or SmartTelemetry(f.park_id, f.firm_id, None)
             fr = evaluate_firm_smart(rs, ft, ws_results)
             smart_firm[f.firm_id] = fr
-            compliance.append(ComplianceRow(f.park_id, f.firm_id, None, year, inp.month, "smart_workshop",
-                                            fr.verdict, fr.score, fr.detail))
+            compliance.append(
+                ComplianceRow(
+                    f.park_id,
+                    f.firm_id,
+                    None,
+                    year,
+                    inp.month,
+                    "smart_workshop",
+                    fr.verdict,
+                    fr.score,
+                    fr.detail,
+                )
+            )
     green: dict[str, GreenResult] = {}
     edition = rs.green_edition(year)
     if inp.month is None:
@@ -254,18 +330,42 @@ def evaluate_year(rs: RuleSet, inp: YearInputs) -> YearResult:
             econ = inp.economics.get((f.firm_id, year))
             if econ is None:
                 continue
-            g = evaluate_green(edition, _green_inputs(f, econ, energy[f.firm_id], inp.water_reuse.get(f.firm_id)))
+            g = evaluate_green(
+                edition, _green_inputs(f, econ, energy[f.firm_id], inp.water_reuse.get(f.firm_id))
+            )
             green[f.firm_id] = g
-            compliance.append(ComplianceRow(f.park_id, f.firm_id, None, year, None, "green_factory", g.verdict, g.score,
-                                            {**g.detail, "firm_class": k.klass}))
+            compliance.append(
+                ComplianceRow(
+                    f.park_id,
+                    f.firm_id,
+                    None,
+                    year,
+                    None,
+                    "green_factory",
+                    g.verdict,
+                    g.score,
+                    {**g.detail, "firm_class": k.klass},
+                )
+            )
     scorecard: dict[str, list[ScoreRow]] = {}
     for park, firms in firms_by_park.items():
         ids = {f.firm_id for f in firms}
         scorecard[park] = park_scorecard(
-            rs, park, year, firms, [r for r in results if r.firm_id in ids], inp,
-            {k: v for k, v in smart_firm.items() if k in ids}, {k: v for k, v in green.items() if k in ids},
-            sum(1 for c in compliance if c.firm_id in ids and c.workshop_id and c.scheme == "smart_workshop"
-                and c.verdict == "pass") if inp.telemetry else None,
+            rs,
+            park,
+            year,
+            firms,
+            [r for r in results if r.firm_id in ids],
+            inp,
+            {k: v for k, v in smart_firm.items() if k in ids},
+            {k: v for k, v in green.items() if k in ids},
+            sum(
+                1
+                for c in compliance
+                if c.firm_id in ids and c.workshop_id and c.scheme == "smart_workshop" and c.verdict == "pass"
+            )
+            if inp.telemetry
+            else None,
         )
     return YearResult(rs.name, rs.version, year, inp.month, results, scorecard, compliance)
 
@@ -273,14 +373,23 @@ def evaluate_year(rs: RuleSet, inp: YearInputs) -> YearResult:
 def _econ_dict(e: Economics | None) -> dict[str, object] | None:
     if e is None:
         return None
-    return {"added_value_10k_cny": e.added_value, "tax_10k_cny": e.tax, "revenue_10k_cny": e.revenue,
-            "rd_spend_10k_cny": e.rd_spend, "employees": e.employees, "pollutant_t": e.pollutant_t,
-            "output_units": e.output_units, "output_value_10k_cny": e.output_value, "profit_10k_cny": e.profit,
-            "source": e.source}
+    return {
+        "added_value_10k_cny": e.added_value,
+        "tax_10k_cny": e.tax,
+        "revenue_10k_cny": e.revenue,
+        "rd_spend_10k_cny": e.rd_spend,
+        "employees": e.employees,
+        "pollutant_t": e.pollutant_t,
+        "output_units": e.output_units,
+        "output_value_10k_cny": e.output_value,
+        "profit_10k_cny": e.profit,
+        "source": e.source,
+    }
 
 
-def _green_inputs(f: FirmRecord, econ: Economics, e: EnergyResult | None,
-                  water: tuple[float, float] | None) -> GreenInputs:  # fmt: skip
+def _green_inputs(
+    f: FirmRecord, econ: Economics, e: EnergyResult | None, water: tuple[float, float] | None
+) -> GreenInputs:
     ind: dict[str, float | None] = {}
     how: dict[str, str] = {}
     units = econ.output_units
@@ -288,10 +397,13 @@ def _green_inputs(f: FirmRecord, econ: Economics, e: EnergyResult | None,
     how["unit_product_energy_kgce"] = "comprehensive energy (当量值, kgce) / output units"
     ind["unit_product_carbon_kgco2"] = e.tco2 * 1000.0 / units if e and units else None
     how["unit_product_carbon_kgco2"] = "tCO2 x 1000 / output units"
-    ind["unit_product_pollutant_kg"] = (econ.pollutant_t * 1000.0 / units
-                                        if econ.pollutant_t is not None and units else None)
+    ind["unit_product_pollutant_kg"] = (
+        econ.pollutant_t * 1000.0 / units if econ.pollutant_t is not None and units else None
+    )
     how["unit_product_pollutant_kg"] = "declared pollutant discharge (t) x 1000 / output units"
-    ind["output_value_per_mu"] = econ.output_value / f.land_mu if econ.output_value is not None and f.land_mu else None
+    ind["output_value_per_mu"] = (
+        econ.output_value / f.land_mu if econ.output_value is not None and f.land_mu else None
+    )
     how["output_value_per_mu"] = "output value (10k CNY) / land (mu)"
     if water and (water[0] + water[1]) > 0:
         ind["water_reuse_rate"] = water[0] / (water[0] + water[1])
@@ -302,9 +414,17 @@ def _green_inputs(f: FirmRecord, econ: Economics, e: EnergyResult | None,
     return GreenInputs(f.firm_id, f.industry, econ.green_declared, ind, how)
 
 
-def park_scorecard(rs: RuleSet, park: str, year: int, firms: list[FirmRecord], results: list[FirmKpi],
-                   inp: YearInputs, smart: dict[str, SmartResult], green: dict[str, GreenResult],
-                   smart_workshops: int | None) -> list[ScoreRow]:  # fmt: skip
+def park_scorecard(
+    rs: RuleSet,
+    park: str,
+    year: int,
+    firms: list[FirmRecord],
+    results: list[FirmKpi],
+    inp: YearInputs,
+    smart: dict[str, SmartResult],
+    green: dict[str, GreenResult],
+    smart_workshops: int | None,
+) -> list[ScoreRow]:
     """The park against the province's targets (targets file of the rule set)."""
     rows: list[ScoreRow] = []
     t = rs.targets.indicators
@@ -317,9 +437,24 @@ def park_scorecard(rs: RuleSet, park: str, year: int, firms: list[FirmRecord], r
         met: bool | None = None
         if value is not None and target is not None:
             met = value >= target if spec.comparison == "at_least" else value <= target
-        src = spec.target.source if spec.target else (spec.threshold.source if spec.threshold else rs.targets.source)
-        rows.append(ScoreRow(park, year, key, value, target, unit or (spec.target.unit if spec.target else spec.unit),
-                             met, src, {"zh": spec.zh, **detail}))
+        src = (
+            spec.target.source
+            if spec.target
+            else (spec.threshold.source if spec.threshold else rs.targets.source)
+        )
+        rows.append(
+            ScoreRow(
+                park,
+                year,
+                key,
+                value,
+                target,
+                unit or (spec.target.unit if spec.target else spec.unit),
+                met,
+                src,
+                {"zh": spec.zh, **detail},
+            )
+        )
 
     in_scope = [r for r in results if r.klass != "out_of_scope"]
     econ = {f.firm_id: inp.economics.get((f.firm_id, year)) for f in firms}
@@ -331,13 +466,24 @@ def park_scorecard(rs: RuleSet, park: str, year: int, firms: list[FirmRecord], r
         if fe is not None and fe.tax is not None:
             tax += fe.tax
     mu = sum(land[r.firm_id] for r in in_scope)
-    add("mu_tax_10k_cny_per_mu", tax / mu if mu else None,
-        {"tax_10k_cny": tax, "land_mu": mu, "firms": len(in_scope), "formula": "sum of tax / sum of land, in-scope firms"})
+    add(
+        "mu_tax_10k_cny_per_mu",
+        tax / mu if mu else None,
+        {
+            "tax_10k_cny": tax,
+            "land_mu": mu,
+            "firms": len(in_scope),
+            "formula": "sum of tax / sum of land, in-scope firms",
+        },
+    )
     thr = t["firms_at_mu_tax_target_pct"].threshold if "firms_at_mu_tax_target_pct" in t else None
     if thr is not None:
         at = [r.firm_id for r in in_scope if r.mu_tax_10k_cny is not None and r.mu_tax_10k_cny >= thr.value]
-        add("firms_at_mu_tax_target_pct", 100.0 * len(at) / len(in_scope) if in_scope else None,
-            {"firms_at_target": len(at), "firms": len(in_scope), "threshold": thr.cite()})
+        add(
+            "firms_at_mu_tax_target_pct",
+            100.0 * len(at) / len(in_scope) if in_scope else None,
+            {"firms_at_target": len(at), "firms": len(in_scope), "threshold": thr.cite()},
+        )
     # park energy intensity change: firms with both years' energy and added value
     cur_e = cur_v = prev_e = prev_v = 0.0
     used: list[str] = []
@@ -357,15 +503,29 @@ def park_scorecard(rs: RuleSet, park: str, year: int, firms: list[FirmRecord], r
     change = None
     if used and cur_v and prev_v and prev_e:
         change = ((cur_e / cur_v) / (prev_e / prev_v) - 1.0) * 100.0
-    add("energy_intensity_change_pct", change,
-        {"firms": len(used), "tce": cur_e, "added_value_10k_cny": cur_v, "previous_tce": prev_e,
-         "previous_added_value_10k_cny": prev_v, "basis": rs.settings.intensity_basis,
-         "formula": "(sum tce / sum added value) this year vs previous year, firms with both years"})
+    add(
+        "energy_intensity_change_pct",
+        change,
+        {
+            "firms": len(used),
+            "tce": cur_e,
+            "added_value_10k_cny": cur_v,
+            "previous_tce": prev_e,
+            "previous_added_value_10k_cny": prev_v,
+            "basis": rs.settings.intensity_basis,
+            "formula": "(sum tce / sum added value) this year vs previous year, firms with both years",
+        },
+    )
     above = [f for f in firms if f.above_scale]
     if smart or inp.telemetry:
-        transformed = [f.firm_id for f in above if smart.get(f.firm_id) and smart[f.firm_id].verdict == "pass"]
-        add("smart_transformation_coverage_pct", 100.0 * len(transformed) / len(above) if above else None,
-            {"transformed": len(transformed), "above_scale_firms": len(above)})
+        transformed = [
+            f.firm_id for f in above if smart.get(f.firm_id) and smart[f.firm_id].verdict == "pass"
+        ]
+        add(
+            "smart_transformation_coverage_pct",
+            100.0 * len(transformed) / len(above) if above else None,
+            {"transformed": len(transformed), "above_scale_firms": len(above)},
+        )
     else:
         add("smart_transformation_coverage_pct", None, {"missing": "no telemetry in this evaluation"})
     if "clusters_at_100bn_cny" in t:
@@ -376,14 +536,33 @@ def park_scorecard(rs: RuleSet, park: str, year: int, firms: list[FirmRecord], r
             e = econ[f.firm_id]
             if f.cluster_id and e is not None:
                 out[f.cluster_id] += e.output_value if e.output_value is not None else (e.revenue or 0.0)
-        add("clusters_at_100bn_cny", float(sum(1 for v in out.values() if v >= limit)) if out else 0.0,
-            {"cluster_output_10k_cny": dict(out), "threshold_10k_cny": limit,
-             "note": "output value (revenue where output value is not declared) of the park's firms; target is province-wide"})
-    add("green_factories", float(sum(1 for g in green.values() if g.verdict == "pass")) if green else 0.0,
-        {"evaluated": len(green), "edition": rs.green_edition(year).edition,
-         "note": "target is province-wide"})
-    add("smart_workshops", float(smart_workshops) if smart_workshops is not None else None,
-        {} if smart_workshops is not None else {"missing": "no telemetry in this evaluation"})
+        add(
+            "clusters_at_100bn_cny",
+            float(sum(1 for v in out.values() if v >= limit)) if out else 0.0,
+            {
+                "cluster_output_10k_cny": dict(out),
+                "threshold_10k_cny": limit,
+                "note": "output value (revenue where output value is not declared) of the park's firms; target is province-wide",
+            },
+        )
+    add(
+        "green_factories",
+        float(sum(1 for g in green.values() if g.verdict == "pass")) if green else 0.0,
+        {
+            "evaluated": len(green),
+            "edition": rs.green_edition(year).edition,
+            "note": "target is province-wide",
+        },
+    )
+    add(
+        "smart_workshops",
+        float(smart_workshops) if smart_workshops is not None else None,
+        {} if smart_workshops is not None else {"missing": "no telemetry in this evaluation"},
+    )
     for key in ("green_parks", "smart_demonstration_parks"):
-        add(key, None, {"missing": "a province-wide count of recognised parks: not computable from one park's data"})
+        add(
+            key,
+            None,
+            {"missing": "a province-wide count of recognised parks: not computable from one park's data"},
+        )
     return rows

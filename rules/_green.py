@@ -67,11 +67,21 @@ def evaluate_green(edition: GreenEdition, g: GreenInputs) -> GreenResult:
             if value is not None and th is not None:
                 out = run_check(it.check or "", value, th)
                 pts = out.fraction * full
-                entry.update({"check": it.check, "thresholds": th, "rule": out.rule,
-                              "thresholds_source": it.thresholds.source if it.thresholds else None})
+                entry.update(
+                    {
+                        "check": it.check,
+                        "thresholds": th,
+                        "rule": out.rule,
+                        "thresholds_source": it.thresholds.source if it.thresholds else None,
+                    }
+                )
             else:
                 pts, why = _declared_points(it, raw)
-                reason = "no threshold configured for this industry" if th is None else "not measurable from telemetry"
+                reason = (
+                    "no threshold configured for this industry"
+                    if th is None
+                    else "not measurable from telemetry"
+                )
                 entry["note"] = f"{reason}; {why}"
         else:
             pts, why = _declared_points(it, raw)
@@ -88,17 +98,31 @@ def evaluate_green(edition: GreenEdition, g: GreenInputs) -> GreenResult:
     if vetoed:
         verdict, why = "fail", f"basic requirement(s) not met (veto): {', '.join(map(str, vetoed))}"
     elif unknown:
-        verdict, why = "insufficient_data", f"basic requirement(s) not declared: {', '.join(map(str, unknown))}"
+        verdict, why = (
+            "insufficient_data",
+            f"basic requirement(s) not declared: {', '.join(map(str, unknown))}",
+        )
     elif score >= pass_score:
         verdict, why = "pass", f"score {score:.1f} >= pass score {pass_score:g}"
     elif score + missing_points >= pass_score:
-        verdict, why = "insufficient_data", (f"score {score:.1f} < {pass_score:g} with {missing_points:g} points "
-                                             "undetermined (not declared, not measurable)")
+        verdict, why = (
+            "insufficient_data",
+            (
+                f"score {score:.1f} < {pass_score:g} with {missing_points:g} points "
+                "undetermined (not declared, not measurable)"
+            ),
+        )
     else:
         verdict, why = "fail", f"score {score:.1f} < pass score {pass_score:g}"
     detail: dict[str, object] = {
-        "edition": edition.edition, "standard": edition.standard, "version": edition.version,
-        "pass_score": edition.pass_score.cite(), "veto": veto, "items": items, "score": score,
-        "undetermined_points": missing_points, "reason": why,
+        "edition": edition.edition,
+        "standard": edition.standard,
+        "version": edition.version,
+        "pass_score": edition.pass_score.cite(),
+        "veto": veto,
+        "items": items,
+        "score": score,
+        "undetermined_points": missing_points,
+        "reason": why,
     }
     return GreenResult(verdict, score, detail)

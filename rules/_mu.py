@@ -46,10 +46,10 @@ class MuFirm:
     employees: float | None
     pollutant_t: float | None
     output_value: float | None
-    energy_tce: float | None          # the productivity basis (等价值 by default)
+    energy_tce: float | None  # the productivity basis (等价值 by default)
     electricity_mwh: float | None
     has_economics: bool = True
-    profit: float | None = None       # 利润总额 (negative for a loss)
+    profit: float | None = None  # 利润总额 (negative for a loss)
 
 
 @dataclass
@@ -120,9 +120,19 @@ def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
         reason = _scope_reason(scheme, f)
         ind = indicators_for(f)
         if reason:
-            outcomes[f.firm_id] = MuOutcome(f.firm_id, "out_of_scope", False, ind, None,
-                                            {"class": "out_of_scope", "reason": reason,
-                                             "text": f"Out of scope: {reason}.", "text_zh": f"不参评：{reason}。"})
+            outcomes[f.firm_id] = MuOutcome(
+                f.firm_id,
+                "out_of_scope",
+                False,
+                ind,
+                None,
+                {
+                    "class": "out_of_scope",
+                    "reason": reason,
+                    "text": f"Out of scope: {reason}.",
+                    "text_zh": f"不参评：{reason}。",
+                },
+            )
         else:
             in_scope.append(f)
             outcomes[f.firm_id] = MuOutcome(f.firm_id, "B", True, ind)
@@ -134,7 +144,10 @@ def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
         else:
             vals = [v for v in (outcomes[f.firm_id].indicators[name] for f in in_scope) if v is not None]
             mean = sum(vals) / len(vals) if vals else None
-            bench[name] = (mean if mean else None, {"value": mean, "source": f"park mean of {len(vals)} in-scope firms"})
+            bench[name] = (
+                mean if mean else None,
+                {"value": mean, "source": f"park mean of {len(vals)} in-scope firms"},
+            )
     # item points
     points: dict[str, dict[str, float | None]] = {}
     for f in in_scope:
@@ -167,16 +180,27 @@ def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
                     pts, note = 0.0, "no data: 0 points"
             total += pts
             zh, unit = INDICATOR_INFO[name]
-            item: dict[str, object] = {"indicator": name, "zh": zh, "value": o.indicators[name], "unit": unit,
-                                       "benchmark": bench[name][1], "weight": spec.weight.value, "points": pts}
+            item: dict[str, object] = {
+                "indicator": name,
+                "zh": zh,
+                "value": o.indicators[name],
+                "unit": unit,
+                "benchmark": bench[name][1],
+                "weight": spec.weight.value,
+                "points": pts,
+            }
             if spec.cap is not None:
                 item["cap"] = spec.cap
             if note:
                 item["note"] = note
             items.append(item)
         o.score = total
-        o.explanation = {"score": total, "items": items, "scheme": scheme.name,
-                         "formula": "score = sum(value / benchmark x weight)"}
+        o.explanation = {
+            "score": total,
+            "items": items,
+            "scheme": scheme.name,
+            "formula": "score = sum(value / benchmark x weight)",
+        }
     method = scheme.class_method
     if method.method == "two_stage":
         _two_stage(scheme, in_scope, outcomes, bench)
@@ -185,7 +209,9 @@ def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
     return [outcomes[f.firm_id] for f in firms]
 
 
-def _rank_value(o: MuOutcome, names: list[str], bench: dict[str, tuple[float | None, dict[str, object]]]) -> float | None:
+def _rank_value(
+    o: MuOutcome, names: list[str], bench: dict[str, tuple[float | None, dict[str, object]]]
+) -> float | None:
     """One indicator: its value. Several: the sum of value / benchmark (each indicator's score)."""
     if len(names) == 1:
         return o.indicators[names[0]]
@@ -198,8 +224,12 @@ def _rank_value(o: MuOutcome, names: list[str], bench: dict[str, tuple[float | N
     return total
 
 
-def _two_stage(scheme: MuScheme, in_scope: list[MuFirm], outcomes: dict[str, MuOutcome],
-               bench: dict[str, tuple[float | None, dict[str, object]]]) -> None:  # fmt: skip
+def _two_stage(
+    scheme: MuScheme,
+    in_scope: list[MuFirm],
+    outcomes: dict[str, MuOutcome],
+    bench: dict[str, tuple[float | None, dict[str, object]]],
+) -> None:
     p = scheme.class_method.params
     rounding = TextFigure.model_validate(p["rounding"]).value if p.get("rounding") else "half_up"
     n = len(in_scope)
@@ -209,7 +239,7 @@ def _two_stage(scheme: MuScheme, in_scope: list[MuFirm], outcomes: dict[str, MuO
     top_n = min(n, quota(n, _fig(p, "top_share"), rounding))
     bottom_n = min(n - top_n, quota(n, _fig(p, "bottom_share"), rounding))
     top = by_score[:top_n]
-    bottom = by_score[n - bottom_n:] if bottom_n else []
+    bottom = by_score[n - bottom_n :] if bottom_n else []
     a_n = min(top_n, quota(n, _fig(p, "a_share"), rounding))
     c_n = min(len(bottom), quota(n, _fig(p, "c_share"), rounding))
     a_by: list[str] = list(p["a_rank_by"])
@@ -237,11 +267,19 @@ def _two_stage(scheme: MuScheme, in_scope: list[MuFirm], outcomes: dict[str, MuO
     a_label = " + ".join(INDICATOR_INFO[x][0] for x in a_by)
     c_label = " + ".join(INDICATOR_INFO[x][0] for x in c_by)
     common = {
-        "method": "two_stage", "source": scheme.class_method.source, "evaluated": n, "rounding": rounding,
+        "method": "two_stage",
+        "source": scheme.class_method.source,
+        "evaluated": n,
+        "rounding": rounding,
         "top_half": {"share": _fig(p, "top_share"), "count": top_n},
         "bottom_half": {"share": _fig(p, "bottom_share"), "count": bottom_n},
         "a_quota": {"share": _fig(p, "a_share"), "count": a_n, "rank_by": a_by},
-        "c_quota": {"share": _fig(p, "c_share"), "count": c_n, "rank_by": c_by, "fallback_used": used_fallback},
+        "c_quota": {
+            "share": _fig(p, "c_share"),
+            "count": c_n,
+            "rank_by": c_by,
+            "fallback_used": used_fallback,
+        },
     }
     for f in in_scope:
         o = outcomes[f.firm_id]
@@ -249,26 +287,38 @@ def _two_stage(scheme: MuScheme, in_scope: list[MuFirm], outcomes: dict[str, MuO
         cls_info: dict[str, object] = {**common, "score_rank": r}
         if f.firm_id in a_set:
             o.klass = "A"
-            text = (f"A: score {o.score:.2f} ranks {r} of {n} (top {top_n}); within the top half it ranks "
-                    f"{a_rank[f.firm_id]} by {a_label} ({_fmt(_rank_value(o, a_by, bench))}), inside the A quota "
-                    f"of {a_n} ({_fig(p, 'a_share'):.0%} of {n}).")
-            zh = (f"A 类（优先发展）：综合得分 {o.score:.2f}，排名 {r}/{n}（前 {top_n} 名）；前半区按{a_label}排第 "
-                  f"{a_rank[f.firm_id]}（{_fmt(_rank_value(o, a_by, bench))}），在 A 类名额 {a_n} 家以内。")
+            text = (
+                f"A: score {o.score:.2f} ranks {r} of {n} (top {top_n}); within the top half it ranks "
+                f"{a_rank[f.firm_id]} by {a_label} ({_fmt(_rank_value(o, a_by, bench))}), inside the A quota "
+                f"of {a_n} ({_fig(p, 'a_share'):.0%} of {n})."
+            )
+            zh = (
+                f"A 类（优先发展）：综合得分 {o.score:.2f}，排名 {r}/{n}（前 {top_n} 名）；前半区按{a_label}排第 "
+                f"{a_rank[f.firm_id]}（{_fmt(_rank_value(o, a_by, bench))}），在 A 类名额 {a_n} 家以内。"
+            )
         elif f.firm_id in c_set:
             o.klass = "C"
-            text = (f"C: score {o.score:.2f} ranks {r} of {n} (bottom {bottom_n}); within the bottom half it ranks "
-                    f"{c_rank[f.firm_id]} lowest by {c_label} ({_fmt(_rank_value(o, c_by, bench))}), inside the C "
-                    f"quota of {c_n} ({_fig(p, 'c_share'):.0%} of {n}).")
-            zh = (f"C 类（倒逼转型）：综合得分 {o.score:.2f}，排名 {r}/{n}（后 {bottom_n} 名）；后半区按{c_label}由低到高排第 "
-                  f"{c_rank[f.firm_id]}（{_fmt(_rank_value(o, c_by, bench))}），在 C 类名额 {c_n} 家以内。")
+            text = (
+                f"C: score {o.score:.2f} ranks {r} of {n} (bottom {bottom_n}); within the bottom half it ranks "
+                f"{c_rank[f.firm_id]} lowest by {c_label} ({_fmt(_rank_value(o, c_by, bench))}), inside the C "
+                f"quota of {c_n} ({_fig(p, 'c_share'):.0%} of {n})."
+            )
+            zh = (
+                f"C 类（倒逼转型）：综合得分 {o.score:.2f}，排名 {r}/{n}（后 {bottom_n} 名）；后半区按{c_label}由低到高排第 "
+                f"{c_rank[f.firm_id]}（{_fmt(_rank_value(o, c_by, bench))}），在 C 类名额 {c_n} 家以内。"
+            )
         else:
             o.klass = "B"
             if f.firm_id in a_rank:
-                why = (f"in the top half (rank {r} of {n}) but ranks {a_rank[f.firm_id]} by {a_label} "
-                       f"({_fmt(_rank_value(o, a_by, bench))}), outside the A quota of {a_n}")
+                why = (
+                    f"in the top half (rank {r} of {n}) but ranks {a_rank[f.firm_id]} by {a_label} "
+                    f"({_fmt(_rank_value(o, a_by, bench))}), outside the A quota of {a_n}"
+                )
             elif f.firm_id in c_rank:
-                why = (f"in the bottom half (rank {r} of {n}) but ranks {c_rank[f.firm_id]} lowest by {c_label} "
-                       f"({_fmt(_rank_value(o, c_by, bench))}), outside the C quota of {c_n}")
+                why = (
+                    f"in the bottom half (rank {r} of {n}) but ranks {c_rank[f.firm_id]} lowest by {c_label} "
+                    f"({_fmt(_rank_value(o, c_by, bench))}), outside the C quota of {c_n}"
+                )
             else:
                 why = f"rank {r} of {n}: in neither half"
             text = f"B: score {o.score:.2f}; {why}."
@@ -305,11 +355,20 @@ def _percentile(scheme: MuScheme, in_scope: list[MuFirm], outcomes: dict[str, Mu
         tier = next((c for c, hi in bounds if i < hi), bounds[-1][0])
         o.klass = report_as.get(tier, tier)
         note = f" (tier {tier} reported as {o.klass})" if tier != o.klass else ""
-        o.explanation = {**o.explanation, "class": o.klass,
-                         "classing": {"method": "percentile", "source": scheme.class_method.source, "evaluated": n,
-                                      "score_rank": i + 1, "tier": tier, "bounds": dict(bounds)},
-                         "text": f"{o.klass}: score {o.score:.2f} ranks {i + 1} of {n}{note}.",
-                         "text_zh": f"{o.klass} 类：综合得分 {o.score:.2f}，排名 {i + 1}/{n}。"}
+        o.explanation = {
+            **o.explanation,
+            "class": o.klass,
+            "classing": {
+                "method": "percentile",
+                "source": scheme.class_method.source,
+                "evaluated": n,
+                "score_rank": i + 1,
+                "tier": tier,
+                "bounds": dict(bounds),
+            },
+            "text": f"{o.klass}: score {o.score:.2f} ranks {i + 1} of {n}{note}.",
+            "text_zh": f"{o.klass} 类：综合得分 {o.score:.2f}，排名 {i + 1}/{n}。",
+        }
 
 
 def _fmt(v: float | None) -> str:

@@ -47,19 +47,37 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 # Firm indicators the 亩均 scheme may name (rules/_mu.py computes them).
 MU_INDICATORS = {
-    "mu_tax", "mu_added_value", "mu_revenue", "mu_profit", "added_value_per_energy", "output_per_energy", "added_value_per_pollutant",
-    "tax_per_pollutant", "labour_productivity", "rd_intensity", "tax_per_electricity",
-}  # fmt: skip
+    "mu_tax",
+    "mu_added_value",
+    "mu_revenue",
+    "mu_profit",
+    "added_value_per_energy",
+    "output_per_energy",
+    "added_value_per_pollutant",
+    "tax_per_pollutant",
+    "labour_productivity",
+    "rd_intensity",
+    "tax_per_electricity",
+}
 GREEN_INDICATORS = {
-    "unit_product_energy_kgce", "unit_product_carbon_kgco2", "water_reuse_rate", "unit_product_pollutant_kg",
+    "unit_product_energy_kgce",
+    "unit_product_carbon_kgco2",
+    "water_reuse_rate",
+    "unit_product_pollutant_kg",
     "output_value_per_mu",
-}  # fmt: skip
+}
 SMART_INDICATORS = {"networking_rate", "auto_collection_rate", "oee", "energy_per_unit_change_pct"}
 TARGET_INDICATORS = {
-    "mu_tax_10k_cny_per_mu", "firms_at_mu_tax_target_pct", "energy_intensity_change_pct",
-    "smart_transformation_coverage_pct", "clusters_at_100bn_cny", "green_factories", "smart_workshops",
-    "green_parks", "smart_demonstration_parks",
-}  # fmt: skip
+    "mu_tax_10k_cny_per_mu",
+    "firms_at_mu_tax_target_pct",
+    "energy_intensity_change_pct",
+    "smart_transformation_coverage_pct",
+    "clusters_at_100bn_cny",
+    "green_factories",
+    "smart_workshops",
+    "green_parks",
+    "smart_demonstration_parks",
+}
 
 
 class RuleSetError(ValidationReport):
@@ -85,7 +103,7 @@ class CarrierCoef(Strict):
     base_unit: str
     dangliang: Figure | None = None
     dengjia_by_year: dict[int, Figure] | None = None  # 等价值 per year (the year's coal rate of power supply)
-    dengjia_default: Figure | None = None             # for a year without its own figure
+    dengjia_default: Figure | None = None  # for a year without its own figure
     pressure_mpa: Figure | None = None
     equivalences: dict[str, float] = Field(default_factory=dict)
     in_total: bool = True
@@ -181,9 +199,14 @@ class MuScheme(Strict):
 
     def describe(self, file: str) -> dict[str, object]:
         """What a result's explanation (and the console's firm page) says about the scheme used."""
-        out: dict[str, object] = {"name": self.name, "version": self.version, "title": self.title,
-                                  "file": file, "class_method": self.class_method.method,
-                                  "class_method_source": self.class_method.source}
+        out: dict[str, object] = {
+            "name": self.name,
+            "version": self.version,
+            "title": self.title,
+            "file": file,
+            "class_method": self.class_method.method,
+            "class_method_source": self.class_method.source,
+        }
         if self.title_en:
             out["title_en"] = self.title_en
         if self.indicators_source:
@@ -366,9 +389,15 @@ def load_rule_set(name: str = DEFAULT_RULE_SET, data_dir: Path | None = None) ->
     if index.name != name:
         problems.append(FieldError(f"rule_sets/{name}.yaml.name", index.name, "must equal the file name"))
     c = index.components
-    files = {"index": f"rule_sets/{name}.yaml", "units": c.units, "coal": c.coal,
-             "emission_factors": c.emission_factors, "mu_scheme": c.mu_scheme, "smart_workshop": c.smart_workshop,
-             "targets": c.targets}  # fmt: skip
+    files = {
+        "index": f"rule_sets/{name}.yaml",
+        "units": c.units,
+        "coal": c.coal,
+        "emission_factors": c.emission_factors,
+        "mu_scheme": c.mu_scheme,
+        "smart_workshop": c.smart_workshop,
+        "targets": c.targets,
+    }
     units = _read(base / c.units, c.units, UnitsFile, problems)
     coal = _read(base / c.coal, c.coal, CoalFile, problems)
     emis = _read(base / c.emission_factors, c.emission_factors, EmissionFile, problems)
@@ -401,17 +430,39 @@ def load_rule_set(name: str = DEFAULT_RULE_SET, data_dir: Path | None = None) ->
     if targets is not None:
         for key in targets.indicators:
             if key not in TARGET_INDICATORS:
-                problems.append(FieldError(f"{c.targets}.indicators.{key}", key,
-                                           f"unknown scorecard indicator (known: {sorted(TARGET_INDICATORS)})"))
+                problems.append(
+                    FieldError(
+                        f"{c.targets}.indicators.{key}",
+                        key,
+                        f"unknown scorecard indicator (known: {sorted(TARGET_INDICATORS)})",
+                    )
+                )
     edition = index.settings.green_factory_edition
     if edition != "auto" and green and edition not in green:
-        problems.append(FieldError(f"rule_sets/{name}.yaml.settings.green_factory_edition", edition,
-                                   f"no such edition among the listed files ({sorted(green)})"))
+        problems.append(
+            FieldError(
+                f"rule_sets/{name}.yaml.settings.green_factory_edition",
+                edition,
+                f"no such edition among the listed files ({sorted(green)})",
+            )
+        )
     if problems:
         raise RuleSetError(f"rule set {name}", problems)
     assert units and coal and emis and mu and smart and targets  # for the type checker: no problems
-    return RuleSet(name=index.name, version=index.version, index=index, units=units, coal=coal, emissions=emis,
-                   mu=mu, green=green, smart=smart, targets=targets, files=files, data_dir=str(base))
+    return RuleSet(
+        name=index.name,
+        version=index.version,
+        index=index,
+        units=units,
+        coal=coal,
+        emissions=emis,
+        mu=mu,
+        green=green,
+        smart=smart,
+        targets=targets,
+        files=files,
+        data_dir=str(base),
+    )
 
 
 @dataclass(frozen=True)
@@ -431,7 +482,9 @@ def unverified_figures(rs: RuleSet) -> list[Unverified]:
     base = Path(rs.data_dir) if rs.data_dir else DATA_DIR
     out: list[Unverified] = []
     seen: set[str] = set()
-    rels = list(rs.files.values()) + [r for r in rs.index.references.values() if r.endswith((".yaml", ".yml"))]
+    rels = list(rs.files.values()) + [
+        r for r in rs.index.references.values() if r.endswith((".yaml", ".yml"))
+    ]
     for rel in rels:
         if rel in seen:
             continue
@@ -465,10 +518,19 @@ def _walk_unverified(obj: object, file: str, path: str, out: list[Unverified]) -
             if value is None and isinstance(obj.get("table"), list):
                 value = f"table of {len(obj['table'])} rows"
             elif value is None:  # a record of several numbers (e.g. a limit set): its scalar numbers
-                value = {k: v for k, v in obj.items() if isinstance(v, int | float) and not isinstance(v, bool)} or None
+                value = {
+                    k: v for k, v in obj.items() if isinstance(v, int | float) and not isinstance(v, bool)
+                } or None
             note = obj.get("note")
-            out.append(Unverified(file, path, value, " ".join(str(note).split()) if note else "",
-                                  str(obj.get("source") or "")))
+            out.append(
+                Unverified(
+                    file,
+                    path,
+                    value,
+                    " ".join(str(note).split()) if note else "",
+                    str(obj.get("source") or ""),
+                )
+            )
         for k, v in obj.items():
             _walk_unverified(v, file, f"{path}.{k}" if path else str(k), out)
     elif isinstance(obj, list):
@@ -485,7 +547,9 @@ def _check_units(u: UnitsFile, label: str) -> list[FieldError]:
         for alias in [name, *d.aliases]:
             key = alias.replace(" ", "").casefold()
             if key in seen and seen[key] != name:
-                out.append(FieldError(f"{label}.units.{name}.aliases", alias, f"alias also used by {seen[key]}"))
+                out.append(
+                    FieldError(f"{label}.units.{name}.aliases", alias, f"alias also used by {seen[key]}")
+                )
             seen[key] = name
     return out
 
@@ -501,9 +565,15 @@ def _check_coal(coal: CoalFile, units: UnitsFile, label: str) -> list[FieldError
                 out.append(FieldError(f"{at}.equivalences", eq, "unit not in units.yaml"))
         if carrier == "steam":
             if cc.pressure_mpa is None and cc.dangliang is None:
-                out.append(FieldError(f"{at}", None, "steam needs pressure_mpa (with steam_by_pressure) or dangliang"))
+                out.append(
+                    FieldError(
+                        f"{at}", None, "steam needs pressure_mpa (with steam_by_pressure) or dangliang"
+                    )
+                )
             if cc.pressure_mpa is not None and coal.steam_by_pressure is None:
-                out.append(FieldError(f"{label}.steam_by_pressure", None, "missing while steam gives pressure_mpa"))
+                out.append(
+                    FieldError(f"{label}.steam_by_pressure", None, "missing while steam gives pressure_mpa")
+                )
         elif cc.dangliang is None:
             out.append(FieldError(f"{at}.dangliang", None, "a 当量值 coefficient is required"))
         elif cc.dangliang.value < 0:
@@ -514,11 +584,24 @@ def _check_coal(coal: CoalFile, units: UnitsFile, label: str) -> list[FieldError
             if fig.value <= 0:
                 out.append(FieldError(f"{at}.dengjia_by_year.{y}.value", fig.value, "must be > 0"))
         if cc.dengjia_by_year is not None and cc.dengjia_default is None:
-            out.append(FieldError(f"{at}.dengjia_default", None, "a default 等价值 is required with dengjia_by_year"))
+            out.append(
+                FieldError(f"{at}.dengjia_default", None, "a default 等价值 is required with dengjia_by_year")
+            )
         if cc.dengjia_default is not None and cc.dengjia_default.value <= 0:
             out.append(FieldError(f"{at}.dengjia_default.value", cc.dengjia_default.value, "must be > 0"))
-    for need in ("electricity", "natural_gas", "raw_coal", "diesel", "gasoline", "lpg", "fuel_oil", "coke", "steam",
-                 "heat", "water"):  # fmt: skip
+    for need in (
+        "electricity",
+        "natural_gas",
+        "raw_coal",
+        "diesel",
+        "gasoline",
+        "lpg",
+        "fuel_oil",
+        "coke",
+        "steam",
+        "heat",
+        "water",
+    ):
         if need not in coal.carriers:
             out.append(FieldError(f"{label}.carriers", need, "required carrier missing"))
     if coal.steam_by_pressure is not None:
@@ -538,37 +621,64 @@ def _check_steam_table(t: SteamTable, at: str) -> list[FieldError]:
         if i and lo >= edges[i - 1]:
             out.append(FieldError(f"{at}[{i}]", [lo, kgoe], "lower edges must be strictly descending"))
     if edges[-1] != 0:
-        out.append(FieldError(f"{at}[{len(edges) - 1}]", t.table[-1], "the last band's lower edge must be 0 MPa"))
+        out.append(
+            FieldError(f"{at}[{len(edges) - 1}]", t.table[-1], "the last band's lower edge must be 0 MPa")
+        )
     return out
 
 
-def _check_emissions(e: EmissionFile, index: RuleSetIndex, units: UnitsFile | None, label: str,
-                     coal: CoalFile | None) -> list[FieldError]:  # fmt: skip
+def _check_emissions(
+    e: EmissionFile, index: RuleSetIndex, units: UnitsFile | None, label: str, coal: CoalFile | None
+) -> list[FieldError]:
     out: list[FieldError] = []
     if index.settings.grid not in e.grids:
-        out.append(FieldError("settings.grid", index.settings.grid, f"no such grid in {label} ({sorted(e.grids)})"))
+        out.append(
+            FieldError("settings.grid", index.settings.grid, f"no such grid in {label} ({sorted(e.grids)})")
+        )
     for name, grid in e.grids.items():
         if not grid.by_year:
-            out.append(FieldError(f"{label}.grids.{name}.by_year", {}, "at least one year's factor is required"))
+            out.append(
+                FieldError(f"{label}.grids.{name}.by_year", {}, "at least one year's factor is required")
+            )
         if grid.fallback is not None and grid.fallback not in e.grids:
-            out.append(FieldError(f"{label}.grids.{name}.fallback", grid.fallback, f"no such grid ({sorted(e.grids)})"))
+            out.append(
+                FieldError(
+                    f"{label}.grids.{name}.fallback", grid.fallback, f"no such grid ({sorted(e.grids)})"
+                )
+            )
         for y, fig in grid.by_year.items():
             if fig.value <= 0:
                 out.append(FieldError(f"{label}.grids.{name}.by_year.{y}.value", fig.value, "must be > 0"))
     for name, fuel in e.fuels.items():
         if not 0 < fuel.oxidation.value <= 1:
-            out.append(FieldError(f"{label}.fuels.{name}.oxidation.value", fuel.oxidation.value, "must be in (0, 1]"))
+            out.append(
+                FieldError(f"{label}.fuels.{name}.oxidation.value", fuel.oxidation.value, "must be in (0, 1]")
+            )
         if fuel.ncv.per_base is None:
-            out.append(FieldError(f"{label}.fuels.{name}.ncv.per_base", None, "per_base (scale to the base unit) required"))
+            out.append(
+                FieldError(
+                    f"{label}.fuels.{name}.ncv.per_base", None, "per_base (scale to the base unit) required"
+                )
+            )
         if coal is not None and name in coal.carriers and coal.carriers[name].base_unit != fuel.base_unit:
-            out.append(FieldError(f"{label}.fuels.{name}.base_unit", fuel.base_unit,
-                                  f"differs from the coal file's {coal.carriers[name].base_unit}"))
+            out.append(
+                FieldError(
+                    f"{label}.fuels.{name}.base_unit",
+                    fuel.base_unit,
+                    f"differs from the coal file's {coal.carriers[name].base_unit}",
+                )
+            )
         elif coal is not None and fuel.ncv.per_base is not None:
             out += _check_one_basis(name, fuel, coal, label)
     for name, d in e.direct.items():
         if coal is not None and name in coal.carriers and coal.carriers[name].base_unit != d.base_unit:
-            out.append(FieldError(f"{label}.direct.{name}.base_unit", d.base_unit,
-                                  f"differs from the coal file's {coal.carriers[name].base_unit}"))
+            out.append(
+                FieldError(
+                    f"{label}.direct.{name}.base_unit",
+                    d.base_unit,
+                    f"differs from the coal file's {coal.carriers[name].base_unit}",
+                )
+            )
     return out
 
 
@@ -584,21 +694,32 @@ def _check_one_basis(name: str, fuel: Fuel, coal: CoalFile, label: str) -> list[
     coal_kj = cc.dangliang.value * coal.kgce_kj.value
     if coal_kj <= 0 or abs(ncv_kj / coal_kj - 1.0) <= ONE_BASIS_TOLERANCE:
         return []
-    return [FieldError(f"{label}.fuels.{name}.ncv.value", fuel.ncv.value,
-                       f"heating value {ncv_kj:.6g} kJ per {fuel.base_unit} differs from the energy basis "
-                       f"{cc.dangliang.value} kgce x {coal.kgce_kj.value:g} kJ = {coal_kj:.6g} kJ by more than "
-                       f"{ONE_BASIS_TOLERANCE:.1%}: energy and CO2 must use one heating value")]
+    return [
+        FieldError(
+            f"{label}.fuels.{name}.ncv.value",
+            fuel.ncv.value,
+            f"heating value {ncv_kj:.6g} kJ per {fuel.base_unit} differs from the energy basis "
+            f"{cc.dangliang.value} kgce x {coal.kgce_kj.value:g} kJ = {coal_kj:.6g} kJ by more than "
+            f"{ONE_BASIS_TOLERANCE:.1%}: energy and CO2 must use one heating value",
+        )
+    ]
 
 
 def _check_mu(mu: MuScheme, label: str) -> list[FieldError]:
     out: list[FieldError] = []
     for key, ind in mu.indicators.items():
         if key not in MU_INDICATORS:
-            out.append(FieldError(f"{label}.indicators.{key}", key, f"unknown indicator (known: {sorted(MU_INDICATORS)})"))
+            out.append(
+                FieldError(
+                    f"{label}.indicators.{key}", key, f"unknown indicator (known: {sorted(MU_INDICATORS)})"
+                )
+            )
         if ind.weight.value < 0:
             out.append(FieldError(f"{label}.indicators.{key}.weight.value", ind.weight.value, "must be >= 0"))
         if isinstance(ind.benchmark, Figure) and ind.benchmark.value <= 0:
-            out.append(FieldError(f"{label}.indicators.{key}.benchmark.value", ind.benchmark.value, "must be > 0"))
+            out.append(
+                FieldError(f"{label}.indicators.{key}.benchmark.value", ind.benchmark.value, "must be > 0")
+            )
     p = mu.class_method.params
     at = f"{label}.class_method.params"
     if mu.class_method.method == "two_stage":
@@ -609,7 +730,13 @@ def _check_mu(mu: MuScheme, label: str) -> list[FieldError]:
                 if not 0 <= f.value <= 1:
                     out.append(FieldError(f"{at}.{share}.value", f.value, "a share is between 0 and 1"))
             except ValidationError as exc:
-                out.append(FieldError(f"{at}.{share}", fig, f"a figure with value and source is required ({exc.errors()[0]['msg']})"))
+                out.append(
+                    FieldError(
+                        f"{at}.{share}",
+                        fig,
+                        f"a figure with value and source is required ({exc.errors()[0]['msg']})",
+                    )
+                )
         for key in ("a_rank_by", "c_rank_by", "c_rank_fallback"):
             val = p.get(key, [] if key == "c_rank_fallback" else None)
             if not isinstance(val, list) or (key != "c_rank_fallback" and not val):
@@ -618,8 +745,16 @@ def _check_mu(mu: MuScheme, label: str) -> list[FieldError]:
             for ind_name in val:
                 if ind_name not in MU_INDICATORS:
                     out.append(FieldError(f"{at}.{key}", ind_name, "unknown indicator"))
-        extra = set(p) - {"top_share", "a_share", "a_rank_by", "bottom_share", "c_share", "c_rank_by", "c_rank_fallback",
-                          "rounding"}  # fmt: skip
+        extra = set(p) - {
+            "top_share",
+            "a_share",
+            "a_rank_by",
+            "bottom_share",
+            "c_share",
+            "c_rank_by",
+            "c_rank_fallback",
+            "rounding",
+        }
         for k in sorted(extra):
             out.append(FieldError(f"{at}.{k}", p[k], "unknown parameter of two_stage"))
     else:
@@ -634,7 +769,11 @@ def _check_mu(mu: MuScheme, label: str) -> list[FieldError]:
             for cls in shares:
                 final = report_as.get(cls, cls)
                 if final not in ("A", "B", "C"):
-                    out.append(FieldError(f"{at}.shares", cls, "each class must be A, B, C or be mapped to one by report_as"))
+                    out.append(
+                        FieldError(
+                            f"{at}.shares", cls, "each class must be A, B, C or be mapped to one by report_as"
+                        )
+                    )
     rounding = p.get("rounding")
     if rounding is not None:
         try:
@@ -642,7 +781,9 @@ def _check_mu(mu: MuScheme, label: str) -> list[FieldError]:
             if r.value not in ("half_up", "floor", "ceil"):
                 out.append(FieldError(f"{at}.rounding.value", r.value, "one of half_up, floor, ceil"))
         except ValidationError:
-            out.append(FieldError(f"{at}.rounding", rounding, "a text figure with value and source is required"))
+            out.append(
+                FieldError(f"{at}.rounding", rounding, "a text figure with value and source is required")
+            )
     return out
 
 
@@ -667,7 +808,13 @@ def _check_green(ed: GreenEdition, label: str) -> list[FieldError]:
             total += it.points.value
         if it.kind == "computed":
             if it.indicator not in GREEN_INDICATORS:
-                out.append(FieldError(f"{at}.indicator", it.indicator, f"unknown indicator (known: {sorted(GREEN_INDICATORS)})"))
+                out.append(
+                    FieldError(
+                        f"{at}.indicator",
+                        it.indicator,
+                        f"unknown indicator (known: {sorted(GREEN_INDICATORS)})",
+                    )
+                )
             if it.check not in CHECKS:
                 out.append(FieldError(f"{at}.check", it.check, f"unknown check (known: {sorted(CHECKS)})"))
             elif it.thresholds is None:
@@ -680,7 +827,9 @@ def _check_green(ed: GreenEdition, label: str) -> list[FieldError]:
                         continue
                     given = set(val) if isinstance(val, dict) else {"threshold"}
                     if given != set(need):
-                        out.append(FieldError(f"{at}.thresholds.{key}", val, f"check {it.check} takes {list(need)}"))
+                        out.append(
+                            FieldError(f"{at}.thresholds.{key}", val, f"check {it.check} takes {list(need)}")
+                        )
     if abs(total - 100.0) > 1e-6:
         out.append(FieldError(f"{label}.items", total, "scored items' points must add up to 100"))
     return out
@@ -695,5 +844,11 @@ def _check_smart(s: SmartFile, label: str) -> list[FieldError]:
         if ind.check not in CHECKS:
             out.append(FieldError(f"{at}.check", ind.check, f"unknown check (known: {sorted(CHECKS)})"))
         elif set(ind.params) != set(CHECKS[ind.check].params):
-            out.append(FieldError(f"{at}.params", sorted(ind.params), f"check {ind.check} takes {list(CHECKS[ind.check].params)}"))
+            out.append(
+                FieldError(
+                    f"{at}.params",
+                    sorted(ind.params),
+                    f"check {ind.check} takes {list(CHECKS[ind.check].params)}",
+                )
+            )
     return out

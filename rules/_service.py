@@ -39,8 +39,9 @@ class RulesSettings(BaseSettings):
     drain_s: float = Field(default=30.0, gt=0)
 
 
-def run_once(dsn: str, rs: RuleSet, year: int, month: int | None = None, park: str | None = None,
-             refresh: bool = True) -> tuple[int, int]:  # fmt: skip
+def run_once(
+    dsn: str, rs: RuleSet, year: int, month: int | None = None, park: str | None = None, refresh: bool = True
+) -> tuple[int, int]:
     """Refresh rollups, evaluate from the database and store. Returns (run_id, firms)."""
     with connect(dsn) as conn:
         if refresh:
@@ -81,7 +82,9 @@ class RulesService:
         self._tg.create_task(self._loop(), name="rules-periodic")
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         assert self._stop is not None and self._tg is not None
         self._stop.set()
         try:

@@ -25,7 +25,6 @@ from rules._smart import SmartTelemetry
 __all__ = ["load_inputs", "period_bounds", "store_result"]
 
 
-
 def period_bounds(year: int, month: int | None) -> tuple[date, date]:
     """[start, end) of a year or a month, as local calendar days."""
     if month is None:
@@ -43,8 +42,14 @@ def _f(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
-def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | None = None,
-                park: str | None = None, now: datetime | None = None) -> YearInputs:  # fmt: skip
+def load_inputs(
+    conn: psycopg.Connection,
+    rs: RuleSet,
+    year: int,
+    month: int | None = None,
+    park: str | None = None,
+    now: datetime | None = None,
+) -> YearInputs:
     """Everything an evaluation of `year` (or one month of it) needs, read from the database."""
     now = now or datetime.now(UTC)
     firms: list[FirmRecord] = []
@@ -65,8 +70,15 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
         (year, year - 1, ids),
     ):
         economics[(row[0], row[1])] = Economics(
-            added_value=_f(row[2]), tax=_f(row[3]), revenue=_f(row[4]), rd_spend=_f(row[5]), employees=_f(row[6]),
-            pollutant_t=_f(row[7]), output_units=_f(row[8]), output_value=_f(row[9]), green_declared=dict(row[10] or {}),
+            added_value=_f(row[2]),
+            tax=_f(row[3]),
+            revenue=_f(row[4]),
+            rd_spend=_f(row[5]),
+            employees=_f(row[6]),
+            pollutant_t=_f(row[7]),
+            output_units=_f(row[8]),
+            output_value=_f(row[9]),
+            green_declared=dict(row[10] or {}),
             profit=_f(row[12]),
             source=f"firm_economics ({row[11]})" if row[11] else "firm_economics",
         )
@@ -90,15 +102,24 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
     ).fetchall()
     conn.execute("RESET enable_nestloop")
     for fid, is_cur, carrier, direction, unit, qty, meters, suspect_days, worst in firm_rows:
-        sums[(fid, bool(is_cur), carrier, direction or "import")] = (float(qty or 0.0), unit, meters, suspect_days,
-                                                                      int(worst or 0))
+        sums[(fid, bool(is_cur), carrier, direction or "import")] = (
+            float(qty or 0.0),
+            unit,
+            meters,
+            suspect_days,
+            int(worst or 0),
+        )
     by_period: dict[tuple[str, bool], list[CarrierAmount]] = {}
     for (fid, cur, carrier, direction), (qty, unit, meters, suspect, worst) in sorted(sums.items()):
         if direction != "import" or carrier not in rs.coal.carriers:
             continue
         exported = sums.get((fid, cur, carrier, "export"))
         net = qty - (exported[0] if exported else 0.0)
-        label = (f"{year}" if month is None else f"{year}-{month:02d}") if cur else (f"{py}" if pm is None else f"{py}-{pm:02d}")
+        label = (
+            (f"{year}" if month is None else f"{year}-{month:02d}")
+            if cur
+            else (f"{py}" if pm is None else f"{py}-{pm:02d}")
+        )
         src = f"v_firm_energy_daily {label}: {qty:.6g} {unit} imported"
         if exported:
             src += f" - {exported[0]:.6g} {unit} exported (GB/T 2589: energy delivered out is deducted)"
@@ -116,11 +137,14 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
     # water reuse (metered) for the green-factory indicator
     water: dict[str, tuple[float, float]] = {}
     reused: dict[str, float] = {}
-    reuse_pks = [r[0] for r in conn.execute(
-        """SELECT DISTINCT device_pk FROM v_readings_1d
+    reuse_pks = [
+        r[0]
+        for r in conn.execute(
+            """SELECT DISTINCT device_pk FROM v_readings_1d
            WHERE metric = 'water_reused_m3' AND day >= %s AND day < %s AND firm_id = ANY(%s)""",
-        (start, end, ids),
-    )]
+            (start, end, ids),
+        )
+    ]
     if reuse_pks:  # device_pk filters push into the counter view's window: only these meters are computed
         for fid, q in conn.execute(
             """SELECT dv.firm_id, sum(c.increase) FROM v_counter_daily c JOIN metrics m USING (metric_id)
@@ -131,16 +155,35 @@ def load_inputs(conn: psycopg.Connection, rs: RuleSet, year: int, month: int | N
         ):
             reused[fid] = float(q or 0.0)
     for fid, r in reused.items():
-        fresh = sum(to_base(rs, a.carrier, a.quantity, a.unit)[0] for a in energy.get((fid, year), []) if a.carrier == "water")
+        fresh = sum(
+            to_base(rs, a.carrier, a.quantity, a.unit)[0]
+            for a in energy.get((fid, year), [])
+            if a.carrier == "water"
+        )
         water[fid] = (r, fresh)
     smart_firms, smart_ws = _smart_telemetry(conn, rs, firms, year, month, now, by_period)
-    return YearInputs(year=year, firms=firms, economics=economics, energy=energy, water_reuse=water,
-                      smart_firms=smart_firms, smart_workshops=smart_ws, month=month, telemetry=True)
+    return YearInputs(
+        year=year,
+        firms=firms,
+        economics=economics,
+        energy=energy,
+        water_reuse=water,
+        smart_firms=smart_firms,
+        smart_workshops=smart_ws,
+        month=month,
+        telemetry=True,
+    )
 
 
-def _smart_telemetry(conn: psycopg.Connection, rs: RuleSet, firms: list[FirmRecord], year: int, month: int | None,
-                     now: datetime, firm_energy: dict[tuple[str, bool], list[CarrierAmount]],
-                     ) -> tuple[dict[str, SmartTelemetry], dict[str, list[SmartTelemetry]]]:  # fmt: skip
+def _smart_telemetry(
+    conn: psycopg.Connection,
+    rs: RuleSet,
+    firms: list[FirmRecord],
+    year: int,
+    month: int | None,
+    now: datetime,
+    firm_energy: dict[tuple[str, bool], list[CarrierAmount]],
+) -> tuple[dict[str, SmartTelemetry], dict[str, list[SmartTelemetry]]]:
     ids = [f.firm_id for f in firms]
     park_of = {f.firm_id: f.park_id for f in firms}
     start, end = period_bounds(year, month)
@@ -164,12 +207,21 @@ def _smart_telemetry(conn: psycopg.Connection, rs: RuleSet, firms: list[FirmReco
         in_service[pk] = (bool(enabled), reg)
         if ws is not None and kind == "meter" and (level or 1) >= 2:
             sub_meters.append(pk)
-    declared = {w: d for w, d in conn.execute("SELECT workshop_id, smart_declared FROM workshops WHERE firm_id = ANY(%s)", (ids,))}
-    ws_firm = {w: f for w, f in conn.execute("SELECT workshop_id, firm_id FROM workshops WHERE firm_id = ANY(%s)", (ids,))}
+    declared = {
+        w: d
+        for w, d in conn.execute(
+            "SELECT workshop_id, smart_declared FROM workshops WHERE firm_id = ANY(%s)", (ids,)
+        )
+    }
+    ws_firm = {
+        w: f
+        for w, f in conn.execute("SELECT workshop_id, firm_id FROM workshops WHERE firm_id = ANY(%s)", (ids,))
+    }
     networked: set[int] = set()
     if current:
         for (pk,) in conn.execute(
-            "SELECT device_pk FROM v_device_last_seen WHERE firm_id = ANY(%s) AND silent_s <= %s", (ids, window)
+            "SELECT device_pk FROM v_device_last_seen WHERE firm_id = ANY(%s) AND silent_s <= %s",
+            (ids, window),
         ):
             networked.add(pk)
     n_by: dict[int, tuple[int, int]] = {}
@@ -242,7 +294,9 @@ def _smart_telemetry(conn: psycopg.Connection, rs: RuleSet, firms: list[FirmReco
                 firm_kgce[(fid, cur)] += base * kgce_per_base(rs, a.carrier, year if cur else py)[0]
 
     def telemetry(fid: str, ws: str | None, pks: list[int]) -> SmartTelemetry:
-        t = SmartTelemetry(park_of[fid], fid, ws, smart_declared=bool(declared.get(ws, False)) if ws else False)
+        t = SmartTelemetry(
+            park_of[fid], fid, ws, smart_declared=bool(declared.get(ws, False)) if ws else False
+        )
         t.devices_registered = len(pks)
         t.devices_networked = sum(1 for pk in pks if pk in networked)
         t.readings_n = sum(n_by.get(pk, (0, 0))[0] for pk in pks)
@@ -296,44 +350,106 @@ def store_result(conn: psycopg.Connection, result: YearResult, park: str | None 
         row = conn.execute(
             """INSERT INTO rule_runs (rule_set, rule_version, year, month, park_id, firms, summary)
                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING run_id""",
-            (result.rule_set, result.rule_version, result.year, result.month, park, len(result.firms),
-             _j({"classes": _class_counts(result), "compliance": len(result.compliance)})),
+            (
+                result.rule_set,
+                result.rule_version,
+                result.year,
+                result.month,
+                park,
+                len(result.firms),
+                _j({"classes": _class_counts(result), "compliance": len(result.compliance)}),
+            ),
         ).fetchone()
         assert row is not None
         run_id = int(row[0])
         ids = [f.firm_id for f in result.firms]
         with conn.cursor() as cur:
             if result.month is None:
-                cur.execute("DELETE FROM firm_kpi_results WHERE year = %s AND firm_id = ANY(%s)", (result.year, ids))
+                cur.execute(
+                    "DELETE FROM firm_kpi_results WHERE year = %s AND firm_id = ANY(%s)", (result.year, ids)
+                )
                 cur.executemany(
                     """INSERT INTO firm_kpi_results (firm_id, year, park_id, run_id, rule_set, rule_version, energy_tce,
                          energy_tce_equal_value, carbon_tco2, added_value_10k_cny, intensity_tce_per_10k_cny,
                          intensity_change_pct, mu_tax_10k_cny, mu_added_value_10k_cny, score, class, explanation, inputs)
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                    [(f.firm_id, f.year, f.park_id, run_id, result.rule_set, result.rule_version, f.energy_tce,
-                      f.energy_tce_equal_value, f.carbon_tco2, f.added_value_10k_cny, f.intensity_tce_per_10k_cny,
-                      f.intensity_change_pct, f.mu_tax_10k_cny, f.mu_added_value_10k_cny, f.score, f.klass,
-                      _j(f.explanation), _j(f.inputs)) for f in result.firms],
+                    [
+                        (
+                            f.firm_id,
+                            f.year,
+                            f.park_id,
+                            run_id,
+                            result.rule_set,
+                            result.rule_version,
+                            f.energy_tce,
+                            f.energy_tce_equal_value,
+                            f.carbon_tco2,
+                            f.added_value_10k_cny,
+                            f.intensity_tce_per_10k_cny,
+                            f.intensity_change_pct,
+                            f.mu_tax_10k_cny,
+                            f.mu_added_value_10k_cny,
+                            f.score,
+                            f.klass,
+                            _j(f.explanation),
+                            _j(f.inputs),
+                        )
+                        for f in result.firms
+                    ],
                 )
                 parks = list(result.scorecard)
-                cur.execute("DELETE FROM park_scorecard_results WHERE year = %s AND park_id = ANY(%s)", (result.year, parks))
+                cur.execute(
+                    "DELETE FROM park_scorecard_results WHERE year = %s AND park_id = ANY(%s)",
+                    (result.year, parks),
+                )
                 cur.executemany(
                     """INSERT INTO park_scorecard_results (park_id, year, indicator, run_id, rule_set, rule_version,
                          value, target, unit, met, source, detail)
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                    [(s.park_id, s.year, s.indicator, run_id, result.rule_set, result.rule_version, s.value, s.target,
-                      s.unit, s.met, s.source, _j(s.detail)) for rows in result.scorecard.values() for s in rows],
+                    [
+                        (
+                            s.park_id,
+                            s.year,
+                            s.indicator,
+                            run_id,
+                            result.rule_set,
+                            result.rule_version,
+                            s.value,
+                            s.target,
+                            s.unit,
+                            s.met,
+                            s.source,
+                            _j(s.detail),
+                        )
+                        for rows in result.scorecard.values()
+                        for s in rows
+                    ],
                 )
             else:
-                cur.execute("DELETE FROM firm_energy_month_results WHERE year = %s AND month = %s AND firm_id = ANY(%s)",
-                            (result.year, result.month, ids))
+                cur.execute(
+                    "DELETE FROM firm_energy_month_results WHERE year = %s AND month = %s AND firm_id = ANY(%s)",
+                    (result.year, result.month, ids),
+                )
                 cur.executemany(
                     """INSERT INTO firm_energy_month_results (firm_id, year, month, park_id, run_id, rule_set,
                          rule_version, energy_tce, energy_tce_equal_value, carbon_tco2, explanation)
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                    [(f.firm_id, f.year, result.month, f.park_id, run_id, result.rule_set, result.rule_version,
-                      f.energy_tce, f.energy_tce_equal_value, f.carbon_tco2, _j(f.explanation.get("energy")))
-                     for f in result.firms],
+                    [
+                        (
+                            f.firm_id,
+                            f.year,
+                            result.month,
+                            f.park_id,
+                            run_id,
+                            result.rule_set,
+                            result.rule_version,
+                            f.energy_tce,
+                            f.energy_tce_equal_value,
+                            f.carbon_tco2,
+                            _j(f.explanation.get("energy")),
+                        )
+                        for f in result.firms
+                    ],
                 )
             cur.execute(
                 "DELETE FROM compliance_results WHERE year = %s AND month IS NOT DISTINCT FROM %s AND firm_id = ANY(%s)",
@@ -343,8 +459,23 @@ def store_result(conn: psycopg.Connection, result: YearResult, park: str | None 
                 """INSERT INTO compliance_results (park_id, firm_id, workshop_id, year, month, scheme, run_id, rule_set,
                      rule_version, verdict, score, detail)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                [(c.park_id, c.firm_id, c.workshop_id, c.year, c.month, c.scheme, run_id, result.rule_set,
-                  result.rule_version, c.verdict, c.score, _j(c.detail)) for c in result.compliance],
+                [
+                    (
+                        c.park_id,
+                        c.firm_id,
+                        c.workshop_id,
+                        c.year,
+                        c.month,
+                        c.scheme,
+                        run_id,
+                        result.rule_set,
+                        result.rule_version,
+                        c.verdict,
+                        c.score,
+                        _j(c.detail),
+                    )
+                    for c in result.compliance
+                ],
             )
         conn.execute("UPDATE rule_runs SET finished_at = now() WHERE run_id = %s", (run_id,))
     return run_id
@@ -363,4 +494,3 @@ def _quality_name(code: int) -> str:
         return Quality(code).name.lower()
     except ValueError:
         return str(code)
-

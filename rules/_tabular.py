@@ -55,7 +55,9 @@ def _read_csv(path: Path) -> list[list[str]]:
     try:
         return [list(r) for r in reader]
     except csv.Error as exc:  # e.g. a field beyond the csv module's size limit
-        raise ValidationReport(str(path), [FieldError(f"row {reader.line_num}", str(path), f"not CSV: {exc}")]) from None
+        raise ValidationReport(
+            str(path), [FieldError(f"row {reader.line_num}", str(path), f"not CSV: {exc}")]
+        ) from None
 
 
 def _read_xlsx(path: Path, problems: list[FieldError]) -> list[list[str]]:
@@ -78,15 +80,22 @@ def _read_xlsx(path: Path, problems: list[FieldError]) -> list[list[str]]:
             cells: list[str] = []
             for v, f in zip(vrow, frow, strict=True):
                 if f.data_type == "f" and v.value is None and v.data_type != "s":  # "s": cached empty text
-                    problems.append(FieldError(f"{sheet.title}!{f.coordinate}", f.value,
-                                               "formula without a cached value: open and save the file in Excel "
-                                               "or LibreOffice (which compute it), or type the value"))  # fmt: skip
+                    problems.append(
+                        FieldError(
+                            f"{sheet.title}!{f.coordinate}",
+                            f.value,
+                            "formula without a cached value: open and save the file in Excel "
+                            "or LibreOffice (which compute it), or type the value",
+                        )
+                    )
                 cells.append("" if v.value is None else _cell(v.value))
             rows.append(cells)
     except ValidationReport:
         raise
     except Exception as exc:  # openpyxl raises many kinds for a broken file, also while reading rows
-        raise ValidationReport(str(path), [FieldError("file", str(path), f"not a readable xlsx file: {exc}")]) from None
+        raise ValidationReport(
+            str(path), [FieldError("file", str(path), f"not a readable xlsx file: {exc}")]
+        ) from None
     finally:
         for wb in books:
             wb.close()
@@ -114,7 +123,9 @@ def out_of_range(v: float, most: float = AMOUNT_MAX, *, signed: bool = False) ->
     if v < 0 and not signed:
         return "must be >= 0"
     if abs(v) > most:
-        return f"out of range: at most {most:g}" if isinstance(most, float) else f"out of range: at most {most}"
+        return (
+            f"out of range: at most {most:g}" if isinstance(most, float) else f"out of range: at most {most}"
+        )
     return None
 
 

@@ -18,17 +18,28 @@ from rules._ruleset import DEFAULT_RULE_SET, RuleSetError, list_rule_sets, load_
 
 __all__ = ["firms_app", "kpi_app", "rules_app"]
 
-rules_app = typer.Typer(help="Rules engine: energy, 亩均 classes, smart-workshop and green-factory compliance.",
-                        no_args_is_help=True, pretty_exceptions_enable=False)
-kpi_app = typer.Typer(help="KPIs without a database, for audit and reproduction.", no_args_is_help=True,
-                      pretty_exceptions_enable=False)
-firms_app = typer.Typer(help="Firms' yearly economic data (import, template).", no_args_is_help=True,
-                        pretty_exceptions_enable=False)
+rules_app = typer.Typer(
+    help="Rules engine: energy, 亩均 classes, smart-workshop and green-factory compliance.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+kpi_app = typer.Typer(
+    help="KPIs without a database, for audit and reproduction.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+firms_app = typer.Typer(
+    help="Firms' yearly economic data (import, template).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 out = Console()
 err = Console(stderr=True)
 
-DsnOpt = Annotated[str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL", help="PostgreSQL URL")]
+DsnOpt = Annotated[
+    str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL", help="PostgreSQL URL")
+]
 RuleSetOpt = Annotated[str, typer.Option("--rule-set", help="rule set name (rules/data/rule_sets/)")]
 
 
@@ -49,7 +60,9 @@ def _firms() -> None:
 @rules_app.command("run")
 def rules_run(
     year: Annotated[int, typer.Option(help="year to evaluate")],
-    month: Annotated[int | None, typer.Option(min=1, max=12, help="evaluate one month (energy, smart workshop)")] = None,
+    month: Annotated[
+        int | None, typer.Option(min=1, max=12, help="evaluate one month (energy, smart workshop)")
+    ] = None,
     rule_set: RuleSetOpt = DEFAULT_RULE_SET,
     park: Annotated[str | None, typer.Option(help="only this park")] = None,
     database_url: DsnOpt = None,
@@ -75,8 +88,13 @@ def rules_serve(
     from rules._service import RulesService, RulesSettings
 
     cfg = RulesSettings()
-    svc = RulesService(_dsn(database_url), rule_set or cfg.rule_set, interval or cfg.interval_s, cfg.drain_s,
-                       get_settings().timezone)
+    svc = RulesService(
+        _dsn(database_url),
+        rule_set or cfg.rule_set,
+        interval or cfg.interval_s,
+        cfg.drain_s,
+        get_settings().timezone,
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -107,15 +125,27 @@ def rules_validate(rule_set: Annotated[str, typer.Argument()] = DEFAULT_RULE_SET
     unverified figure (file, key, value, note) of its files and of the files its index references."""
     rs = load_rule_set(rule_set)
     unverified = unverified_figures(rs)
-    out.print(f"{rs.name} {rs.version}: valid ({len(rs.files)} files); 亩均 scheme {rs.mu.name} ({rs.mu.title})",
-              markup=False, highlight=False, soft_wrap=True)
-    out.print(f"{len(unverified)} unverified figures (configurable defaults or figures no primary text confirmed):",
-              markup=False, highlight=False, soft_wrap=True)
+    out.print(
+        f"{rs.name} {rs.version}: valid ({len(rs.files)} files); 亩均 scheme {rs.mu.name} ({rs.mu.title})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        f"{len(unverified)} unverified figures (configurable defaults or figures no primary text confirmed):",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     for u in unverified:
         value = "-" if u.value is None else u.value
         why = u.note or u.source
-        out.print(f"  unverified: {u.file} {u.key} = {value}" + (f" — {why}" if why else ""),
-                  markup=False, highlight=False, soft_wrap=True)
+        out.print(
+            f"  unverified: {u.file} {u.key} = {value}" + (f" — {why}" if why else ""),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @kpi_app.command("evaluate")
@@ -142,9 +172,17 @@ def kpi_evaluate(
     for col in ("firm", "tce 当量值", "tce 等价值", "tCO2", "tce/万元", "Δ %", "亩均税收", "score", "class"):
         table.add_column(col, no_wrap=True)
     for f in result.firms:
-        table.add_row(f.firm_id, _n(f.energy_tce), _n(f.energy_tce_equal_value), _n(f.carbon_tco2),
-                      _n(f.intensity_tce_per_10k_cny, 4), _n(f.intensity_change_pct, 2), _n(f.mu_tax_10k_cny, 2),
-                      _n(f.score, 2), f.klass)
+        table.add_row(
+            f.firm_id,
+            _n(f.energy_tce),
+            _n(f.energy_tce_equal_value),
+            _n(f.carbon_tco2),
+            _n(f.intensity_tce_per_10k_cny, 4),
+            _n(f.intensity_change_pct, 2),
+            _n(f.mu_tax_10k_cny, 2),
+            _n(f.score, 2),
+            f.klass,
+        )
     wide = Console(width=max(out.width, 140))
     wide.print(table)
     for f in result.firms:
@@ -155,8 +193,14 @@ def kpi_evaluate(
     park_doc = doc["park"]
     assert isinstance(park_doc, dict)
     for row in park_doc["scorecard"]:
-        park.add_row(row["indicator"], _n(row["value"], 2), _n(row["target"], 2), str(row["unit"] or ""),
-                     {True: "yes", False: "no", None: "-"}[row["met"]], str(row["source"]))
+        park.add_row(
+            row["indicator"],
+            _n(row["value"], 2),
+            _n(row["target"], 2),
+            str(row["unit"] or ""),
+            {True: "yes", False: "no", None: "-"}[row["met"]],
+            str(row["source"]),
+        )
     wide.print(park)
 
 
@@ -173,8 +217,13 @@ def kpi_document(result: object) -> dict[str, object]:
         by_park = {p: [s.public() for s in result.scorecard[p]] for p in parks}
         park_obj["parks"] = by_park
         park_obj["scorecard"] = by_park[parks[0]]
-    return {"rule_set": result.rule_set, "rule_version": result.rule_version, "year": result.year,
-            "firms": [f.public() for f in result.firms], "park": park_obj}
+    return {
+        "rule_set": result.rule_set,
+        "rule_version": result.rule_version,
+        "year": result.year,
+        "firms": [f.public() for f in result.firms],
+        "park": park_obj,
+    }
 
 
 def _n(v: object, digits: int = 3) -> str:
@@ -204,7 +253,9 @@ def firms_import(
 
 @firms_app.command("template")
 def firms_template(
-    out_file: Annotated[Path, typer.Argument(help="template file to write (.csv or .xlsx)")] = Path("firm_economics.xlsx"),
+    out_file: Annotated[Path, typer.Argument(help="template file to write (.csv or .xlsx)")] = Path(
+        "firm_economics.xlsx"
+    ),
     rule_set: RuleSetOpt = DEFAULT_RULE_SET,
 ) -> None:
     """Write an empty import template with Chinese and English headers (csv or xlsx by the name)."""

@@ -34,7 +34,14 @@ __all__ = ["MODELS", "DeviceSet", "ServerHost", "build_catch_all", "build_sim_de
 
 log = logging.getLogger("simulators")
 
-_FC_TABLE: dict[int, Table] = {3: "holding", 4: "input", 6: "holding", 16: "holding", 22: "holding", 23: "holding"}
+_FC_TABLE: dict[int, Table] = {
+    3: "holding",
+    4: "input",
+    6: "holding",
+    16: "holding",
+    22: "holding",
+    23: "holding",
+}
 
 
 def build_sim_device(dev: SimulatedDevice) -> SimDevice:
@@ -63,7 +70,11 @@ def build_sim_device(dev: SimulatedDevice) -> SimDevice:
         if outcome.silent:
             raise NoSuchIdException(f"simulated timeout of device {dev.device_id}")
         if outcome.exception is not None:
-            return ExcCodes(outcome.exception) if outcome.exception in ExcCodes._value2member_map_ else ExcCodes.DEVICE_FAILURE
+            return (
+                ExcCodes(outcome.exception)
+                if outcome.exception in ExcCodes._value2member_map_
+                else ExcCodes.DEVICE_FAILURE
+            )
         assert outcome.registers is not None
         offset = address - start_address
         registers[offset : offset + count] = outcome.registers
@@ -80,7 +91,9 @@ def build_sim_device(dev: SimulatedDevice) -> SimDevice:
 def build_catch_all(silent: bool) -> SimDevice:
     """Device id 0 = "every id not configured": silence (RTU) or exception 0x0B (TCP gateway)."""
 
-    async def action(fc: int, start: int, address: int, count: int, regs: list[int], values: Any) -> ExcCodes | None:
+    async def action(
+        fc: int, start: int, address: int, count: int, regs: list[int], values: Any
+    ) -> ExcCodes | None:
         if silent:
             raise NoSuchIdException("no such device on this bus")
         return ExcCodes.GATEWAY_NO_RESPONSE
@@ -97,7 +110,9 @@ class ServerHost:
     server (`serve_forever(background=True)` is called here).
     """
 
-    def __init__(self, name: str, factory: Callable[[list[SimDevice]], Awaitable[Any]], silent_unknown: bool) -> None:
+    def __init__(
+        self, name: str, factory: Callable[[list[SimDevice]], Awaitable[Any]], silent_unknown: bool
+    ) -> None:
         self.name = name
         self._factory = factory
         self._silent_unknown = silent_unknown
@@ -236,7 +251,9 @@ class DeviceSet:
         """Add a device (before or after start). `params`/keyword args are the scenario's `sim:` keys."""
         if model not in MODELS:
             raise SimulatorError(f"unknown model {model!r} (known: {list(MODELS)})")
-        dev = SimulatedDevice(device_id, model, seed=seed, params={**(params or {}), **sim}, clock=self._clock)
+        dev = SimulatedDevice(
+            device_id, model, seed=seed, params={**(params or {}), **sim}, clock=self._clock
+        )
         self._host.add(dev)
         return dev
 

@@ -222,7 +222,9 @@ class CemsProcess(Process):
             "so2_mg_m3": max(0.5, 6.0 + rng.gauss(0.0, 1.0)),
             "particulate_mg_m3": max(0.2, 2.5 + rng.gauss(0.0, 0.4)),
             "o2_pct": self.o2,
-            "flue_flow_m3_h": max(1000.0, float(self.params.get("flue_flow_m3_h", 24000.0)) * (1.0 + self.noise)),
+            "flue_flow_m3_h": max(
+                1000.0, float(self.params.get("flue_flow_m3_h", 24000.0)) * (1.0 + self.noise)
+            ),
             "flue_temp_c": 118.0 + 20.0 * self.noise + rng.gauss(0.0, 0.5),
             "cems_flag": float(flag),
             "status_word": (4.0 if maintaining else 0.0) + (2.0 if calibrating else 0.0),

@@ -27,7 +27,10 @@ from simulators.scenario import LINE_MODEL, load_scenario
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(help="ParkPulse hardware simulators (Modbus TCP/RTU meters, CEMS, MQTT line sensors).", no_args_is_help=True)
+app = typer.Typer(
+    help="ParkPulse hardware simulators (Modbus TCP/RTU meters, CEMS, MQTT line sensors).",
+    no_args_is_help=True,
+)
 
 _DEFAULT_BROKER = os.environ.get("PARKPULSE_MQTT_URL", "mqtt://127.0.0.1:1883")
 
@@ -96,7 +99,9 @@ def meter(
         sim.start()
     except SimulatorError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"serving {count} × {model} on {host}:{sim.port} device ids {first_id}..{first_id + count - 1}")
+    typer.echo(
+        f"serving {count} × {model} on {host}:{sim.port} device ids {first_id}..{first_id + count - 1}"
+    )
     try:
         _wait(duration)
     finally:
@@ -112,7 +117,9 @@ def rtu(
     baudrate: int = 9600,
     parity: str = "N",
     stopbits: int = 1,
-    link: Annotated[Path | None, typer.Option(help="also make this symlink to the pty (a stable path)")] = None,
+    link: Annotated[
+        Path | None, typer.Option(help="also make this symlink to the pty (a stable path)")
+    ] = None,
     duration: float | None = None,
 ) -> None:
     """Serve COUNT devices on a Modbus RTU pseudo-terminal; prints the tty path to open."""
@@ -128,8 +135,10 @@ def rtu(
             if link.is_symlink():
                 link.unlink()
             link.symlink_to(bus.port_path)
-        typer.echo(f"serving {count} × {model} RTU on {bus.port_path}{f' ({link})' if link else ''} "
-                   f"{baudrate} {parity} {stopbits}; open it with parity N (a pty refuses parity)")
+        typer.echo(
+            f"serving {count} × {model} RTU on {bus.port_path}{f' ({link})' if link else ''} "
+            f"{baudrate} {parity} {stopbits}; open it with parity N (a pty refuses parity)"
+        )
         _wait(duration)
     finally:
         bus.stop()
@@ -150,8 +159,15 @@ def line(
 ) -> None:
     """Publish one line sensor's telemetry."""
     try:
-        sensor = LineSensor(line_id, broker_url=broker, interval_s=interval, ideal_rate=ideal_rate,
-                            reject_ratio=reject_ratio, time_scale=time_scale, seed=seed)
+        sensor = LineSensor(
+            line_id,
+            broker_url=broker,
+            interval_s=interval,
+            ideal_rate=ideal_rate,
+            reject_ratio=reject_ratio,
+            time_scale=time_scale,
+            seed=seed,
+        )
     except SimulatorError as exc:
         raise _fail(str(exc)) from None
     sensor.start()

@@ -36,11 +36,32 @@ Table = Literal["holding", "input"]
 # simulation parameters (`sim:` keys) understood per device kind; all numbers unless listed below
 _COMMON_PARAMS = {"tick_s", "timeout_ratio", "exception_ratio"}
 PARAMS: dict[str, set[str]] = {
-    "meter": _COMMON_PARAMS | {"rated_power_kw", "shifts", "weekend_factor", "power_factor", "import_kwh",
-                               "export_kwh", "export_kw", "nominal_voltage_v"},
-    "cems": _COMMON_PARAMS | {"nox_limit_mg_m3", "o2_ref_pct", "nox_base_ratio", "exceed_after_s", "exceed_every_s",
-                              "exceed_for_s", "exceed_factor", "calibration_after_s", "calibration_every_s",
-                              "calibration_for_s", "maintenance", "flue_flow_m3_h"},
+    "meter": _COMMON_PARAMS
+    | {
+        "rated_power_kw",
+        "shifts",
+        "weekend_factor",
+        "power_factor",
+        "import_kwh",
+        "export_kwh",
+        "export_kw",
+        "nominal_voltage_v",
+    },
+    "cems": _COMMON_PARAMS
+    | {
+        "nox_limit_mg_m3",
+        "o2_ref_pct",
+        "nox_base_ratio",
+        "exceed_after_s",
+        "exceed_every_s",
+        "exceed_for_s",
+        "exceed_factor",
+        "calibration_after_s",
+        "calibration_every_s",
+        "calibration_for_s",
+        "maintenance",
+        "flue_flow_m3_h",
+    },
 }
 _STRUCTURED = {"shifts", "maintenance"}
 
@@ -51,21 +72,32 @@ def check_params(kind: str, params: dict[str, Any]) -> list[tuple[str, object, s
     problems: list[tuple[str, object, str]] = []
     for key, value in params.items():
         if key not in known:
-            problems.append((key, value, f"unknown simulation parameter for a {kind} (known: {sorted(known)})"))
+            problems.append(
+                (key, value, f"unknown simulation parameter for a {kind} (known: {sorted(known)})")
+            )
         elif key == "shifts":
-            ok = isinstance(value, list) and value and all(
-                isinstance(s, list | tuple) and len(s) == 3 and all(isinstance(x, int | float) for x in s) for s in value
+            ok = (
+                isinstance(value, list)
+                and value
+                and all(
+                    isinstance(s, list | tuple) and len(s) == 3 and all(isinstance(x, int | float) for x in s)
+                    for s in value
+                )
             )
             if not ok:
                 problems.append((key, value, "must be a list of [start_hour, end_hour, load_fraction]"))
         elif key == "maintenance":
             ok = isinstance(value, list) and all(
-                isinstance(m, dict) and isinstance(m.get("after_s"), int | float) and isinstance(m.get("for_s"), int | float)
+                isinstance(m, dict)
+                and isinstance(m.get("after_s"), int | float)
+                and isinstance(m.get("for_s"), int | float)
                 for m in value
             )
             if not ok:
                 problems.append((key, value, "must be a list of {after_s, for_s}"))
-        elif key not in _STRUCTURED and (value is not None and (not isinstance(value, int | float) or isinstance(value, bool))):
+        elif key not in _STRUCTURED and (
+            value is not None and (not isinstance(value, int | float) or isinstance(value, bool))
+        ):
             problems.append((key, value, "must be a number"))
     return problems
 
@@ -115,7 +147,11 @@ class SimulatedDevice:
         if bad:
             raise SimulatorError("; ".join(f"sim.{k}: {reason} (got {v!r})" for k, v, reason in bad))
         hint = self.map.sim_hint
-        if self.map.kind == "meter" and self.params.get("rated_power_kw") is None and hint.get("rated_power_kw"):
+        if (
+            self.map.kind == "meter"
+            and self.params.get("rated_power_kw") is None
+            and hint.get("rated_power_kw")
+        ):
             self.params["rated_power_kw"] = random.Random(seed).choice(list(hint["rated_power_kw"]))
         cap = hint.get("max_rated_power_kw")
         if cap is not None and float(self.params.get("rated_power_kw") or 0) > float(cap):
@@ -148,7 +184,9 @@ class SimulatedDevice:
         self._image: dict[Table, dict[int, int]] = {"holding": {}, "input": {}}
         self.stats = _Counters()
         produced = self._probe_names()
-        missing = [s.name for s in self.map.registers if s.name != "clock_s" and s.source_value not in produced]
+        missing = [
+            s.name for s in self.map.registers if s.name != "clock_s" and s.source_value not in produced
+        ]
         if missing:
             raise SimulatorError(f"model {model}: the simulated process does not produce {missing}")
 
@@ -235,7 +273,9 @@ class SimulatedDevice:
             names = {s.name for s in self.map.registers} | {s.metric for s in self.map.registers if s.metric}
             for key, val in (values or {}).items():
                 if key not in names:
-                    raise SimulatorError(f"freeze: {key!r} is not served by model {self.model} (known: {sorted(names)})")
+                    raise SimulatorError(
+                        f"freeze: {key!r} is not served by model {self.model} (known: {sorted(names)})"
+                    )
                 if not isinstance(val, int | float) or isinstance(val, bool):
                     raise SimulatorError(f"freeze: value of {key!r} must be a number (got {val!r})")
             by_metric = {s.metric: s.name for s in self.map.registers if s.metric}
@@ -307,14 +347,18 @@ class SimulatedDevice:
             elif fault == "counter_rollover":
                 spec = next((r for r in self.map.registers if r.metric == "elec_import_kwh"), None)
                 if spec is None or spec.span is None:
-                    raise SimulatorError(f"model {self.model} has no wrapping integer import counter to roll over")
+                    raise SimulatorError(
+                        f"model {self.model} has no wrapping integer import counter to roll over"
+                    )
                 self.process.set_import(spec.span - margin)
             elif fault == "clock_drift":
                 if self._drift_since is not None:
                     self._clock_offset += (now - self._drift_since) * self._drift_rate
                 self._drift_since = now
                 self._drift_rate = rate
-            self.stats.events.append((now, str(fault), {"code": code, "base": base, "rate": rate, "margin": margin}))
+            self.stats.events.append(
+                (now, str(fault), {"code": code, "base": base, "rate": rate, "margin": margin})
+            )
             self._rebuild()
 
     # ----------------------------------------------------------------- wire side
@@ -322,7 +366,9 @@ class SimulatedDevice:
         """Called by the server for every read of this device."""
         with self._lock:
             self.stats.reads += 1
-            if self._comm_fault == "timeout" or (self.timeout_ratio and self._fault_rng.random() < self.timeout_ratio):
+            if self._comm_fault == "timeout" or (
+                self.timeout_ratio and self._fault_rng.random() < self.timeout_ratio
+            ):
                 self.stats.timeouts += 1
                 return ReadOutcome(silent=True)
             if self._comm_fault == "exception":

@@ -72,7 +72,13 @@ def parse_broker_url(url: str) -> BrokerTarget:
 class LineState:
     """The line's state machine and counters, advanced in simulated time (no I/O)."""
 
-    def __init__(self, seed: int = 0, ideal_rate: float = 1200.0, reject_ratio: float = 0.02, start_state: int = RUNNING) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        ideal_rate: float = 1200.0,
+        reject_ratio: float = 0.02,
+        start_state: int = RUNNING,
+    ) -> None:
         if ideal_rate <= 0:
             raise SimulatorError(f"ideal_rate must be > 0 pcs/h (got {ideal_rate!r})")
         if not 0 <= reject_ratio < 1:
@@ -210,7 +216,7 @@ class LineSensor:
             return dict(self._last) if self._last else None
 
     def inject(self, fault: str | None, *, rate: float = 0.05) -> None:
-        """"timeout": stop publishing (the sensor goes silent); "clock_drift": `ts` runs fast by
+        """ "timeout": stop publishing (the sensor goes silent); "clock_drift": `ts` runs fast by
         `rate` s/s; None: both cleared."""
         if fault not in LINE_FAULTS:
             raise SimulatorError(f"unknown line sensor fault {fault!r} (known: {list(LINE_FAULTS)})")
@@ -284,7 +290,9 @@ class LineSensor:
         if self._thread is not None:
             raise SimulatorError(f"line sensor {self.line_id} already started")
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"parkpulse-sim-line-{self.line_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"parkpulse-sim-line-{self.line_id}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -300,5 +308,7 @@ class LineSensor:
     def __enter__(self) -> LineSensor:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -44,7 +44,9 @@ def write_manifest(manifest: dict[str, Any], path: str | Path) -> None:
 class Park:
     """Start/stop every simulated device of a scenario."""
 
-    def __init__(self, scenario: Scenario, host: str = "127.0.0.1", broker_url: str = "mqtt://127.0.0.1:1883") -> None:
+    def __init__(
+        self, scenario: Scenario, host: str = "127.0.0.1", broker_url: str = "mqtt://127.0.0.1:1883"
+    ) -> None:
         self.scenario = scenario
         self.host = host
         self.broker_url = broker_url
@@ -76,8 +78,12 @@ class Park:
                     continue
                 assert d.unit_id is not None
                 if d.transport == "tcp":
-                    sim = self.tcp.get(gw.id) or self.tcp.setdefault(gw.id, ModbusSimulator(host=self.host, port=0))
-                    self.modbus_devices[key] = sim.add_device(d.unit_id, d.model, seed=d.seed, params=d.params)
+                    sim = self.tcp.get(gw.id) or self.tcp.setdefault(
+                        gw.id, ModbusSimulator(host=self.host, port=0)
+                    )
+                    self.modbus_devices[key] = sim.add_device(
+                        d.unit_id, d.model, seed=d.seed, params=d.params
+                    )
                 else:
                     bus = gw.sim.get("rtu") or {}
                     rtu = self.rtu.get(gw.id) or self.rtu.setdefault(
@@ -88,11 +94,17 @@ class Park:
                             stopbits=int(bus.get("stopbits", 1)),
                         ),
                     )
-                    self.modbus_devices[key] = rtu.add_device(d.unit_id, d.model, seed=d.seed, params=d.params)
+                    self.modbus_devices[key] = rtu.add_device(
+                        d.unit_id, d.model, seed=d.seed, params=d.params
+                    )
 
     def start(self) -> Park:
         started: list[ModbusSimulator | RtuSimulator | LineSensor] = []
-        parts: list[ModbusSimulator | RtuSimulator | LineSensor] = [*self.tcp.values(), *self.rtu.values(), *self.lines.values()]
+        parts: list[ModbusSimulator | RtuSimulator | LineSensor] = [
+            *self.tcp.values(),
+            *self.rtu.values(),
+            *self.lines.values(),
+        ]
         try:
             for part in parts:
                 part.start()
@@ -104,7 +116,9 @@ class Park:
             raise
         self.started_at = time.time()
         self._stop.clear()
-        self._timeline = threading.Thread(target=self._run_timeline, name="parkpulse-sim-park-faults", daemon=True)
+        self._timeline = threading.Thread(
+            target=self._run_timeline, name="parkpulse-sim-park-faults", daemon=True
+        )
         self._timeline.start()
         return self
 
@@ -158,7 +172,12 @@ class Park:
             elif d.transport == "rtu":
                 bus = self.rtu[gw]
                 entry["serial_port"] = bus.port_path
-                entry["serial"] = {"baudrate": bus.baudrate, "parity": bus.parity, "stopbits": bus.stopbits, "bytesize": bus.bytesize}
+                entry["serial"] = {
+                    "baudrate": bus.baudrate,
+                    "parity": bus.parity,
+                    "stopbits": bus.stopbits,
+                    "bytesize": bus.bytesize,
+                }
             else:
                 entry["topic"] = self.lines[key].topic
             devices.append(entry)
@@ -176,7 +195,11 @@ class Park:
             self._timeline.join(5.0)
             self._timeline = None
         errors: list[str] = []
-        parts: list[ModbusSimulator | RtuSimulator | LineSensor] = [*self.lines.values(), *self.rtu.values(), *self.tcp.values()]
+        parts: list[ModbusSimulator | RtuSimulator | LineSensor] = [
+            *self.lines.values(),
+            *self.rtu.values(),
+            *self.tcp.values(),
+        ]
         for part in parts:
             try:
                 part.stop()
@@ -188,5 +211,7 @@ class Park:
     def __enter__(self) -> Park:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

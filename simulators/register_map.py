@@ -176,7 +176,9 @@ def model_names() -> list[str]:
     return sorted(p.stem for p in REGISTER_DIR.glob("*.yaml"))
 
 
-def _field(src: str, where: str, entry: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+def _field(
+    src: str, where: str, entry: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...
+) -> Any:
     if key not in entry:
         if default is ...:
             raise RegisterMapError(src, f"{where}.{key}", None, "required field missing")
@@ -277,5 +279,9 @@ def load_register_map_file(path: str | Path) -> RegisterMap:
         registers=tuple(specs),
         path=path,
         max_gap=int(_field(src, "(file)", raw, "max_gap", int, 32)),
-        extra={k: v for k, v in raw.items() if k not in {"model", "title", "kind", "source", "registers", "defaults", "max_gap"}},
+        extra={
+            k: v
+            for k, v in raw.items()
+            if k not in {"model", "title", "kind", "source", "registers", "defaults", "max_gap"}
+        },
     )

@@ -185,5 +185,7 @@ class RtuSimulator(DeviceSet):
     def __enter__(self) -> RtuSimulator:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -107,7 +107,9 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(raw, str(p))
 
 
-def _check_faults(faults: Any, at: str, allowed: tuple[str | None, ...], problems: list[tuple[str, object, str]]) -> list[dict[str, Any]]:
+def _check_faults(
+    faults: Any, at: str, allowed: tuple[str | None, ...], problems: list[tuple[str, object, str]]
+) -> list[dict[str, Any]]:
     if faults is None:
         return []
     if not isinstance(faults, list):
@@ -120,14 +122,18 @@ def _check_faults(faults: Any, at: str, allowed: tuple[str | None, ...], problem
             problems.append((where, f, "must be a mapping {at_s, fault, for_s?}"))
             continue
         if f.get("fault") not in allowed or f.get("fault") is None:
-            problems.append((f"{where}.fault", f.get("fault"), f"unknown fault (known: {[a for a in allowed if a]})"))
+            problems.append(
+                (f"{where}.fault", f.get("fault"), f"unknown fault (known: {[a for a in allowed if a]})")
+            )
             continue
         at_s = f.get("at_s")
         if not isinstance(at_s, int | float) or isinstance(at_s, bool) or at_s < 0:
             problems.append((f"{where}.at_s", at_s, "must be a number of seconds >= 0"))
             continue
         for_s = f.get("for_s")
-        if for_s is not None and (not isinstance(for_s, int | float) or isinstance(for_s, bool) or for_s <= 0):
+        if for_s is not None and (
+            not isinstance(for_s, int | float) or isinstance(for_s, bool) or for_s <= 0
+        ):
             problems.append((f"{where}.for_s", for_s, "must be a number of seconds > 0"))
             continue
         out.append(dict(f))
@@ -138,7 +144,9 @@ def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
     """Check the simulator-relevant part of a scenario; every problem is reported with its path."""
     problems: list[tuple[str, object, str]] = []
     if not isinstance(raw, dict):
-        raise ScenarioError(source, [("(file)", type(raw).__name__, "must be a mapping with park, clusters, firms")])
+        raise ScenarioError(
+            source, [("(file)", type(raw).__name__, "must be a mapping with park, clusters, firms")]
+        )
     park = raw.get("park")
     park_id = park.get("id") if isinstance(park, dict) else None
     if not isinstance(park_id, str) or not ID_RE.match(park_id):
@@ -177,10 +185,11 @@ def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
                 gsim = {}
             outage = gsim.get("uplink_outage")
             if outage is not None and not (
-                isinstance(outage, dict)
-                and all(_non_negative(outage.get(k)) for k in ("after_s", "for_s"))
+                isinstance(outage, dict) and all(_non_negative(outage.get(k)) for k in ("after_s", "for_s"))
             ):
-                problems.append((f"{gat}.sim.uplink_outage", outage, "must be {after_s: seconds, for_s: seconds}"))
+                problems.append(
+                    (f"{gat}.sim.uplink_outage", outage, "must be {after_s: seconds, for_s: seconds}")
+                )
             gspec = GatewaySpec(id=gw_id, firm=firm_id, sim=dict(gsim))
             used_ids: dict[str, set[int]] = {"tcp": set(), "rtu": set()}
             seen_dev: set[str] = set()
@@ -198,7 +207,9 @@ def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
                 seen_dev.add(dev_id)
                 model = dev.get("model")
                 if model not in _KIND_OF_MODEL:
-                    problems.append((f"{dat}.model", model, f"unknown model (known: {sorted(_KIND_OF_MODEL)})"))
+                    problems.append(
+                        (f"{dat}.model", model, f"unknown model (known: {sorted(_KIND_OF_MODEL)})")
+                    )
                     continue
                 kind = str(dev.get("kind"))
                 if kind != _KIND_OF_MODEL[model]:
@@ -220,11 +231,23 @@ def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
                 if model == LINE_MODEL:
                     extra = set(sim) - _LINE_KEYS
                     if extra:
-                        problems.append((f"{dat}.sim", sorted(extra), f"unknown line sensor keys (known: {sorted(_LINE_KEYS)})"))
-                    faults = _check_faults(sim.get("faults"), f"{dat}.sim.faults", ("timeout", "clock_drift"), problems)
-                    spec = DeviceSpec(gw_id, firm_id, dev_id, "line", model, "mqtt", None, seed, params, faults, dev)
+                        problems.append(
+                            (
+                                f"{dat}.sim",
+                                sorted(extra),
+                                f"unknown line sensor keys (known: {sorted(_LINE_KEYS)})",
+                            )
+                        )
+                    faults = _check_faults(
+                        sim.get("faults"), f"{dat}.sim.faults", ("timeout", "clock_drift"), problems
+                    )
+                    spec = DeviceSpec(
+                        gw_id, firm_id, dev_id, "line", model, "mqtt", None, seed, params, faults, dev
+                    )
                     if spec.line_id in seen_lines:
-                        problems.append((f"{dat}.sim.line_id", spec.line_id, "duplicate line id in this park"))
+                        problems.append(
+                            (f"{dat}.sim.line_id", spec.line_id, "duplicate line id in this park")
+                        )
                     seen_lines.add(spec.line_id)
                     gspec.devices.append(spec)
                     continue
@@ -238,12 +261,22 @@ def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
                         problems.append((f"{dat}.sim.unit_id", unit_id, "must be an integer 1..247"))
                         continue
                     if unit_id in used_ids[transport]:
-                        problems.append((f"{dat}.sim.unit_id", unit_id, f"already used on this gateway's {transport} server"))
+                        problems.append(
+                            (
+                                f"{dat}.sim.unit_id",
+                                unit_id,
+                                f"already used on this gateway's {transport} server",
+                            )
+                        )
                     used_ids[transport].add(unit_id)
                 faults = _check_faults(sim.get("faults"), f"{dat}.sim.faults", FAULTS, problems)
                 for key, value, reason in check_params(_KIND_OF_MODEL[model], params):
                     problems.append((f"{dat}.sim.{key}" if key in sim else f"{dat}.{key}", value, reason))
-                gspec.devices.append(DeviceSpec(gw_id, firm_id, dev_id, kind, model, transport, unit_id, seed, params, faults, dev))
+                gspec.devices.append(
+                    DeviceSpec(
+                        gw_id, firm_id, dev_id, kind, model, transport, unit_id, seed, params, faults, dev
+                    )
+                )
             # assign the remaining unit ids in file order
             for d in gspec.devices:
                 if d.transport in used_ids and d.unit_id is None:

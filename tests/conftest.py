@@ -72,7 +72,9 @@ def make_db(pg_admin: str, db_template: str) -> Iterator[Callable[[], str]]:
             for attempt in range(20):
                 try:
                     conn.execute(
-                        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(db_template))
+                        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                            sql.Identifier(name), sql.Identifier(db_template)
+                        )
                     )
                     break
                 except psycopg.errors.ObjectInUse:

@@ -103,9 +103,23 @@ def test_nothing_cites_a_document_outside_the_repository() -> None:
     hits = []
     for path in ROOT.rglob("*"):
         rel = path.relative_to(ROOT)
-        if rel.parts[0] in {".git", ".venv", "var", "test-artifacts", "parkpulse.egg-info"} or not path.is_file():
+        if (
+            rel.parts[0] in {".git", ".venv", "var", "test-artifacts", "parkpulse.egg-info"}
+            or not path.is_file()
+        ):
             continue
-        if path.suffix not in {".py", ".md", ".sql", ".toml", ".yaml", ".yml", ".sh", ".json", ".txt", ".cfg"}:
+        if path.suffix not in {
+            ".py",
+            ".md",
+            ".sql",
+            ".toml",
+            ".yaml",
+            ".yml",
+            ".sh",
+            ".json",
+            ".txt",
+            ".cfg",
+        }:
             continue
         if path == Path(__file__):
             continue

@@ -24,7 +24,9 @@ def connect(dsn: str, *, autocommit: bool = False, timeout: float = 10.0) -> psy
     try:
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=int(max(1, timeout)))
     except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:  # unreachable, or a malformed DSN
-        raise StoreError(f"cannot connect to the database {redact(dsn)}: {redact_text(str(exc).strip())}") from exc
+        raise StoreError(
+            f"cannot connect to the database {redact(dsn)}: {redact_text(str(exc).strip())}"
+        ) from exc
 
 
 def redact(dsn: str) -> str:

@@ -87,7 +87,9 @@ class MigrationStatus:
 def list_migrations(path: StorePath) -> list[Migration]:
     out: list[Migration] = []
     seen: dict[int, str] = {}
-    for entry in sorted(resources.files("parkpulse.db").joinpath("migrations").iterdir(), key=lambda e: e.name):
+    for entry in sorted(
+        resources.files("parkpulse.db").joinpath("migrations").iterdir(), key=lambda e: e.name
+    ):
         m = _NAME.match(entry.name)
         if not m:
             continue
@@ -142,7 +144,9 @@ def _timescale_problem(conn: psycopg.Connection, target_has_extension: bool) -> 
         )
     row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
     libs = [x.strip().strip('"') for x in str(row[0] if row else "").split(",")]
-    if not any(lib == "timescaledb" or lib.endswith("/timescaledb") or lib.startswith("timescaledb-") for lib in libs):
+    if not any(
+        lib == "timescaledb" or lib.endswith("/timescaledb") or lib.startswith("timescaledb-") for lib in libs
+    ):
         return NOT_PRELOADED
     return None
 
@@ -156,7 +160,9 @@ def plan_path(dsn: str, prefer: str = "auto") -> StorePath:
     """
     name = database_name(dsn)
     with connect(server_dsn(dsn), autocommit=True) as sconn:
-        exists = bool(name) and sconn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        exists = (
+            bool(name) and sconn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        )
         if not exists:
             path = detect_path(sconn, prefer)
             problem = _timescale_problem(sconn, False) if path == "timescale" else None
@@ -169,7 +175,10 @@ def plan_path(dsn: str, prefer: str = "auto") -> StorePath:
             return recorded
         path = detect_path(conn, prefer)
         if path == "timescale":
-            has_ext = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is not None
+            has_ext = (
+                conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+                is not None
+            )
             problem = _timescale_problem(conn, has_ext)
             if problem:
                 raise TimescaleNotPreloaded(problem) if problem == NOT_PRELOADED else StoreError(problem)
@@ -263,7 +272,9 @@ def migrate(
         ensure_database(dsn)
     applied: list[Migration] = []
     with connect(dsn, autocommit=True) as conn:
-        if conn.execute("SELECT count(*) FROM pg_timezone_names WHERE name = %s", (timezone,)).fetchone() == (0,):
+        if conn.execute("SELECT count(*) FROM pg_timezone_names WHERE name = %s", (timezone,)).fetchone() == (
+            0,
+        ):
             raise StoreError(f"timezone: {timezone!r} is not a time zone PostgreSQL knows")
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
         try:
@@ -336,7 +347,9 @@ def status(dsn: str) -> MigrationStatus:
     with connect(dsn, autocommit=True) as conn:
         if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
             path = detect_path(conn)
-            return MigrationStatus(None, [], list_migrations(path), [], [vf.name for vf in list_view_files(path)])
+            return MigrationStatus(
+                None, [], list_migrations(path), [], [vf.name for vf in list_view_files(path)]
+            )
         path = _recorded_path(conn) or detect_path(conn)
         applied = [
             (r[0], r[1], str(r[2]))

@@ -35,14 +35,20 @@ class StoreHealth:
             "path": self.path,
             "timescaledb_version": self.timescaledb_version,
             "rollup_dirty_buckets": self.lag.dirty_buckets,
-            "rollup_lag_s": None if self.lag.oldest_mark_age_s is None else round(self.lag.oldest_mark_age_s, 1),
-            "rollup_oldest_dirty_bucket": None if self.lag.oldest_bucket is None else self.lag.oldest_bucket.isoformat(),
+            "rollup_lag_s": None
+            if self.lag.oldest_mark_age_s is None
+            else round(self.lag.oldest_mark_age_s, 1),
+            "rollup_oldest_dirty_bucket": None
+            if self.lag.oldest_bucket is None
+            else self.lag.oldest_bucket.isoformat(),
             "failed_jobs": [
                 {
                     "job_id": j.job_id,
                     "proc": j.proc_name,
                     "relation": j.relation,
-                    "last_run_started_at": None if j.last_run_started_at is None else j.last_run_started_at.isoformat(),
+                    "last_run_started_at": None
+                    if j.last_run_started_at is None
+                    else j.last_run_started_at.isoformat(),
                     "total_failures": j.total_failures,
                     "error": j.error,
                 }

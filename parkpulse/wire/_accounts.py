@@ -7,11 +7,30 @@ __all__ = ["RESERVED_GATEWAY_IDS", "RESERVED_ID_PREFIXES", "reserved_gateway_id"
 
 # The service accounts, names of the platform, of the brokers' administration and of common admin
 # tools (ids are lowercase). deploy/compose/init-secrets.sh refuses the same list (a test keeps them equal).
-RESERVED_GATEWAY_IDS = frozenset({
-    "ingest", "alerts", "rules", "console",
-    "platform", "parkpulse", "admin", "administrator", "root", "superuser", "system", "sys",
-    "mosquitto", "emqx", "dashboard", "broker", "bridge", "grafana", "monitor", "anonymous",
-})  # fmt: skip
+RESERVED_GATEWAY_IDS = frozenset(
+    {
+        "ingest",
+        "alerts",
+        "rules",
+        "console",
+        "platform",
+        "parkpulse",
+        "admin",
+        "administrator",
+        "root",
+        "superuser",
+        "system",
+        "sys",
+        "mosquitto",
+        "emqx",
+        "dashboard",
+        "broker",
+        "bridge",
+        "grafana",
+        "monitor",
+        "anonymous",
+    }
+)
 # Client-id prefixes of the platform's own MQTT clients (pp-ingest-…, pp-alerts-…, pp-load-…).
 RESERVED_ID_PREFIXES = ("pp-",)
 

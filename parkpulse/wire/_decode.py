@@ -132,8 +132,11 @@ def _parse(payload: bytes | str) -> Any:
         try:
             return json.loads(payload)
         except RecursionError:
-            raise WireError("payload", bytes(payload[:40]) if isinstance(payload, bytes) else payload[:40],
-                            "JSON nested too deeply") from None
+            raise WireError(
+                "payload",
+                bytes(payload[:40]) if isinstance(payload, bytes) else payload[:40],
+                "JSON nested too deeply",
+            ) from None
         except (ValueError, UnicodeDecodeError):
             raise WireError("payload", payload[:80], f"not JSON: {exc}") from None
 
@@ -180,7 +183,11 @@ def decode_batch(
     append = good.append
     for i, r in enumerate(rows):
         if type(r) is not list or not 5 <= len(r) <= 6:
-            bad.append(RejectedReading(i, f"readings[{i}]", "must be [device, metric, ts_ms, value, quality(, event)]", r))
+            bad.append(
+                RejectedReading(
+                    i, f"readings[{i}]", "must be [device, metric, ts_ms, value, quality(, event)]", r
+                )
+            )
             continue
         d, m, t, v, q = r[0], r[1], r[2], r[3], r[4]
         if type(d) is not str or not d:
@@ -193,7 +200,9 @@ def decode_batch(
             bad.append(RejectedReading(i, f"readings[{i}].ts", "must be epoch milliseconds (an integer)", r))
             continue
         if t < floor:
-            bad.append(RejectedReading(i, f"readings[{i}].ts", f"is too old (earliest accepted {floor} ms)", r))
+            bad.append(
+                RejectedReading(i, f"readings[{i}].ts", f"is too old (earliest accepted {floor} ms)", r)
+            )
             continue
         if t > limit:
             what = "in the future" if limit < MAX_TS_MS else "beyond year 9999"
@@ -215,7 +224,9 @@ def decode_batch(
             v = fv
         elif v is None:
             if q != _MAX_QUALITY:
-                bad.append(RejectedReading(i, f"readings[{i}].value", "null is allowed only with quality bad (4)", r))
+                bad.append(
+                    RejectedReading(i, f"readings[{i}].value", "null is allowed only with quality bad (4)", r)
+                )
                 continue
         else:
             bad.append(RejectedReading(i, f"readings[{i}].value", "must be a number", r))

@@ -24,7 +24,9 @@ __all__ = [
 _HEAD = b'{"v":%d,"gateway":"%s","seq":%d,"sent_at":%d,"readings":'
 
 
-def batch_envelope(gateway: str, seq: int, sent_at_ms: int, readings_json: bytes, gaps_json: bytes | None = None) -> bytes:
+def batch_envelope(
+    gateway: str, seq: int, sent_at_ms: int, readings_json: bytes, gaps_json: bytes | None = None
+) -> bytes:
     """A batch from readings (and gaps) already encoded as JSON arrays: the gateway's spool keeps
     them encoded, so a send or a re-send only wraps them."""
     head = _HEAD % (WIRE_VERSION, gateway.encode(), seq, sent_at_ms)
@@ -34,9 +36,13 @@ def batch_envelope(gateway: str, seq: int, sent_at_ms: int, readings_json: bytes
 
 
 def batch_payload(
-    gateway: str, seq: int, readings: list[list[Any]], *, sent_at_ms: int | None = None,
+    gateway: str,
+    seq: int,
+    readings: list[list[Any]],
+    *,
+    sent_at_ms: int | None = None,
     gaps: list[dict[str, Any]] | None = None,
-) -> bytes:  # fmt: skip
+) -> bytes:
     """A batch from readings as lists `[device, metric, ts_ms, value, quality(, event)]`."""
     doc: dict[str, Any] = {
         "v": WIRE_VERSION,
@@ -65,10 +71,15 @@ class ResendRequest:
 
 
 def resend_request_payload(gateway: str, from_seq: int, to_seq: int, now_ms: int | None = None) -> bytes:
-    return orjson.dumps({
-        "v": WIRE_VERSION, "gateway": gateway, "from_seq": from_seq, "to_seq": to_seq,
-        "requested_at": int(time.time() * 1000) if now_ms is None else now_ms,
-    })  # fmt: skip
+    return orjson.dumps(
+        {
+            "v": WIRE_VERSION,
+            "gateway": gateway,
+            "from_seq": from_seq,
+            "to_seq": to_seq,
+            "requested_at": int(time.time() * 1000) if now_ms is None else now_ms,
+        }
+    )
 
 
 def _int(doc: dict[str, Any], key: str) -> int:

@@ -33,7 +33,9 @@ class CounterEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event: Literal["reset", "rollover", "replaced", "jump"]
-    prev: float = Field(allow_inf_nan=False, description="the previous reading of the counter, before the event")
+    prev: float = Field(
+        allow_inf_nan=False, description="the previous reading of the counter, before the event"
+    )
     correction: float = Field(
         allow_inf_nan=False,
         description=(
@@ -41,7 +43,7 @@ class CounterEvent(BaseModel):
             "reset → prev (counter restarted at 0), rollover → the register span, "
             "replaced → prev - value (new meter, no consumption counted for the step), "
             "jump → -(value - prev) (implausible jump counted as zero)"
-        )
+        ),
     )
 
 
@@ -130,13 +132,24 @@ class DeviceHealth(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    poll_lag_ms_last: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="lag of the latest poll behind its slot, ms")
-    poll_lag_ms_p99: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="99th percentile poll lag over the gateway's recent window, ms"
+    poll_lag_ms_last: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="lag of the latest poll behind its slot, ms"
     )
-    overruns: int | None = Field(default=None, ge=0, le=INT64_MAX, description="polls that took longer than the poll interval")
-    timeouts: int | None = Field(default=None, ge=0, le=INT64_MAX, description="polls lost to transport errors or timeouts")
-    exceptions: int | None = Field(default=None, ge=0, le=INT64_MAX, description="polls answered with a Modbus exception")
+    poll_lag_ms_p99: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="99th percentile poll lag over the gateway's recent window, ms",
+    )
+    overruns: int | None = Field(
+        default=None, ge=0, le=INT64_MAX, description="polls that took longer than the poll interval"
+    )
+    timeouts: int | None = Field(
+        default=None, ge=0, le=INT64_MAX, description="polls lost to transport errors or timeouts"
+    )
+    exceptions: int | None = Field(
+        default=None, ge=0, le=INT64_MAX, description="polls answered with a Modbus exception"
+    )
 
 
 class Status(BaseModel):
@@ -149,7 +162,9 @@ class Status(BaseModel):
     state: Literal["online", "offline"]
     ts: datetime | None = None
     version: str | None = Field(default=None, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")
-    devices: list[Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]] = Field(default_factory=list)
+    devices: list[Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]] = Field(
+        default_factory=list
+    )
     spool_depth: int | None = Field(default=None, ge=0, le=INT32_MAX)
     last_seq: int | None = Field(default=None, ge=0, le=INT64_MAX)
     device_health: dict[str, DeviceHealth] = Field(

@@ -94,18 +94,30 @@ def test_a_device_speaks_the_edition_of_its_profile(db: str, unique_id: str, tmp
     doc["profiles"]["cems-logger-2025"] = "2025"
     tables = load_flag_tables(_write(tmp_path, doc))
     stack = {"id": "cems-1", "kind": "cems", "fuel": "gas", "age_class": "existing", "poll_interval_s": 60.0}
-    pf = ParkFile.model_validate({
-        "park": {"id": unique_id, "name": "测试园区"},
-        "firms": [{"id": f"{unique_id}-f1", "name": "测试企业", "land_mu": 100, "gateways": [
-            {"id": f"{unique_id}-g1", "devices": [{**stack, "profile": "cems-analyser"}]},
-            {"id": f"{unique_id}-g2", "devices": [{**stack, "profile": "cems-logger-2025"}]},
-        ]}],
-    })  # fmt: skip
+    pf = ParkFile.model_validate(
+        {
+            "park": {"id": unique_id, "name": "测试园区"},
+            "firms": [
+                {
+                    "id": f"{unique_id}-f1",
+                    "name": "测试企业",
+                    "land_mu": 100,
+                    "gateways": [
+                        {"id": f"{unique_id}-g1", "devices": [{**stack, "profile": "cems-analyser"}]},
+                        {"id": f"{unique_id}-g2", "devices": [{**stack, "profile": "cems-logger-2025"}]},
+                    ],
+                }
+            ],
+        }
+    )
     with psycopg.connect(db) as conn:
         import_registry(conn, pf)
-        pks = dict(conn.execute(
-            "SELECT gateway_id, device_pk FROM v_devices WHERE kind = 'cems' AND park_id = %s", (unique_id,)
-        ).fetchall())  # fmt: skip
+        pks = dict(
+            conn.execute(
+                "SELECT gateway_id, device_pk FROM v_devices WHERE kind = 'cems' AND park_id = %s",
+                (unique_id,),
+            ).fetchall()
+        )
     spec = {"2025": ["F", "M", "D", "C", "B", "T"]}
 
     async def resolve(pk: int) -> frozenset[str]:
@@ -140,12 +152,17 @@ def _problems(path: Path) -> list[tuple[str, object]]:
 
 
 def test_unknown_flags_and_editions_in_the_rule_file_are_refused_naming_the_field(tmp_path: Path) -> None:
-    i = next(i for i, r in enumerate(yaml.safe_load((DATA / "alert_rules.yaml").read_text())["rules"])
-             if r["kind"] == "emission")  # fmt: skip
+    i = next(
+        i
+        for i, r in enumerate(yaml.safe_load((DATA / "alert_rules.yaml").read_text())["rules"])
+        if r["kind"] == "emission"
+    )
     field = f"rules[{i}].params.excluded_flags"
     assert _problems(_rules_with(tmp_path, ["F", "X"])) == [(field, "X")]
     assert set(_problems(_rules_with(tmp_path, {"2025": ["Q"], "2019": ["F"]}))) == {
-        (f"{field}.2025", "Q"), (f"{field}.2019", "2019")}  # fmt: skip
+        (f"{field}.2025", "Q"),
+        (f"{field}.2019", "2019"),
+    }
     assert _problems(_rules_with(tmp_path, {"2017": ["N"]})) == [(f"{field}.2017", "N")]
     # accepted: a mapping per edition, and no value at all (each edition's defaults)
     assert load_rules(_rules_with(tmp_path, {"2017": ["F"], "2025": ["F", "T"]}))
@@ -181,6 +198,8 @@ def test_the_flag_file_is_refused_when_the_catalogue_cannot_carry_it(tmp_path: P
     with pytest.raises(ValidationReport) as exc:
         load_flag_tables(_write(tmp_path, doc))
     assert {(p.path, p.value) for p in exc.value.problems} == {
-        ("hj212_flags.yaml.default_edition", "2030"), ("hj212_flags.yaml.profiles.x", "2019"),
-        ("hj212_flags.yaml.editions.2017.flags.N.invalidates", True)}  # fmt: skip
+        ("hj212_flags.yaml.default_edition", "2030"),
+        ("hj212_flags.yaml.profiles.x", "2019"),
+        ("hj212_flags.yaml.editions.2017.flags.N.invalidates", True),
+    }
     assert isinstance(load_flag_tables(), FlagTables)

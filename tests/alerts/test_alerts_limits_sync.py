@@ -29,40 +29,63 @@ def _view(dsn: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
         return {(r[0], r[1], r[2], r[3]): dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
 
 
-def _expected(limits_doc: dict[str, Any], rules_doc: dict[str, Any]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def _expected(
+    limits_doc: dict[str, Any], rules_doc: dict[str, Any]
+) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """What the view must hold, worked out from the YAML documents themselves (not from the loader)."""
     ref = {st: r for r in limits_doc["reference_o2"] for st in r["source_types"]}
     em = [r for r in rules_doc["rules"] if r["kind"] == "emission" and r.get("enabled", True)]
     out: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for st, r in ref.items():
         out[("reference_o2", "reference-o2", st, "o2_pct")] = {
-            "limit_mg_m3": None, "reference_o2_pct": r["o2_ref_pct"], "source": r["source"],
-            "standard": r.get("standard"), "verified": r.get("verified", False),
+            "limit_mg_m3": None,
+            "reference_o2_pct": r["o2_ref_pct"],
+            "source": r["source"],
+            "standard": r.get("standard"),
+            "verified": r.get("verified", False),
             "rule_ids": [x["id"] for x in em],
-        }  # fmt: skip
+        }
     for ls in limits_doc["limit_sets"]:
         for st, per in ls["limits"].items():
             for m, v in per.items():
-                users = [x["id"] for x in em if ls["id"] in x["params"]["limit_tables"].values()
-                         and m in x["params"]["pollutants"]]  # fmt: skip
+                users = [
+                    x["id"]
+                    for x in em
+                    if ls["id"] in x["params"]["limit_tables"].values() and m in x["params"]["pollutants"]
+                ]
                 out[("limit_set", ls["id"], st, m)] = {
-                    "limit_mg_m3": v, "reference_o2_pct": ref[st]["o2_ref_pct"], "source": ls["source"],
-                    "standard": ls.get("standard"), "verified": ls.get("verified", False), "rule_ids": users,
+                    "limit_mg_m3": v,
+                    "reference_o2_pct": ref[st]["o2_ref_pct"],
+                    "source": ls["source"],
+                    "standard": ls.get("standard"),
+                    "verified": ls.get("verified", False),
+                    "rule_ids": users,
                     "limit_table": ls["table"],
-                }  # fmt: skip
+                }
     for ov in limits_doc.get("overrides", []):
         for st in ov["source_types"]:
             for m, v in ov["limits"].items():
-                users = [x["id"] for x in em if ov["id"] in x["params"].get("overrides", []) and m in x["params"]["pollutants"]]
+                users = [
+                    x["id"]
+                    for x in em
+                    if ov["id"] in x["params"].get("overrides", []) and m in x["params"]["pollutants"]
+                ]
                 out[("override", ov["id"], st, m)] = {
-                    "limit_mg_m3": v, "reference_o2_pct": ref[st]["o2_ref_pct"], "source": ov["source"],
-                    "standard": ov.get("standard"), "verified": ov.get("verified", False), "rule_ids": users,
-                    "cities": ov.get("cities"), "limit_table": None,
-                }  # fmt: skip
+                    "limit_mg_m3": v,
+                    "reference_o2_pct": ref[st]["o2_ref_pct"],
+                    "source": ov["source"],
+                    "standard": ov.get("standard"),
+                    "verified": ov.get("verified", False),
+                    "rule_ids": users,
+                    "cities": ov.get("cities"),
+                    "limit_table": None,
+                }
     return out
 
 
-def _assert_view_is(dsn: str, limits_doc: dict[str, Any], rules_doc: dict[str, Any]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def _assert_view_is(
+    dsn: str, limits_doc: dict[str, Any], rules_doc: dict[str, Any]
+) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     view = _view(dsn)
     expected = _expected(limits_doc, rules_doc)
     assert set(view) == set(expected)
@@ -70,7 +93,9 @@ def _assert_view_is(dsn: str, limits_doc: dict[str, Any], rules_doc: dict[str, A
         got = view[key]
         assert {k: got[k] for k in want} == want, key
         assert got["active"] == bool(want["rule_ids"])
-        assert got["limits_version"] == limits_doc["version"] and got["rule_set_version"] == rules_doc["version"]
+        assert (
+            got["limits_version"] == limits_doc["version"] and got["rule_set_version"] == rules_doc["version"]
+        )
     return view
 
 
@@ -84,10 +109,22 @@ def test_alerts_sync_writes_exactly_the_files_figures_with_sources(db: str) -> N
     # GB 13271-2014 Tables 1–3 for all three fuels, each figure active (the shipped rule picks among them)
     # table → fuel → particulate / SO2 / NOx (/ Hg for coal), mg/m³
     want = {
-        ("gb13271-2014-table1", "Table 1"): {"coal": (80, 400, 400, 0.05), "oil": (60, 300, 400), "gas": (30, 100, 400)},
-        ("gb13271-2014-table2", "Table 2"): {"coal": (50, 300, 300, 0.05), "oil": (30, 200, 250), "gas": (20, 50, 200)},
-        ("gb13271-2014-table3", "Table 3"): {"coal": (30, 200, 200, 0.05), "oil": (30, 100, 200), "gas": (20, 50, 150)},
-    }  # fmt: skip
+        ("gb13271-2014-table1", "Table 1"): {
+            "coal": (80, 400, 400, 0.05),
+            "oil": (60, 300, 400),
+            "gas": (30, 100, 400),
+        },
+        ("gb13271-2014-table2", "Table 2"): {
+            "coal": (50, 300, 300, 0.05),
+            "oil": (30, 200, 250),
+            "gas": (20, 50, 200),
+        },
+        ("gb13271-2014-table3", "Table 3"): {
+            "coal": (30, 200, 200, 0.05),
+            "oil": (30, 100, 200),
+            "gas": (20, 50, 150),
+        },
+    }
     metrics = ("particulate_mg_m3", "so2_mg_m3", "nox_mg_m3", "hg_mg_m3")
     for (set_id, table), per_fuel in want.items():
         for fuel, figures in per_fuel.items():
@@ -122,7 +159,8 @@ def test_alerts_sync_removes_stale_rows_and_is_idempotent(db: str, tmp_path: Pat
         conn.execute(
             "INSERT INTO emission_limits (entry, limit_id, source_type, metric, limit_mg_m3, reference_o2_pct, source, "
             "limits_version, rule_set_version, limits_file) VALUES ('limit_set', 'old-set', 'coal_boiler', "
-            "'so2_mg_m3', 400, 9, 'old source', 0, 0, 'old.yaml')")  # fmt: skip
+            "'so2_mg_m3', 400, 9, 'old source', 0, 0, 'old.yaml')"
+        )
         conn.commit()
     # a changed file: NOx tightened, SO2 dropped, the override applied by the emission rule in one park
     limits_doc = yaml.safe_load(SHIPPED_LIMITS.read_text(encoding="utf-8"))
@@ -176,8 +214,11 @@ def test_alerts_engine_syncs_limits_when_it_starts(db: str, broker: MosquittoBro
         conn.execute(
             "INSERT INTO emission_limits (entry, limit_id, source_type, metric, limit_mg_m3, reference_o2_pct, source, "
             "limits_version, rule_set_version, limits_file) VALUES ('override', 'gone', 'gas_boiler', "
-            "'nox_mg_m3', 10, 3.5, 'removed source', 0, 0, 'old.yaml')")  # fmt: skip
-    settings = AlertSettings(database_url=db, mqtt_url=broker.url, park=unique_id, group=f"alerts-{unique_id}")
+            "'nox_mg_m3', 10, 3.5, 'removed source', 0, 0, 'old.yaml')"
+        )
+    settings = AlertSettings(
+        database_url=db, mqtt_url=broker.url, park=unique_id, group=f"alerts-{unique_id}"
+    )
 
     async def start_and_stop() -> None:
         async with AlertEngine(settings):

@@ -51,30 +51,58 @@ def test_local_override_is_stricter_and_scoped(tmp_path: Path) -> None:
     so2 = rs.limits.limit_for(em.params, zz, "so2_mg_m3", H)
     assert so2 is not None and so2.limit == 50 and so2.table == "Table 3"  # the override only names NOx
     # a coal boiler in 郑州: the override is for gas boilers only → Table 3 coal NOx 200
-    coal = rs.limits.limit_for(em.params, Stack("zz", "coal_boiler", "coal", "existing", "郑州"), "nox_mg_m3", H)
+    coal = rs.limits.limit_for(
+        em.params, Stack("zz", "coal_boiler", "coal", "existing", "郑州"), "nox_mg_m3", H
+    )
     assert coal is not None and coal.limit == 200 and coal.table == "Table 3"
     # the same gas boiler in 许昌 (not a 2+26 city): the Zhengzhou override does not reach it → Table 1, 400
-    xc = rs.limits.limit_for(em.params, Stack("xc", "gas_boiler", "gas", "existing", "许昌市"), "nox_mg_m3", H)
+    xc = rs.limits.limit_for(
+        em.params, Stack("xc", "gas_boiler", "gas", "existing", "许昌市"), "nox_mg_m3", H
+    )
     assert xc is not None and xc.limit == 400 and xc.basis_en == "Table 1 (existing boiler), 400 mg/m³"
-    assert rs.limits.limit_for(em.params, Stack("zz", "industrial_kiln", "gas", "new", "郑州"), "nox_mg_m3", H) is None
+    assert (
+        rs.limits.limit_for(em.params, Stack("zz", "industrial_kiln", "gas", "new", "郑州"), "nox_mg_m3", H)
+        is None
+    )
 
 
 def test_bad_rule_file_reports_every_problem(tmp_path: Path) -> None:
     bad = {
         "version": 1,
         "rules": [
-            {"id": "a", "kind": "threshold", "version": 1, "params": {"metric": "no_such_metric", "op": "above", "limit": 5}},
-            {"id": "b", "kind": "threshold", "version": 0, "severity": "loud",
-             "params": {"metric": "power_factor", "op": "above", "limit": 1}},
-            {"id": "c", "kind": "emission", "version": 1,
-             "params": {"pollutants": ["power_factor"], "excluded_flags": ["M", "X"],
-                        "limit_tables": {"existing": "nope", "new": "gb13271-2014-table3"}}},
-            {"id": "d", "kind": "threshold", "version": 1,
-             "params": {"metric": "flue_temp_c", "op": "above", "limit": 100, "clear_level": 120}},
+            {
+                "id": "a",
+                "kind": "threshold",
+                "version": 1,
+                "params": {"metric": "no_such_metric", "op": "above", "limit": 5},
+            },
+            {
+                "id": "b",
+                "kind": "threshold",
+                "version": 0,
+                "severity": "loud",
+                "params": {"metric": "power_factor", "op": "above", "limit": 1},
+            },
+            {
+                "id": "c",
+                "kind": "emission",
+                "version": 1,
+                "params": {
+                    "pollutants": ["power_factor"],
+                    "excluded_flags": ["M", "X"],
+                    "limit_tables": {"existing": "nope", "new": "gb13271-2014-table3"},
+                },
+            },
+            {
+                "id": "d",
+                "kind": "threshold",
+                "version": 1,
+                "params": {"metric": "flue_temp_c", "op": "above", "limit": 100, "clear_level": 120},
+            },
             {"id": "e", "kind": "tamper", "version": 1, "params": {"metrics": ["voltage_l1_v"], "bogus": 1}},
             {"id": "a", "kind": "nonsense", "version": 1},
         ],
-    }  # fmt: skip
+    }
     p = tmp_path / "rules.yaml"
     p.write_text(yaml.safe_dump(bad), encoding="utf-8")
     with pytest.raises(ValidationReport) as ei:
@@ -96,10 +124,22 @@ def test_bad_rule_file_reports_every_problem(tmp_path: Path) -> None:
 
 
 def test_bad_limits_file_is_reported(tmp_path: Path) -> None:
-    lim = {"version": 1, "reference_o2": [{"source_types": ["gas_boiler"], "o2_ref_pct": 3.5, "source": "GB 13271-2014"}],
-           "limit_sets": [{"id": "x", "table": "Table 1", "applies_to": "existing", "source": "somewhere",
-                           "limits": {"gas_boiler": {"nox_mg_m3": -1, "hg_mg_m3": 0.05},
-                                      "coal_boiler": {"so2_mg_m3": 50}}}]}  # fmt: skip
+    lim = {
+        "version": 1,
+        "reference_o2": [{"source_types": ["gas_boiler"], "o2_ref_pct": 3.5, "source": "GB 13271-2014"}],
+        "limit_sets": [
+            {
+                "id": "x",
+                "table": "Table 1",
+                "applies_to": "existing",
+                "source": "somewhere",
+                "limits": {
+                    "gas_boiler": {"nox_mg_m3": -1, "hg_mg_m3": 0.05},
+                    "coal_boiler": {"so2_mg_m3": 50},
+                },
+            }
+        ],
+    }
     p = tmp_path / "limits.yaml"
     p.write_text(yaml.safe_dump(lim), encoding="utf-8")
     with pytest.raises(ValidationReport) as ei:
@@ -108,7 +148,9 @@ def test_bad_limits_file_is_reported(tmp_path: Path) -> None:
     assert any(path.endswith("gas_boiler.nox_mg_m3") and "> 0" in r for path, r in msgs)
     assert any(path.endswith("limits.coal_boiler") and "reference O2" in r for path, r in msgs)
     # hg has no catalogue metric and this file does not declare it in pollutants_outside_catalogue
-    assert any(path.endswith("gas_boiler.hg_mg_m3") and "pollutants_outside_catalogue" in r for path, r in msgs)
+    assert any(
+        path.endswith("gas_boiler.hg_mg_m3") and "pollutants_outside_catalogue" in r for path, r in msgs
+    )
     # the shipped rule names sets and an area this file does not have
     assert any(path == "rules[0].params.limit_tables.new" for path, _ in msgs)
     assert any(path == "rules[0].params.special_areas" for path, _ in msgs)
@@ -123,7 +165,11 @@ def test_a_rule_with_the_old_single_limit_set_is_refused_with_the_way_forward(tm
     p.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ValidationReport) as ei:
         load_rules(p)
-    assert "limit_set" in str(ei.value) and "limit_tables" in str(ei.value) and "gb13271-2014-existing" in str(ei.value)
+    assert (
+        "limit_set" in str(ei.value)
+        and "limit_tables" in str(ei.value)
+        and "gb13271-2014-existing" in str(ei.value)
+    )
 
 
 def test_o2_conversion_worked_numbers() -> None:
@@ -137,8 +183,13 @@ def test_o2_conversion_worked_numbers() -> None:
         convert_to_reference_o2(1.0, 21.0, 3.5)
 
 
-def _hour(n_minutes: int, value: float, o2: float, flagged: dict[int, str] | None = None,
-          bad_quality: set[int] | None = None) -> tuple[list, list, list]:  # fmt: skip
+def _hour(
+    n_minutes: int,
+    value: float,
+    o2: float,
+    flagged: dict[int, str] | None = None,
+    bad_quality: set[int] | None = None,
+) -> tuple[list, list, list]:
     pol, ox, fl = [], [], []
     for i in range(n_minutes):
         t = H + timedelta(minutes=i, seconds=30)
@@ -174,8 +225,11 @@ def test_hour_needs_45_valid_minutes_flagged_excluded_and_counted() -> None:
 
 def test_minutes_average_faster_data_and_need_o2() -> None:
     # two readings in one minute are averaged into one minute value: (140 + 160)/2 = 150
-    pol = [(H + timedelta(seconds=5), 140.0, 0), (H + timedelta(seconds=35), 160.0, 0),
-           (H + timedelta(minutes=1), 100.0, 0)]  # fmt: skip
+    pol = [
+        (H + timedelta(seconds=5), 140.0, 0),
+        (H + timedelta(seconds=35), 160.0, 0),
+        (H + timedelta(minutes=1), 100.0, 0),
+    ]
     ox = [(H + timedelta(seconds=5), 9.0, 0)]  # minute 1 has no O2 → excluded (cannot be converted)
     r = evaluate_hour(H, pol, ox, [], o2_ref=3.5, min_valid_minutes=1)
     assert r.valid_minutes == 1 and r.excluded_by == {"no_o2": 1}
@@ -206,7 +260,10 @@ def test_tracker_hysteresis_and_ordering() -> None:
 
 
 _minute = st.tuples(
-    st.floats(0, 500), st.floats(0, 20.9), st.sampled_from(list(HJ212_FLAGS)), st.sampled_from([0, 0, 0, 3, 4])
+    st.floats(0, 500),
+    st.floats(0, 20.9),
+    st.sampled_from(list(HJ212_FLAGS)),
+    st.sampled_from([0, 0, 0, 3, 4]),
 )
 
 
@@ -221,7 +278,9 @@ def test_hour_invariants(minutes: dict, o2_ref: float) -> None:
     assert r.valid_minutes + r.excluded == r.minutes_present == len(r.minutes)
     assert sum(r.excluded_by.values()) == r.excluded
     assert r.valid == (r.valid_minutes >= 45)
-    expected_valid = [m for m, (_, _, f, q) in minutes.items() if q < 4 and f not in ("F", "M", "D", "C", "B")]
+    expected_valid = [
+        m for m, (_, _, f, q) in minutes.items() if q < 4 and f not in ("F", "M", "D", "C", "B")
+    ]
     assert r.valid_minutes == len(expected_valid)
     if expected_valid:
         conv = [v * (21 - o2_ref) / (21 - o2) for m, (v, o2, _, _) in minutes.items() if m in expected_valid]

@@ -13,8 +13,13 @@ from alerts.harness import sample_park
 from parkpulse.registry import import_registry
 
 
-def _fire(conn: psycopg.Connection, park: str, subject: str = "g/d/nox_mg_m3", severity: str = "critical",
-          value: float = 250.0) -> int:  # fmt: skip
+def _fire(
+    conn: psycopg.Connection,
+    park: str,
+    subject: str = "g/d/nox_mg_m3",
+    severity: str = "critical",
+    value: float = 250.0,
+) -> int:
     row = conn.execute(
         "SELECT pp_alert_fire('r-test', 1, 'emission', %s, %s, %s, 'g', 'd', 'nox_mg_m3', %s, %s, 200, 'mg/m3', "
         "'超标', 'exceeded', %s)",
@@ -73,7 +78,9 @@ def test_pp_alert_act_lifecycle_rules(conn: psycopg.Connection, unique_id: str) 
         conn.execute(act, (a, "li.wei", "acknowledge", None))  # cannot ack a resolved alert
     with pytest.raises(psycopg.errors.CheckViolation, match="resolved"):
         conn.execute(act, (a, "li.wei", "resolve", None))
-    assert conn.execute(act, (a, "li.wei", "comment", "归档")).fetchone() == ("resolved",)  # comments always allowed
+    assert conn.execute(act, (a, "li.wei", "comment", "归档")).fetchone() == (
+        "resolved",
+    )  # comments always allowed
     row = conn.execute(
         "SELECT state, acked_by, acked_at IS NOT NULL, resolved_by, resolved_at IS NOT NULL FROM alerts WHERE alert_id = %s",
         (a,),
@@ -102,7 +109,10 @@ def test_pp_alert_act_lifecycle_rules(conn: psycopg.Connection, unique_id: str) 
 def test_automatic_resolve_leaves_resolved_by_null(conn: psycopg.Connection, unique_id: str) -> None:
     a = _fire(conn, unique_id)
     conn.execute("SELECT pp_alert_clear(%s, %s)", (a, Jsonb({"avg_converted": 180.0})))
-    assert conn.execute("SELECT state, resolved_by FROM alerts WHERE alert_id = %s", (a,)).fetchone() == ("resolved", None)
+    assert conn.execute("SELECT state, resolved_by FROM alerts WHERE alert_id = %s", (a,)).fetchone() == (
+        "resolved",
+        None,
+    )
     assert conn.execute("SELECT pp_alert_clear(%s)", (a,)).fetchone() == (False,)  # not open any more
 
 
@@ -124,14 +134,21 @@ def test_notify_payload_and_views(db: str, conn: psycopg.Connection, unique_id: 
         a = _fire(conn, unique_id)
         conn.execute("SELECT pp_alert_act(%s, 'li.wei', 'ack', NULL)", (a,))
         got = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
-    assert [(g["alert_id"], g["action"], g["park_id"]) for g in got] == [(a, "fired", unique_id), (a, "acknowledged", unique_id)]
+    assert [(g["alert_id"], g["action"], g["park_id"]) for g in got] == [
+        (a, "fired", unique_id),
+        (a, "acknowledged", unique_id),
+    ]
     row = conn.execute(
         "SELECT park_name, firm_name, state, is_open FROM v_alerts WHERE alert_id = %s", (a,)
     ).fetchone()
     assert row == (f"测试园区 {unique_id}", "测试企业", "acknowledged", True)
-    assert conn.execute("SELECT count(*) FROM v_alerts_open WHERE park_id = %s", (unique_id,)).fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM v_alerts_open WHERE park_id = %s", (unique_id,)).fetchone() == (
+        1,
+    )
     conn.execute("SELECT pp_alert_act(%s, 'li.wei', 'resolve', NULL)", (a,))
-    assert conn.execute("SELECT count(*) FROM v_alerts_open WHERE park_id = %s", (unique_id,)).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM v_alerts_open WHERE park_id = %s", (unique_id,)).fetchone() == (
+        0,
+    )
 
 
 def test_outbox_rows_follow_subscription_filters(conn: psycopg.Connection, unique_id: str) -> None:
@@ -149,7 +166,12 @@ def test_outbox_rows_follow_subscription_filters(conn: psycopg.Connection, uniqu
         "JOIN webhook_subscriptions s USING (subscription_id) ORDER BY o.delivery_id"
     ).fetchall()
     # warning is below 'critical' and the third subscription watches another park: only 'all' gets them
-    assert [(r[0], r[1], r[3]) for r in rows] == [("all", "fired", "pending"), ("all", "acknowledged", "pending")]
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        ("all", "fired", "pending"),
+        ("all", "acknowledged", "pending"),
+    ]
     assert len({r[2] for r in rows}) == 2
     with pytest.raises(psycopg.errors.CheckViolation):
-        conn.execute("INSERT INTO webhook_subscriptions (name, url, secret) VALUES ('short', 'http://x/', 'short')")
+        conn.execute(
+            "INSERT INTO webhook_subscriptions (name, url, secret) VALUES ('short', 'http://x/', 'short')"
+        )

@@ -59,7 +59,9 @@ def _limits(fuel: str, age: str, city: str, at: datetime = AT) -> tuple[float | 
         ("coal", "existing", "郑州市", (30, 200, 200)),  # the override is for gas boilers only
     ],
 )
-def test_worked_limits_per_table_fuel_age_class_and_city(fuel: str, age: str, city: str, want: tuple[int, ...]) -> None:
+def test_worked_limits_per_table_fuel_age_class_and_city(
+    fuel: str, age: str, city: str, want: tuple[int, ...]
+) -> None:
     assert _limits(fuel, age, city) == want
 
 
@@ -68,11 +70,18 @@ def test_same_stack_in_and_outside_a_2plus26_city_gets_a_different_limit_and_say
     outside = RS.limits.limit_for(EM, Stack("b", "gas_boiler", "gas", "existing", "许昌市"), "nox_mg_m3", AT)
     assert inside is not None and outside is not None
     assert (inside.limit, inside.limit_id, inside.table) == (150, "gb13271-2014-table3", "Table 3")
-    assert inside.basis_en == "Table 3 (2+26 city), 150 mg/m³" and inside.basis_zh == "表3（2+26城市），150 mg/m³"
+    assert (
+        inside.basis_en == "Table 3 (2+26 city), 150 mg/m³"
+        and inside.basis_zh == "表3（2+26城市），150 mg/m³"
+    )
     assert (outside.limit, outside.basis_en) == (400, "Table 1 (existing boiler), 400 mg/m³")
     # every candidate is listed with whether it applied: Table 1 yes, Table 2 no (not new), Table 3 yes
     assert [(c.table, c.value, c.applies) for c in inside.candidates] == [
-        ("Table 1", 400, True), ("Table 2", 200, False), ("Table 3", 150, True), ("override", 30, False)]  # fmt: skip
+        ("Table 1", 400, True),
+        ("Table 2", 200, False),
+        ("Table 3", 150, True),
+        ("override", 30, False),
+    ]
     assert [(c.table, c.applies) for c in outside.candidates][2] == ("Table 3", False)
     assert "许昌市 is not in a special-limits area" in outside.candidates[2].why_en
 
@@ -89,7 +98,16 @@ def test_special_limits_start_on_their_date_in_the_parks_time_zone() -> None:
 
 def test_the_parks_own_flag_wins_over_its_city() -> None:
     # a park outside the 2+26 cities whose province designated special limits from 2020-01-01
-    flagged = Stack("a", "oil_boiler", "oil", "new", "许昌市", True, "provincial notice on special limits", date(2020, 1, 1))
+    flagged = Stack(
+        "a",
+        "oil_boiler",
+        "oil",
+        "new",
+        "许昌市",
+        True,
+        "provincial notice on special limits",
+        date(2020, 1, 1),
+    )
     c = RS.limits.limit_for(EM, flagged, "so2_mg_m3", AT)
     # oil SO2: Table 2 200, Table 3 100 → 100
     assert c is not None and c.limit == 100
@@ -102,8 +120,11 @@ def test_the_parks_own_flag_wins_over_its_city() -> None:
     so2 = RS.limits.limit_for(EM, unflagged, "so2_mg_m3", AT)
     nox = RS.limits.limit_for(EM, unflagged, "nox_mg_m3", AT)
     assert so2 is not None and (so2.limit, so2.table) == (100, "Table 1")
-    assert nox is not None and nox.limit == 30 and nox.basis_en == (
-        "local override: Zhengzhou gas-boiler low-NOx requirement, 30 mg/m³")
+    assert (
+        nox is not None
+        and nox.limit == 30
+        and nox.basis_en == ("local override: Zhengzhou gas-boiler low-NOx requirement, 30 mg/m³")
+    )
 
 
 def test_a_stack_without_an_age_class_is_judged_on_the_lenient_table_and_says_so() -> None:
@@ -117,6 +138,7 @@ def test_a_stack_without_an_age_class_is_judged_on_the_lenient_table_and_says_so
 
 
 # -- the engine, end to end ------------------------------------------------------------------------
+
 
 def _park(pid: str, city: str, special: SpecialEmissionLimits | None = None) -> ParkFile:
     pf = sample_park(pid)
@@ -135,8 +157,13 @@ def _write_hour(conn: psycopg.Connection, pk: int, hour: datetime, nox: float, o
     with conn.cursor().copy("COPY readings (device_pk, metric_id, ts, value, quality) FROM STDIN") as cp:
         for i in range(60):
             t = hour + timedelta(minutes=i)
-            for metric, value in (("nox_mg_m3", nox), ("so2_mg_m3", 10.0), ("particulate_mg_m3", 5.0),
-                                  ("o2_pct", o2), ("cems_flag", float(HJ212_FLAGS["N"]))):  # fmt: skip
+            for metric, value in (
+                ("nox_mg_m3", nox),
+                ("so2_mg_m3", 10.0),
+                ("particulate_mg_m3", 5.0),
+                ("o2_pct", o2),
+                ("cems_flag", float(HJ212_FLAGS["N"])),
+            ):
                 cp.write_row((pk, ids[metric], t, value, 0))
 
 
@@ -146,8 +173,14 @@ def parks(db: str, unique_id: str) -> Iterator[tuple[psycopg.Connection, dict[st
     ids = {"kaifeng": f"{unique_id}a", "xuchang": f"{unique_id}b", "zhengzhou": f"{unique_id}c"}
     import_registry(conn, _park(ids["kaifeng"], "开封市"))
     import_registry(conn, _park(ids["xuchang"], "许昌市"))
-    import_registry(conn, _park(ids["zhengzhou"], "郑州市", SpecialEmissionLimits(
-        applies=True, basis="MEE 2+26 cities notice", since=date(2018, 10, 1))))
+    import_registry(
+        conn,
+        _park(
+            ids["zhengzhou"],
+            "郑州市",
+            SpecialEmissionLimits(applies=True, basis="MEE 2+26 cities notice", since=date(2018, 10, 1)),
+        ),
+    )
     try:
         yield conn, ids
     finally:
@@ -161,8 +194,9 @@ def test_engine_judges_the_same_stack_by_its_parks_city_and_records_why(
     hour = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
     pks = {}
     for name, pid in ids.items():
-        pks[name] = conn.execute("SELECT device_pk FROM devices WHERE gateway_id = %s AND device_id = 'cems-1'",
-                                 (f"{pid}-g1",)).fetchone()[0]  # fmt: skip
+        pks[name] = conn.execute(
+            "SELECT device_pk FROM devices WHERE gateway_id = %s AND device_id = 'cems-1'", (f"{pid}-g1",)
+        ).fetchone()[0]
     # the Zhengzhou park has an alert open from before the upgrade, judged against the old single
     # limit (200) by rule version 1: its audit stays, the new limit is recorded as an update
     old_evidence = {"limit": 200.0, "limit_id": "gb13271-2014-existing", "limit_source": "old"}
@@ -170,15 +204,29 @@ def test_engine_judges_the_same_stack_by_its_parks_city_and_records_why(
     old_id = conn.execute(
         "SELECT pp_alert_fire('emission-gb13271', 1, 'emission', 'critical', %s, %s, %s, 'cems-1', 'nox_mg_m3', %s, "
         "220, 200, 'mg/m3', 'old zh', 'old en', %s, %s)",
-        (zz, f"{zz}-f1", f"{zz}-g1", f"{zz}-g1/cems-1/nox_mg_m3", orjson.dumps(old_evidence).decode(),
-         hour - timedelta(hours=5)),
-    ).fetchone()[0]  # fmt: skip
+        (
+            zz,
+            f"{zz}-f1",
+            f"{zz}-g1",
+            f"{zz}-g1/cems-1/nox_mg_m3",
+            orjson.dumps(old_evidence).decode(),
+            hour - timedelta(hours=5),
+        ),
+    ).fetchone()[0]
     # one hour of NOx 180 mg/m³ measured at O2 3.5 % (converted: 180 × 17.5/17.5 = 180) on every stack
     for pk in pks.values():
         _write_hour(conn, pk, hour, 180.0, 3.5)
-    settings = AlertSettings(database_url=db, mqtt_url=broker.url, park="+", group=f"alerts-{unique_id}",
-                             periodic_interval_s=0.3, emission_interval_s=0.5, publish_poll_s=0.3,
-                             refresh_interval_s=0.0, drain_timeout_s=2)  # fmt: skip
+    settings = AlertSettings(
+        database_url=db,
+        mqtt_url=broker.url,
+        park="+",
+        group=f"alerts-{unique_id}",
+        periodic_interval_s=0.3,
+        emission_interval_s=0.5,
+        publish_poll_s=0.3,
+        refresh_interval_s=0.0,
+        drain_timeout_s=2,
+    )
     engine = EngineThread(settings)
     engine.start()
     try:
@@ -187,7 +235,9 @@ def test_engine_judges_the_same_stack_by_its_parks_city_and_records_why(
         while datetime.now(UTC) < deadline:
             rows = conn.execute(
                 "SELECT device_pk, limit_value, limit_id, limit_basis, exceeded FROM alert_emission_hours "
-                "WHERE metric = 'nox_mg_m3' AND hour = %s ORDER BY device_pk", (hour,)).fetchall()  # fmt: skip
+                "WHERE metric = 'nox_mg_m3' AND hour = %s ORDER BY device_pk",
+                (hour,),
+            ).fetchall()
             if len(rows) == 3:
                 break
             time.sleep(0.1)
@@ -195,33 +245,53 @@ def test_engine_judges_the_same_stack_by_its_parks_city_and_records_why(
         # 开封 (2+26 city, existing gas boiler): Table 3, 150 → 180 exceeds
         assert by_pk[pks["kaifeng"]] == (150.0, "gb13271-2014-table3", "Table 3 (2+26 city), 150 mg/m³", True)
         # 许昌 (outside): Table 1, 400 → 180 complies, no alert
-        assert by_pk[pks["xuchang"]] == (400.0, "gb13271-2014-table1", "Table 1 (existing boiler), 400 mg/m³", False)
+        assert by_pk[pks["xuchang"]] == (
+            400.0,
+            "gb13271-2014-table1",
+            "Table 1 (existing boiler), 400 mg/m³",
+            False,
+        )
         # 郑州: the local override, 30
         assert by_pk[pks["zhengzhou"]] == (
-            30.0, "zhengzhou-ultra-low-nox", "local override: Zhengzhou gas-boiler low-NOx requirement, 30 mg/m³", True)
+            30.0,
+            "zhengzhou-ultra-low-nox",
+            "local override: Zhengzhou gas-boiler low-NOx requirement, 30 mg/m³",
+            True,
+        )
         deadline = datetime.now(UTC) + timedelta(seconds=20)
         alerts: dict[str, tuple[object, ...]] = {}
         while datetime.now(UTC) < deadline and len(alerts) < 2:
-            alerts = {r[0]: r[1:] for r in conn.execute(
-                "SELECT park_id, alert_id, limit_value, evidence, message_en, rule_version FROM alerts "
-                "WHERE rule_id = 'emission-gb13271' AND metric = 'nox_mg_m3' AND rule_version = 2")}  # fmt: skip
+            alerts = {
+                r[0]: r[1:]
+                for r in conn.execute(
+                    "SELECT park_id, alert_id, limit_value, evidence, message_en, rule_version FROM alerts "
+                    "WHERE rule_id = 'emission-gb13271' AND metric = 'nox_mg_m3' AND rule_version = 2"
+                )
+            }
             time.sleep(0.1)
         assert set(alerts) == {ids["kaifeng"], zz}
         _, limit, ev, msg, _ = alerts[ids["kaifeng"]]
         assert limit == 150.0 and ev["limit_basis_en"] == "Table 3 (2+26 city), 150 mg/m³"
-        assert ev["limit_table"] == "Table 3" and ev["stack"]["fuel"] == "gas" and ev["stack"]["city"] == "开封市"
+        assert (
+            ev["limit_table"] == "Table 3"
+            and ev["stack"]["fuel"] == "gas"
+            and ev["stack"]["city"] == "开封市"
+        )
         assert "Table 3 (2+26 city), 150 mg/m³" in str(msg)
         assert [c["applies"] for c in ev["limit_candidates"]] == [True, False, True, False]
         # the old alert was refreshed, not replaced: its 'fired' row keeps the old limit, an 'updated'
         # row says what changed
         zz_id, limit, ev, _, version = alerts[zz]
         assert zz_id == old_id and limit == 30.0 and version == 2
-        events = conn.execute("SELECT action, detail FROM alert_events WHERE alert_id = %s ORDER BY event_id",
-                              (old_id,)).fetchall()  # fmt: skip
+        events = conn.execute(
+            "SELECT action, detail FROM alert_events WHERE alert_id = %s ORDER BY event_id", (old_id,)
+        ).fetchall()
         assert events[0][0] == "fired" and events[0][1]["limit"] == 200
         upd = events[1][1]
         assert events[1][0] == "updated" and upd["limit"]["from"] == 200 and upd["limit"]["to"] == 30
-        assert upd["limit"]["to_basis"] == "local override: Zhengzhou gas-boiler low-NOx requirement, 30 mg/m³"
+        assert (
+            upd["limit"]["to_basis"] == "local override: Zhengzhou gas-boiler low-NOx requirement, 30 mg/m³"
+        )
         assert upd["rule_version"] == {"from": 1, "to": 2}
     finally:
         engine.stop()

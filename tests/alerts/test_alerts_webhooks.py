@@ -29,10 +29,18 @@ SECRET = "s3cret-for-tests-0123456789"
 
 def _settings(db: str, broker: MosquittoBroker, park: str) -> AlertSettings:
     return AlertSettings(
-        database_url=db, mqtt_url=broker.url, park=park, group=f"alerts-{park}", periodic_interval_s=0.5,
-        publish_poll_s=0.3, webhook_poll_s=0.1, webhook_backoff_base_s=0.2, webhook_backoff_max_s=0.8,
-        webhook_timeout_s=2.0, drain_timeout_s=2,
-    )  # fmt: skip
+        database_url=db,
+        mqtt_url=broker.url,
+        park=park,
+        group=f"alerts-{park}",
+        periodic_interval_s=0.5,
+        publish_poll_s=0.3,
+        webhook_poll_s=0.1,
+        webhook_backoff_base_s=0.2,
+        webhook_backoff_max_s=0.8,
+        webhook_timeout_s=2.0,
+        drain_timeout_s=2,
+    )
 
 
 @pytest.fixture
@@ -44,12 +52,16 @@ def conn(db: str, unique_id: str) -> Iterator[psycopg.Connection]:
 
 
 def _subscribe(conn: psycopg.Connection, url: str) -> None:
-    conn.execute("INSERT INTO webhook_subscriptions (name, url, secret) VALUES ('inspector-hub', %s, %s)", (url, SECRET))
+    conn.execute(
+        "INSERT INTO webhook_subscriptions (name, url, secret) VALUES ('inspector-hub', %s, %s)",
+        (url, SECRET),
+    )
 
 
 def _events(conn: psycopg.Connection, park: str) -> list[int]:
     cur = conn.execute(
-        "SELECT e.event_id FROM alert_events e JOIN alerts a USING (alert_id) WHERE a.park_id = %s ORDER BY 1", (park,)
+        "SELECT e.event_id FROM alert_events e JOIN alerts a USING (alert_id) WHERE a.park_id = %s ORDER BY 1",
+        (park,),
     )
     return [r[0] for r in cur]
 
@@ -73,7 +85,9 @@ def test_signature_and_backoff() -> None:
     assert verify_signature(SECRET, str(ts), body, sig)
     assert not verify_signature(SECRET, str(ts), b'{"v":2}', sig)  # body changed
     assert not verify_signature("another-secret-0123456", str(ts), body, sig)
-    assert not verify_signature(SECRET, str(ts - 3600), body, sign(SECRET, ts - 3600, body))  # replayed an hour later
+    assert not verify_signature(
+        SECRET, str(ts - 3600), body, sign(SECRET, ts - 3600, body)
+    )  # replayed an hour later
     assert not verify_signature(SECRET, None, body, sig)
     # 2, 4, 8, … s, capped at 300 s, plus up to 20 % jitter
     assert 2.0 <= backoff_s(1, 2.0, 300.0) <= 2.4
@@ -93,20 +107,25 @@ def test_receiver_down_then_up_delivers_each_event_once(
         # nobody listens on the port: attempts fail and are rescheduled, nothing is lost
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            row = conn.execute("SELECT max(attempts), bool_and(state = 'pending') FROM webhook_outbox").fetchone()
+            row = conn.execute(
+                "SELECT max(attempts), bool_and(state = 'pending') FROM webhook_outbox"
+            ).fetchone()
             if row[0] and row[0] >= 2:
                 break
             time.sleep(0.1)
-        attempts, pending = conn.execute("SELECT max(attempts), bool_and(state = 'pending') FROM webhook_outbox").fetchone()
+        attempts, pending = conn.execute(
+            "SELECT max(attempts), bool_and(state = 'pending') FROM webhook_outbox"
+        ).fetchone()
         assert attempts >= 2 and pending
         err = conn.execute("SELECT last_error FROM webhook_outbox WHERE attempts > 0 LIMIT 1").fetchone()[0]
         assert "Connect" in err
         # the receiver comes up on that port, first answering 503 (retried), then 200
         with WebhookReceiver(SECRET, port=port, status=503) as recv:
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not conn.execute(
-                "SELECT 1 FROM webhook_outbox WHERE last_status = 503"
-            ).fetchone():
+            while (
+                time.monotonic() < deadline
+                and not conn.execute("SELECT 1 FROM webhook_outbox WHERE last_status = 503").fetchone()
+            ):
                 time.sleep(0.05)
             assert recv.received == []
             recv.status = 200
@@ -118,10 +137,15 @@ def test_receiver_down_then_up_delivers_each_event_once(
             bodies = [r.body for r in recv.received]
             assert [b["event"]["event_id"] for b in bodies] == events  # in order
             assert [b["event"]["action"] for b in bodies] == ["fired", "acknowledged", "comment"]
-            assert bodies[1]["event"]["actor"] == "li.wei" and bodies[2]["event"]["comment"] == "企业称传感器故障"
+            assert (
+                bodies[1]["event"]["actor"] == "li.wei"
+                and bodies[2]["event"]["comment"] == "企业称传感器故障"
+            )
             assert all(b["alert"]["alert_id"] == aid for b in bodies)
             assert recv.received[0].headers["X-ParkPulse-Event"] == "fired"
-        rows = conn.execute("SELECT state, attempts, last_status FROM webhook_outbox ORDER BY delivery_id").fetchall()
+        rows = conn.execute(
+            "SELECT state, attempts, last_status FROM webhook_outbox ORDER BY delivery_id"
+        ).fetchall()
         assert all(r[0] == "delivered" and r[2] == 200 for r in rows)
         assert rows[0][1] >= 3  # refused, 503, then delivered
 
@@ -141,8 +165,12 @@ def test_events_made_while_engine_is_down_are_delivered_later(
             pub.loop_start()
             topic = status_topic(unique_id, f"{unique_id}-f1", f"{unique_id}-g1")
             try:
-                pub.publish(topic, orjson.dumps({"v": 1, "gateway": f"{unique_id}-g1", "state": "offline"}), qos=1,
-                            retain=True).wait_for_publish(5)  # fmt: skip
+                pub.publish(
+                    topic,
+                    orjson.dumps({"v": 1, "gateway": f"{unique_id}-g1", "state": "offline"}),
+                    qos=1,
+                    retain=True,
+                ).wait_for_publish(5)
                 assert recv.wait_for(4)
             finally:
                 pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
@@ -153,7 +181,9 @@ def test_events_made_while_engine_is_down_are_delivered_later(
         assert len(recv.received) == 4 and len(recv.keys) == 4
 
 
-def test_expired_delivery_is_dead_and_retry_requeues_it(db: str, conn: psycopg.Connection, unique_id: str) -> None:
+def test_expired_delivery_is_dead_and_retry_requeues_it(
+    db: str, conn: psycopg.Connection, unique_id: str
+) -> None:
     port = free_port()
     _subscribe(conn, f"http://127.0.0.1:{port}/hook")
     conn.execute(
@@ -163,7 +193,10 @@ def test_expired_delivery_is_dead_and_retry_requeues_it(db: str, conn: psycopg.C
     )
 
     async def once(max_age_s: float) -> int:
-        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as c, httpx.AsyncClient() as client:
+        async with (
+            await psycopg.AsyncConnection.connect(db, autocommit=True) as c,
+            httpx.AsyncClient() as client,
+        ):
             w = WebhookWorker(timeout_s=2, base_s=0.05, cap_s=0.05, max_age_s=max_age_s, batch=10)
             return await w.run_once(c, client)
 
@@ -189,7 +222,10 @@ def _flat(text: str) -> str:
 
 
 def test_webhook_url_secrets_are_never_printed_or_logged(
-    db: str, conn: psycopg.Connection, unique_id: str, caplog: pytest.LogCaptureFixture,
+    db: str,
+    conn: psycopg.Connection,
+    unique_id: str,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`webhooks add` and `list` show the URL redacted; failed deliveries log it (and store their
@@ -202,7 +238,9 @@ def test_webhook_url_secrets_are_never_printed_or_logged(
     assert f"hub:***@127.0.0.1:{port}/hook?park={unique_id}&access_token=***" in _flat(r.output)
     outputs.append(r.output)
     assert conn.execute("SELECT url FROM webhook_subscriptions WHERE name = 'hub'").fetchone() == (url,)
-    r = CliRunner().invoke(app, ["webhooks", "add", "hub2", url.replace("http", "ftp", 1), "--database-url", db])
+    r = CliRunner().invoke(
+        app, ["webhooks", "add", "hub2", url.replace("http", "ftp", 1), "--database-url", db]
+    )
     assert r.exit_code == 1 and "url:" in r.output and "hub:***@" in _flat(r.output), r.output
     outputs.append(r.output)
 
@@ -213,7 +251,10 @@ def test_webhook_url_secrets_are_never_printed_or_logged(
     )
 
     async def once() -> int:
-        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as c, httpx.AsyncClient() as client:
+        async with (
+            await psycopg.AsyncConnection.connect(db, autocommit=True) as c,
+            httpx.AsyncClient() as client,
+        ):
             w = WebhookWorker(timeout_s=2, base_s=0.01, cap_s=0.01, max_age_s=60, batch=10)
             return await w.run_once(c, client)
 
@@ -224,11 +265,16 @@ def test_webhook_url_secrets_are_never_printed_or_logged(
             assert asyncio.run(once()) == 1  # answered 500
             assert recv.received == []
     assert conn.execute("SELECT attempts, last_status FROM webhook_outbox").fetchone() == (2, 500)
-    assert f"webhook http://hub:***@127.0.0.1:{port}/hook?park={unique_id}&access_token=***: delivery" in caplog.text
+    assert (
+        f"webhook http://hub:***@127.0.0.1:{port}/hook?park={unique_id}&access_token=***: delivery"
+        in caplog.text
+    )
     assert "ConnectError" in caplog.text and "HTTP 500" in caplog.text
     monkeypatch.setattr(alerts_cli, "out", Console(width=400))  # one line per subscription
     r = CliRunner().invoke(app, ["webhooks", "list", "--database-url", db])
-    assert r.exit_code == 0 and f"hub:***@127.0.0.1:{port}/hook?park={unique_id}&access_token=***" in r.output, r.output
+    assert (
+        r.exit_code == 0 and f"hub:***@127.0.0.1:{port}/hook?park={unique_id}&access_token=***" in r.output
+    ), r.output
     outputs.append(r.output)
     stored_errors = [str(e) for (e,) in conn.execute("SELECT last_error FROM webhook_outbox")]
     for text in [*outputs, caplog.text, *stored_errors]:

@@ -46,8 +46,8 @@ class World:
     f2: str
     gw1: str
     gw2: str
-    alert1: int = 0   # park 1, firm 1, NOx exceedance
-    alert2: int = 0   # park 2, firm 2, NOx exceedance
+    alert1: int = 0  # park 1, firm 1, NOx exceedance
+    alert2: int = 0  # park 2, firm 2, NOx exceedance
     passwords: dict[str, str] = field(default_factory=lambda: dict(PASSWORDS))
 
     def conn(self) -> psycopg.Connection:
@@ -58,32 +58,71 @@ FIRE = """SELECT pp_alert_fire(%(rule)s, 1, 'emission', 'critical', %(park)s, %(
           'nox_mg_m3', %(subject)s, %(value)s, 100, 'mg/m³', %(zh)s, %(en)s, %(evidence)s::jsonb, now())"""
 
 
-def fire_alert(conn: psycopg.Connection, w: World, park: str, subject_suffix: str = "", value: float = 182.5,
-               note: str = "") -> int:
+def fire_alert(
+    conn: psycopg.Connection,
+    w: World,
+    park: str,
+    subject_suffix: str = "",
+    value: float = 182.5,
+    note: str = "",
+) -> int:
     """Raise an alert the way the alert engine does (its SQL function pp_alert_fire)."""
     firm, gw = (w.f1, w.gw1) if park == w.p1 else (w.f2, w.gw2)
-    row = conn.execute(FIRE, {
-        "rule": "emission-nox-hourly", "park": park, "firm": firm, "gw": gw,
-        "subject": f"{gw}/cems-1/nox_mg_m3{subject_suffix}", "value": value,
-        "zh": f"氮氧化物小时均值 {value} mg/m³ 超过限值 100{note}",
-        "en": f"NOx hourly average {value} mg/m³ above limit 100{note}",
-        "evidence": json.dumps({
-            "valid_minutes": 52, "excluded_by": {"M": 3, "C": 2}, "o2_ref": 3.5, "avg_o2": 6.1,
-            "hour": "2026-01-01T08:00:00+00:00", "limit_source": "GB 13271-2014 表2",
-            "minutes": [{"t": f"2026-01-01T08:{m:02d}:00+00:00", "measured": 140.0 + m, "o2": 6.0,
-                         "flag": "M" if m in (3, 4, 5) else "N", "converted": 175.0 + m, "valid": m not in (3, 4, 5),
-                         "reason": "flag M (maintenance)" if m in (3, 4, 5) else None} for m in range(60)],
-        }, ensure_ascii=False),
-    }).fetchone()
+    row = conn.execute(
+        FIRE,
+        {
+            "rule": "emission-nox-hourly",
+            "park": park,
+            "firm": firm,
+            "gw": gw,
+            "subject": f"{gw}/cems-1/nox_mg_m3{subject_suffix}",
+            "value": value,
+            "zh": f"氮氧化物小时均值 {value} mg/m³ 超过限值 100{note}",
+            "en": f"NOx hourly average {value} mg/m³ above limit 100{note}",
+            "evidence": json.dumps(
+                {
+                    "valid_minutes": 52,
+                    "excluded_by": {"M": 3, "C": 2},
+                    "o2_ref": 3.5,
+                    "avg_o2": 6.1,
+                    "hour": "2026-01-01T08:00:00+00:00",
+                    "limit_source": "GB 13271-2014 表2",
+                    "minutes": [
+                        {
+                            "t": f"2026-01-01T08:{m:02d}:00+00:00",
+                            "measured": 140.0 + m,
+                            "o2": 6.0,
+                            "flag": "M" if m in (3, 4, 5) else "N",
+                            "converted": 175.0 + m,
+                            "valid": m not in (3, 4, 5),
+                            "reason": "flag M (maintenance)" if m in (3, 4, 5) else None,
+                        }
+                        for m in range(60)
+                    ],
+                },
+                ensure_ascii=False,
+            ),
+        },
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def seed(dsn: str, uid: str) -> World:
-    w = World(dsn=dsn, p1=f"{uid}-p1", p2=f"{uid}-p2", f1=f"{uid}-f1", f2=f"{uid}-f2", gw1=f"{uid}-g1",
-              gw2=f"{uid}-g2")
+    w = World(
+        dsn=dsn,
+        p1=f"{uid}-p1",
+        p2=f"{uid}-p2",
+        f1=f"{uid}-f1",
+        f2=f"{uid}-f2",
+        gw1=f"{uid}-g1",
+        gw2=f"{uid}-g2",
+    )
     with w.conn() as conn:
-        for park, firm, gw, zh, en in ((w.p1, w.f1, w.gw1, "东园区", "East park"), (w.p2, w.f2, w.gw2, "西园区", "West park")):
+        for park, firm, gw, zh, en in (
+            (w.p1, w.f1, w.gw1, "东园区", "East park"),
+            (w.p2, w.f2, w.gw2, "西园区", "West park"),
+        ):
             conn.execute("INSERT INTO parks (park_id, name, name_en) VALUES (%s, %s, %s)", (park, zh, en))
             conn.execute(
                 "INSERT INTO firms (firm_id, park_id, name, name_en, land_mu, industry) VALUES (%s, %s, %s, %s, 80, 'chemicals')",
@@ -92,10 +131,14 @@ def seed(dsn: str, uid: str) -> World:
             conn.execute("INSERT INTO gateways (gateway_id, firm_id) VALUES (%s, %s)", (gw, firm))
             conn.execute(
                 "INSERT INTO devices (gateway_id, device_id, kind, source_type, poll_interval_s) "
-                "VALUES (%s, 'cems-1', 'cems', 'gas_boiler', 60)", (gw,))
+                "VALUES (%s, 'cems-1', 'cems', 'gas_boiler', 60)",
+                (gw,),
+            )
             conn.execute(
                 "INSERT INTO devices (gateway_id, device_id, kind, meter_level, carrier, poll_interval_s) "
-                "VALUES (%s, 'meter-1', 'meter', 1, 'electricity', 60)", (gw,))
+                "VALUES (%s, 'meter-1', 'meter', 1, 'electricity', 60)",
+                (gw,),
+            )
         # minute NOx readings for the last 3 hours, above the limit in the last hour, and an energy counter
         conn.execute(
             """WITH m AS (SELECT metric_id FROM metrics WHERE name = 'nox_mg_m3'),
@@ -141,9 +184,13 @@ def seed(dsn: str, uid: str) -> World:
             )
         w.alert1 = fire_alert(conn, w, w.p1)
         w.alert2 = fire_alert(conn, w, w.p2)
-    users = [("admin", "admin", [], [], "系统管理员"), ("insp1", "inspector", [w.p1], [], "张监察"),
-             ("insp2", "inspector", [w.p2], [], "李监察"), ("mgr1", "park_manager", [w.p1], [], None),
-             ("op1", "operator", [], [w.f1], None)]
+    users = [
+        ("admin", "admin", [], [], "系统管理员"),
+        ("insp1", "inspector", [w.p1], [], "张监察"),
+        ("insp2", "inspector", [w.p2], [], "李监察"),
+        ("mgr1", "park_manager", [w.p1], [], None),
+        ("op1", "operator", [], [w.f1], None),
+    ]
     with psycopg.connect(dsn) as conn:
         if not _HASHES:  # the first world goes through add_user; later ones reuse its argon2 hashes (speed)
             for name, role, parks, firms, display in users:
@@ -151,11 +198,15 @@ def seed(dsn: str, uid: str) -> World:
             _HASHES.update(conn.execute("SELECT user_name, password_hash FROM console_users").fetchall())
         else:
             for name, role, parks, firms, display in users:
-                conn.execute("INSERT INTO console_users (user_name, display_name, password_hash) VALUES (%s, %s, %s)",
-                             (name, display, _HASHES[name]))
+                conn.execute(
+                    "INSERT INTO console_users (user_name, display_name, password_hash) VALUES (%s, %s, %s)",
+                    (name, display, _HASHES[name]),
+                )
                 for park in parks or [None]:
-                    conn.execute("INSERT INTO console_roles (user_name, role, park_id, firm_id) VALUES (%s, %s, %s, %s)",
-                                 (name, role, park, firms[0] if firms else None))
+                    conn.execute(
+                        "INSERT INTO console_roles (user_name, role, park_id, firm_id) VALUES (%s, %s, %s, %s)",
+                        (name, role, park, firms[0] if firms else None),
+                    )
     return w
 
 
@@ -177,8 +228,11 @@ def make_client(world: World) -> Iterator[Callable[..., TestClient]]:
     made: list[TestClient] = []
 
     def make(**settings: object) -> TestClient:
-        c = TestClient(create_app(make_settings(world.dsn, **settings)), base_url="https://testserver",
-                       follow_redirects=False)
+        c = TestClient(
+            create_app(make_settings(world.dsn, **settings)),
+            base_url="https://testserver",
+            follow_redirects=False,
+        )
         c.__enter__()
         made.append(c)
         return c
@@ -196,7 +250,9 @@ def login(client: TestClient, user: str, password: str) -> str:
     page = client.get("/login")
     token = _CSRF.search(page.text)
     assert token, "login form has a CSRF field"
-    resp = client.post("/login", data={"user": user, "password": password, "csrf": token.group(1), "next": "/alerts"})
+    resp = client.post(
+        "/login", data={"user": user, "password": password, "csrf": token.group(1), "next": "/alerts"}
+    )
     assert resp.status_code == 303, resp.text[:500]
     alerts = client.get("/alerts")
     assert alerts.status_code == 200
@@ -206,7 +262,9 @@ def login(client: TestClient, user: str, password: str) -> str:
 
 
 @pytest.fixture
-def client_as(make_client: Callable[..., TestClient], world: World) -> Callable[[str], tuple[TestClient, str]]:
+def client_as(
+    make_client: Callable[..., TestClient], world: World
+) -> Callable[[str], tuple[TestClient, str]]:
     def as_user(user: str) -> tuple[TestClient, str]:
         c = make_client()
         return c, login(c, user, world.passwords[user])
@@ -229,13 +287,32 @@ def serve_console(world: World, tmp_path: Path, **env: str) -> Iterator[LiveServ
     """`parkpulse console serve` on a free port (extra PARKPULSE_CONSOLE_* settings in env)."""
     port = free_port()
     log_path = tmp_path / f"console-{port}.log"
-    full_env = {**os.environ, "PARKPULSE_DATABASE_URL": world.dsn, "PARKPULSE_CONSOLE_COOKIE_SECURE": "false",
-                "PARKPULSE_CONSOLE_SSE_KEEPALIVE_S": "2", **env}
+    full_env = {
+        **os.environ,
+        "PARKPULSE_DATABASE_URL": world.dsn,
+        "PARKPULSE_CONSOLE_COOKIE_SECURE": "false",
+        "PARKPULSE_CONSOLE_SSE_KEEPALIVE_S": "2",
+        **env,
+    }
     with log_path.open("wb") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "parkpulse.cli", "console", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "debug"],
-            env=full_env, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "parkpulse.cli",
+                "console",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "debug",
+            ],
+            env=full_env,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
     try:
         if not wait_port("127.0.0.1", port, timeout=30):

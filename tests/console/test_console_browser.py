@@ -30,8 +30,14 @@ from parkpulse.wire import data_topic
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -64,17 +70,29 @@ def _shot(page: Page, name: str) -> Path:
 @pytest.fixture
 def services(world: World, broker: MosquittoBroker, tmp_path: Path) -> Iterator[Callable[[], str]]:
     """`parkpulse ingest run` and `parkpulse alerts run` as child processes; yields a log reader."""
-    env = {**os.environ, "PARKPULSE_DATABASE_URL": world.dsn, "PARKPULSE_MQTT_URL": broker.url,
-           "PARKPULSE_ALERTS_GROUP": f"alerts-{world.p1}", "PARKPULSE_INGEST_GROUP": f"ingest-{world.p1}",
-           "PARKPULSE_INGEST_HTTP_PORT": "0"}  # a free port: other tests may run an ingest too
+    env = {
+        **os.environ,
+        "PARKPULSE_DATABASE_URL": world.dsn,
+        "PARKPULSE_MQTT_URL": broker.url,
+        "PARKPULSE_ALERTS_GROUP": f"alerts-{world.p1}",
+        "PARKPULSE_INGEST_GROUP": f"ingest-{world.p1}",
+        "PARKPULSE_INGEST_HTTP_PORT": "0",
+    }  # a free port: other tests may run an ingest too
     logs = []
     procs = []
     for name, args in (("ingest", ["ingest", "run"]), ("alerts", ["alerts", "run", "--park", world.p1])):
         path = tmp_path / f"{name}.log"
         logs.append(path)
         with path.open("wb") as f:
-            procs.append(subprocess.Popen([sys.executable, "-m", "parkpulse.cli", *args], env=env, stdout=f,
-                                          stderr=subprocess.STDOUT, cwd=ROOT))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "parkpulse.cli", *args],
+                    env=env,
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                )
+            )
 
     def read_logs() -> str:
         return "\n".join(p.read_text(errors="replace") for p in logs)
@@ -111,14 +129,31 @@ def services(world: World, broker: MosquittoBroker, tmp_path: Path) -> Iterator[
 
 def _publish_hot_flue(broker: MosquittoBroker, world: World, seq: int) -> None:
     now = int(time.time() * 1000)
-    batch = {"v": 1, "gateway": world.gw1, "seq": seq, "sent_at": now,
-             "readings": [["cems-1", "flue_temp_c", now - 1000, 312.5, 0], ["cems-1", "flue_temp_c", now, 315.0, 0]]}
-    mqtt_publish.single(data_topic(world.p1, world.f1, world.gw1), json.dumps(batch), qos=1,
-                        hostname="127.0.0.1", port=broker.port, client_id=f"test-{world.p1}-{seq}")
+    batch = {
+        "v": 1,
+        "gateway": world.gw1,
+        "seq": seq,
+        "sent_at": now,
+        "readings": [
+            ["cems-1", "flue_temp_c", now - 1000, 312.5, 0],
+            ["cems-1", "flue_temp_c", now, 315.0, 0],
+        ],
+    }
+    mqtt_publish.single(
+        data_topic(world.p1, world.f1, world.gw1),
+        json.dumps(batch),
+        qos=1,
+        hostname="127.0.0.1",
+        port=broker.port,
+        client_id=f"test-{world.p1}-{seq}",
+    )
 
 
 def test_live_alert_appears_is_acknowledged_and_audited(
-    live_server: LiveServer, world: World, browser: Browser, broker: MosquittoBroker,
+    live_server: LiveServer,
+    world: World,
+    browser: Browser,
+    broker: MosquittoBroker,
     services: Callable[[], str],
 ) -> None:
     page = browser.new_page(viewport={"width": 1440, "height": 900}, locale="zh-CN")
@@ -140,8 +175,10 @@ def test_live_alert_appears_is_acknowledged_and_audited(
         seq += 1
         for _ in range(20):
             with world.conn() as conn:
-                row = conn.execute("SELECT alert_id FROM alerts WHERE rule_id = 'flue-temp-high' AND gateway_id = %s",
-                                   (world.gw1,)).fetchone()
+                row = conn.execute(
+                    "SELECT alert_id FROM alerts WHERE rule_id = 'flue-temp-high' AND gateway_id = %s",
+                    (world.gw1,),
+                ).fetchone()
             if row:
                 alert_id = int(row[0])
                 break
@@ -162,8 +199,10 @@ def test_live_alert_appears_is_acknowledged_and_audited(
     # the real ingest stored the readings: the evidence page shows them
     def stored() -> int:
         with world.conn() as conn:
-            got = conn.execute("SELECT count(*) FROM v_readings WHERE gateway_id = %s AND metric = 'flue_temp_c'",
-                               (world.gw1,)).fetchone()
+            got = conn.execute(
+                "SELECT count(*) FROM v_readings WHERE gateway_id = %s AND metric = 'flue_temp_c'",
+                (world.gw1,),
+            ).fetchone()
         return int(got[0]) if got else 0
 
     deadline = time.monotonic() + 20
@@ -194,9 +233,14 @@ def test_live_alert_appears_is_acknowledged_and_audited(
     csv_path = dl.value.path()
     assert csv_path and "flue_temp_c" in Path(csv_path).read_text(encoding="utf-8-sig")
     with world.conn() as conn:
-        events = conn.execute("SELECT actor, action FROM alert_events WHERE alert_id = %s ORDER BY event_id",
-                              (alert_id,)).fetchall()
-    assert events[0] == ("system", "fired") and ("insp1", "acknowledged") in events and ("insp1", "comment") in events
+        events = conn.execute(
+            "SELECT actor, action FROM alert_events WHERE alert_id = %s ORDER BY event_id", (alert_id,)
+        ).fetchall()
+    assert (
+        events[0] == ("system", "fired")
+        and ("insp1", "acknowledged") in events
+        and ("insp1", "comment") in events
+    )
     page.close()
     log = live_server.log_text() + services()
     for secret in PASSWORDS.values():
@@ -211,10 +255,13 @@ def test_screenshots_of_the_main_pages(live_server: LiveServer, world: World, br
                    mu_added_value_10k_cny, score, class, explanation)
                VALUES (%s, 2025, %s, 'zj-mu', '2024.1', 1234.5, 3050.2, 5200, 0.237, -5.1, 21.3, 65.0, 81.5, 'A',
                        '{"class": "A：综合得分 81.5 ≥ 80", "mu_tax": "亩均税收 21.3 万元/亩（基准 15）"}')""",
-            (world.f1, world.p1))
+            (world.f1, world.p1),
+        )
         conn.execute(
             """INSERT INTO compliance_results (park_id, firm_id, year, scheme, rule_set, rule_version, verdict, score)
-               VALUES (%s, %s, 2025, 'green_factory', 'gbt36132-2025', '1', 'pass', 86.0)""", (world.p1, world.f1))
+               VALUES (%s, %s, 2025, 'green_factory', 'gbt36132-2025', '1', 'pass', 86.0)""",
+            (world.p1, world.f1),
+        )
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     errors: list[str] = []  # CSP violations and script errors show up here
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -42,12 +42,17 @@ def test_every_label_used_by_templates_and_code_exists_in_both_languages() -> No
         "severity.": ["info", "warning", "critical"],
         "kind.": ["emission", "data_gap", "tamper", "threshold", "rate_of_change"],
         "action.": ["fired", "acknowledged", "resolved", "comment", "reopened", "updated"],
-        "quality.": ["0", "1", "2", "3", "4"], "class.": ["A", "B", "C", "out_of_scope"],
-        "verdict.": ["pass", "fail", "insufficient_data"], "scheme.": ["smart_workshop", "green_factory"],
-        "role.": ["admin", "inspector", "park_manager", "operator"], "size.": ["above_scale", "below_scale"],
+        "quality.": ["0", "1", "2", "3", "4"],
+        "class.": ["A", "B", "C", "out_of_scope"],
+        "verdict.": ["pass", "fail", "insufficient_data"],
+        "scheme.": ["smart_workshop", "green_factory"],
+        "role.": ["admin", "inspector", "park_manager", "operator"],
+        "size.": ["above_scale", "below_scale"],
         "carrier.": ["electricity", "natural_gas", "steam", "water", "heat", "compressed_air"],
-        "direction.": ["import", "export"], "health.": ["ok", "stale", "never", "online", "offline"],
-        "gapkind.": ["seq", "data"], "devkind.": ["meter", "line", "cems", "sensor"],
+        "direction.": ["import", "export"],
+        "health.": ["ok", "stale", "never", "online", "offline"],
+        "gapkind.": ["seq", "data"],
+        "devkind.": ["meter", "line", "cems", "sensor"],
     }
     assert prefixes <= set(values), f"new data-driven label prefix: {prefixes - set(values)}"
     for lang in LANGS:
@@ -68,13 +73,30 @@ def _run(args: list[str], dsn: str, stdin: str = "") -> tuple[int, str]:
 
 
 def test_users_add_list_disable_enable_set_password(world: World) -> None:
-    code, out = _run(["add", "zhao", "--role", "inspector", "--park", world.p1, "--park", world.p2,
-                      "--name", "赵监察", "--password-stdin"], world.dsn, "Kq4!-north-Wp8z\n")
+    code, out = _run(
+        [
+            "add",
+            "zhao",
+            "--role",
+            "inspector",
+            "--park",
+            world.p1,
+            "--park",
+            world.p2,
+            "--name",
+            "赵监察",
+            "--password-stdin",
+        ],
+        world.dsn,
+        "Kq4!-north-Wp8z\n",
+    )
     assert code == 0, out
     code, out = _run(["list"], world.dsn)
     assert code == 0 and "zhao" in out and world.p2 in out
     with psycopg.connect(world.dsn) as conn:
-        parks = conn.execute("SELECT park_id FROM console_roles WHERE user_name = 'zhao' ORDER BY 1").fetchall()
+        parks = conn.execute(
+            "SELECT park_id FROM console_roles WHERE user_name = 'zhao' ORDER BY 1"
+        ).fetchall()
         assert [p[0] for p in parks] == sorted([world.p1, world.p2])
         h = conn.execute("SELECT password_hash FROM console_users WHERE user_name = 'zhao'").fetchone()
         assert h and h[0].startswith("$argon2id$") and "Kq4!-north-Wp8z" not in h[0]
@@ -82,18 +104,23 @@ def test_users_add_list_disable_enable_set_password(world: World) -> None:
     assert code == 0, out
     assert _run(["disable", "zhao"], world.dsn)[0] == 0
     with psycopg.connect(world.dsn) as conn:
-        assert conn.execute("SELECT disabled FROM console_users WHERE user_name = 'zhao'").fetchone() == (True,)
+        assert conn.execute("SELECT disabled FROM console_users WHERE user_name = 'zhao'").fetchone() == (
+            True,
+        )
     assert _run(["enable", "zhao"], world.dsn)[0] == 0
 
 
-@pytest.mark.parametrize(("args", "field"), [
-    (["add", "x1", "--role", "king"], "role"),
-    (["add", "x1", "--role", "inspector", "--park", "no-such-park"], "park"),
-    (["add", "x1", "--role", "park_manager"], "park"),
-    (["add", "x1", "--role", "operator", "--firm", "nope"], "firm"),
-    (["add", "Bad Name!", "--role", "admin"], "user"),
-    (["add", "admin", "--role", "admin"], "user"),
-])
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["add", "x1", "--role", "king"], "role"),
+        (["add", "x1", "--role", "inspector", "--park", "no-such-park"], "park"),
+        (["add", "x1", "--role", "park_manager"], "park"),
+        (["add", "x1", "--role", "operator", "--firm", "nope"], "firm"),
+        (["add", "Bad Name!", "--role", "admin"], "user"),
+        (["add", "admin", "--role", "admin"], "user"),
+    ],
+)
 def test_users_add_errors_name_the_field(world: World, args: list[str], field: str) -> None:
     code, out = _run([*args, "--password-stdin"], world.dsn, "Long-enough-pw-1\n")
     assert code == 2 and f"{field}:" in out, out

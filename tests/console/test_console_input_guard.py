@@ -26,7 +26,9 @@ def _login_form_token(c: TestClient) -> str:
 
 
 @pytest.mark.parametrize("bad", ["ins\x00p1", "insp1\x00", "\x1b[31minsp1", "insp1\x7f"])
-def test_control_character_in_login_user_name_is_422_naming_the_field(make_client: MakeClient, bad: str) -> None:
+def test_control_character_in_login_user_name_is_422_naming_the_field(
+    make_client: MakeClient, bad: str
+) -> None:
     c = make_client()
     r = c.post("/api/v1/session", json={"user": bad, "password": PASSWORDS["insp1"]})
     assert r.status_code == 422, r.text
@@ -43,26 +45,38 @@ def test_control_character_in_a_password_is_refused_without_echoing_it(make_clie
     secret = "Sec\x00ret-pass-123"
     r = c.post("/api/v1/session", json={"user": "insp1", "password": secret})
     assert r.status_code == 422
-    assert r.json()["detail"] == [{"field": "password", "value": "***", "reason": r.json()["detail"][0]["reason"]}]
+    assert r.json()["detail"] == [
+        {"field": "password", "value": "***", "reason": r.json()["detail"][0]["reason"]}
+    ]
     assert "Sec" not in r.text
 
 
 def test_nul_in_a_comment_is_422_and_nothing_is_stored(client_as: AsUser, world: World) -> None:
     c, csrf = client_as("insp1")
-    r = c.post(f"/alerts/{world.alert1}/act", data={"action": "comment", "comment": "bad\x00comment", "csrf": csrf})
+    r = c.post(
+        f"/alerts/{world.alert1}/act", data={"action": "comment", "comment": "bad\x00comment", "csrf": csrf}
+    )
     assert r.status_code == 422 and "comment" in r.text and "U+0000" in r.text
-    r = c.post(f"/api/v1/alerts/{world.alert1}/actions", json={"action": "comment", "comment": "x\x00y"},
-               headers={"X-CSRF-Token": csrf})
+    r = c.post(
+        f"/api/v1/alerts/{world.alert1}/actions",
+        json={"action": "comment", "comment": "x\x00y"},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 422
     assert [p["field"] for p in r.json()["detail"]] == ["comment"]
     with world.conn() as conn:
         assert conn.execute("SELECT count(*) FROM alert_events WHERE actor = 'insp1'").fetchone() == (0,)
     # line breaks and tabs are text, not control characters to refuse
-    r = c.post(f"/api/v1/alerts/{world.alert1}/actions", json={"action": "comment", "comment": "line 1\n\tline 2"},
-               headers={"X-CSRF-Token": csrf})
+    r = c.post(
+        f"/api/v1/alerts/{world.alert1}/actions",
+        json={"action": "comment", "comment": "line 1\n\tline 2"},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 200
     with world.conn() as conn:
-        assert conn.execute("SELECT comment FROM alert_events WHERE actor = 'insp1'").fetchone() == ("line 1\n\tline 2",)
+        assert conn.execute("SELECT comment FROM alert_events WHERE actor = 'insp1'").fetchone() == (
+            "line 1\n\tline 2",
+        )
 
 
 def test_control_characters_in_query_strings_and_json_keys(client_as: AsUser) -> None:
@@ -71,14 +85,19 @@ def test_control_characters_in_query_strings_and_json_keys(client_as: AsUser) ->
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "park"
     r = c.get("/alerts", params={"lang": "en", "x\x01": "1"})
     assert r.status_code == 422
-    r = c.post("/api/v1/alerts/1/actions", json={"action": "comment", "comment": "ok", "ex\x00tra": 1},
-               headers={"X-CSRF-Token": csrf})
+    r = c.post(
+        "/api/v1/alerts/1/actions",
+        json={"action": "comment", "comment": "ok", "ex\x00tra": 1},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 422 and "ex\\x00tra" in r.json()["detail"][0]["field"]
 
 
 def _api_routes() -> list[RouteContext]:
     """Every API route of the app, with its effective (router-combined) dependencies."""
-    return [ctx for ctx in iter_route_contexts(create_app().routes) if isinstance(ctx.original_route, APIRoute)]
+    return [
+        ctx for ctx in iter_route_contexts(create_app().routes) if isinstance(ctx.original_route, APIRoute)
+    ]
 
 
 def test_every_route_has_the_guard_first() -> None:
@@ -110,7 +129,9 @@ def test_no_route_reaches_the_database_with_a_nul(make_client: MakeClient, world
         form = any(type(f.field_info).__name__ == "Form" for f in body_fields)
         kwargs: dict[str, Any] = {"params": params, "headers": {"X-CSRF-Token": csrf}}
         if body_fields and form:
-            kwargs["data"] = {f.alias: (csrf + "\x00" if f.alias == "csrf" else _value(f.alias)) for f in body_fields}
+            kwargs["data"] = {
+                f.alias: (csrf + "\x00" if f.alias == "csrf" else _value(f.alias)) for f in body_fields
+            }
         elif body_fields:
             model = body_fields[0].field_info.annotation
             fields = getattr(model, "model_fields", {})
@@ -131,12 +152,19 @@ def test_no_route_reaches_the_database_with_a_nul(make_client: MakeClient, world
 def test_oversized_bodies_are_413_not_500(client_as: AsUser, world: World) -> None:
     c, csrf = client_as("insp1")
     big = "x" * (300 * 1024)
-    r = c.post("/api/v1/session", content=('{"user": "' + big + '", "password": "p"}').encode(),
-               headers={"Content-Type": "application/json"})
+    r = c.post(
+        "/api/v1/session",
+        content=('{"user": "' + big + '", "password": "p"}').encode(),
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 413, r.status_code
     r = c.post(f"/alerts/{world.alert1}/act", data={"action": "comment", "comment": big, "csrf": csrf})
     assert r.status_code == 413, r.status_code
-    r = c.request("DELETE", "/api/v1/session", content=b'{"a": "' + big.encode() + b'"}',
-                  headers={"Content-Type": "application/json", "X-CSRF-Token": csrf})
+    r = c.request(
+        "DELETE",
+        "/api/v1/session",
+        content=b'{"a": "' + big.encode() + b'"}',
+        headers={"Content-Type": "application/json", "X-CSRF-Token": csrf},
+    )
     assert r.status_code == 413, r.status_code
     assert c.get("/api/v1/me").status_code == 200

@@ -42,13 +42,16 @@ def _next_alert(events: Iterator[tuple[str, str]]) -> dict[str, object]:
 
 def test_sse_delivers_new_alerts_only_within_the_users_scope(live_server: LiveServer, world: World) -> None:
     c1, c2 = _signed_in(live_server, "insp1"), _signed_in(live_server, "insp2")
-    with c1.stream("GET", "/alerts/stream?state=all") as s1, c2.stream("GET", "/alerts/stream?state=all") as s2:
+    with (
+        c1.stream("GET", "/alerts/stream?state=all") as s1,
+        c2.stream("GET", "/alerts/stream?state=all") as s2,
+    ):
         assert s1.status_code == 200 and s1.headers["content-type"].startswith("text/event-stream")
         l1, l2 = s1.iter_lines(), s2.iter_lines()
         assert next(l1).startswith("retry:") and next(l2).startswith("retry:")
         with world.conn() as conn:
-            other = fire_alert(conn, world, world.p2, "-live", value=250)   # first: park 2
-            mine = fire_alert(conn, world, world.p1, "-live", value=260)    # then: park 1
+            other = fire_alert(conn, world, world.p2, "-live", value=250)  # first: park 2
+            mine = fire_alert(conn, world, world.p1, "-live", value=260)  # then: park 1
         first1 = _next_alert(_events(l1))
         assert first1["alert_id"] == mine, "insp1 must not receive park 2's alert (it came first)"
         assert first1["matches"] is True and f'id="alert-{mine}"' in str(first1["html"])
@@ -57,7 +60,9 @@ def test_sse_delivers_new_alerts_only_within_the_users_scope(live_server: LiveSe
         assert first2["alert_id"] == other
         # a state change is pushed too, with the new state
         csrf = c1.get("/api/v1/me").json()["csrf_token"]
-        r = c1.post(f"/api/v1/alerts/{mine}/actions", json={"action": "acknowledge"}, headers={"X-CSRF-Token": csrf})
+        r = c1.post(
+            f"/api/v1/alerts/{mine}/actions", json={"action": "acknowledge"}, headers={"X-CSRF-Token": csrf}
+        )
         assert r.status_code == 200
         ack = _next_alert(_events(l1))
         assert ack["alert_id"] == mine and ack["state"] == "acknowledged" and ack["action"] == "acknowledged"
@@ -79,9 +84,14 @@ def test_server_log_holds_no_secrets(live_server: LiveServer, world: World) -> N
     c = _signed_in(live_server, "insp1")
     token = c.cookies.get("pp_session")
     csrf = c.get("/api/v1/me").json()["csrf_token"]
-    c.post(f"/api/v1/alerts/{world.alert1}/actions", json={"action": "comment", "comment": "ok"},
-           headers={"X-CSRF-Token": csrf})
-    httpx.post(f"{live_server.url}/api/v1/session", json={"user": "insp2", "password": "bad-" + PASSWORDS["insp2"]})
+    c.post(
+        f"/api/v1/alerts/{world.alert1}/actions",
+        json={"action": "comment", "comment": "ok"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    httpx.post(
+        f"{live_server.url}/api/v1/session", json={"user": "insp2", "password": "bad-" + PASSWORDS["insp2"]}
+    )
     c.close()
     log = live_server.log_text()
     assert "login ok user=insp1" in log and '"GET /api/v1/me' in log
@@ -107,14 +117,17 @@ def test_sse_rows_are_html_escaped(live_server: LiveServer, world: World) -> Non
     c1.close()
 
 
-def test_feed_survives_the_listener_losing_its_database_connection(live_server: LiveServer, world: World) -> None:
+def test_feed_survives_the_listener_losing_its_database_connection(
+    live_server: LiveServer, world: World
+) -> None:
     c1 = _signed_in(live_server, "insp1")
     with c1.stream("GET", "/alerts/stream") as s1:
         events = _events(s1.iter_lines())
         with world.conn() as conn:
             killed = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND query ILIKE 'LISTEN%%'").fetchall()
+                "WHERE datname = current_database() AND query ILIKE 'LISTEN%%'"
+            ).fetchall()
         assert killed == [(True,)], "exactly one LISTEN connection per console process"
         # the listener reconnects and tells the page to resync (notifications may have been missed)
         name, _ = next(events)

@@ -28,13 +28,16 @@ def _cli(args: list[str], dsn: str) -> tuple[int, str]:
 
 def _lock_out(c: TestClient, user: str, times: int = 2) -> None:
     for _ in range(times):
-        assert c.post("/api/v1/session", json={"user": user, "password": "wrong-guess-123"}).status_code == 401
+        assert (
+            c.post("/api/v1/session", json={"user": user, "password": "wrong-guess-123"}).status_code == 401
+        )
     r = c.post("/api/v1/session", json={"user": user, "password": PASSWORDS[user]})
     assert r.status_code == 429, "an active lockout refuses even the right password (by design)"
 
 
 def test_password_typed_as_user_name_is_neither_logged_nor_stored(
-        make_client: MakeClient, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    make_client: MakeClient, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     c = make_client()
     typed = PASSWORDS["insp1"]  # the password, typed into the user-name field
@@ -46,7 +49,9 @@ def test_password_typed_as_user_name_is_neither_logged_nor_stored(
         keys = [r[0] for r in conn.execute("SELECT key FROM console_login_failures").fetchall()]
     text = caplog.text
     assert typed not in text and typed.lower() not in text and "user=insp2" not in text
-    assert f"login failed user_hash={name_hash(key, typed.lower())} known_user=no" in text  # routes lower-case
+    assert (
+        f"login failed user_hash={name_hash(key, typed.lower())} known_user=no" in text
+    )  # routes lower-case
     assert f"login failed user_hash={name_hash(key, 'insp2')} known_user=yes" in text
     assert all(typed.lower() not in k for k in keys), keys
     assert f"name#{name_hash(key, typed.lower())}" in keys and "user:insp2" in keys
@@ -62,7 +67,9 @@ def test_hash_is_keyed_per_install(world: World) -> None:
     assert name_hash(key, "insp1") == name_hash(key, "insp1") != name_hash(key, "insp2")
 
 
-def test_admin_sees_and_lifts_a_lockout_on_the_page(make_client: MakeClient, client_as: AsUser, world: World) -> None:
+def test_admin_sees_and_lifts_a_lockout_on_the_page(
+    make_client: MakeClient, client_as: AsUser, world: World
+) -> None:
     victim = make_client(throttle_user_free=2, throttle_base_s=600.0, throttle_ip_free=100)
     _lock_out(victim, "insp1")
     admin, csrf = client_as("admin")
@@ -76,14 +83,23 @@ def test_admin_sees_and_lifts_a_lockout_on_the_page(make_client: MakeClient, cli
     inspector, insp_csrf = client_as("insp2")
     assert inspector.get("/admin/lockouts").status_code == 403
     assert 'id="nav-lockouts"' not in inspector.get("/alerts").text
-    assert inspector.post("/admin/lockouts/unlock", data={"key": "user:insp1", "csrf": insp_csrf}).status_code == 403
+    assert (
+        inspector.post("/admin/lockouts/unlock", data={"key": "user:insp1", "csrf": insp_csrf}).status_code
+        == 403
+    )
     assert admin.post("/admin/lockouts/unlock", data={"key": "user:insp1"}).status_code == 403
     assert admin.post("/admin/lockouts/unlock", data={"key": "user:x'; --", "csrf": csrf}).status_code == 422
-    assert victim.post("/api/v1/session", json={"user": "insp1", "password": PASSWORDS["insp1"]}).status_code == 429
+    assert (
+        victim.post("/api/v1/session", json={"user": "insp1", "password": PASSWORDS["insp1"]}).status_code
+        == 429
+    )
     r = admin.post("/admin/lockouts/unlock", data={"key": "user:insp1", "csrf": csrf})
     assert r.status_code == 303 and r.headers["location"] == "/admin/lockouts?done=1"
     assert 'id="lockout-lifted"' in admin.get(r.headers["location"]).text
-    assert victim.post("/api/v1/session", json={"user": "insp1", "password": PASSWORDS["insp1"]}).status_code == 200
+    assert (
+        victim.post("/api/v1/session", json={"user": "insp1", "password": PASSWORDS["insp1"]}).status_code
+        == 200
+    )
 
 
 def test_users_lockouts_and_unlock_cli(make_client: MakeClient, world: World) -> None:
@@ -109,4 +125,3 @@ def test_users_lockouts_and_unlock_cli(make_client: MakeClient, world: World) ->
     assert c2.post("/api/v1/session", json={"user": "op1", "password": PASSWORDS["op1"]}).status_code == 200
     code, out = _cli(["unlock"], world.dsn)
     assert code == 2 and "user:" in out
-

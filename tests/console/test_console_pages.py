@@ -12,7 +12,9 @@ from fastapi.testclient import TestClient
 AsUser = Callable[[str], tuple[TestClient, str]]
 
 
-def test_feed_lists_alerts_of_the_inspectors_park_in_chinese_by_default(client_as: AsUser, world: World) -> None:
+def test_feed_lists_alerts_of_the_inspectors_park_in_chinese_by_default(
+    client_as: AsUser, world: World
+) -> None:
     c, _ = client_as("insp1")
     page = c.get("/alerts")
     assert page.status_code == 200
@@ -51,7 +53,11 @@ def test_evidence_page_shows_values_limit_validity_and_audit(client_as: AsUser, 
     text = page.text
     assert "valid_minutes" in text and "52" in text and "excluded_by" in text and "GB 13271-2014" in text
     # the per-minute evidence of the hour is a table, minutes excluded by a monitor flag marked
-    assert 'id="evidence-minutes"' in text and text.count('class="invalid"') == 3 and "flag M (maintenance)" in text
+    assert (
+        'id="evidence-minutes"' in text
+        and text.count('class="invalid"') == 3
+        and "flag M (maintenance)" in text
+    )
     assert 'id="alert-limit">100' in text
     assert 'id="hourly"' in text and 'id="minutes"' in text and "<polyline" in text
     assert 'class="over"' in text  # hours above the limit are marked
@@ -61,7 +67,9 @@ def test_evidence_page_shows_values_limit_validity_and_audit(client_as: AsUser, 
     assert max(m["avg"] for m in api["minutes"]) > 100 > min(m["avg"] for m in api["minutes"])
 
 
-def test_acknowledge_comment_resolve_through_forms_leaves_an_audit_trail(client_as: AsUser, world: World) -> None:
+def test_acknowledge_comment_resolve_through_forms_leaves_an_audit_trail(
+    client_as: AsUser, world: World
+) -> None:
     c, csrf = client_as("insp1")
     url = f"/alerts/{world.alert1}/act"
     r = c.post(url, data={"action": "acknowledge", "comment": "去现场核查", "csrf": csrf})
@@ -69,21 +77,32 @@ def test_acknowledge_comment_resolve_through_forms_leaves_an_audit_trail(client_
     r = c.post(url, data={"action": "comment", "comment": "企业称脱硝设备检修", "csrf": csrf})
     assert r.status_code == 303
     again = c.post(url, data={"action": "acknowledge", "csrf": csrf})
-    assert again.status_code == 409 and "cannot acknowledge" in again.text and "告警当前状态不允许此操作" in again.text
+    assert (
+        again.status_code == 409
+        and "cannot acknowledge" in again.text
+        and "告警当前状态不允许此操作" in again.text
+    )
     r = c.post(url, data={"action": "resolve", "comment": "已恢复正常", "csrf": csrf})
     assert r.status_code == 303
     detail = c.get(f"/api/v1/alerts/{world.alert1}").json()
     assert detail["alert"]["state"] == "resolved" and detail["alert"]["resolved_by"] == "insp1"
     assert [(e["actor"], e["action"]) for e in detail["events"]] == [
-        ("system", "fired"), ("insp1", "acknowledged"), ("insp1", "comment"), ("insp1", "resolved")]
+        ("system", "fired"),
+        ("insp1", "acknowledged"),
+        ("insp1", "comment"),
+        ("insp1", "resolved"),
+    ]
     page = c.get(f"/alerts/{world.alert1}")
     assert "企业称脱硝设备检修" in page.text and "已解除" in page.text
 
 
 def test_api_actions_need_csrf_header_and_work_with_it(client_as: AsUser, world: World) -> None:
     c, csrf = client_as("mgr1")
-    r = c.post(f"/api/v1/alerts/{world.alert1}/actions", json={"action": "acknowledge"},
-               headers={"X-CSRF-Token": csrf})
+    r = c.post(
+        f"/api/v1/alerts/{world.alert1}/actions",
+        json={"action": "acknowledge"},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 200 and r.json() == {"alert_id": world.alert1, "state": "acknowledged"}
 
 
@@ -91,15 +110,22 @@ def test_operator_may_comment_but_not_acknowledge(client_as: AsUser, world: Worl
     c, csrf = client_as("op1")
     r = c.post(f"/alerts/{world.alert1}/act", data={"action": "acknowledge", "csrf": csrf})
     assert r.status_code == 403
-    r = c.post(f"/alerts/{world.alert1}/act", data={"action": "comment", "comment": "网关已重启", "csrf": csrf})
+    r = c.post(
+        f"/alerts/{world.alert1}/act", data={"action": "comment", "comment": "网关已重启", "csrf": csrf}
+    )
     assert r.status_code == 303
     with world.conn() as conn:
-        assert conn.execute("SELECT state FROM alerts WHERE alert_id = %s", (world.alert1,)).fetchone() == ("firing",)
+        assert conn.execute("SELECT state FROM alerts WHERE alert_id = %s", (world.alert1,)).fetchone() == (
+            "firing",
+        )
 
 
 def test_evidence_csv_export(client_as: AsUser, world: World) -> None:
     c, csrf = client_as("insp1")
-    c.post(f"/alerts/{world.alert1}/act", data={"action": "comment", "comment": "=HYPERLINK(\"http://x\")", "csrf": csrf})
+    c.post(
+        f"/alerts/{world.alert1}/act",
+        data={"action": "comment", "comment": '=HYPERLINK("http://x")', "csrf": csrf},
+    )
     r = c.get(f"/alerts/{world.alert1}/evidence.csv")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert f"alert-{world.alert1}-evidence.csv" in r.headers["content-disposition"]
@@ -114,7 +140,9 @@ def test_evidence_csv_export(client_as: AsUser, world: World) -> None:
     cols = rows[header]
     assert set(cols[1:]) == {"t", "measured", "o2", "flag", "converted", "valid", "reason"}
     minute3 = dict(zip(cols, rows[header + 4], strict=True))
-    assert minute3["flag"] == "M" and minute3["valid"] == "False" and minute3["t"].startswith("2026-01-01T08:03")
+    assert (
+        minute3["flag"] == "M" and minute3["valid"] == "False" and minute3["t"].startswith("2026-01-01T08:03")
+    )
     comments = [row for row in rows if len(row) > 4 and row[3] == "comment"]
     assert comments and comments[0][4].startswith("'=")  # no formula injection into spreadsheets
 
@@ -132,11 +160,13 @@ def test_firm_page_not_evaluated_then_with_results(client_as: AsUser, world: Wor
                VALUES (%s, 2025, %s, 'zj-mu-2024', '1', 1234.5, 0.42, -5.1, 81.5, 'A',
                        '{"steps": ["亩均税收 25.1 万元/亩 ≥ 基准 15"], "text_zh": "A 类：综合得分 81.50，排名 1/12。",
                          "text": "A: score 81.50 ranks 1 of 12."}')""",
-            (world.f1, world.p1))
+            (world.f1, world.p1),
+        )
         conn.execute(
             """INSERT INTO compliance_results (park_id, firm_id, year, scheme, rule_set, rule_version, verdict, score)
                VALUES (%s, %s, 2025, 'green_factory', 'gbt36132-2025', '1', 'insufficient_data', NULL)""",
-            (world.p1, world.f1))
+            (world.p1, world.f1),
+        )
     page = c.get(f"/firms/{world.f1}")
     assert "A类 — 优先发展" in page.text and "亩均税收 25.1 万元/亩" in page.text and "数据不足" in page.text
     assert "A 类：综合得分 81.50，排名 1/12。" in page.text
@@ -157,9 +187,15 @@ def test_health_page_for_operator(client_as: AsUser, world: World) -> None:
     assert {d["device_id"] for d in devices} == {"cems-1", "meter-1"}
     assert all(d["health"] == "ok" and d["delivery_lag_s"] is not None for d in devices)
     lag = {d["device_id"]: (d["poll_lag_ms_p99"], d["poll_lag_ms_last"]) for d in devices}
-    assert lag == {"meter-1": (123.5, 7.25), "cems-1": (None, None)}, "poll lag from the gateway's status, none reported for cems-1"
+    assert lag == {"meter-1": (123.5, 7.25), "cems-1": (None, None)}, (
+        "poll lag from the gateway's status, none reported for cems-1"
+    )
     assert "采集滞后 P99（毫秒）" in page.text  # the default language is zh-CN
-    assert '<td class="num poll-lag-p99"' in page.text and ">123.5</td>" in page.text and ">7.25</td>" in page.text
+    assert (
+        '<td class="num poll-lag-p99"' in page.text
+        and ">123.5</td>" in page.text
+        and ">7.25</td>" in page.text
+    )
     gws = c.get("/api/v1/health/gateways").json()
     assert [g["gateway_id"] for g in gws] == [world.gw1]
 
@@ -185,8 +221,10 @@ def test_health_page_shows_the_store_and_its_rollup_lag(client_as: AsUser, world
     store = c.get("/api/v1/health/store").json()
     assert store["path"] == "plain" and store["timescaledb_version"] is None and store["failed_jobs"] == []
     with world.conn() as conn:  # marks as ingest leaves them, one made ten minutes ago
-        conn.execute("INSERT INTO rollup_dirty (bucket, marked_at) VALUES "
-                     "('2025-03-01 10:00+00', now() - interval '10 minutes'), ('2025-03-01 10:15+00', now())")
+        conn.execute(
+            "INSERT INTO rollup_dirty (bucket, marked_at) VALUES "
+            "('2025-03-01 10:00+00', now() - interval '10 minutes'), ('2025-03-01 10:15+00', now())"
+        )
     store = c.get("/api/v1/health/store").json()
     assert store["rollup_dirty_buckets"] == 2 and 590 < store["rollup_lag_s"] < 700
     assert store["rollup_oldest_dirty_bucket"].startswith("2025-03-01T10:00")

@@ -44,7 +44,9 @@ def test_cli_refuses_weak_passwords_saying_why(world: World, password: str, reas
     assert code == 2 and "password:" in out and reason in out, out
     assert password not in out
     with psycopg.connect(world.dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM console_users WHERE user_name = 'zhaoyun'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM console_users WHERE user_name = 'zhaoyun'").fetchone() == (
+            0,
+        )
 
 
 def test_set_password_applies_the_policy(world: World) -> None:
@@ -62,8 +64,11 @@ def test_set_password_applies_the_policy(world: World) -> None:
 
 
 def test_control_characters_in_cli_fields_are_named_not_a_traceback(world: World) -> None:
-    code, out = _run(["add", "ma", "--role", "admin", "--name", "Ma\x00Li", "--password-stdin"], world.dsn,
-                     "Rv7&-moon-Xcq3p\n")
+    code, out = _run(
+        ["add", "ma", "--role", "admin", "--name", "Ma\x00Li", "--password-stdin"],
+        world.dsn,
+        "Rv7&-moon-Xcq3p\n",
+    )
     assert code == 2 and "name:" in out and "control characters" in out and "Traceback" not in out, out
     code, out = _run(["set-password", "in\x00sp1", "--password-stdin"], world.dsn, "Rv7&-moon-Xcq3p\n")
     assert code == 2 and "user:" in out and "Traceback" not in out, out

@@ -24,8 +24,12 @@ MARGIN_S = 2.5
 
 @pytest.fixture
 def strict_server(world: World, tmp_path: Path) -> Iterator[LiveServer]:
-    with serve_console(world, tmp_path, PARKPULSE_CONSOLE_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
-                       PARKPULSE_CONSOLE_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S)) as server:
+    with serve_console(
+        world,
+        tmp_path,
+        PARKPULSE_CONSOLE_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
+        PARKPULSE_CONSOLE_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
+    ) as server:
         yield server
 
 
@@ -40,8 +44,13 @@ def _open(server: LiveServer) -> socket.socket:
     return s
 
 
-def _wait_closed(socks: list[socket.socket], deadline_s: float, trickle: set[socket.socket] | None = None,
-                 during: list[float] | None = None, server: LiveServer | None = None) -> dict[socket.socket, float]:
+def _wait_closed(
+    socks: list[socket.socket],
+    deadline_s: float,
+    trickle: set[socket.socket] | None = None,
+    during: list[float] | None = None,
+    server: LiveServer | None = None,
+) -> dict[socket.socket, float]:
     """Seconds until each socket is closed by the server (reads 408 or EOF); keeps trickling a header
     line into `trickle` sockets every 0.5 s, and times a normal request in `during` each second."""
     start = time.monotonic()
@@ -91,8 +100,13 @@ def test_slowloris_connections_are_closed_and_requests_still_served(strict_serve
     peak = _fds(pid)
     during: list[float] = []
     try:
-        closed = _wait_closed(socks, HEADER_TIMEOUT_S + MARGIN_S + 3, trickle=set(trickling), during=during,
-                              server=strict_server)
+        closed = _wait_closed(
+            socks,
+            HEADER_TIMEOUT_S + MARGIN_S + 3,
+            trickle=set(trickling),
+            during=during,
+            server=strict_server,
+        )
     finally:
         for s in socks:
             s.close()
@@ -103,15 +117,19 @@ def test_slowloris_connections_are_closed_and_requests_still_served(strict_serve
     assert peak >= baseline + 50, (baseline, peak)  # the sockets were really held by the server
     time.sleep(0.5)
     assert _fds(pid) <= baseline + 2, (baseline, peak, _fds(pid))
-    print(f"fds {baseline} -> {peak} -> {_fds(pid)}; slowest close {slowest:.2f} s; "
-          f"healthz meanwhile max {max(during) * 1000:.0f} ms")
+    print(
+        f"fds {baseline} -> {peak} -> {_fds(pid)}; slowest close {slowest:.2f} s; "
+        f"healthz meanwhile max {max(during) * 1000:.0f} ms"
+    )
     assert "closing connection from" in strict_server.log_text()
 
 
 def test_a_stalled_body_is_cut_off(strict_server: LiveServer) -> None:
     s = _open(strict_server)
-    s.send(b"POST /api/v1/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-           b"Content-Length: 100\r\n\r\n{\"user\": ")
+    s.send(
+        b"POST /api/v1/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"user": '
+    )
     try:
         closed = _wait_closed([s], BODY_TIMEOUT_S + MARGIN_S + 3)
     finally:
@@ -119,7 +137,9 @@ def test_a_stalled_body_is_cut_off(strict_server: LiveServer) -> None:
     assert closed, "a request whose body stalls is never closed"
     assert BODY_TIMEOUT_S - 0.5 <= closed[s] <= BODY_TIMEOUT_S + MARGIN_S, closed[s]
     # a complete request with a body still works, and the cut-off left no traceback behind
-    r = httpx.post(f"{strict_server.url}/api/v1/session", json={"user": "insp1", "password": PASSWORDS["insp1"]})
+    r = httpx.post(
+        f"{strict_server.url}/api/v1/session", json={"user": "insp1", "password": PASSWORDS["insp1"]}
+    )
     assert r.status_code == 200
     log = strict_server.log_text()
     assert "request body not received within 3 s" in log and "Traceback" not in log, log[-3000:]
@@ -128,7 +148,9 @@ def test_a_stalled_body_is_cut_off(strict_server: LiveServer) -> None:
 def test_long_responses_are_not_cut_by_the_read_deadlines(strict_server: LiveServer) -> None:
     """The live feed stays open well past the header deadline (it only limits reading a request)."""
     c = httpx.Client(base_url=strict_server.url, timeout=httpx.Timeout(10.0))
-    assert c.post("/api/v1/session", json={"user": "insp1", "password": PASSWORDS["insp1"]}).status_code == 200
+    assert (
+        c.post("/api/v1/session", json={"user": "insp1", "password": PASSWORDS["insp1"]}).status_code == 200
+    )
     keepalives = 0
     start = time.monotonic()
     with c.stream("GET", "/alerts/stream") as stream:

@@ -38,18 +38,37 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, pg_admin: str, 
     log = tmp_path / "demo.log"
     logfh = log.open("wb")
     proc = subprocess.Popen(
-        [str(exe), "demo", "--duration", "45", "--history-from", str(date.today().year - 1),
-         "--workdir", str(workdir), "--database", dbname, "--console-port", str(port), "--outage-after", "10",
-         "--outage-for", "15"],
-        env=env, stdout=logfh, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            str(exe),
+            "demo",
+            "--duration",
+            "45",
+            "--history-from",
+            str(date.today().year - 1),
+            "--workdir",
+            str(workdir),
+            "--database",
+            dbname,
+            "--console-port",
+            str(port),
+            "--outage-after",
+            "10",
+            "--outage-for",
+            "15",
+        ],
+        env=env,
+        stdout=logfh,
+        stderr=subprocess.STDOUT,
+    )
     logfh.close()
     try:
         # while it runs live, the console answers
         deadline = time.monotonic() + 900
         while "rules" not in _summary(workdir) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(1)
-        assert proc.poll() is None, "demo exited before running live:\n" + log.read_text(errors="replace")[-3000:]
+        assert proc.poll() is None, (
+            "demo exited before running live:\n" + log.read_text(errors="replace")[-3000:]
+        )
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as resp:
             assert resp.status == 200
             assert "ParkPulse" in resp.read().decode()
@@ -87,7 +106,8 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, pg_admin: str, 
             # every firm's boundary meters have energy on most days of last year
             days = conn.execute(
                 "SELECT count(DISTINCT day) FROM v_firm_energy_daily WHERE carrier = 'electricity' "
-                "AND extract(year FROM day) = %s", (date.today().year - 1,)
+                "AND extract(year FROM day) = %s",
+                (date.today().year - 1,),
             ).fetchone()
             assert days is not None and days[0] >= 360
             # the gateway behind the cut uplink lost nothing: its batches arrived without a gap
@@ -104,16 +124,19 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, pg_admin: str, 
                 (date.today().year - 1,),
             ).fetchone()
             assert cov is not None and float(cov[0]) == pytest.approx(200 / 12)
-            verdicts = dict(conn.execute(
-                "SELECT workshop_id, verdict FROM v_compliance WHERE scheme = 'smart_workshop' AND year = %s "
-                "AND month IS NULL AND workshop_id IN ('huaxin-smt', 'tianyi-winding', 'zhongyu-machining')",
-                (date.today().year - 1,),
-            ).fetchall())  # fmt: skip
+            verdicts = dict(
+                conn.execute(
+                    "SELECT workshop_id, verdict FROM v_compliance WHERE scheme = 'smart_workshop' AND year = %s "
+                    "AND month IS NULL AND workshop_id IN ('huaxin-smt', 'tianyi-winding', 'zhongyu-machining')",
+                    (date.today().year - 1,),
+                ).fetchall()
+            )
             assert verdicts == {"huaxin-smt": "pass", "tianyi-winding": "pass", "zhongyu-machining": "fail"}
             assert "smart_transformation_coverage_pct = above-scale firms" in text
             # no process of the demo is left running
             assert conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (dbname,),
             ).fetchone() == (0,)
     finally:
         with psycopg.connect(pg_admin, autocommit=True) as conn:

@@ -12,7 +12,9 @@ from demo._env import DemoEnv, EnvironmentError_, find_broker, find_postgres
 from parkpulse.services import ServiceUnavailable, free_port
 
 
-def test_embedded_postgres_when_no_server_is_reachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_postgres_when_no_server_is_reachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The machine's own PostgreSQL runs here, so to reach the last fallback the test points the
     # demo at a closed port and rules the machine's cluster out; the embedded server is real.
     def no_local_cluster(*_a: object, **_k: object) -> None:

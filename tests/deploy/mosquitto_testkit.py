@@ -39,7 +39,9 @@ SERVICES = {"monitor": "pm", "ingest": "pi", "alerts": "pal", "console": "pc"}
 USERS = {**GATEWAYS, **SERVICES}
 ACL_MONITOR = "\n# test only\nuser monitor\ntopic read #\n"
 
-needs_mosquitto = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs /usr/sbin/mosquitto (./run setup)")
+needs_mosquitto = pytest.mark.skipif(
+    not Path(MOSQUITTO).exists(), reason="needs /usr/sbin/mosquitto (./run setup)"
+)
 
 
 @dataclass
@@ -64,8 +66,11 @@ class Broker:
 def _write_passwd(path: Path, users: dict[str, str]) -> None:
     assert PASSWD, "mosquitto_passwd not installed (Debian package mosquitto)"
     for i, (user, password) in enumerate(users.items()):
-        subprocess.run([PASSWD, *(["-c"] if i == 0 else []), "-b", str(path), user, password], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [PASSWD, *(["-c"] if i == 0 else []), "-b", str(path), user, password],
+            check=True,
+            capture_output=True,
+        )
     path.chmod(0o600)
 
 
@@ -76,10 +81,13 @@ def start_broker(tmp: Path, acl_text: str, tls_port: int | None = None) -> Broke
     port, services_port = free_port(), free_port()
     text = (DEPLOY / "mosquitto.conf").read_text()
     assert "listener 1883\n" in text and "listener 1884\n" in text and "/mosquitto/config/" in text
-    text = (text.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
-                .replace("listener 1884\n", f"listener {services_port} 127.0.0.1\n")
-                .replace("/mosquitto/config/", f"{conf_dir}/").replace("/mosquitto/data/", f"{data}/")
-                .replace("log_dest stdout", f"log_dest file {tmp}/mosquitto.log"))
+    text = (
+        text.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
+        .replace("listener 1884\n", f"listener {services_port} 127.0.0.1\n")
+        .replace("/mosquitto/config/", f"{conf_dir}/")
+        .replace("/mosquitto/data/", f"{data}/")
+        .replace("log_dest stdout", f"log_dest file {tmp}/mosquitto.log")
+    )
     (conf_dir / "mosquitto.conf").write_text(text)
     (conf_dir / "acl").write_text(acl_text)
     if tls_port is not None:  # enable the TLS option the way the README says: conf.d/tls.conf
@@ -87,7 +95,9 @@ def start_broker(tmp: Path, acl_text: str, tls_port: int | None = None) -> Broke
         assert "listener 8883\n" in tls
         (conf_dir / "conf.d" / "tls.conf").write_text(
             tls.replace("listener 8883\n", f"listener {tls_port} 127.0.0.1\n")
-               .replace("/mosquitto/certs/", f"{tmp}/certs/").replace("/mosquitto/config/", f"{conf_dir}/"))
+            .replace("/mosquitto/certs/", f"{tmp}/certs/")
+            .replace("/mosquitto/config/", f"{conf_dir}/")
+        )
     _write_passwd(conf_dir / "passwd", GATEWAYS)
     _write_passwd(conf_dir / "passwd-services", SERVICES)
     (conf_dir / "acl").chmod(0o600)
@@ -95,8 +105,9 @@ def start_broker(tmp: Path, acl_text: str, tls_port: int | None = None) -> Broke
         # Mosquitto started as root drops to the `mosquitto` user: let that user read the files.
         for path in (tmp, *tmp.rglob("*")):
             shutil.chown(path, "mosquitto", "mosquitto")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf_dir / "mosquitto.conf")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(conf_dir / "mosquitto.conf")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     broker = Broker(proc, port, services_port, tmp / "mosquitto.log")
     if not (wait_port("127.0.0.1", port, timeout=10) and wait_port("127.0.0.1", services_port, timeout=10)):
         proc.kill()
@@ -109,11 +120,23 @@ class Client:
     """A paho MQTT 5 client that records its CONNACK, disconnects, PUBACK reason codes and the
     messages it receives. `persistent` connects with clean_start false and a session expiry."""
 
-    def __init__(self, port: int, user: str | None, password: str | None = None, *, client_id: str | None = None,
-                 persistent: bool = False, reconnect: bool = True) -> None:
+    def __init__(
+        self,
+        port: int,
+        user: str | None,
+        password: str | None = None,
+        *,
+        client_id: str | None = None,
+        persistent: bool = False,
+        reconnect: bool = True,
+    ) -> None:
         self.client_id = client_id or f"t-{user}-{time.monotonic_ns()}"
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
-                             reconnect_on_failure=reconnect)
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=reconnect,
+        )
         if user:
             self.c.username_pw_set(user, password if password is not None else USERS[user])
         self.connected = threading.Event()

@@ -107,11 +107,15 @@ def test_ingests_default_client_id_has_a_per_install_secret_part(broker: Broker)
     ingest_id = _ingest_client_id(broker)
     assert ingest_id.startswith(guessable + "-") and len(ingest_id) == len(guessable) + 17
     assert ingest_id == _ingest_client_id(broker), "the id must be stable so the session survives restarts"
-    other_install = IngestSettings(mqtt_url="mqtt://ingest:another-password@127.0.0.1:1884",
-                                   database_url="postgresql://127.0.0.1/unused").client_id
+    other_install = IngestSettings(
+        mqtt_url="mqtt://ingest:another-password@127.0.0.1:1884", database_url="postgresql://127.0.0.1/unused"
+    ).client_id
     assert other_install != ingest_id
-    explicit = IngestSettings(mqtt_url="mqtt://ingest:pi@127.0.0.1:1884", client_id_secret="s3cret-tag-key",
-                              database_url="postgresql://127.0.0.1/unused").client_id
+    explicit = IngestSettings(
+        mqtt_url="mqtt://ingest:pi@127.0.0.1:1884",
+        client_id_secret="s3cret-tag-key",
+        database_url="postgresql://127.0.0.1/unused",
+    ).client_id
     assert explicit not in (ingest_id, guessable) and explicit.startswith(guessable + "-")
     assert "s3cret-tag-key" not in explicit and SERVICES["ingest"] not in ingest_id
 

@@ -40,13 +40,23 @@ def _settings_classes() -> dict[str, type[BaseSettings]]:
     from parkpulse.settings import Settings
     from rules._service import RulesSettings
 
-    return {"PARKPULSE_INGEST_": IngestSettings, "PARKPULSE_ALERTS_": AlertSettings,
-            "PARKPULSE_CONSOLE_": ConsoleSettings, "PARKPULSE_RULES_": RulesSettings, "PARKPULSE_": Settings}
+    return {
+        "PARKPULSE_INGEST_": IngestSettings,
+        "PARKPULSE_ALERTS_": AlertSettings,
+        "PARKPULSE_CONSOLE_": ConsoleSettings,
+        "PARKPULSE_RULES_": RulesSettings,
+        "PARKPULSE_": Settings,
+    }
 
 
 # Read by Grafana's provisioning file, not by a Python service.
-GRAFANA_VARS = {"PARKPULSE_GRAFANA_DB_HOST", "PARKPULSE_GRAFANA_DB_NAME", "PARKPULSE_GRAFANA_DB_USER",
-                "PARKPULSE_GRAFANA_DB_PASSWORD", "PARKPULSE_GRAFANA_DB_SSLMODE"}
+GRAFANA_VARS = {
+    "PARKPULSE_GRAFANA_DB_HOST",
+    "PARKPULSE_GRAFANA_DB_NAME",
+    "PARKPULSE_GRAFANA_DB_USER",
+    "PARKPULSE_GRAFANA_DB_PASSWORD",
+    "PARKPULSE_GRAFANA_DB_SSLMODE",
+}
 
 
 def _check_env_name(name: str) -> str | None:
@@ -54,7 +64,7 @@ def _check_env_name(name: str) -> str | None:
         return None
     for prefix, cls in _settings_classes().items():  # longest prefixes first
         if name.startswith(prefix):
-            field = name[len(prefix):].lower()
+            field = name[len(prefix) :].lower()
             if field in cls.model_fields:
                 return None
             return f"{name}: {cls.__name__} has no field {field!r} (fields: {sorted(cls.model_fields)})"
@@ -87,7 +97,9 @@ def _parkpulse_command_exists(args: list[str]) -> str | None:
 def test_deploy_compose_services_are_consistent() -> None:
     c = _compose()
     services = c["services"]
-    assert {"timescaledb", "mosquitto", "grafana", "ingest", "rules", "alerts", "console", "migrate"} <= set(services)
+    assert {"timescaledb", "mosquitto", "grafana", "ingest", "rules", "alerts", "console", "migrate"} <= set(
+        services
+    )
     assert services["timescaledb"]["image"].startswith("timescale/timescaledb:")
     assert services["grafana"]["image"].endswith(":11.6.0"), "Grafana must be the build the dashboards target"
     problems: list[str] = []
@@ -113,7 +125,7 @@ def test_deploy_compose_services_are_consistent() -> None:
             err = _parkpulse_command_exists(cmd)
             if err:
                 problems.append(f"{name}: {err}")
-        for key in (svc.get("environment") or {}):
+        for key in svc.get("environment") or {}:
             if key.startswith("PARKPULSE_"):
                 err = _check_env_name(key)
                 if err:
@@ -149,8 +161,10 @@ def test_deploy_dockerfile_copies_existing_paths() -> None:
     assert stages == ["build", "runtime"], "multi-stage: build then runtime"
     for src in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.M):
         assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
-    pkgs = re.findall(r'"(\w+)\*"', (ROOT / "pyproject.toml").read_text().split("[tool.setuptools.packages.find]")[1]
-                      .split("\n\n")[0])
+    pkgs = re.findall(
+        r'"(\w+)\*"',
+        (ROOT / "pyproject.toml").read_text().split("[tool.setuptools.packages.find]")[1].split("\n\n")[0],
+    )
     copied = set(re.findall(r"^COPY (\w+) \./\1$", text, flags=re.M))
     assert set(pkgs) == copied, f"packages of pyproject.toml not copied: {set(pkgs) - copied}"
     assert re.search(r"^USER parkpulse$", text, flags=re.M), "runtime must not run as root"
@@ -162,21 +176,32 @@ def test_deploy_init_secrets_makes_env_and_password_file(tmp_path: Path) -> None
     shutil.copytree(COMPOSE, work, ignore=shutil.ignore_patterns(".env", "secrets"))
     run = subprocess.run(["bash", str(work / "init-secrets.sh")], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    env = dict(ln.split("=", 1) for ln in (work / ".env").read_text().splitlines() if "=" in ln and ln[0] != "#")
+    env = dict(
+        ln.split("=", 1) for ln in (work / ".env").read_text().splitlines() if "=" in ln and ln[0] != "#"
+    )
     required = set(re.findall(r"\$\{(\w+):\?", (COMPOSE / "docker-compose.yml").read_text()))
     assert all(len(env[k]) >= 16 for k in required), {k: env.get(k) for k in required}
     users = [ln.split(":")[0] for ln in (work / "secrets/mosquitto-services.passwd").read_text().splitlines()]
     assert sorted(users) == ["alerts", "console", "ingest", "rules"]
     assert (work / "secrets/mosquitto.passwd").read_text() == "", "no service account on the gateway listener"
-    run = subprocess.run(["bash", str(work / "init-secrets.sh"), "add-gateway", "gw-steel-01"],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["bash", str(work / "init-secrets.sh"), "add-gateway", "gw-steel-01"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0 and "gw-steel-01" in run.stdout, run.stderr
     assert "gw-steel-01:" in (work / "secrets/mosquitto.passwd").read_text()
     assert "gw-steel-01:" not in (work / "secrets/mosquitto-services.passwd").read_text()
     before = (work / ".env").read_text()
-    assert subprocess.run(["bash", str(work / "init-secrets.sh")], capture_output=True, timeout=60).returncode == 0
+    assert (
+        subprocess.run(["bash", str(work / "init-secrets.sh")], capture_output=True, timeout=60).returncode
+        == 0
+    )
     assert (work / ".env").read_text() == before, "a second run must keep the passwords"
-    bad = subprocess.run(["bash", str(work / "init-secrets.sh"), "add-gateway", "GW_1"], capture_output=True, text=True)
+    bad = subprocess.run(
+        ["bash", str(work / "init-secrets.sh"), "add-gateway", "GW_1"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "GW_1" in bad.stderr
 
 
@@ -186,8 +211,23 @@ def test_deploy_grafana_role_reads_only_contract_views(db: str, pg_admin: str) -
     env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
     try:
         for _ in range(2):  # idempotent
-            run = subprocess.run(["psql", db, "-v", "ON_ERROR_STOP=1", "-v", f"role={role}", "-v", "pw=s3cret",
-                                  "-f", str(COMPOSE / "grafana-grants.sql")], capture_output=True, text=True, env=env)
+            run = subprocess.run(
+                [
+                    "psql",
+                    db,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-v",
+                    f"role={role}",
+                    "-v",
+                    "pw=s3cret",
+                    "-f",
+                    str(COMPOSE / "grafana-grants.sql"),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             assert run.returncode == 0, run.stderr
         with psycopg.connect(db, user=role) as conn:
             for view in ("v_firm_kpi_year", "v_alerts_open", "v_readings_1h", "v_firm_energy_daily"):
@@ -207,12 +247,19 @@ def test_deploy_grafana_role_reads_only_contract_views(db: str, pg_admin: str) -
 
 
 def test_deploy_k8s_manifests_parse_and_scale_ingest() -> None:
-    docs = [d for f in sorted(K8S.rglob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d and "metadata" in d]
+    docs = [
+        d
+        for f in sorted(K8S.rglob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d and "metadata" in d
+    ]
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert ("StatefulSet", "emqx") in kinds and ("StatefulSet", "timescaledb") in kinds
     for name in ("ingest", "rules", "alerts", "console"):
         assert any(k[1] == name and k[0] in ("Deployment", "StatefulSet") for k in kinds), name
-    ingest = next(d for d in docs if d["metadata"]["name"] == "ingest" and d["kind"] in ("Deployment", "StatefulSet"))
+    ingest = next(
+        d for d in docs if d["metadata"]["name"] == "ingest" and d["kind"] in ("Deployment", "StatefulSet")
+    )
     assert ingest["spec"]["replicas"] >= 2
     env = {e["name"]: e for e in ingest["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["PARKPULSE_INGEST_GROUP"]["value"] == "ingest"
@@ -221,12 +268,21 @@ def test_deploy_k8s_manifests_parse_and_scale_ingest() -> None:
     assert "PARKPULSE_INGEST_CLIENT_ID" not in env
     emqx = next(d for d in docs if d["metadata"]["name"] == "emqx" and d["kind"] == "StatefulSet")
     assert emqx["spec"]["replicas"] >= 3
-    problems = [f"{d['kind']}/{d['metadata']['name']}: {err}" for d in docs
-                for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-                if c.get("image", "").startswith("parkpulse")
-                for err in [_parkpulse_command_exists(c.get("args", []))] if err]
-    problems += [f"{d['kind']}/{d['metadata']['name']}: {err}" for d in docs
-                 for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-                 for e in c.get("env", []) if e["name"].startswith("PARKPULSE_")
-                 for err in [_check_env_name(e["name"])] if err]
+    problems = [
+        f"{d['kind']}/{d['metadata']['name']}: {err}"
+        for d in docs
+        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        if c.get("image", "").startswith("parkpulse")
+        for err in [_parkpulse_command_exists(c.get("args", []))]
+        if err
+    ]
+    problems += [
+        f"{d['kind']}/{d['metadata']['name']}: {err}"
+        for d in docs
+        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        for e in c.get("env", [])
+        if e["name"].startswith("PARKPULSE_")
+        for err in [_check_env_name(e["name"])]
+        if err
+    ]
     assert not problems, problems

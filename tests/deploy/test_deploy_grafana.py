@@ -108,28 +108,43 @@ def _handler(state: FakeGrafana) -> type[BaseHTTPRequestHandler]:
             if p[:3] == ["api", "datasources", "uid"] and len(p) == 4:
                 if method == "GET":
                     d = state.datasources.get(p[3])
-                    return (200, {k: v for k, v in d.items() if k != "secureJsonData"}) if d else (404, {"message": "nf"})
+                    return (
+                        (200, {k: v for k, v in d.items() if k != "secureJsonData"})
+                        if d
+                        else (404, {"message": "nf"})
+                    )
                 if method == "PUT":
                     assert body["uid"] == p[3] and body["type"] == "grafana-postgresql-datasource"
                     state.datasources[p[3]] = {**body, "id": state.datasources[p[3]]["id"]}
                     return 200, {"message": "Datasource updated"}
             if p == ["api", "datasources"] and method == "POST":
-                assert body["uid"] and body["type"] == "grafana-postgresql-datasource" and body["jsonData"]["database"]
+                assert (
+                    body["uid"]
+                    and body["type"] == "grafana-postgresql-datasource"
+                    and body["jsonData"]["database"]
+                )
                 if body["uid"] in state.datasources:
                     return 409, {"message": "data source with the same uid already exists"}
                 state.datasources[body["uid"]] = {**body, "id": len(state.datasources) + 1}
                 return 200, {"id": len(state.datasources), "message": "Datasource added"}
             if p[:3] == ["api", "dashboards", "uid"] and method == "GET":
                 d = state.dashboards.get(p[3])
-                return (200, {"dashboard": d["dashboard"], "meta": {"folderUid": d["folderUid"]}}) if d else (
-                    404, {"message": "Dashboard not found"})
+                return (
+                    (200, {"dashboard": d["dashboard"], "meta": {"folderUid": d["folderUid"]}})
+                    if d
+                    else (404, {"message": "Dashboard not found"})
+                )
             if p == ["api", "dashboards", "db"] and method == "POST":
                 dash = body["dashboard"]
                 assert body["overwrite"] is True and body["folderUid"] in state.folders
                 assert dash["uid"] and dash["title"] and dash["panels"] and dash.get("id") is None
                 old = state.dashboards.get(dash["uid"])
                 version = (old["dashboard"]["version"] + 1) if old else 1
-                stored = {**dash, "id": old["dashboard"]["id"] if old else len(state.dashboards) + 1, "version": version}
+                stored = {
+                    **dash,
+                    "id": old["dashboard"]["id"] if old else len(state.dashboards) + 1,
+                    "version": version,
+                }
                 state.dashboards[dash["uid"]] = {"dashboard": stored, "folderUid": body["folderUid"]}
                 return 200, {"status": "success", "uid": dash["uid"], "version": version}
             return 404, {"message": f"no route {method} {'/'.join(p)}"}
@@ -161,10 +176,19 @@ def grafana() -> Iterator[tuple[str, FakeGrafana]]:
 
 
 def _push(url: str, *extra: str, token: str = TOKEN) -> Any:
-    return runner.invoke(app, [
-        "push", "--url", url, "--token", token,
-        "--grafana-database-url", "postgresql://grafana_ro:s3cret@db:5432/parkpulse?sslmode=require", *extra,
-    ])
+    return runner.invoke(
+        app,
+        [
+            "push",
+            "--url",
+            url,
+            "--token",
+            token,
+            "--grafana-database-url",
+            "postgresql://grafana_ro:s3cret@db:5432/parkpulse?sslmode=require",
+            *extra,
+        ],
+    )
 
 
 def test_deploy_push_provisions_idempotently(grafana: tuple[str, FakeGrafana], tmp_path: Path) -> None:
@@ -178,7 +202,9 @@ def test_deploy_push_provisions_idempotently(grafana: tuple[str, FakeGrafana], t
     assert ds["jsonData"]["sslmode"] == "require" and ds["secureJsonData"] == {"password": "s3cret"}
     want_uids = {json.loads(render(s))["uid"] for s in DASHBOARDS}
     assert set(state.dashboards) == want_uids
-    assert all(d["folderUid"] == "parkpulse" and d["dashboard"]["version"] == 1 for d in state.dashboards.values())
+    assert all(
+        d["folderUid"] == "parkpulse" and d["dashboard"]["version"] == 1 for d in state.dashboards.values()
+    )
     assert '"created": 7' in res.output  # folder + datasource + 5 dashboards
 
     # Second push: nothing is created, no dashboard gets a new version.
@@ -236,7 +262,9 @@ def test_deploy_emission_figures_are_not_kept_in_provisioning() -> None:
     for q in emission:  # only the conversion formula's 21 (and its 20.5 guard) and column positions
         assert set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", q)) <= {"1", "2", "21", "20.5"}, q
     validity = [q for q in sqls if "valid" in q]
-    assert len(validity) == 2 and all("min_valid_minutes" in q and "0.75" not in q and "45" not in q for q in validity)
+    assert len(validity) == 2 and all(
+        "min_valid_minutes" in q and "0.75" not in q and "45" not in q for q in validity
+    )
 
 
 def test_deploy_push_reports_an_unreachable_grafana() -> None:

@@ -25,6 +25,10 @@ def test_every_view_a_panel_reads_is_granted() -> None:
     for path in (ROOT / "deploy/grafana/dashboards").glob("*.json"):
         for sql in _sql_strings(json.loads(path.read_text(encoding="utf-8"))):
             used |= set(re.findall(r"\b(v_[a-z0-9_]+)\b", sql))
-    granted = set(re.findall(r"'(v_[a-z0-9_]+)'", (ROOT / "deploy/compose/grafana-grants.sql").read_text(encoding="utf-8")))
+    granted = set(
+        re.findall(
+            r"'(v_[a-z0-9_]+)'", (ROOT / "deploy/compose/grafana-grants.sql").read_text(encoding="utf-8")
+        )
+    )
     assert len(used) >= 8, used
     assert used - granted == set()

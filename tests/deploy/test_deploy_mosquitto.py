@@ -74,8 +74,14 @@ def test_deploy_gateway_publishes_only_under_its_prefix(broker_pattern: Broker) 
         # gw-a, so the probes below would take this one's place (and it would take theirs back).
         gw.close()
         # Outside: another gateway's prefix, the alerts namespace, anything else — refused.
-        for topic in ("pp/v1/park1/firm1/gw-b/data", "pp/v1/park1/alerts/gw-a/data", "pp/v1/park1/firm1/gw-a/cmd",
-                      "pp/v1/park1/firm1/gw-a", "factory/line-1/telemetry", "pp/v1/park1/firm1/gw-a2/data"):
+        for topic in (
+            "pp/v1/park1/firm1/gw-b/data",
+            "pp/v1/park1/alerts/gw-a/data",
+            "pp/v1/park1/firm1/gw-a/cmd",
+            "pp/v1/park1/firm1/gw-a",
+            "factory/line-1/telemetry",
+            "pp/v1/park1/firm1/gw-a2/data",
+        ):
             assert refused(b, "gw-a", topic), f"gw-a could publish to {topic}"
         # The alerts service may publish alerts; the console reads them.
         alerts = Client(b.services_port, "alerts")
@@ -150,10 +156,13 @@ def test_deploy_broker_refuses_anonymous_and_wrong_password(broker_pattern: Brok
 
 
 def test_deploy_generated_acl_pins_park_and_firm(work: Path) -> None:
-    pf = ParkFile(park=ParkInfo(id="park1", name="园区"), firms=[
-        Firm(id="firm1", name="甲", land_mu=10, gateways=[Gateway(id="gw-a")]),
-        Firm(id="firm2", name="乙", land_mu=10, gateways=[Gateway(id="gw-b")]),
-    ])
+    pf = ParkFile(
+        park=ParkInfo(id="park1", name="园区"),
+        firms=[
+            Firm(id="firm1", name="甲", land_mu=10, gateways=[Gateway(id="gw-a")]),
+            Firm(id="firm2", name="乙", land_mu=10, gateways=[Gateway(id="gw-b")]),
+        ],
+    )
     acl = gateway_acl([pf])
     broker = start_broker(work, acl)
     gw = Client(broker.port, "gw-a")
@@ -172,14 +181,21 @@ def test_deploy_generated_acl_pins_park_and_firm(work: Path) -> None:
 def test_deploy_acl_service_accounts_agree() -> None:
     def rules(text: str) -> list[str]:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-        return lines[lines.index("user ingest"):]
+        return lines[lines.index("user ingest") :]
 
-    assert rules((DEPLOY / "acl").read_text()) == rules(SERVICE_ACL), "deploy/mosquitto/acl and the generator disagree"
+    assert rules((DEPLOY / "acl").read_text()) == rules(SERVICE_ACL), (
+        "deploy/mosquitto/acl and the generator disagree"
+    )
     with pytest.raises(ValueError, match="used twice"):
-        gateway_acl([  # two parks' files naming the same gateway
-            ParkFile(park=ParkInfo(id=p, name=p), firms=[Firm(id=f"{p}-a", name="a", land_mu=1, gateways=[Gateway(id="g")])])
-            for p in ("p1", "p2")
-        ])
+        gateway_acl(
+            [  # two parks' files naming the same gateway
+                ParkFile(
+                    park=ParkInfo(id=p, name=p),
+                    firms=[Firm(id=f"{p}-a", name="a", land_mu=1, gateways=[Gateway(id="g")])],
+                )
+                for p in ("p1", "p2")
+            ]
+        )
 
 
 def _certs(d: Path) -> None:
@@ -189,12 +205,51 @@ def _certs(d: Path) -> None:
     def ssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-        "-subj", "/CN=parkpulse-test-ca")
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=parkpulse-test-ca",
+    )
+    ssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
-        "-days", "2", "-extfile", "ext.cnf")
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
     for f in d.iterdir():
         f.chmod(0o644)
 

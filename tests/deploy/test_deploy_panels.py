@@ -30,9 +30,23 @@ from provisioning.panelcheck import check_dashboards, load_dashboards, resolve_v
 from provisioning.sqlmacros import MacroError, TimeRange, Variable, expand, interpolate_variables
 
 CONTRACT_VIEWS = {
-    "v_devices", "v_readings", "v_readings_15m", "v_readings_1h", "v_readings_1d", "v_counter_daily",
-    "v_energy_daily", "v_firm_energy_daily", "v_device_last_seen", "v_gateway_status", "v_data_gaps",
-    "v_alerts", "v_alerts_open", "v_firm_kpi_year", "v_park_scorecard", "v_compliance", "v_emission_limits",
+    "v_devices",
+    "v_readings",
+    "v_readings_15m",
+    "v_readings_1h",
+    "v_readings_1d",
+    "v_counter_daily",
+    "v_energy_daily",
+    "v_firm_energy_daily",
+    "v_device_last_seen",
+    "v_gateway_status",
+    "v_data_gaps",
+    "v_alerts",
+    "v_alerts_open",
+    "v_firm_kpi_year",
+    "v_park_scorecard",
+    "v_compliance",
+    "v_emission_limits",
     "v_emission_hours",
 }
 PARK = "hz-park"
@@ -44,15 +58,34 @@ def _park() -> ParkFile:
     def firm(fid: str, name: str, cems: bool) -> Firm:
         devices = [
             Device(id="m-main", kind="meter", meter_level=1, carrier="electricity", poll_interval_s=300),
-            Device(id="m-sub", kind="meter", meter_level=2, carrier="electricity", poll_interval_s=300,
-                   workshop=f"{fid}-w1"),
+            Device(
+                id="m-sub",
+                kind="meter",
+                meter_level=2,
+                carrier="electricity",
+                poll_interval_s=300,
+                workshop=f"{fid}-w1",
+            ),
             Device(id="gas-1", kind="meter", meter_level=1, carrier="natural_gas", poll_interval_s=300),
             Device(id="line-1", kind="line", workshop=f"{fid}-w1", poll_interval_s=60),
         ]
         if cems:
-            devices.append(Device(id="cems-1", kind="cems", source_type="gas_boiler", fuel="gas", age_class="existing", poll_interval_s=60))
+            devices.append(
+                Device(
+                    id="cems-1",
+                    kind="cems",
+                    source_type="gas_boiler",
+                    fuel="gas",
+                    age_class="existing",
+                    poll_interval_s=60,
+                )
+            )
         return Firm(
-            id=fid, name=name, cluster="c-equip", land_mu=80, size_class="above_scale",
+            id=fid,
+            name=name,
+            cluster="c-equip",
+            land_mu=80,
+            size_class="above_scale",
             workshops=[Workshop(id=f"{fid}-w1", name="一车间", smart_declared=True)],
             gateways=[Gateway(id=f"{fid}-gw1", devices=devices)],
         )
@@ -60,12 +93,17 @@ def _park() -> ParkFile:
     return ParkFile(
         park=ParkInfo(id=PARK, name="测试园区", name_en="Test park", province="浙江"),
         clusters=[ClusterModel(id="c-equip", name="装备制造")],
-        firms=[firm(FIRMS[0], "钢构公司", True), firm(FIRMS[1], "纺织公司", False),
-               Firm(id=OFFICE, name="软件园公司", land_mu=12, size_class="below_scale")],
+        firms=[
+            firm(FIRMS[0], "钢构公司", True),
+            firm(FIRMS[1], "纺织公司", False),
+            Firm(id=OFFICE, name="软件园公司", land_mu=12, size_class="below_scale"),
+        ],
     )
 
 
-def _readings(end: datetime, metric_ids: dict[str, int], pks: dict[tuple[str, str], int]) -> list[tuple[Any, ...]]:
+def _readings(
+    end: datetime, metric_ids: dict[str, int], pks: dict[tuple[str, str], int]
+) -> list[tuple[Any, ...]]:
     """Three days ending at `end`: meters every 5 min, lines and CEMS every minute."""
     rows: list[tuple[Any, ...]] = []
     start = end - timedelta(days=3)
@@ -91,8 +129,12 @@ def _readings(end: datetime, metric_ids: dict[str, int], pks: dict[tuple[str, st
                 if state == 2:
                     good += 9.0
                     reject += 0.2 if i % 5 == 0 else 0.0
-                out = [("machine_state", state), ("good_count", good), ("reject_count", reject),
-                       ("ideal_rate_pcs_h", 600.0)]
+                out = [
+                    ("machine_state", state),
+                    ("good_count", good),
+                    ("reject_count", reject),
+                    ("ideal_rate_pcs_h", 600.0),
+                ]
             else:  # cems-1: NOx above the gas-boiler limit during the last six hours
                 nox = 240.0 if ts > end - timedelta(hours=6) else 120.0 + 10 * math.sin(i / 30)
                 out = [("nox_mg_m3", nox), ("so2_mg_m3", 12.0), ("particulate_mg_m3", 4.0), ("o2_pct", 3.5)]
@@ -106,8 +148,12 @@ def _seed(dsn: str, end: datetime) -> None:
         import_registry(conn, _park())
         conn.commit()
         metric_ids = dict(conn.execute("SELECT name, metric_id FROM metrics").fetchall())
-        pks = {(f, d): pk for pk, f, d in conn.execute(
-            "SELECT device_pk, firm_id, device_id FROM v_devices WHERE park_id = %s", (PARK,)).fetchall()}
+        pks = {
+            (f, d): pk
+            for pk, f, d in conn.execute(
+                "SELECT device_pk, firm_id, device_id FROM v_devices WHERE park_id = %s", (PARK,)
+            ).fetchall()
+        }
         rows = _readings(end, metric_ids, pks)
         months = {datetime(r[2].year, r[2].month, 1, tzinfo=UTC) for r in rows}
         for m in sorted(months):
@@ -117,7 +163,8 @@ def _seed(dsn: str, end: datetime) -> None:
                 cp.write_row(r)
         conn.execute(
             "INSERT INTO rollup_dirty (bucket) SELECT DISTINCT date_bin('15 minutes', ts, '2000-01-01') "
-            "FROM readings")
+            "FROM readings"
+        )
         # What ingest records beside the readings.
         conn.execute("""
             INSERT INTO device_status (device_pk, last_ts, received_at, last_quality, readings)
@@ -126,14 +173,17 @@ def _seed(dsn: str, end: datetime) -> None:
         conn.execute(
             "INSERT INTO counter_events (device_pk, metric_id, ts, event, prev, value, correction) "
             "VALUES (%s, %s, %s, 'replaced', 1000, 5, 995)",
-            (pks[(FIRMS[0], "m-main")], metric_ids["elec_import_kwh"], reset_at))
+            (pks[(FIRMS[0], "m-main")], metric_ids["elec_import_kwh"], reset_at),
+        )
         conn.execute(
             "INSERT INTO data_gaps (gateway_id, device_id, metric, start_ts, end_ts, count, reason, source) "
             "VALUES (%s, 'cems-1', 'nox_mg_m3', %s, %s, 12, 'read timeout', 'gateway')",
-            (f"{FIRMS[0]}-gw1", end - timedelta(hours=30), end - timedelta(hours=29)))
+            (f"{FIRMS[0]}-gw1", end - timedelta(hours=30), end - timedelta(hours=29)),
+        )
         conn.execute(
             "INSERT INTO gateway_status (gateway_id, state, version, spool_depth, last_seq) "
-            "SELECT gateway_id, 'online', '0.1.0', 0, 42 FROM gateways")
+            "SELECT gateway_id, 'online', '0.1.0', 0, 42 FROM gateways"
+        )
         conn.commit()
         conn.execute("SELECT pp_refresh_rollups()")
         conn.commit()
@@ -146,15 +196,31 @@ def _seed_results(conn: psycopg.Connection, end: datetime) -> None:
     the alert engine writes when it starts (its shipped limits file)."""
     sync_limits(conn, load_rules())
     y = end.year
-    for k, (fid, cls, score) in enumerate(((FIRMS[0], "A", 86.5), (FIRMS[1], "C", 48.0), (OFFICE, "out_of_scope", None))):
+    for k, (fid, cls, score) in enumerate(
+        ((FIRMS[0], "A", 86.5), (FIRMS[1], "C", 48.0), (OFFICE, "out_of_scope", None))
+    ):
         for year, tce, av in ((y - 2, 5200.0 + k * 900, 41000.0), (y - 1, 4900.0 + k * 950, 42500.0)):
             conn.execute(
                 """INSERT INTO firm_kpi_results (firm_id, year, park_id, rule_set, rule_version, energy_tce,
                      energy_tce_equal_value, carbon_tco2, added_value_10k_cny, intensity_tce_per_10k_cny,
                      intensity_change_pct, mu_tax_10k_cny, mu_added_value_10k_cny, score, class)
                    VALUES (%s, %s, %s, 'zj-mu-2024', '1', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                (fid, year, PARK, tce, tce * 2.3, tce * 2.6, av, tce / av, -4.5, 21.0 - k * 12, 510.0 - k * 200,
-                 score, cls))
+                (
+                    fid,
+                    year,
+                    PARK,
+                    tce,
+                    tce * 2.3,
+                    tce * 2.6,
+                    av,
+                    tce / av,
+                    -4.5,
+                    21.0 - k * 12,
+                    510.0 - k * 200,
+                    score,
+                    cls,
+                ),
+            )
     for ind, value, target, unit, met in (
         ("mu_tax_10k_cny", 16.2, 15.0, "万元/亩", True),
         ("intensity_change_pct", -3.1, -4.0, "%", False),
@@ -163,21 +229,41 @@ def _seed_results(conn: psycopg.Connection, end: datetime) -> None:
         conn.execute(
             """INSERT INTO park_scorecard_results (park_id, year, indicator, rule_set, rule_version, value,
                  target, unit, met, source) VALUES (%s, %s, %s, 'zj-mu-2024', '1', %s, %s, %s, %s, %s)""",
-            (PARK, y - 1, ind, value, target, unit, met, "浙江省行动方案 (test seed)"))
+            (PARK, y - 1, ind, value, target, unit, met, "浙江省行动方案 (test seed)"),
+        )
     for fid in FIRMS:
-        for scheme, ws, verdict in (("smart_workshop", f"{fid}-w1", "pass"), ("green_factory", None, "insufficient_data")):
+        for scheme, ws, verdict in (
+            ("smart_workshop", f"{fid}-w1", "pass"),
+            ("green_factory", None, "insufficient_data"),
+        ):
             conn.execute(
                 """INSERT INTO compliance_results (park_id, firm_id, workshop_id, year, month, scheme, rule_set,
                      rule_version, verdict, score) VALUES (%s, %s, %s, %s, NULL, %s, 'std', '1', %s, %s)""",
-                (PARK, fid, ws, y - 1, scheme, verdict, 72.0))
+                (PARK, fid, ws, y - 1, scheme, verdict, 72.0),
+            )
     for rule, kind, sev, metric, dev, value, limit in (
         ("emission-nox", "emission", "critical", "nox_mg_m3", "cems-1", 240.0, 200.0),
         ("data-gap", "data_gap", "warning", None, "cems-1", None, None),
     ):
         conn.execute(
             "SELECT pp_alert_fire(%s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '{}'::jsonb)",
-            (rule, kind, sev, PARK, FIRMS[0], f"{FIRMS[0]}-gw1", dev, metric, f"{FIRMS[0]}-gw1/{dev}/{metric}",
-             value, limit, "mg/m3" if metric else None, "测试告警", "test alert"))
+            (
+                rule,
+                kind,
+                sev,
+                PARK,
+                FIRMS[0],
+                f"{FIRMS[0]}-gw1",
+                dev,
+                metric,
+                f"{FIRMS[0]}-gw1/{dev}/{metric}",
+                value,
+                limit,
+                "mg/m3" if metric else None,
+                "测试告警",
+                "test alert",
+            ),
+        )
 
 
 _RANGE_RE = re.compile(r"now-(\d+)([hdy])")
@@ -248,13 +334,18 @@ def test_deploy_panels_read_only_contract_views() -> None:
 
 def test_deploy_macro_expansion_follows_grafana() -> None:
     tr = TimeRange(datetime(2017, 4, 21, 5, 1, 17, tzinfo=UTC), datetime(2017, 4, 21, 5, 6, 17, tzinfo=UTC))
-    v = {"park": Variable("park", ("o'park",)), "firm": Variable("firm", ("a", "b"), multi=True, include_all=True)}
-    sql = ("SELECT $__timeGroupAlias(ts, '5m'), $__time(t2), $__timeEpoch(t3) FROM x WHERE $__timeFilter(ts) "
-           "AND park_id = '$park' AND firm_id IN ($firm) AND f IN (${firm:csv}) AND $__unixEpochFilter(e) "
-           "AND a > $__timeFrom() AND b < $__timeTo() AND g = $__unixEpochGroupAlias(e, '1h') AND i = '$__interval'")
+    v = {
+        "park": Variable("park", ("o'park",)),
+        "firm": Variable("firm", ("a", "b"), multi=True, include_all=True),
+    }
+    sql = (
+        "SELECT $__timeGroupAlias(ts, '5m'), $__time(t2), $__timeEpoch(t3) FROM x WHERE $__timeFilter(ts) "
+        "AND park_id = '$park' AND firm_id IN ($firm) AND f IN (${firm:csv}) AND $__unixEpochFilter(e) "
+        "AND a > $__timeFrom() AND b < $__timeTo() AND g = $__unixEpochGroupAlias(e, '1h') AND i = '$__interval'"
+    )
     out = expand(sql, v, tr, interval="15m")
     assert out == (
-        "SELECT floor(extract(epoch from ts)/300)*300 AS \"time\", t2 AS \"time\", extract(epoch from t3) AS \"time\" "
+        'SELECT floor(extract(epoch from ts)/300)*300 AS "time", t2 AS "time", extract(epoch from t3) AS "time" '
         "FROM x WHERE ts BETWEEN '2017-04-21T05:01:17Z' AND '2017-04-21T05:06:17Z' "
         "AND park_id = 'o''park' AND firm_id IN ('a','b') AND f IN (a,b) AND e >= 1492750877 AND e <= 1492751177 "
         "AND a > '2017-04-21T05:01:17Z' AND b < '2017-04-21T05:06:17Z' AND g = floor((e)/3600)*3600 AS \"time\" "
@@ -304,16 +395,22 @@ def test_deploy_checker_catches_wrong_shapes(seeded: tuple[str, datetime]) -> No
     def dash(*panels: tuple[str, str, str]) -> dict[str, Any]:
         d = json.loads((DEFAULT_OUT / "park-overview.json").read_text())  # its variables and time range
         d["panels"] = [
-            {"type": kind, "title": title,
-             "targets": [{"rawSql": sql, "format": "time_series" if kind == "timeseries" else "table"}]}
+            {
+                "type": kind,
+                "title": title,
+                "targets": [{"rawSql": sql, "format": "time_series" if kind == "timeseries" else "table"}],
+            }
             for kind, title, sql in panels
         ]
         return d
 
     broken = dash(
         ("timeseries", "no time", "SELECT 1 AS value FROM v_devices WHERE park_id = '$park'"),
-        ("timeseries", "unsorted",
-         "SELECT * FROM (VALUES (now(), 1.0), (now() - interval '1 day', 2.0)) AS t(\"time\", value)"),
+        (
+            "timeseries",
+            "unsorted",
+            "SELECT * FROM (VALUES (now(), 1.0), (now() - interval '1 day', 2.0)) AS t(\"time\", value)",
+        ),
         ("timeseries", "text value", "SELECT now() AS \"time\", 'x'::text AS label, 1 AS value"),
         ("stat", "no number", "SELECT park_id FROM v_devices WHERE park_id = '$park' LIMIT 1"),
         ("barchart", "number first", "SELECT 1 AS n, 2 AS m"),
@@ -321,7 +418,9 @@ def test_deploy_checker_catches_wrong_shapes(seeded: tuple[str, datetime]) -> No
         ("stat", "all null", "SELECT NULL::float AS v"),
     )
     with psycopg.connect(dsn) as conn:
-        results = {r.panel: r for r in check_dashboards(conn, {"x": broken}, _range(broken, end), {"park": [PARK]})}
+        results = {
+            r.panel: r for r in check_dashboards(conn, {"x": broken}, _range(broken, end), {"park": [PARK]})
+        }
     assert "no 'time' column" in results["no time"].problems[0]
     assert results["unsorted"].problems == ["rows are not sorted by time"]
     assert "extra non-numeric columns ['label']" in results["text value"].problems[0]
@@ -348,12 +447,17 @@ def test_deploy_panels_on_real_timescaledb() -> None:
         end = datetime.now(UTC).replace(second=0, microsecond=0)
         _seed(dsn, end)
         with psycopg.connect(dsn) as conn:
-            checked = list(check_dashboards(conn, load_dashboards(), TimeRange(end - timedelta(days=400), end),
-                                            {"park": [PARK]}))
+            checked = list(
+                check_dashboards(
+                    conn, load_dashboards(), TimeRange(end - timedelta(days=400), end), {"park": [PARK]}
+                )
+            )
         assert checked and not [r for r in checked if r.problems or r.rows == 0]
     finally:
         with psycopg.connect(server_dsn(url, "postgres"), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]}" WITH (FORCE)')
+            admin.execute(
+                f'DROP DATABASE IF EXISTS "{psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]}" WITH (FORCE)'
+            )
 
 
 def test_deploy_check_cli_runs_every_panel(seeded: tuple[str, datetime]) -> None:
@@ -362,7 +466,9 @@ def test_deploy_check_cli_runs_every_panel(seeded: tuple[str, datetime]) -> None
     from provisioning.grafana_cli import app
 
     dsn, _ = seeded
-    res = CliRunner().invoke(app, ["check", "--database-url", dsn, "--park", PARK, "--days", "3"], env={"COLUMNS": "200"})
+    res = CliRunner().invoke(
+        app, ["check", "--database-url", dsn, "--park", PARK, "--days", "3"], env={"COLUMNS": "200"}
+    )
     assert res.exit_code == 0, res.output
     assert res.output.count(" ok ") == len([t for _, p in _all_panels() for t in p["targets"]])
     res = CliRunner().invoke(app, ["check", "--database-url", dsn, "--park", "no-such-park"])
@@ -391,7 +497,9 @@ def _judge_emissions(dsn: str, end: datetime) -> None:
     asyncio.run(run())
 
 
-def test_deploy_environment_limits_come_from_the_alert_engines_file(tmp_path: Path, seeded: tuple[str, datetime]) -> None:
+def test_deploy_environment_limits_come_from_the_alert_engines_file(
+    tmp_path: Path, seeded: tuple[str, datetime]
+) -> None:
     """The limit line is the limit the alert engine judged each stack-hour by (v_emission_hours): a
     stack's own, from its fuel and age class and the park's special limits, not one per source type."""
     dsn, end = seeded
@@ -408,15 +516,20 @@ def test_deploy_environment_limits_come_from_the_alert_engines_file(tmp_path: Pa
         valid = _panel_rows(conn, "CEMS 数据有效性", end)
         assert valid and all(0 < r[4] <= r[3] for r in valid), valid
         # the park is declared under special limits: hours judged from then on use Table 3 (NOx 150)
-        conn.execute("UPDATE parks SET special_limits_apply = true, special_limits_basis = 'test: 2+26 notice', "
-                     "special_limits_since = '2018-10-01' WHERE park_id = %s", (PARK,))
+        conn.execute(
+            "UPDATE parks SET special_limits_apply = true, special_limits_basis = 'test: 2+26 notice', "
+            "special_limits_since = '2018-10-01' WHERE park_id = %s",
+            (PARK,),
+        )
         conn.execute("DELETE FROM alert_emission_hours")
         conn.commit()
     _judge_emissions(dsn, end)
     with psycopg.connect(dsn) as conn:
         rows = _panel_rows(conn, "氮氧化物 NOx 小时均值 vs 限值", end)
         assert {v for _, m, v in rows if m == f"{stack} 限值"} == {150.0}
-        basis = conn.execute("SELECT DISTINCT limit_basis FROM v_emission_hours WHERE metric = 'nox_mg_m3'").fetchall()
+        basis = conn.execute(
+            "SELECT DISTINCT limit_basis FROM v_emission_hours WHERE metric = 'nox_mg_m3'"
+        ).fetchall()
         assert len(basis) == 1 and "Table 3" in basis[0][0] and "150" in basis[0][0]
         sources = _panel_rows(conn, "排放限值与来源", end)
         gas_nox = {r[2] for r in sources if r[0] == "gas_boiler" and r[1] == "nox_mg_m3"}

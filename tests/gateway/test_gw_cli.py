@@ -91,7 +91,9 @@ def test_validate_accepts_a_good_file(tmp_path: Path) -> None:
     doc = {
         **BASE,
         "buses": [{"name": "rs485", "type": "rtu", "port": "/dev/ttyUSB0", "baudrate": 9600, "parity": "E"}],
-        "devices": [{"id": "m1", "bus": "rs485", "device_id": 1, "profile": "acrel-adl400", "scale": {"ct_ratio": 40}}],
+        "devices": [
+            {"id": "m1", "bus": "rs485", "device_id": 1, "profile": "acrel-adl400", "scale": {"ct_ratio": 40}}
+        ],
     }
     res = runner.invoke(app, ["validate", "-c", str(_write(tmp_path, doc))])
     assert res.exit_code == 0, res.output
@@ -135,14 +137,20 @@ def test_check_prints_table_and_fails_on_dead_device(sim_factory: Any, tmp_path:
 def test_profiles_list_and_show() -> None:
     res = runner.invoke(app, ["profiles", "list"])
     assert res.exit_code == 0
-    for name in ("eastron-sdm630", "acrel-adl400", "chint-dtsu666", "schneider-iem3255", "cems-analyser", "generic-meter"):
+    for name in (
+        "eastron-sdm630",
+        "acrel-adl400",
+        "chint-dtsu666",
+        "schneider-iem3255",
+        "cems-analyser",
+        "generic-meter",
+    ):
         assert name in res.output
     res = runner.invoke(app, ["profiles", "show", "schneider-iem3255"])
     assert res.exit_code == 0
     assert "DOCA0005EN" in res.output and "0x0C83" in res.output  # register 3204 is wire address 3203
     res = runner.invoke(app, ["profiles", "show", "nope"])
     assert res.exit_code == 2
-
 
 
 def test_extra_device_registers_are_checked_against_the_catalogue(tmp_path: Path) -> None:
@@ -157,9 +165,15 @@ def test_extra_device_registers_are_checked_against_the_catalogue(tmp_path: Path
         {"metric": "humidity_pct", "address": 504, "unit": "%"},
     ]
     with pytest.raises(ValidationReport) as exc:
-        make_config(park="p", broker_url="mqtt://127.0.0.1:1883", spool=tmp_path / "s.db",
-                    buses=[{"id": "lan", "type": "tcp", "host": "127.0.0.1", "port": 502}],
-                    devices=[{"id": "m1", "bus": "lan", "device_id": 1, "profile": "generic-meter", "registers": extra}])
+        make_config(
+            park="p",
+            broker_url="mqtt://127.0.0.1:1883",
+            spool=tmp_path / "s.db",
+            buses=[{"id": "lan", "type": "tcp", "host": "127.0.0.1", "port": 502}],
+            devices=[
+                {"id": "m1", "bus": "lan", "device_id": 1, "profile": "generic-meter", "registers": extra}
+            ],
+        )
     paths = {p.path for p in exc.value.problems}
     assert "devices[0].registers[0].metric" in paths
     assert "devices[0].registers[1].unit" in paths

@@ -27,7 +27,11 @@ def test_reset_rollover_replaced_jump() -> None:
     assert ev is not None and ev["event"] == "reset" and _consumption(5000.0, 0.2, ev) == pytest.approx(0.2)
     span = 2**32 * 0.01
     ev = detect_step(span - 1.0, 0.5, dt_s=5, span=span)
-    assert ev is not None and ev["event"] == "rollover" and _consumption(span - 1.0, 0.5, ev) == pytest.approx(1.5)
+    assert (
+        ev is not None
+        and ev["event"] == "rollover"
+        and _consumption(span - 1.0, 0.5, ev) == pytest.approx(1.5)
+    )
     ev = detect_step(5000.0, 1234.0, dt_s=5)
     assert ev is not None and ev["event"] == "replaced" and _consumption(5000.0, 1234.0, ev) == 0.0
     ev = detect_step(5000.0, 90000.0, dt_s=5, max_rate_per_h=100)
@@ -49,7 +53,12 @@ def test_tracker_keeps_state_per_device_and_metric() -> None:
 
 @pytest.mark.parametrize(("fault", "event"), [("counter_reset", "reset"), ("meter_replaced", "replaced")])
 def test_simulated_reset_and_replacement_reach_the_wire_flagged(
-    fault: str, event: str, sim_factory: Any, broker: Any, unique_id: str, tmp_path: Path  # noqa: F811
+    fault: str,
+    event: str,
+    sim_factory: Any,  # noqa: F811
+    broker: Any,
+    unique_id: str,
+    tmp_path: Path,
 ) -> None:
     sim = sim_factory()
     dev = sim.add_device(device_id=1, model="eastron-sdm630", seed=5)

@@ -35,7 +35,9 @@ class Collector:
         self.status: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id=f"collector-{park}" if persistent else ""
+            CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            client_id=f"collector-{park}" if persistent else "",
         )
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"pp/v1/{park}/#", qos=1)
@@ -70,7 +72,9 @@ class Collector:
             return {b["seq"]: b for b in self.batches}
 
     def readings(self) -> list[list[Any]]:
-        return [r for b in sorted(self.unique_batches().values(), key=lambda b: b["seq"]) for r in b["readings"]]
+        return [
+            r for b in sorted(self.unique_batches().values(), key=lambda b: b["seq"]) for r in b["readings"]
+        ]
 
     def close(self) -> None:
         self.client.disconnect()
@@ -153,7 +157,9 @@ class RunningGateway:
         self.thread.start()
         assert self._ready.wait(10)
         deadline = time.monotonic() + 10
-        while self.gw is not None and not self.gw.running and self.error is None and time.monotonic() < deadline:
+        while (
+            self.gw is not None and not self.gw.running and self.error is None and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
         if self.error:
             raise self.error
@@ -174,7 +180,11 @@ def gateway_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "ab") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "-c", str(config)], stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+            [sys.executable, "-m", "gateway", "run", "-c", str(config)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
         )
 
 
@@ -202,7 +212,9 @@ def test_collector_sees_its_own_publish(broker: Any, unique_id: str) -> None:
         pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         pub.connect("127.0.0.1", broker.port)
         pub.loop_start()
-        pub.publish(f"pp/v1/{unique_id}/f/g/data", json.dumps({"seq": 7, "readings": []}), qos=1).wait_for_publish(5)
+        pub.publish(
+            f"pp/v1/{unique_id}/f/g/data", json.dumps({"seq": 7, "readings": []}), qos=1
+        ).wait_for_publish(5)
         pub.disconnect()
         pub.loop_stop()
         assert c.wait(lambda s: len(s.batches) == 1, 5)

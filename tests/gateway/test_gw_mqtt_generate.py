@@ -37,7 +37,12 @@ def test_line_sensor_json_mapped_to_catalogue_metrics(broker: Any, unique_id: st
                     {
                         "topic": sensor.topic,
                         "device": "line-1",
-                        "fields": {"state": "machine_state", "good": "good_count", "reject": "reject_count", "ideal_rate": "ideal_rate_pcs_h"},
+                        "fields": {
+                            "state": "machine_state",
+                            "good": "good_count",
+                            "reject": "reject_count",
+                            "ideal_rate": "ideal_rate_pcs_h",
+                        },
                     }
                 ],
             }
@@ -64,8 +69,14 @@ def test_line_sensor_json_mapped_to_catalogue_metrics(broker: Any, unique_id: st
 def test_sensor_clock_drift_and_bad_fields() -> None:
     t = MqttTopic(topic="x", device="l1", fields={"good": "good_count", "state": "machine_state"})
     now = 1_800_000_000_000
-    rows, problems = map_message(t, b'{"ts": 1000, "good": 5, "state": "run"}', now_ms=now, counters=None,
-                                 cumulative={"good_count"}, limits={})
+    rows, problems = map_message(
+        t,
+        b'{"ts": 1000, "good": 5, "state": "run"}',
+        now_ms=now,
+        counters=None,
+        cumulative={"good_count"},
+        limits={},
+    )
     assert rows[0][2] == now and rows[0][4] == 3, "a drifting sensor clock: arrival time, quality uncertain"
     assert any("state" in p for p in problems) and any(r[1] == "machine_state" and r[4] == 4 for r in rows)
     rows, problems = map_message(t, b"not json", now_ms=now, counters=None, cumulative=set(), limits={})
@@ -83,7 +94,18 @@ def test_generate_from_scenario_and_manifest(broker: Any, tmp_path: Path) -> Non
         write_manifest(vp.manifest(), manifest)
         out = tmp_path / "out"
         res = CliRunner().invoke(
-            app, ["generate", "--scenario", str(scenario), "--manifest", str(manifest), "--out", str(out), "--uplink-url", broker.url]
+            app,
+            [
+                "generate",
+                "--scenario",
+                str(scenario),
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(out),
+                "--uplink-url",
+                broker.url,
+            ],
         )
         assert res.exit_code == 0, res.output
         park = load_park_file(out / "park.yaml")
@@ -92,7 +114,11 @@ def test_generate_from_scenario_and_manifest(broker: Any, tmp_path: Path) -> Non
         raw = yaml.safe_load(text)
         n_gw = sum(len(f.gateways) for f in park.firms)
         configs = sorted(p for p in out.glob("*.yaml") if p.name != "park.yaml")
-        assert len(configs) == n_gw == len(raw["firms"][0]["gateways"]) + sum(len(f["gateways"]) for f in raw["firms"][1:])
+        assert (
+            len(configs)
+            == n_gw
+            == len(raw["firms"][0]["gateways"]) + sum(len(f["gateways"]) for f in raw["firms"][1:])
+        )
         # every generated config is valid and its Modbus devices answer
         cfg = load_config(out / "huaxin-gw1.yaml")
         assert cfg.gateway.park == park.park.id and cfg.gateway.firm == "huaxin-opto"

@@ -10,7 +10,10 @@ from test_gw_helpers import RunningGateway, collector, make_config, sim_factory 
 
 
 def test_one_dead_device_on_a_bus_of_ten_does_not_slow_the_others(
-    sim_factory: Any, broker: Any, unique_id: str, tmp_path: Path  # noqa: F811
+    sim_factory: Any,  # noqa: F811
+    broker: Any,
+    unique_id: str,
+    tmp_path: Path,
 ) -> None:
     sim = sim_factory()
     devs = [sim.add_device(device_id=i, model="eastron-sdm630", seed=i) for i in range(1, 11)]
@@ -24,7 +27,13 @@ def test_one_dead_device_on_a_bus_of_ten_does_not_slow_the_others(
         # ten units behind ONE endpoint (a TCP-to-RS-485 converter): requests go one at a time
         buses=[{"name": "converter", "type": "tcp", "host": "127.0.0.1", "port": sim.port, "timeout_s": 0.4}],
         devices=[
-            {"id": f"m{i}", "bus": "converter", "device_id": i, "profile": "eastron-sdm630", "interval_s": interval}
+            {
+                "id": f"m{i}",
+                "bus": "converter",
+                "device_id": i,
+                "profile": "eastron-sdm630",
+                "interval_s": interval,
+            }
             for i in range(1, 11)
         ],
     )
@@ -45,7 +54,10 @@ def test_one_dead_device_on_a_bus_of_ten_does_not_slow_the_others(
 
 
 def test_exception_reply_and_timeout_are_separate_error_channels(
-    sim_factory: Any, broker: Any, unique_id: str, tmp_path: Path  # noqa: F811
+    sim_factory: Any,  # noqa: F811
+    broker: Any,
+    unique_id: str,
+    tmp_path: Path,
 ) -> None:
     sim = sim_factory()
     a = sim.add_device(device_id=1, model="chint-dtsu666", seed=1)
@@ -60,7 +72,8 @@ def test_exception_reply_and_timeout_are_separate_error_channels(
         spool=tmp_path / "spool.db",
         buses=[{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port, "timeout_s": 0.3}],
         devices=[
-            {"id": f"d{i}", "bus": "lan", "device_id": i, "profile": "chint-dtsu666", "interval_s": 0.3} for i in (1, 2, 3)
+            {"id": f"d{i}", "bus": "lan", "device_id": i, "profile": "chint-dtsu666", "interval_s": 0.3}
+            for i in (1, 2, 3)
         ],
     )
     with collector(broker.port, unique_id) as col, RunningGateway(cfg) as rg:
@@ -69,7 +82,9 @@ def test_exception_reply_and_timeout_are_separate_error_channels(
         assert rg.gw is not None
         stats = {s.device: s for s in rg.gw.device_stats()}
         a.inject(None)
-        assert col.wait(lambda c: any(r[0] == "d1" and r[4] == 0 for r in c.readings()), 30), "recovers after the fault clears"
+        assert col.wait(lambda c: any(r[0] == "d1" and r[4] == 0 for r in c.readings()), 30), (
+            "recovers after the fault clears"
+        )
     assert stats["d1"].exception_errors >= 1 and stats["d1"].transport_errors == 0
     assert stats["d2"].transport_errors >= 1 and stats["d2"].exception_errors == 0
     assert stats["d3"].ok >= 3 and stats["d3"].consecutive_failures == 0
@@ -92,7 +107,9 @@ def test_rtu_bus_polls_devices_one_at_a_time(broker: Any, unique_id: str, tmp_pa
             park=unique_id,
             broker_url=broker.url,
             spool=tmp_path / "spool.db",
-            buses=[{"name": "rs485", "type": "rtu", "port": rtu.port_path, "baudrate": 19200, "timeout_s": 1.0}],
+            buses=[
+                {"name": "rs485", "type": "rtu", "port": rtu.port_path, "baudrate": 19200, "timeout_s": 1.0}
+            ],
             devices=[
                 {"id": "adl", "bus": "rs485", "device_id": 1, "profile": "acrel-adl400", "interval_s": 0.5},
                 {"id": "dtsu", "bus": "rs485", "device_id": 2, "profile": "chint-dtsu666", "interval_s": 0.5},

@@ -25,7 +25,14 @@ from gateway.sources.modbus import (
 )
 from parkpulse.errors import ValidationReport
 
-SHIPPED = ["eastron-sdm630", "acrel-adl400", "chint-dtsu666", "schneider-iem3255", "cems-analyser", "generic-meter"]
+SHIPPED = [
+    "eastron-sdm630",
+    "acrel-adl400",
+    "chint-dtsu666",
+    "schneider-iem3255",
+    "cems-analyser",
+    "generic-meter",
+]
 
 
 def test_every_required_profile_is_shipped_with_its_source() -> None:
@@ -84,7 +91,9 @@ def test_generic_meter_word_order_matters(sim_factory: Any) -> None:  # noqa: F8
     assert decode_value(energy, "u32", "little") * 0.01 == pytest.approx(123456.78)
     assert decode_value(energy, "u32", "big") * 0.01 != pytest.approx(123456.78)
     assert decode_value(power, "f32", "little") == pytest.approx(42.5)
-    assert ModbusTcpClient.convert_from_registers(power, ModbusTcpClient.DATATYPE.FLOAT32, word_order="little") == pytest.approx(42.5)
+    assert ModbusTcpClient.convert_from_registers(
+        power, ModbusTcpClient.DATATYPE.FLOAT32, word_order="little"
+    ) == pytest.approx(42.5)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False, width=32), st.sampled_from(["big", "little"]))
@@ -93,7 +102,9 @@ def test_decoder_agrees_with_pymodbus_for_float32(v: float, word_order: str) -> 
     words = [int.from_bytes(raw[0:2], "big"), int.from_bytes(raw[2:4], "big")]
     if word_order == "little":
         words.reverse()
-    ref = ModbusTcpClient.convert_from_registers(words, ModbusTcpClient.DATATYPE.FLOAT32, word_order=word_order)  # type: ignore[arg-type]
+    ref = ModbusTcpClient.convert_from_registers(
+        words, ModbusTcpClient.DATATYPE.FLOAT32, word_order=word_order
+    )  # type: ignore[arg-type]
     assert decode_value(words, "f32", word_order) == ref
 
 
@@ -131,7 +142,18 @@ def test_requests_are_coalesced_within_limits() -> None:
             "model": "y",
             "source": {"document": "test map", "edition": "1"},
             "address_base": 0,
-            "registers": [{"metric": m, "address": i * 40, "unit": u} for i, (m, u) in enumerate([("voltage_l1_v", "V"), ("voltage_l2_v", "V"), ("voltage_l3_v", "V"), ("current_l1_a", "A"), ("current_l2_a", "A")])],
+            "registers": [
+                {"metric": m, "address": i * 40, "unit": u}
+                for i, (m, u) in enumerate(
+                    [
+                        ("voltage_l1_v", "V"),
+                        ("voltage_l2_v", "V"),
+                        ("voltage_l3_v", "V"),
+                        ("current_l1_a", "A"),
+                        ("current_l2_a", "A"),
+                    ]
+                )
+            ],
         },
         "test",
     )
@@ -159,10 +181,17 @@ def test_profile_errors_are_reported_with_paths() -> None:
             "bad.yaml",
         )
     paths = {p.path for p in ei.value.problems}
-    assert {"registers[1].address", "registers[2].metric", "registers[3].unit", "registers[4].address"} <= paths
+    assert {
+        "registers[1].address",
+        "registers[2].metric",
+        "registers[3].unit",
+        "registers[4].address",
+    } <= paths
 
 
-def test_relative_profiles_dir_is_relative_to_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_profiles_dir_is_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # loaded by a relative path from another folder, the profiles are still found at run time
     import yaml
 
@@ -171,7 +200,9 @@ def test_relative_profiles_dir_is_relative_to_the_config_file(tmp_path: Path, mo
 
     conf = tmp_path / "conf"
     (conf / "prof").mkdir(parents=True)
-    mine = yaml.safe_load((PROFILES_DIR / "generic-meter.yaml").read_text(encoding="utf-8")) | {"name": "mine"}
+    mine = yaml.safe_load((PROFILES_DIR / "generic-meter.yaml").read_text(encoding="utf-8")) | {
+        "name": "mine"
+    }
     (conf / "prof" / "mine.yaml").write_text(yaml.safe_dump(mine), encoding="utf-8")
     (conf / "gw.yaml").write_text(
         yaml.safe_dump(

@@ -18,8 +18,12 @@ from parkpulse.wire import parse_resend_request
 
 
 def _rows(t0: int, n: int, devices: int = 3) -> list[list[Any]]:
-    return [[f"m{d}", m, t0 + i * 1000, 1.0 + i, 0]
-            for i in range(n) for d in range(devices) for m in ("elec_import_kwh", "active_power_kw")]
+    return [
+        [f"m{d}", m, t0 + i * 1000, 1.0 + i, 0]
+        for i in range(n)
+        for d in range(devices)
+        for m in ("elec_import_kwh", "active_power_kw")
+    ]
 
 
 def test_acked_batches_are_kept_not_resent_and_survive_reopen(tmp_path: Path) -> None:
@@ -31,7 +35,9 @@ def test_acked_batches_are_kept_not_resent_and_survive_reopen(tmp_path: Path) ->
         assert s.ack(seqs[:3]) == 0, "a second PUBACK changes nothing"
         assert (s.depth, s.acked) == (1, 3)
         assert s.bytes == before, "acked batches still take their room"
-        assert [b.seq for b in s.pending(-1, 10)] == [3], "acked batches are not sent again by the normal path"
+        assert [b.seq for b in s.pending(-1, 10)] == [3], (
+            "acked batches are not sent again by the normal path"
+        )
         kept = s.retained(0, 10)
         assert [b.seq for b in kept] == [0, 1, 2] and all(isinstance(b, PendingBatch) for b in kept)
         assert orjson.loads(kept[1].rows) == _rows(1_700_000_010_000, 5), "kept unchanged"
@@ -54,8 +60,14 @@ def test_acked_batches_expire_into_tombstones(tmp_path: Path) -> None:
         assert isinstance(st, Tombstone)
         assert (st.seq, st.first_ts, st.last_ts, st.n) == (1, t0 + 10_000, t0 + 14_000, 5 * 3 * 2)
         gaps = orjson.loads(st.gaps_json())
-        assert gaps == [{"start": "2023-11-14T22:13:30.000Z", "end": "2023-11-14T22:13:34.000Z", "count": 30,
-                         "reason": EVICTED_REASON}]
+        assert gaps == [
+            {
+                "start": "2023-11-14T22:13:30.000Z",
+                "end": "2023-11-14T22:13:34.000Z",
+                "count": 30,
+                "reason": EVICTED_REASON,
+            }
+        ]
 
 
 def test_keep_acked_zero_evicts_at_once(tmp_path: Path) -> None:
@@ -129,14 +141,21 @@ def _request(port: int, topic: str, doc: dict[str, Any]) -> None:
         c.loop_stop()
 
 
-def test_gateway_answers_resend_requests(sim_factory: Any, broker: Any, unique_id: str, tmp_path: Path) -> None:  # noqa: F811
+def test_gateway_answers_resend_requests(
+    sim_factory: Any,  # noqa: F811
+    broker: Any,
+    unique_id: str,
+    tmp_path: Path,
+) -> None:
     """Over a real broker: kept batches re-sent unchanged, evicted ones as an empty batch with the
     gap of what was lost, never-assigned seqs and bad requests ignored and counted."""
     sim = sim_factory()
     sim.add_device(device_id=1, model="eastron-sdm630", seed=1)
     sim.start()
     cfg = make_config(
-        park=unique_id, broker_url=broker.url, spool=tmp_path / "spool.db",
+        park=unique_id,
+        broker_url=broker.url,
+        spool=tmp_path / "spool.db",
         buses=[{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port}],
         devices=[{"id": "m1", "bus": "lan", "device_id": 1, "profile": "eastron-sdm630", "interval_s": 0.5}],
     )
@@ -150,7 +169,10 @@ def test_gateway_answers_resend_requests(sim_factory: Any, broker: Any, unique_i
         rg.loop.call_soon_threadsafe(gw.spool.evict_acked_through, 1)
         assert col.wait(lambda c: gw.spool.evicted == 2, 5)
         n_before = len(col.batches)
-        _request(broker.port, topic, {"v": 1, "gateway": "gw1", "from_seq": 0, "to_seq": 3, "requested_at": 1})
+        _request(
+            broker.port, topic, {"v": 1, "gateway": "gw1", "from_seq": 0, "to_seq": 3, "requested_at": 1}
+        )
+
         def again_() -> list[dict[str, Any]]:  # the collector also sees the request itself (no "seq")
             return [b for b in col.batches[n_before:] if "seq" in b and b["seq"] <= 3]
 
@@ -174,6 +196,8 @@ def test_gateway_answers_resend_requests(sim_factory: Any, broker: Any, unique_i
         assert gw.resend_batches == {"batch": 2, "evicted": 2}
         _request(broker.port, topic, {"v": 1, "gateway": "gw1", "from_seq": 10_000, "to_seq": 10_005})
         _request(broker.port, topic, {"v": 1, "gateway": "gw1", "from_seq": "x", "to_seq": 1})
-        assert col.wait(lambda c: gw.resend_requests["never_assigned"] == 1 and gw.resend_requests["invalid"] == 1, 5)
+        assert col.wait(
+            lambda c: gw.resend_requests["never_assigned"] == 1 and gw.resend_requests["invalid"] == 1, 5
+        )
         assert gw.resend_requests["accepted"] == 1 and gw.resend_batches == {"batch": 2, "evicted": 2}
         assert col.wait(lambda c: not gw._resend_inflight, 5), "re-sent batches were acknowledged"

@@ -57,7 +57,13 @@ def test_when_only_energy_is_left_counters_are_thinned_before_dropped(tmp_path: 
     with Spool(tmp_path / "s.db", max_bytes=40_000, counter_window_s=900) as s:
         t0 = 1_700_000_000_000
         for k in range(30):
-            s.append([[f"m{d}", "elec_import_kwh", t0 + (k * 20 + i) * 1000, 1.0 * i, 0] for i in range(20) for d in range(5)])
+            s.append(
+                [
+                    [f"m{d}", "elec_import_kwh", t0 + (k * 20 + i) * 1000, 1.0 * i, 0]
+                    for i in range(20)
+                    for d in range(5)
+                ]
+            )
         assert s.bytes <= 40_000
         kept = [r for b in s.pending(-1, 1000) for r in orjson.loads(b.rows)]
         assert kept, "thinning keeps one counter reading per window rather than dropping everything"
@@ -78,7 +84,10 @@ def test_gap_reaches_the_platform(sim_factory: Any, broker: Any, unique_id: str,
         broker_url=f"mqtt://127.0.0.1:{dead_port}",
         spool=tmp_path / "spool.db",
         buses=[{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port}],
-        devices=[{"id": f"m{i}", "bus": "lan", "device_id": i, "profile": "eastron-sdm630", "interval_s": 0.1} for i in range(1, 4)],
+        devices=[
+            {"id": f"m{i}", "bus": "lan", "device_id": i, "profile": "eastron-sdm630", "interval_s": 0.1}
+            for i in range(1, 4)
+        ],
         spool_extra={"max_mb": 0.05},
     )
     with RunningGateway(cfg) as rg:
@@ -97,7 +106,9 @@ def test_gap_reaches_the_platform(sim_factory: Any, broker: Any, unique_id: str,
     assert energy
 
 
-def test_replay_is_in_order_with_original_timestamps_at_a_bounded_rate(broker: Any, unique_id: str, tmp_path: Path) -> None:
+def test_replay_is_in_order_with_original_timestamps_at_a_bounded_rate(
+    broker: Any, unique_id: str, tmp_path: Path
+) -> None:
     """A backlog of 60 spooled batches (e.g. after an outage) goes out oldest first, at most at the configured rate."""
     path = tmp_path / "spool.db"
     t0 = 1_700_000_000_000
@@ -105,7 +116,11 @@ def test_replay_is_in_order_with_original_timestamps_at_a_bounded_rate(broker: A
         for k in range(60):
             s.append([["m1", "elec_import_kwh", t0 + k * 1000, 100.0 + k, 0]])
     cfg = make_config(
-        park=unique_id, broker_url=broker.url, spool=path, buses=[], devices=[],
+        park=unique_id,
+        broker_url=broker.url,
+        spool=path,
+        buses=[],
+        devices=[],
         uplink={"replay_batches_per_s": 20, "max_inflight": 4},
     )
     with collector(broker.port, unique_id) as col:
@@ -115,11 +130,15 @@ def test_replay_is_in_order_with_original_timestamps_at_a_bounded_rate(broker: A
             took = time.monotonic() - start
     seqs = [b["seq"] for b in col.batches]
     assert seqs == sorted(seqs) == list(range(60)), "replayed in order"
-    assert [b["readings"][0][2] for b in col.batches] == [t0 + k * 1000 for k in range(60)], "original timestamps"
+    assert [b["readings"][0][2] for b in col.batches] == [t0 + k * 1000 for k in range(60)], (
+        "original timestamps"
+    )
     assert took >= (60 - 4) / 20 - 0.2, f"60 batches at ≤ 20/s (burst 4) cannot take {took:.2f} s"
 
 
-def test_unwritable_spool_keeps_a_bounded_buffer_and_reports_the_gap(broker: Any, unique_id: str, tmp_path: Path) -> None:
+def test_unwritable_spool_keeps_a_bounded_buffer_and_reports_the_gap(
+    broker: Any, unique_id: str, tmp_path: Path
+) -> None:
     """Disk full cannot be produced here without mounting a filesystem, so the spool's write is made
     to fail (the one stand-in in these tests): readings wait in memory up to queue_readings, the
     excess is dropped and reported as a gap in the first batch that can be written."""
@@ -127,7 +146,11 @@ def test_unwritable_spool_keeps_a_bounded_buffer_and_reports_the_gap(broker: Any
     from gateway.spool import SpoolError
 
     cfg = make_config(
-        park=unique_id, broker_url=broker.url, spool=tmp_path / "spool.db", buses=[], devices=[],
+        park=unique_id,
+        broker_url=broker.url,
+        spool=tmp_path / "spool.db",
+        buses=[],
+        devices=[],
         batching={"max_readings": 50, "queue_readings": 100},
     )
     gw = Gateway(cfg)
@@ -147,7 +170,15 @@ def test_unwritable_spool_keeps_a_bounded_buffer_and_reports_the_gap(broker: Any
         batches = gw.spool.pending(-1, 10)
         assert sum(b.n for b in batches) == 100
         gaps = [g for b in batches if b.gaps for g in orjson.loads(b.gaps)]
-        assert gaps == [{"device": "m1", "metric": "active_power_kw", "start": "2023-11-14T22:13:20.000Z",
-                         "end": "2023-11-14T22:13:20.199Z", "count": 200, "reason": "spool_unwritable"}]
+        assert gaps == [
+            {
+                "device": "m1",
+                "metric": "active_power_kw",
+                "start": "2023-11-14T22:13:20.000Z",
+                "end": "2023-11-14T22:13:20.199Z",
+                "count": 200,
+                "reason": "spool_unwritable",
+            }
+        ]
     finally:
         gw.spool.close()

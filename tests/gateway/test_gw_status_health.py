@@ -12,7 +12,10 @@ from parkpulse.wire import Status
 
 
 def test_status_is_refreshed_with_the_health_of_each_polled_device(
-    sim_factory: Any, broker: Any, unique_id: str, tmp_path: Path  # noqa: F811
+    sim_factory: Any,  # noqa: F811
+    broker: Any,
+    unique_id: str,
+    tmp_path: Path,
 ) -> None:
     sim = sim_factory()
     sim.add_device(device_id=1, model="chint-dtsu666", seed=1)
@@ -43,7 +46,9 @@ def test_status_is_refreshed_with_the_health_of_each_polled_device(
             )
 
         assert col.wait(healthy, 15), col.status[-3:]
-        assert col.wait(lambda c: sum(s["state"] == "online" for s in c.status) >= 4, 15), "refreshed every status_interval_s"
+        assert col.wait(lambda c: sum(s["state"] == "online" for s in c.status) >= 4, 15), (
+            "refreshed every status_interval_s"
+        )
         assert rg.gw is not None
         stats = {s.device: s for s in rg.gw.device_stats()}
     elapsed = time.monotonic() - t0
@@ -62,7 +67,11 @@ def test_status_is_refreshed_with_the_health_of_each_polled_device(
 
 
 def test_poll_lag_reaches_v_device_last_seen_end_to_end(
-    sim_factory: Any, broker: Any, db: str, unique_id: str, tmp_path: Path  # noqa: F811
+    sim_factory: Any,  # noqa: F811
+    broker: Any,
+    db: str,
+    unique_id: str,
+    tmp_path: Path,
 ) -> None:
     """Simulator → gateway status → MQTT → ingest process → device_health → the contract view."""
     import psycopg
@@ -77,7 +86,9 @@ def test_poll_lag_reaches_v_device_last_seen_end_to_end(
         broker_url=broker.url,
         spool=tmp_path / "spool.db",
         buses=[{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port}],
-        devices=[{"id": "main", "bus": "lan", "device_id": 1, "profile": "eastron-sdm630", "interval_s": 0.3}],
+        devices=[
+            {"id": "main", "bus": "lan", "device_id": 1, "profile": "eastron-sdm630", "interval_s": 0.3}
+        ],
         uplink={"status_interval_s": 0.5},
     )
     ing = _ingest(db, broker.url, tmp_path / "ingest.log")

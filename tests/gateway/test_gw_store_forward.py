@@ -38,7 +38,14 @@ def _register(dsn: str, park: str, devices: list[str]) -> None:
                     "id": "f1",
                     "name": "firm",
                     "land_mu": 10,
-                    "gateways": [{"id": "gw1", "devices": [{"id": d, "kind": "meter", "profile": "eastron-sdm630"} for d in devices]}],
+                    "gateways": [
+                        {
+                            "id": "gw1",
+                            "devices": [
+                                {"id": d, "kind": "meter", "profile": "eastron-sdm630"} for d in devices
+                            ],
+                        }
+                    ],
                 }
             ],
         }
@@ -56,7 +63,9 @@ def _ingest(dsn: str, broker_url: str, log: Path) -> subprocess.Popen[bytes]:
         "PARKPULSE_INGEST_HTTP_PORT": "0",
     }
     with open(log, "ab") as fh:
-        return subprocess.Popen([sys.executable, "-m", "ingest", "run"], stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "ingest", "run"], stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -90,7 +99,11 @@ def _ingest_state(dsn: str, park: str) -> tuple[int, int, int, int]:
 
 @pytest.mark.slow
 def test_broker_down_60s_every_reading_arrives_in_the_database_once(
-    sim_factory: Any, own_broker: Any, db: str, unique_id: str, tmp_path: Path  # noqa: F811
+    sim_factory: Any,  # noqa: F811
+    own_broker: Any,
+    db: str,
+    unique_id: str,
+    tmp_path: Path,
 ) -> None:
     """The gateway polls while the broker is stopped for 60 s. The broker comes back; the gateway
     reconnects first and sends its spool; ingest comes back ~10 s later. Mosquitto (2.0.11)
@@ -115,7 +128,10 @@ def test_broker_down_60s_every_reading_arrives_in_the_database_once(
         broker_url=broker.url,
         spool=tmp_path / "spool.db",
         buses=[{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port}],
-        devices=[{"id": d, "bus": "lan", "device_id": i + 1, "profile": "eastron-sdm630", "interval_s": 1.0} for i, d in enumerate(devices)],
+        devices=[
+            {"id": d, "bus": "lan", "device_id": i + 1, "profile": "eastron-sdm630", "interval_s": 1.0}
+            for i, d in enumerate(devices)
+        ],
     )
     ingest_log = tmp_path / "ingest.log"
     ingest = _ingest(db, f"mqtt://127.0.0.1:{ingest_proxy.port}", ingest_log)
@@ -139,7 +155,9 @@ def test_broker_down_60s_every_reading_arrives_in_the_database_once(
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not (gw.spool.depth == 0 and not gw._inflight):
                 time.sleep(0.2)
-            assert gw.spool.depth == 0 and gw.uplink.connected, "the gateway reconnected and the broker acked its spool"
+            assert gw.spool.depth == 0 and gw.uplink.connected, (
+                "the gateway reconnected and the broker acked its spool"
+            )
             assert gw.spool.acked > 30, "acknowledged batches are kept for resend requests"
             time.sleep(10)  # the broker keeps taking the gateway's batches while ingest is away
             ingest_proxy.restore()
@@ -165,7 +183,9 @@ def test_broker_down_60s_every_reading_arrives_in_the_database_once(
         assert n == produced, f"every reading once: {n} of {produced} stored\n{log_tail}"
         assert open_gaps == 0, f"no seq gap left open\n{log_tail}"
         with psycopg.connect(db) as conn:
-            row = conn.execute("SELECT max_seq, contiguous_seq FROM gateway_seq WHERE gateway_id = 'gw1'").fetchone()
+            row = conn.execute(
+                "SELECT max_seq, contiguous_seq FROM gateway_seq WHERE gateway_id = 'gw1'"
+            ).fetchone()
         assert row == (last_seq, last_seq)
         if gaps_seen:  # the broker dropped batches (the Mosquitto limitation): gap fill brought them back
             assert gw.resend_requests["accepted"] >= 1 and gw.resend_batches["batch"] >= 1
@@ -175,7 +195,12 @@ def test_broker_down_60s_every_reading_arrives_in_the_database_once(
         ingest_proxy.close()
 
 
-def test_sigkill_loses_nothing_already_spooled(sim_factory: Any, own_broker: Any, unique_id: str, tmp_path: Path) -> None:  # noqa: F811
+def test_sigkill_loses_nothing_already_spooled(
+    sim_factory: Any,  # noqa: F811
+    own_broker: Any,
+    unique_id: str,
+    tmp_path: Path,
+) -> None:
     sim = sim_factory()
     for i in range(1, 3):
         sim.add_device(device_id=i, model="chint-dtsu666", seed=i)
@@ -189,7 +214,10 @@ def test_sigkill_loses_nothing_already_spooled(sim_factory: Any, own_broker: Any
         "batching": {"max_readings": 100, "max_age_s": 0.3},
         "http": {"listen": None},
         "buses": [{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port}],
-        "devices": [{"id": f"m{i}", "bus": "lan", "device_id": i, "profile": "chint-dtsu666", "interval_s": 0.2} for i in (1, 2)],
+        "devices": [
+            {"id": f"m{i}", "bus": "lan", "device_id": i, "profile": "chint-dtsu666", "interval_s": 0.2}
+            for i in (1, 2)
+        ],
     }
     config = tmp_path / "gw.yaml"
     config.write_text(yaml.safe_dump(cfg_doc), encoding="utf-8")
@@ -216,7 +244,9 @@ def test_sigkill_loses_nothing_already_spooled(sim_factory: Any, own_broker: Any
     with collector(own_broker.port, unique_id) as col:
         proc = gateway_process(config, tmp_path / "gw.log")
         try:
-            assert col.wait(lambda c: set(spooled) <= set(c.unique_batches()), 30), "every spooled batch is sent after restart"
+            assert col.wait(lambda c: set(spooled) <= set(c.unique_batches()), 30), (
+                "every spooled batch is sent after restart"
+            )
         finally:
             _stop(proc)
         got = col.unique_batches()
@@ -226,7 +256,12 @@ def test_sigkill_loses_nothing_already_spooled(sim_factory: Any, own_broker: Any
     assert len(got) == max(got) + 1 or set(range(max(spooled) + 1)) <= set(got)
 
 
-def test_birth_and_last_will_on_the_retained_status_topic(sim_factory: Any, broker: Any, unique_id: str, tmp_path: Path) -> None:  # noqa: F811
+def test_birth_and_last_will_on_the_retained_status_topic(
+    sim_factory: Any,  # noqa: F811
+    broker: Any,
+    unique_id: str,
+    tmp_path: Path,
+) -> None:
     sim = sim_factory()
     sim.add_device(device_id=1, model="cems-analyser", seed=1)
     sim.start()
@@ -236,7 +271,9 @@ def test_birth_and_last_will_on_the_retained_status_topic(sim_factory: Any, brok
         "spool": {"path": str(tmp_path / "spool.db")},
         "http": {"listen": None},
         "buses": [{"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": sim.port}],
-        "devices": [{"id": "stack-1", "bus": "lan", "device_id": 1, "profile": "cems-analyser", "interval_s": 0.5}],
+        "devices": [
+            {"id": "stack-1", "bus": "lan", "device_id": 1, "profile": "cems-analyser", "interval_s": 0.5}
+        ],
     }
     config = tmp_path / "gw.yaml"
     config.write_text(yaml.safe_dump(cfg_doc), encoding="utf-8")
@@ -248,7 +285,9 @@ def test_birth_and_last_will_on_the_retained_status_topic(sim_factory: Any, brok
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             # no clean disconnect: the broker publishes the last will after 1.5 × keepalive
-            assert col.wait(lambda c: c.status and c.status[-1]["state"] == "offline", 20), (tmp_path / "gw.log").read_text()[-2000:]
+            assert col.wait(lambda c: c.status and c.status[-1]["state"] == "offline", 20), (
+                tmp_path / "gw.log"
+            ).read_text()[-2000:]
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -20,8 +20,13 @@ from parkpulse.registry import ParkFile, import_registry
 from parkpulse.services import free_port
 from parkpulse.synthetic import SyntheticGateway, synthetic_gateways, synthetic_park
 
-FAST = {"flush_interval_s": 0.05, "cache_miss_refresh_s": 0, "rollup_interval_s": 0, "reconnect_max_s": 2,
-        "db_retry_max_s": 1}
+FAST = {
+    "flush_interval_s": 0.05,
+    "cache_miss_refresh_s": 0,
+    "rollup_interval_s": 0,
+    "reconnect_max_s": 2,
+    "db_retry_max_s": 1,
+}
 
 
 @dataclass
@@ -47,7 +52,9 @@ def start_ingest(db: str, tmp_path: Path, unique_id: str) -> Iterator[Callable[.
     """Factory: start an ingest process (database `db` unless given) on a broker URL."""
     procs: list[IngestProcess] = []
 
-    def start(mqtt_url: str, client: str = "a", database_url: str | None = None, **settings: Any) -> IngestProcess:
+    def start(
+        mqtt_url: str, client: str = "a", database_url: str | None = None, **settings: Any
+    ) -> IngestProcess:
         opts = {**FAST, "park": unique_id, **settings}
         p = IngestProcess(database_url or db, mqtt_url, f"pp-test-{unique_id}-{client}", free_port(), **opts)
         p.start(log_path=str(tmp_path / f"ingest-{client}.log"))

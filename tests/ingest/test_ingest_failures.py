@@ -29,7 +29,7 @@ def _load(park: Park, per_gateway: int, rows: int, t0: int | None = None) -> lis
 def _paced(url: str, msgs: list[tuple[str, bytes]], every: int = 10, pause: float = 0.05) -> None:
     """Publish in small groups with pauses, so a crash in the middle really is in the middle."""
     for i in range(0, len(msgs), every):
-        send(url, msgs[i:i + every])
+        send(url, msgs[i : i + every])
         time.sleep(pause)
 
 
@@ -58,10 +58,18 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
     assert q1(db, "SELECT count(*) FROM ingest_batches") == 300
 
 
-def test_sigterm_drains_and_commits_what_it_has(db: str, broker: MosquittoBroker, park: Park, start_ingest) -> None:
+def test_sigterm_drains_and_commits_what_it_has(
+    db: str, broker: MosquittoBroker, park: Park, start_ingest
+) -> None:
     # a flush would only happen after 60 s: everything received sits in memory until SIGTERM
-    ing = start_ingest(broker.url, "t", flush_interval_s=60, flush_max_readings=10**6, flush_max_messages=400,
-                       receive_maximum=1000)
+    ing = start_ingest(
+        broker.url,
+        "t",
+        flush_interval_s=60,
+        flush_max_readings=10**6,
+        flush_max_messages=400,
+        receive_maximum=1000,
+    )
     msgs = _load(park, 10, 100)
     send(broker.url, msgs)
     wait_for(lambda: ing.health()["unacked"] == 20, what="all received")
@@ -111,9 +119,12 @@ def test_database_outage_and_killed_connections_lose_nothing(
     try:
         for _ in range(3):
             time.sleep(0.3)
-            q1(server_dsn(pg_admin, "postgres"),
-               "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-               "WHERE datname = %s AND application_name LIKE 'parkpulse-ingest%%'", name)
+            q1(
+                server_dsn(pg_admin, "postgres"),
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND application_name LIKE 'parkpulse-ingest%%'",
+                name,
+            )
     finally:
         pub.join()
     wait_stored(db, _last(park), timeout=30)

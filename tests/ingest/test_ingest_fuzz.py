@@ -20,18 +20,34 @@ from ingest._store import _runs
 from ingest.harness import wait_stored
 from parkpulse.services import MosquittoBroker
 
-big_ints = st.one_of(st.integers(-(2**63), 2**64), st.integers(2**63 - 2, 2**70), st.integers(-(10**400), 10**400))
-json_scalar = st.one_of(st.none(), st.booleans(), big_ints, st.floats(allow_nan=True),
-                        st.text(max_size=12), st.sampled_from(["\x00", "a\x00b", "\x1b[31m", "\u202e"]))
-json_value = st.recursive(json_scalar, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                               st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-                          max_leaves=12)
+big_ints = st.one_of(
+    st.integers(-(2**63), 2**64), st.integers(2**63 - 2, 2**70), st.integers(-(10**400), 10**400)
+)
+json_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    big_ints,
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["\x00", "a\x00b", "\x1b[31m", "\u202e"]),
+)
+json_value = st.recursive(
+    json_scalar,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def _reading(dev: str) -> st.SearchStrategy[list[object]]:
-    good = st.tuples(st.sampled_from([dev, "ghost"]), st.sampled_from(["active_power_kw", "elec_import_kwh", "nope"]),
-                     st.integers(0, 2**45), st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), json_scalar),
-                     st.integers(-1, 6))
+    good = st.tuples(
+        st.sampled_from([dev, "ghost"]),
+        st.sampled_from(["active_power_kw", "elec_import_kwh", "nope"]),
+        st.integers(0, 2**45),
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), json_scalar),
+        st.integers(-1, 6),
+    )
     return st.one_of(good.map(list), json_value.map(lambda v: v if isinstance(v, list) else [v]))
 
 
@@ -47,22 +63,49 @@ def bad_payloads(draw: st.DrawFn, gw: str, dev: str) -> bytes:
         nest = b"[" * depth + b"1" + b"]" * depth
         if draw(st.booleans()):
             return nest
-        return b'{"v":1,"gateway":"%s","seq":%d,"sent_at":1,"readings":[%s]}' % (gw.encode(), draw(st.integers(10_000, 10**6)), nest)
+        return b'{"v":1,"gateway":"%s","seq":%d,"sent_at":1,"readings":[%s]}' % (
+            gw.encode(),
+            draw(st.integers(10_000, 10**6)),
+            nest,
+        )
     if kind == 5:  # huge exponents and numbers no double holds, as raw text
         num = draw(st.sampled_from([b"1e400", b"-1e999", b"1" + b"0" * 400, b"1e-400", b"9" * 5000]))
         at = draw(st.sampled_from(["seq", "sent_at", "ts", "value", "prev", "count"]))
         t = b"%d" % draw(st.integers(946_684_800_000, 2**45))
-        parts = {"seq": b"12345", "sent_at": t, "ts": t, "value": b"1.5", "prev": b"1", "count": b"3"} | {at: num}
-        return (b'{"v":1,"gateway":"%s","seq":%s,"sent_at":%s,"readings":[["%s","elec_import_kwh",%s,%s,0,'
-                b'{"event":"reset","prev":%s,"correction":1}]],"gaps":[{"start":%s,"end":%s,"count":%s,"reason":"r"}]}'
-                % (gw.encode(), parts["seq"], parts["sent_at"], dev.encode(), parts["ts"], parts["value"],
-                   parts["prev"], t, t, parts["count"]))
-    doc: dict[str, object] = {"v": draw(st.sampled_from([1, 1, 1, 2, "1"])),
-                              "gateway": draw(st.sampled_from([gw, gw, "other-gw", 5])),
-                              "seq": draw(st.one_of(st.integers(10_000, 10**12), st.integers(-5, -1), st.text(max_size=3),
-                                                    st.integers(2**63, 2**70), st.just(2**63))),
-                              "sent_at": draw(st.one_of(st.integers(0, 2**42), st.floats())),
-                              "readings": draw(st.lists(_reading(dev), max_size=6))}
+        parts = {"seq": b"12345", "sent_at": t, "ts": t, "value": b"1.5", "prev": b"1", "count": b"3"} | {
+            at: num
+        }
+        return (
+            b'{"v":1,"gateway":"%s","seq":%s,"sent_at":%s,"readings":[["%s","elec_import_kwh",%s,%s,0,'
+            b'{"event":"reset","prev":%s,"correction":1}]],"gaps":[{"start":%s,"end":%s,"count":%s,"reason":"r"}]}'
+            % (
+                gw.encode(),
+                parts["seq"],
+                parts["sent_at"],
+                dev.encode(),
+                parts["ts"],
+                parts["value"],
+                parts["prev"],
+                t,
+                t,
+                parts["count"],
+            )
+        )
+    doc: dict[str, object] = {
+        "v": draw(st.sampled_from([1, 1, 1, 2, "1"])),
+        "gateway": draw(st.sampled_from([gw, gw, "other-gw", 5])),
+        "seq": draw(
+            st.one_of(
+                st.integers(10_000, 10**12),
+                st.integers(-5, -1),
+                st.text(max_size=3),
+                st.integers(2**63, 2**70),
+                st.just(2**63),
+            )
+        ),
+        "sent_at": draw(st.one_of(st.integers(0, 2**42), st.floats())),
+        "readings": draw(st.lists(_reading(dev), max_size=6)),
+    }
     if draw(st.booleans()):
         doc["gaps"] = draw(st.lists(json_value, max_size=2))
     if kind == 3 and draw(st.booleans()):
@@ -99,9 +142,16 @@ def test_malformed_payloads_never_stop_a_running_service(
     # the good batches between the bad ones are all there, once (a fuzzed reading may be valid and
     # stored too: count the good instants only)
     good_ts = [datetime.fromtimestamp((t0 + k * 60_000) / 1000, UTC) for k in range(len(sent))]
-    n, distinct = (q1(db, f"SELECT count{x} FROM readings r JOIN devices d USING (device_pk) "
-                          "WHERE ts = ANY(%s) AND d.gateway_id = %s", good_ts, g.gateway)
-                   for x in ("(*)", "(DISTINCT (device_pk, metric_id, ts))"))
+    n, distinct = (
+        q1(
+            db,
+            f"SELECT count{x} FROM readings r JOIN devices d USING (device_pk) "
+            "WHERE ts = ANY(%s) AND d.gateway_id = %s",
+            good_ts,
+            g.gateway,
+        )
+        for x in ("(*)", "(DISTINCT (device_pk, metric_id, ts))")
+    )
     assert n == distinct == 60 * len(sent)
     assert slowest < 10
     rows, keys = readings_of(db, park)

@@ -24,12 +24,16 @@ def _now_ms() -> int:
 
 def _lenient(gw: str, seq: int, readings: list[list[Any]], **extra: Any) -> bytes:
     """What a gateway written with Python's json can send: integers of any size, bare NaN."""
-    return json.dumps({"v": 1, "gateway": gw, "seq": seq, "sent_at": _now_ms(), "readings": readings, **extra}).encode()
+    return json.dumps(
+        {"v": 1, "gateway": gw, "seq": seq, "sent_at": _now_ms(), "readings": readings, **extra}
+    ).encode()
 
 
 def _dead(db: str) -> dict[str, str]:
     with psycopg.connect(db, autocommit=True) as c:
-        return {f: r for f, r in c.execute("SELECT field, reason FROM dead_letters ORDER BY dead_id").fetchall()}
+        return {
+            f: r for f, r in c.execute("SELECT field, reason FROM dead_letters ORDER BY dead_id").fetchall()
+        }
 
 
 def _healthz(port: int) -> tuple[int, dict[str, Any]]:
@@ -73,8 +77,10 @@ def test_oversized_numbers_lose_only_their_reading_or_gap(
         [dev, "active_power_kw", t, 4.5, 0],
         [dev, "active_power_kw", t + 1000, 5.5, 0],
     ]
-    gaps = [{"start": t, "end": t + 1000, "count": 2**31, "reason": "spool full"},
-            {"start": t, "end": t + 1000, "count": 7, "reason": "spool full"}]
+    gaps = [
+        {"start": t, "end": t + 1000, "count": 2**31, "reason": "spool full"},
+        {"start": t, "end": t + 1000, "count": 7, "reason": "spool full"},
+    ]
     send(broker.url, [(g.topic, _lenient(g.gateway, 0, readings, gaps=gaps))])
     wait_stored(db, {g.gateway: 0}, timeout=10)
     assert q1(db, "SELECT count(*) FROM readings") == 2
@@ -92,13 +98,17 @@ def test_readings_from_1970_or_long_before_registration_are_refused(
     dev = g.devices[0]
     old = [[dev, "active_power_kw", k * 30 * DAY_MS, 1.0, 0] for k in range(30)]  # 1970–72
     now = _now_ms()
-    window = [[dev, "active_power_kw", now - 400 * DAY_MS, 1.0, 0],  # more than a year before registration
-              [dev, "active_power_kw", now - 300 * DAY_MS, 2.0, 0],
-              [dev, "active_power_kw", now - 1000, 3.0, 0]]
+    window = [
+        [dev, "active_power_kw", now - 400 * DAY_MS, 1.0, 0],  # more than a year before registration
+        [dev, "active_power_kw", now - 300 * DAY_MS, 2.0, 0],
+        [dev, "active_power_kw", now - 1000, 3.0, 0],
+    ]
     send(broker.url, [(g.topic, _lenient(g.gateway, 0, old + window))])
     wait_stored(db, {g.gateway: 0}, timeout=10)
     assert q1(db, "SELECT count(*) FROM readings") == 2
-    assert q1(db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'readings_y197%%'") == 0  # once 29 partitions
+    assert (
+        q1(db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'readings_y197%%'") == 0
+    )  # once 29 partitions
     assert q1(db, "SELECT count(*) FROM dead_letters WHERE field LIKE 'readings[%%].ts'") == 31
     reason = q1(db, "SELECT reason FROM dead_letters WHERE field = 'readings[30].ts'")
     assert "older than device" in reason and "HISTORY_BEFORE_REGISTRATION" in reason
@@ -107,7 +117,15 @@ def test_readings_from_1970_or_long_before_registration_are_refused(
 def test_history_window_is_a_setting(db: str, broker: MosquittoBroker, park: Park, start_ingest: Any) -> None:
     start_ingest(broker.url, history_before_registration_days=1000)
     g = park.gateways[0]
-    send(broker.url, [(g.topic, _lenient(g.gateway, 0, [[g.devices[0], "active_power_kw", _now_ms() - 900 * DAY_MS, 1.0, 0]]))])
+    send(
+        broker.url,
+        [
+            (
+                g.topic,
+                _lenient(g.gateway, 0, [[g.devices[0], "active_power_kw", _now_ms() - 900 * DAY_MS, 1.0, 0]]),
+            )
+        ],
+    )
     wait_stored(db, {g.gateway: 0}, timeout=10)
     assert q1(db, "SELECT count(*) FROM readings") == 1
 
@@ -133,8 +151,10 @@ def test_a_refused_dead_letter_becomes_a_minimal_one_and_the_stream_goes_on(
     wait_stored(db, {b.gateway: 0}, timeout=10)
     wait_for(lambda: q1(db, "SELECT count(*) FROM dead_letters") == 1, what="minimal dead letter")
     with psycopg.connect(db, autocommit=True) as c:
-        row = c.execute("SELECT topic, gateway_id, seq, payload, payload_bytes, encode(payload_sha256, 'hex'), reason "
-                        "FROM dead_letters").fetchone()
+        row = c.execute(
+            "SELECT topic, gateway_id, seq, payload, payload_bytes, encode(payload_sha256, 'hex'), reason "
+            "FROM dead_letters"
+        ).fetchone()
     assert row is not None
     topic, gw, seq, body, size, sha, reason = row
     import hashlib
@@ -147,8 +167,10 @@ def test_a_refused_dead_letter_becomes_a_minimal_one_and_the_stream_goes_on(
 
     # even the minimal dead letter refused: logged with its hash, acknowledged, counted as lost
     with psycopg.connect(db, autocommit=True) as c:
-        c.execute("CREATE TRIGGER refuse_all_dead BEFORE INSERT ON dead_letters FOR EACH ROW "
-                  "EXECUTE FUNCTION pp_test_refuse()")
+        c.execute(
+            "CREATE TRIGGER refuse_all_dead BEFORE INSERT ON dead_letters FOR EACH ROW "
+            "EXECUTE FUNCTION pp_test_refuse()"
+        )
     send(broker.url, [(a.topic, a.batch(_now_ms() - 30_000, 24))])
     wait_for(lambda: ing.metrics().get("pp_ingest_dead_letters_lost_total") == 1, what="lost counted")
     send(broker.url, [(b.topic, b.batch(_now_ms() - 30_000, 24))])

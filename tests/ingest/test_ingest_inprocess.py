@@ -15,8 +15,15 @@ from parkpulse.services import MosquittoBroker
 
 
 def test_in_process_lifecycle(db: str, broker: MosquittoBroker, park: Park, unique_id: str) -> None:
-    s = IngestSettings(database_url=db, mqtt_url=broker.url, client_id=f"pp-inproc-{unique_id}", park=unique_id,
-                       http_port=0, flush_interval_s=0.05, rollup_interval_s=0)
+    s = IngestSettings(
+        database_url=db,
+        mqtt_url=broker.url,
+        client_id=f"pp-inproc-{unique_id}",
+        park=unique_id,
+        http_port=0,
+        flush_interval_s=0.05,
+        rollup_interval_s=0,
+    )
     ready = threading.Event()
     box: dict[str, object] = {}
 

@@ -55,7 +55,12 @@ def test_scheduler_chunks_large_gaps_forgets_filled_ones_and_keeps_backoff_on_sp
 
 def test_resend_payload_is_the_documented_request() -> None:
     assert orjson.loads(resend_payload("gw-1", 4, 7, now_ms=123)) == {
-        "v": 1, "gateway": "gw-1", "from_seq": 4, "to_seq": 7, "requested_at": 123}
+        "v": 1,
+        "gateway": "gw-1",
+        "from_seq": 4,
+        "to_seq": 7,
+        "requested_at": 123,
+    }
 
 
 class _Requests:
@@ -89,8 +94,14 @@ class _Requests:
 def test_open_gap_is_requested_and_closed_by_resent_and_evicted_batches(
     db: str, broker: MosquittoBroker, park: Park, start_ingest: Any
 ) -> None:
-    ing = start_ingest(broker.url, resend_delay_s=1.0, resend_retry_min_s=1.0, resend_retry_max_s=2.0,
-                       resend_max_attempts=3, resend_interval_s=0.2)
+    ing = start_ingest(
+        broker.url,
+        resend_delay_s=1.0,
+        resend_retry_min_s=1.0,
+        resend_retry_max_s=2.0,
+        resend_max_attempts=3,
+        resend_interval_s=0.2,
+    )
     req = _Requests(broker.port, park.pf.park.id)
     try:
         g = park.gateways[0]
@@ -98,7 +109,10 @@ def test_open_gap_is_requested_and_closed_by_resent_and_evicted_batches(
         payloads = [g.batch(t0 + i * 10_000, 30) for i in range(6)]
         t_sent = time.monotonic()
         send(broker.url, [(g.topic, payloads[i]) for i in (0, 1, 4)])
-        wait_for(lambda: q1(db, "SELECT max_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 4, what="seq 4")
+        wait_for(
+            lambda: q1(db, "SELECT max_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 4,
+            what="seq 4",
+        )
         first = wait_for(lambda: req.of(g.gateway), what="a resend request")
         assert time.monotonic() - t_sent >= 0.9, "not before resend_delay_s"
         topic = next(t for t, d in req.got if d["gateway"] == g.gateway)
@@ -106,40 +120,75 @@ def test_open_gap_is_requested_and_closed_by_resent_and_evicted_batches(
         assert (first[0]["v"], first[0]["from_seq"], first[0]["to_seq"]) == (1, 2, 3)
         assert isinstance(first[0]["requested_at"], int)
         # the gateway answers: seq 2 re-sent as it was, seq 3 evicted → empty batch with the gap
-        evicted_gap = {"start": "2026-11-25T07:00:00.000Z", "end": "2026-11-25T07:00:10.000Z", "count": 30,
-                       "reason": "batch evicted from the gateway spool before it reached the platform"}
-        empty = orjson.dumps({"v": 1, "gateway": g.gateway, "seq": 3, "sent_at": int(time.time() * 1000),
-                              "readings": [], "gaps": [evicted_gap]})
+        evicted_gap = {
+            "start": "2026-11-25T07:00:00.000Z",
+            "end": "2026-11-25T07:00:10.000Z",
+            "count": 30,
+            "reason": "batch evicted from the gateway spool before it reached the platform",
+        }
+        empty = orjson.dumps(
+            {
+                "v": 1,
+                "gateway": g.gateway,
+                "seq": 3,
+                "sent_at": int(time.time() * 1000),
+                "readings": [],
+                "gaps": [evicted_gap],
+            }
+        )
         send(broker.url, [(g.topic, payloads[2]), (g.topic, empty)])
-        wait_for(lambda: q1(db, "SELECT contiguous_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 4,
-                 what="gap closed")
+        wait_for(
+            lambda: q1(db, "SELECT contiguous_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 4,
+            what="gap closed",
+        )
         assert q1(db, "SELECT count(*) FROM seq_gaps WHERE filled_at IS NULL") == 0
         assert q1(db, "SELECT count || ' ' || reason FROM data_gaps WHERE gateway_id = %s", g.gateway) == (
-            "30 batch evicted from the gateway spool before it reached the platform")
+            "30 batch evicted from the gateway spool before it reached the platform"
+        )
         n_answered = len(req.of(g.gateway))
         # an unanswered gap: asked again with backoff, at most resend_max_attempts times
         send(broker.url, [(g.topic, g.batch(t0 + 90_000, 30)) for _ in range(2)])  # seq 6, 7; seq 5 missing
-        wait_for(lambda: len([d for d in req.of(g.gateway) if d["from_seq"] == 5]) >= 3, timeout=15,
-                 what="three requests for seq 5")
-        wait_for(lambda: ing.metrics().get("pp_ingest_resend_gave_up_total", 0) == 1, timeout=10, what="gave up")
+        wait_for(
+            lambda: len([d for d in req.of(g.gateway) if d["from_seq"] == 5]) >= 3,
+            timeout=15,
+            what="three requests for seq 5",
+        )
+        wait_for(
+            lambda: ing.metrics().get("pp_ingest_resend_gave_up_total", 0) == 1, timeout=10, what="gave up"
+        )
         time.sleep(1.5)
         asks = [d for d in req.of(g.gateway) if d["from_seq"] == 5]
         assert len(asks) == 3 and all(d["to_seq"] == 5 for d in asks)
         assert ing.metrics()["pp_ingest_resend_requests_total"] == n_answered + 3
         assert q1(db, "SELECT from_seq || '-' || to_seq FROM seq_gaps WHERE filled_at IS NULL") == "5-5"
         # tail: the status says seqs up to 9 were acknowledged by the broker; 8 and 9 never came
-        status = orjson.dumps({"v": 1, "gateway": g.gateway, "state": "online", "ts": "2026-11-25T08:00:00Z",
-                               "version": "t", "devices": [], "spool_depth": 0, "last_seq": 9})
+        status = orjson.dumps(
+            {
+                "v": 1,
+                "gateway": g.gateway,
+                "state": "online",
+                "ts": "2026-11-25T08:00:00Z",
+                "version": "t",
+                "devices": [],
+                "spool_depth": 0,
+                "last_seq": 9,
+            }
+        )
         send(broker.url, [(g.topic.rsplit("/", 1)[0] + "/status", status)])
         tail = wait_for(lambda: [d for d in req.of(g.gateway) if d["from_seq"] == 8], what="tail request")
         assert tail[0]["to_seq"] == 9
         send(broker.url, [(g.topic, g.batch(t0 + 100_000, 30)) for _ in range(2)])  # seq 8, 9 re-sent
-        wait_for(lambda: q1(db, "SELECT max_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 9, what="seq 9")
+        wait_for(
+            lambda: q1(db, "SELECT max_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 9,
+            what="seq 9",
+        )
     finally:
         req.close()
 
 
-def test_two_ingest_processes_ask_once(db: str, broker: MosquittoBroker, park: Park, start_ingest: Any) -> None:
+def test_two_ingest_processes_ask_once(
+    db: str, broker: MosquittoBroker, park: Park, start_ingest: Any
+) -> None:
     """Only the holder of the advisory lock asks: two processes, one attempt each allowed → one request."""
     opts = {"resend_delay_s": 0.5, "resend_max_attempts": 1, "resend_interval_s": 0.2}
     a = start_ingest(broker.url, client="a", **opts)
@@ -150,7 +199,10 @@ def test_two_ingest_processes_ask_once(db: str, broker: MosquittoBroker, park: P
         t0 = int(time.time() * 1000) - 3_600_000
         payloads = [g.batch(t0 + i * 10_000, 30) for i in range(4)]
         send(broker.url, [(g.topic, payloads[i]) for i in (0, 3)])
-        wait_for(lambda: q1(db, "SELECT max_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 3, what="seq 3")
+        wait_for(
+            lambda: q1(db, "SELECT max_seq FROM gateway_seq WHERE gateway_id = %s", g.gateway) == 3,
+            what="seq 3",
+        )
         wait_for(lambda: req.of(g.gateway), what="a resend request")
         time.sleep(2.0)
         assert [(d["from_seq"], d["to_seq"]) for d in req.of(g.gateway)] == [(1, 2)]

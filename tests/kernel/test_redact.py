@@ -33,12 +33,21 @@ TOKEN = "tok-9c2e55d0"
             "https://oapi.dingtalk.com/robot/send?access_token=tok-9c2e55d0&timestamp=1700000000&sign=abc%3D",
             "https://oapi.dingtalk.com/robot/send?access_token=***&timestamp=1700000000&sign=***",
         ),
-        ("https://h/x?a=1&API_KEY=k1;Signature=s1&sig=s2&pwd=p&passwd=p&Password=p", "https://h/x?a=1&API_KEY=***;Signature=***&sig=***&pwd=***&passwd=***&Password=***"),
-        ("https://h/x?auth=a&client_secret=c&X-Amz-Credential=c&name=n", "https://h/x?auth=***&client_secret=***&X-Amz-Credential=***&name=n"),
+        (
+            "https://h/x?a=1&API_KEY=k1;Signature=s1&sig=s2&pwd=p&passwd=p&Password=p",
+            "https://h/x?a=1&API_KEY=***;Signature=***&sig=***&pwd=***&passwd=***&Password=***",
+        ),
+        (
+            "https://h/x?auth=a&client_secret=c&X-Amz-Credential=c&name=n",
+            "https://h/x?auth=***&client_secret=***&X-Amz-Credential=***&name=n",
+        ),
         ("https://h/cb#access_token=tok-9c2e55d0&state=s", "https://h/cb#access_token=***&state=s"),
         ("https://h/x?%61ccess_token=tok-9c2e55d0", "https://h/x?%61ccess_token=***"),
         # libpq: URL and key=value forms, quoted values, several hosts
-        ("postgresql://pp:S3cret-pw-71a@db1:5432,db2:5432/pp?sslmode=require", "postgresql://pp:***@db1:5432,db2:5432/pp?sslmode=require"),
+        (
+            "postgresql://pp:S3cret-pw-71a@db1:5432,db2:5432/pp?sslmode=require",
+            "postgresql://pp:***@db1:5432,db2:5432/pp?sslmode=require",
+        ),
         ("postgresql://db/pp?user=pp&password=S3cret-pw-71a", "postgresql://db/pp?user=pp&password=***"),
         ("host=db user=pp password=S3cret-pw-71a dbname=pp", "host=db user=pp password=*** dbname=pp"),
         ("host=db password = 'S3cret pw\\' 71a' dbname=pp", "host=db password = *** dbname=pp"),
@@ -55,8 +64,23 @@ def test_redact_url(url: str, shown: str) -> None:
 
 
 def test_secret_names() -> None:
-    for name in ("token", "access_token", "apiKey", "x-api-key", "secret", "sign", "signature", "sig", "password",
-                 "PASSWD", "pwd", "auth", "Authorization", "credential", "pass"):  # fmt: skip
+    for name in (
+        "token",
+        "access_token",
+        "apiKey",
+        "x-api-key",
+        "secret",
+        "sign",
+        "signature",
+        "sig",
+        "password",
+        "PASSWD",
+        "pwd",
+        "auth",
+        "Authorization",
+        "credential",
+        "pass",
+    ):
         assert is_secret_name(name), name
     for name in ("url", "host", "user", "park", "min_passing_workshops", "passed", "value", "name"):
         assert not is_secret_name(name), name
@@ -70,7 +94,12 @@ def test_redact_text_finds_urls_and_secret_pairs_in_a_message() -> None:
     out = redact_text(msg)
     assert PW not in out and TOKEN not in out
     assert "'https://hub:***@h/x?access_token=***'" in out
-    assert "mqtt://gw:***@broker:1883" in out and "password=***" in out and "api_key=***" in out and "park=p1" in out
+    assert (
+        "mqtt://gw:***@broker:1883" in out
+        and "password=***" in out
+        and "api_key=***" in out
+        and "park=p1" in out
+    )
 
 
 def test_redact_value_masks_secret_fields_and_urls() -> None:
@@ -89,8 +118,13 @@ def test_redact_value_masks_secret_fields_and_urls() -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.text(), st.binary().map(lambda b: b.decode("latin-1")),
-                 st.text(alphabet=":/@?#&;=%[]'\" \\abc").map(lambda s: "mqtt://" + s)))  # fmt: skip
+@given(
+    st.one_of(
+        st.text(),
+        st.binary().map(lambda b: b.decode("latin-1")),
+        st.text(alphabet=":/@?#&;=%[]'\" \\abc").map(lambda s: "mqtt://" + s),
+    )
+)
 def test_redaction_never_raises(text: str) -> None:
     for f in (redact_url, redact_text):
         assert isinstance(f(text), str)
@@ -101,10 +135,16 @@ _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.~", min_size=1,
 
 
 @settings(max_examples=300, deadline=None)
-@given(scheme=st.sampled_from(["mqtt", "mqtts", "http", "https", "postgresql", "mqttx"]), user=_WORD,
-       host=st.sampled_from(["h", "127.0.0.1", "broker.example:8883", "[::1]:1883"]), path=_WORD,
-       param=st.sampled_from(["token", "access_token", "key", "appkey", "sign", "Signature", "password", "pwd", "auth"]),
-       other=_WORD)  # fmt: skip
+@given(
+    scheme=st.sampled_from(["mqtt", "mqtts", "http", "https", "postgresql", "mqttx"]),
+    user=_WORD,
+    host=st.sampled_from(["h", "127.0.0.1", "broker.example:8883", "[::1]:1883"]),
+    path=_WORD,
+    param=st.sampled_from(
+        ["token", "access_token", "key", "appkey", "sign", "Signature", "password", "pwd", "auth"]
+    ),
+    other=_WORD,
+)
 def test_no_secret_survives(scheme: str, user: str, host: str, path: str, param: str, other: str) -> None:
     url = f"{scheme}://{user}:Zq{PW}@{host}/{path}?x={other}&{param}=Zq{TOKEN}#{param}=Zq{TOKEN}"
     for out in (redact_url(url), redact_text(f"failed: {url} (retrying)")):
@@ -121,8 +161,15 @@ def test_mqtt_target_and_dsn_use_the_same_rule() -> None:
     assert redact_dsn(f"host=db password={PW}") == "host=db password=***"
 
 
-@pytest.mark.parametrize("url", [f"mqttx://ingest:{PW}@host", f"mqtt://ingest:{PW}@host:99999",
-                                 f"mqtt://ingest:{PW}@host:port", f"mqtt://ingest:{PW}@[::1"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"mqttx://ingest:{PW}@host",
+        f"mqtt://ingest:{PW}@host:99999",
+        f"mqtt://ingest:{PW}@host:port",
+        f"mqtt://ingest:{PW}@[::1",
+    ],
+)
 def test_bad_mqtt_url_is_refused_with_the_url_redacted(url: str) -> None:
     with pytest.raises(ValueError, match=r"^mqtt url: ") as exc:
         parse_mqtt_url(url)
@@ -135,7 +182,10 @@ def test_field_error_shows_the_value_redacted() -> None:
     assert str(e) == "uplink.url: must start with mqtt:// (got 'mqttx://gw:***@h')"
     assert e.value == f"mqttx://gw:{PW}@h"  # the value itself is kept for the code that handles it
     assert PW not in str(FieldError("uplink.password", PW, "too short"))
-    assert str(FieldError("readings[0].value", "x", "must be a number")) == "readings[0].value: must be a number (got 'x')"
+    assert (
+        str(FieldError("readings[0].value", "x", "must be a number"))
+        == "readings[0].value: must be a number (got 'x')"
+    )
 
 
 def test_bad_settings_name_the_variable_without_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,14 +204,19 @@ def test_bad_settings_name_the_variable_without_the_secret(monkeypatch: pytest.M
 def test_unreachable_or_malformed_database_is_a_store_error_without_the_password() -> None:
     from parkpulse.db import connect
 
-    for dsn in (f"postgresql://pp:{PW}@127.0.0.1:1/pp", f"postgresql://pp:{PW}@127.0.0.1/pp?nonsense=1",
-                f"host=127.0.0.1 port=1 password={PW} dbname=pp"):  # fmt: skip
+    for dsn in (
+        f"postgresql://pp:{PW}@127.0.0.1:1/pp",
+        f"postgresql://pp:{PW}@127.0.0.1/pp?nonsense=1",
+        f"host=127.0.0.1 port=1 password={PW} dbname=pp",
+    ):
         with pytest.raises(StoreError) as exc:
             connect(dsn, timeout=2).close()
         assert PW not in str(exc.value) and "***" in str(exc.value), str(exc.value)
 
 
-@pytest.mark.parametrize("text", ["a" * 200_000, "ab" * 100_000, "a.b-c_" * 40_000, "a=b " * 50_000, "x://" * 50_000])
+@pytest.mark.parametrize(
+    "text", ["a" * 200_000, "ab" * 100_000, "a.b-c_" * 40_000, "a=b " * 50_000, "x://" * 50_000]
+)
 def test_redaction_takes_linear_time(text: str) -> None:
     """A long value in a refused message (a reading's value, a payload) must not stall the caller."""
     import time

@@ -25,8 +25,16 @@ def test_migrate_empty_database_then_rerun(pg_admin: str, unique_id: str) -> Non
         assert st.path == "plain" and st.pending == []
         with psycopg.connect(dsn) as conn:
             views = {r[0] for r in conn.execute("SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
-            assert {"v_readings_15m", "v_readings_1h", "v_readings_1d", "v_energy_daily",
-                    "v_firm_energy_daily", "v_device_last_seen", "v_gateway_status", "v_data_gaps"} <= views  # fmt: skip
+            assert {
+                "v_readings_15m",
+                "v_readings_1h",
+                "v_readings_1d",
+                "v_energy_daily",
+                "v_firm_energy_daily",
+                "v_device_last_seen",
+                "v_gateway_status",
+                "v_data_gaps",
+            } <= views
             assert conn.execute("SELECT count(*) FROM metrics").fetchone()[0] >= 30
     finally:
         with psycopg.connect(pg_admin, autocommit=True) as conn:
@@ -63,7 +71,8 @@ def test_rollups_and_views(db: str, unique_id: str) -> None:
         assert refresh_rollups(conn) == 3
         r15 = conn.execute(
             "SELECT bucket, n, avg, min, max, first, last, worst_quality FROM v_readings_15m "
-            "WHERE device_pk = %s AND metric = 'active_power_kw' ORDER BY bucket", (m0,)
+            "WHERE device_pk = %s AND metric = 'active_power_kw' ORDER BY bucket",
+            (m0,),
         ).fetchall()
         # minute 0..14 → values 10..24
         assert r15[0][1:] == (15, 17.0, 10.0, 24.0, 10.0, 24.0, 0)
@@ -87,22 +96,27 @@ def test_energy_from_counter_deltas_with_a_flagged_reset(db: str, unique_id: str
     day1 = T0
     day2 = T0 + timedelta(days=1)
     rows = [
-        (m0, 1, day1, 100.0, 0), (m0, 1, day1 + timedelta(hours=5), 150.0, 0),
-        (m0, 1, day2 + timedelta(hours=1), 180.0, 0), (m0, 1, day2 + timedelta(hours=2), 5.0, 0),
+        (m0, 1, day1, 100.0, 0),
+        (m0, 1, day1 + timedelta(hours=5), 150.0, 0),
+        (m0, 1, day2 + timedelta(hours=1), 180.0, 0),
+        (m0, 1, day2 + timedelta(hours=2), 5.0, 0),
         (m0, 1, day2 + timedelta(hours=3), 25.0, 0),
         # sub-meter (level 2): never counted in the firm total
-        (m1, 1, day1, 0.0, 0), (m1, 1, day1 + timedelta(hours=5), 40.0, 0),
-    ]  # fmt: skip
+        (m1, 1, day1, 0.0, 0),
+        (m1, 1, day1 + timedelta(hours=5), 40.0, 0),
+    ]
     with psycopg.connect(db) as conn:
         _write(conn, rows)
         conn.execute(
-            "INSERT INTO counter_events VALUES (%s, 1, %s, 'reset', 180, 5, 180)", (m0, day2 + timedelta(hours=2))
+            "INSERT INTO counter_events VALUES (%s, 1, %s, 'reset', 180, 5, 180)",
+            (m0, day2 + timedelta(hours=2)),
         )
         conn.commit()
         refresh_rollups(conn)
         got = conn.execute(
             "SELECT day::text, quantity, raw_delta, correction, suspect FROM v_energy_daily "
-            "WHERE device_pk = %s ORDER BY day", (m0,)
+            "WHERE device_pk = %s ORDER BY day",
+            (m0,),
         ).fetchall()
         assert got == [("2026-03-10", 50.0, 50.0, 0.0, False), ("2026-03-11", 55.0, -125.0, 180.0, False)]
         firm = conn.execute(

@@ -54,7 +54,9 @@ def _emulate(sql: str) -> str:
     """Rewrite the TimescaleDB-only DDL of a migration into its plain-PostgreSQL meaning."""
     sql = sql.replace("CREATE EXTENSION IF NOT EXISTS timescaledb;", "")
     sql = re.sub(r"ALTER TABLE readings SET \(timescaledb\.compress.*?\);", "", sql, flags=re.S)
-    sql = re.sub(r"CREATE MATERIALIZED VIEW (\w+) WITH \(timescaledb\.continuous[^)]*\) AS", r"CREATE VIEW \1 AS", sql)
+    sql = re.sub(
+        r"CREATE MATERIALIZED VIEW (\w+) WITH \(timescaledb\.continuous[^)]*\) AS", r"CREATE VIEW \1 AS", sql
+    )
     return sql.replace("WITH NO DATA;", ";")
 
 
@@ -77,7 +79,9 @@ def _migrate_emulated(dsn: str) -> None:
                 (m.version, m.name, m.variant, m.checksum),
             )
             if m.version == 1:
-                conn.execute("INSERT INTO store_info VALUES ('path', 'timescale'), ('timezone', 'Asia/Shanghai')")
+                conn.execute(
+                    "INSERT INTO store_info VALUES ('path', 'timescale'), ('timezone', 'Asia/Shanghai')"
+                )
     # every migration is already recorded: this applies the view files (parkpulse/db/views/, the
     # timescale variants) over what the migrations created, and syncs the metric catalogue
     migrate(dsn)
@@ -96,7 +100,9 @@ def _rows(dev: dict[str, int]) -> list[tuple[int, int, datetime, float | None, i
         ts = T0 + timedelta(minutes=i)
         counter += 3.5 + (i % 11) * 0.25
         rows.append((dev["m000"], 1, ts, counter, 0))
-        rows.append((dev["m000"], 4, ts, None if i % 77 == 0 else 100 + (i % 13), 4 if i % 77 == 0 else i % 3))
+        rows.append(
+            (dev["m000"], 4, ts, None if i % 77 == 0 else 100 + (i % 13), 4 if i % 77 == 0 else i % 3)
+        )
         rows.append((dev["m001"], 1, ts, counter / 3, 0))
     return rows
 
@@ -150,7 +156,9 @@ def test_real_timescaledb_path(unique_id: str) -> None:
     try:
         migrate(dsn, prefer="timescale")
         with psycopg.connect(dsn) as conn:
-            assert conn.execute("SELECT value FROM store_info WHERE key = 'path'").fetchone() == ("timescale",)
+            assert conn.execute("SELECT value FROM store_info WHERE key = 'path'").fetchone() == (
+                "timescale",
+            )
             assert conn.execute(
                 "SELECT count(*) FROM timescaledb_information.continuous_aggregates WHERE view_name LIKE 'rollup_%'"
             ).fetchone() == (3,)

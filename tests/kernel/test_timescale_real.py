@@ -40,9 +40,12 @@ from parkpulse.synthetic import (
 
 TS_URL = os.environ.get("PARKPULSE_TEST_TIMESCALE_URL")
 NOPRELOAD_URL = os.environ.get("PARKPULSE_TEST_TIMESCALE_NOPRELOAD_URL")
-needs_ts = pytest.mark.skipif(not TS_URL, reason="PARKPULSE_TEST_TIMESCALE_URL is not set (no TimescaleDB here)")
+needs_ts = pytest.mark.skipif(
+    not TS_URL, reason="PARKPULSE_TEST_TIMESCALE_URL is not set (no TimescaleDB here)"
+)
 needs_nopreload = pytest.mark.skipif(
-    not NOPRELOAD_URL, reason="PARKPULSE_TEST_TIMESCALE_NOPRELOAD_URL is not set (no server without the preload)"
+    not NOPRELOAD_URL,
+    reason="PARKPULSE_TEST_TIMESCALE_NOPRELOAD_URL is not set (no server without the preload)",
 )
 
 VIEWS = {
@@ -102,7 +105,9 @@ def _dump(dsn: str, view: str, order: str) -> list[tuple[object, ...]]:
         cur = conn.execute(f"SELECT * FROM {view} ORDER BY {order}")  # names from VIEWS above
         cols = [c.name for c in cur.description or []]
         keep = [i for i, c in enumerate(cols) if c not in ("device_pk", "metric_id")]
-        return [tuple(round(r[i], 6) if isinstance(r[i], float) else r[i] for i in keep) for r in cur.fetchall()]
+        return [
+            tuple(round(r[i], 6) if isinstance(r[i], float) else r[i] for i in keep) for r in cur.fetchall()
+        ]
 
 
 def _run_policy_jobs(dsn: str, proc: str = "policy_refresh_continuous_aggregate") -> int:
@@ -122,8 +127,9 @@ def _refresh_all(dsn: str) -> int:
 
 
 @needs_ts
-def test_history_below_the_watermark_survives_the_policies(make_db: Callable[[], str], ts_db: Callable[[], str],
-                                                          unique_id: str) -> None:  # fmt: skip
+def test_history_below_the_watermark_survives_the_policies(
+    make_db: Callable[[], str], ts_db: Callable[[], str], unique_id: str
+) -> None:
     plain, ts = make_db(), ts_db()
     migrate(ts)
     with psycopg.connect(ts) as c:
@@ -132,7 +138,9 @@ def test_history_below_the_watermark_survives_the_policies(make_db: Callable[[],
     for dsn in (plain, ts):
         dev = _register(dsn, unique_id)
         # history older than every policy window (60 days), then recent data
-        _write(dsn, _readings(dev, now - timedelta(days=200), 40) + _readings(dev, now - timedelta(days=2), 30))
+        _write(
+            dsn, _readings(dev, now - timedelta(days=200), 40) + _readings(dev, now - timedelta(days=2), 30)
+        )
     _refresh_all(plain)
 
     # the failure this guards against: the policies move the watermark past history never materialized
@@ -158,7 +166,10 @@ def test_refresh_rounds_are_bounded_and_finish(ts_db: Callable[[], str], unique_
     ts = ts_db()
     migrate(ts)
     dev = _register(ts, unique_id)
-    _write(ts, _readings(dev, datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=90), 24))
+    _write(
+        ts,
+        _readings(dev, datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=90), 24),
+    )
     with psycopg.connect(ts) as c:
         waiting = store_health(c).lag.dirty_buckets
         assert waiting == 96
@@ -182,14 +193,23 @@ def _park_with_gateway(ts: str, park: str) -> SyntheticGateway:
 
 
 def _ingest(ts: str, broker: MosquittoBroker, unique_id: str, tmp_path: Path) -> IngestProcess:
-    return IngestProcess(ts, broker.url, f"pp-test-{unique_id}", free_port(), park=unique_id,
-                         flush_interval_s=0.05, rollup_interval_s=0.5, cache_miss_refresh_s=0).start(
-        log_path=str(tmp_path / "ingest.log"))  # fmt: skip
+    return IngestProcess(
+        ts,
+        broker.url,
+        f"pp-test-{unique_id}",
+        free_port(),
+        park=unique_id,
+        flush_interval_s=0.05,
+        rollup_interval_s=0.5,
+        cache_miss_refresh_s=0,
+    ).start(log_path=str(tmp_path / "ingest.log"))
 
 
 def _batch(gw: str, seq: int, dev: str, start_ms: int, n: int) -> bytes:
     readings = [[dev, "elec_import_kwh", start_ms + k * 600_000, 100.0 + k, 0] for k in range(n)]
-    return orjson.dumps({"v": 1, "gateway": gw, "seq": seq, "sent_at": int(time.time() * 1000), "readings": readings})
+    return orjson.dumps(
+        {"v": 1, "gateway": gw, "seq": seq, "sent_at": int(time.time() * 1000), "readings": readings}
+    )
 
 
 def _wait(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -222,13 +242,42 @@ def test_a_resend_of_month_old_batches_reaches_the_rollups(
         publish(broker.url, [(g.topic, _batch(g.gateway, 1, g.devices[0], old, 12), 1)])
         wait_stored(ts, {g.gateway: 1}, timeout=20)
         since = datetime.fromtimestamp(old / 1000, UTC) - timedelta(hours=1)
-        _wait(lambda: _count(ts, "SELECT coalesce(sum(n), 0) FROM v_readings_15m WHERE bucket >= %s AND bucket < %s",
-                             since, since + timedelta(days=1)) == 12, "the resent readings in v_readings_15m")
-        _wait(lambda: _count(ts, "SELECT coalesce(sum(n), 0) FROM v_readings_1d WHERE bucket >= %s AND bucket < %s",
-                             since - timedelta(days=1), since + timedelta(days=2)) == 12, "… and in v_readings_1d")
+        _wait(
+            lambda: (
+                _count(
+                    ts,
+                    "SELECT coalesce(sum(n), 0) FROM v_readings_15m WHERE bucket >= %s AND bucket < %s",
+                    since,
+                    since + timedelta(days=1),
+                )
+                == 12
+            ),
+            "the resent readings in v_readings_15m",
+        )
+        _wait(
+            lambda: (
+                _count(
+                    ts,
+                    "SELECT coalesce(sum(n), 0) FROM v_readings_1d WHERE bucket >= %s AND bucket < %s",
+                    since - timedelta(days=1),
+                    since + timedelta(days=2),
+                )
+                == 12
+            ),
+            "… and in v_readings_1d",
+        )
         _run_policy_jobs(ts)
-        assert _count(ts, "SELECT coalesce(sum(n), 0) FROM v_readings_1h WHERE bucket < %s", since + timedelta(days=1)) == 12
-        _wait(lambda: proc.metrics()["pp_ingest_rollup_buckets_refreshed_total"] >= 2, "the refresher's count")
+        assert (
+            _count(
+                ts,
+                "SELECT coalesce(sum(n), 0) FROM v_readings_1h WHERE bucket < %s",
+                since + timedelta(days=1),
+            )
+            == 12
+        )
+        _wait(
+            lambda: proc.metrics()["pp_ingest_rollup_buckets_refreshed_total"] >= 2, "the refresher's count"
+        )
         _wait(lambda: proc.metrics()["pp_ingest_rollup_dirty_buckets"] == 0, "nothing left dirty")
     finally:
         proc.stop()
@@ -244,20 +293,41 @@ def test_late_data_lands_in_a_compressed_chunk_once(
     proc = _ingest(ts, broker, unique_id, tmp_path)
     try:
         # a chunk with data 25 days old, compressed by the real compression policy
-        publish(broker.url, [(g.topic, _batch(g.gateway, 0, g.devices[1], t20 - 5 * 86_400_000, 6 * 24 * 7), 1)])
+        publish(
+            broker.url, [(g.topic, _batch(g.gateway, 0, g.devices[1], t20 - 5 * 86_400_000, 6 * 24 * 7), 1)]
+        )
         wait_stored(ts, {g.gateway: 0}, timeout=30)
         assert _run_policy_jobs(ts, "policy_compression") == 1
         at = datetime.fromtimestamp(t20 / 1000, UTC)
-        assert _count(ts, "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings' "
-                          "AND is_compressed AND range_start <= %s AND range_end > %s", at, at) == 1
+        assert (
+            _count(
+                ts,
+                "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings' "
+                "AND is_compressed AND range_start <= %s AND range_end > %s",
+                at,
+                at,
+            )
+            == 1
+        )
         late = _batch(g.gateway, 1, g.devices[0], t20, 30)
         publish(broker.url, [(g.topic, late, 1), (g.topic, late, 1)])  # and its redelivery
         wait_stored(ts, {g.gateway: 1}, timeout=30)
         d0 = g.devices[0]
-        assert _count(ts, "SELECT count(*) FROM readings r JOIN devices d USING (device_pk) WHERE d.device_id = %s",
-                      d0) == 30
-        _wait(lambda: _count(ts, "SELECT coalesce(sum(r.n), 0) FROM v_readings_15m r WHERE r.device_id = %s", d0) == 30,
-              "the late readings in the rollups")
+        assert (
+            _count(
+                ts,
+                "SELECT count(*) FROM readings r JOIN devices d USING (device_pk) WHERE d.device_id = %s",
+                d0,
+            )
+            == 30
+        )
+        _wait(
+            lambda: (
+                _count(ts, "SELECT coalesce(sum(r.n), 0) FROM v_readings_15m r WHERE r.device_id = %s", d0)
+                == 30
+            ),
+            "the late readings in the rollups",
+        )
         assert _count(ts, "SELECT count(*) FROM dead_letters") == 0
     finally:
         proc.stop()
@@ -276,7 +346,9 @@ def test_installed_but_not_preloaded_is_refused_and_changes_nothing() -> None:
         with pytest.raises(StoreError):
             migrate(dsn, prefer="timescale")
         with psycopg.connect(server_dsn(NOPRELOAD_URL, "postgres")) as c:
-            assert c.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (made[0],)).fetchone() == (0,)
+            assert c.execute(
+                "SELECT count(*) FROM pg_database WHERE datname = %s", (made[0],)
+            ).fetchone() == (0,)
         # the CLI: one clear message, no traceback
         env = {**os.environ, "PARKPULSE_DATABASE_URL": dsn}
         cli = str(Path(sys.executable).with_name("parkpulse"))

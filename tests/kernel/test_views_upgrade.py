@@ -43,7 +43,9 @@ def _seed(dsn: str, park: str) -> None:
     with psycopg.connect(dsn) as conn:
         import_registry(conn, synthetic_park(park, firms=1, meters_per_gateway=2))
         dev = {r[0]: r[1] for r in conn.execute("SELECT device_id, device_pk FROM devices")}
-        write_readings(conn, [(dev["m000"], 1, T0 + timedelta(minutes=15 * i), 100.0 + i, 0) for i in range(20)])
+        write_readings(
+            conn, [(dev["m000"], 1, T0 + timedelta(minutes=15 * i), 100.0 + i, 0) for i in range(20)]
+        )
         conn.execute("SELECT pp_refresh_rollups()")
         conn.execute("GRANT SELECT ON v_devices, v_device_last_seen TO PUBLIC")  # as deploy's grants do
         conn.commit()
@@ -139,7 +141,9 @@ def test_new_migrations_define_no_views_or_functions() -> None:
         for m in list_migrations(path):
             if m.version > LAST_SHIPPED:
                 found = re.findall(r"(?im)^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:VIEW|FUNCTION)\s+\w+", m.text)
-                assert not found, f"{m.version:04d}_{m.name}: views and functions go in parkpulse/db/views/ ({found})"
+                assert not found, (
+                    f"{m.version:04d}_{m.name}: views and functions go in parkpulse/db/views/ ({found})"
+                )
 
 
 @pytest.fixture

@@ -21,10 +21,15 @@ def _batch(readings: list[list[object]], **kw: object) -> bytes:
 
 def test_model_round_trips_through_fast_decoder() -> None:
     ts = datetime(2026, 11, 25, 8, 0, 0, 123000, tzinfo=UTC)
-    b = Batch(gateway="gw-1", seq=3, sent_at=ts, readings=[
-        Reading(device="m1", metric="elec_import_kwh", ts=ts, value=12.5),
-        Reading(device="m1", metric="active_power_kw", ts=ts, value=None, quality=Quality.BAD),
-    ])  # fmt: skip
+    b = Batch(
+        gateway="gw-1",
+        seq=3,
+        sent_at=ts,
+        readings=[
+            Reading(device="m1", metric="elec_import_kwh", ts=ts, value=12.5),
+            Reading(device="m1", metric="active_power_kw", ts=ts, value=None, quality=Quality.BAD),
+        ],
+    )
     d = decode_batch(orjson.dumps(b.to_wire()))
     assert (d.gateway, d.seq) == ("gw-1", 3)
     assert d.readings == [
@@ -35,19 +40,24 @@ def test_model_round_trips_through_fast_decoder() -> None:
 
 
 def test_bad_readings_are_named_and_the_rest_kept() -> None:
-    payload = _batch([
-        ["m1", "elec_import_kwh", T + 1000, 1.0, 0],
-        ["m1", "elec_import_kwh", "yesterday", 1.0, 0],
-        ["m1", "elec_import_kwh", T + 2000, "12", 0],
-        ["m1", "elec_import_kwh", T + 3000, None, 0],
-        ["m1", "elec_import_kwh", T + 4000, 1.0, 9],
-        ["m1", "elec_import_kwh", T + 5000, 2.0, 0],
-    ])  # fmt: skip
+    payload = _batch(
+        [
+            ["m1", "elec_import_kwh", T + 1000, 1.0, 0],
+            ["m1", "elec_import_kwh", "yesterday", 1.0, 0],
+            ["m1", "elec_import_kwh", T + 2000, "12", 0],
+            ["m1", "elec_import_kwh", T + 3000, None, 0],
+            ["m1", "elec_import_kwh", T + 4000, 1.0, 9],
+            ["m1", "elec_import_kwh", T + 5000, 2.0, 0],
+        ]
+    )
     d = decode_batch(payload)
     assert [r[2] - T for r in d.readings] == [1000, 5000]
     assert [r.field for r in d.rejected] == [
-        "readings[1].ts", "readings[2].value", "readings[3].value", "readings[4].quality",
-    ]  # fmt: skip
+        "readings[1].ts",
+        "readings[2].value",
+        "readings[3].value",
+        "readings[4].quality",
+    ]
 
 
 def test_nan_from_a_lenient_encoder_rejects_only_that_reading() -> None:
@@ -58,8 +68,11 @@ def test_nan_from_a_lenient_encoder_rejects_only_that_reading() -> None:
 
 
 def test_future_timestamps_are_refused() -> None:
-    d = decode_batch(_batch([["m", "x", T + 10_000, 1.0, 0], ["m", "x", T + 5_000, 1.0, 0]]), max_future_ms=1000,
-                     now_ms=T + 5000)
+    d = decode_batch(
+        _batch([["m", "x", T + 10_000, 1.0, 0], ["m", "x", T + 5_000, 1.0, 0]]),
+        max_future_ms=1000,
+        now_ms=T + 5000,
+    )
     assert [r[2] - T for r in d.readings] == [5000]
     assert d.rejected[0].field == "readings[0].ts"
 
@@ -82,11 +95,23 @@ def test_unusable_envelopes_name_the_field(payload: bytes, field: str) -> None:
     assert exc.value.path == field
 
 
-@given(st.lists(st.one_of(st.integers(), st.floats(allow_nan=True), st.text(), st.none(),
-                          st.lists(st.integers(), max_size=7)), max_size=8))  # fmt: skip
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(),
+            st.floats(allow_nan=True),
+            st.text(),
+            st.none(),
+            st.lists(st.integers(), max_size=7),
+        ),
+        max_size=8,
+    )
+)
 def test_decoder_never_raises_on_any_reading_shape(row: list[object]) -> None:
     try:
-        payload = orjson.dumps({"v": 1, "gateway": "g", "seq": 1, "sent_at": 1, "readings": [row, ["m", "x", T, 1.0, 0]]})
+        payload = orjson.dumps(
+            {"v": 1, "gateway": "g", "seq": 1, "sent_at": 1, "readings": [row, ["m", "x", T, 1.0, 0]]}
+        )
     except TypeError:
         return
     d = decode_batch(payload)

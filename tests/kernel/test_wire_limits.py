@@ -43,7 +43,9 @@ def test_sent_at_out_of_range(sent_at: object) -> None:
 
 def test_a_400_digit_value_rejects_only_that_reading() -> None:
     huge = int("9" * 400)
-    d = decode_batch(_lenient(_doc([["m", "x", T, huge, 0], ["m", "x", T + 1, 2.5, 0], ["m", "x", T + 2, -huge, 0]])))
+    d = decode_batch(
+        _lenient(_doc([["m", "x", T, huge, 0], ["m", "x", T + 1, 2.5, 0], ["m", "x", T + 2, -huge, 0]]))
+    )
     assert [r[3] for r in d.readings] == [2.5]
     assert [r.field for r in d.rejected] == ["readings[0].value", "readings[2].value"]
     assert "double range" in d.rejected[0].reason
@@ -63,7 +65,10 @@ def test_event_numbers_beyond_double_range(key: str) -> None:
 
 
 def test_huge_exponent_is_refused_as_not_finite() -> None:
-    payload = b'{"v":1,"gateway":"gw-1","seq":1,"sent_at":%d,"readings":[["m","x",%d,1e400,0],["m","x",%d,1,0]]}' % (T, T, T + 1)
+    payload = (
+        b'{"v":1,"gateway":"gw-1","seq":1,"sent_at":%d,"readings":[["m","x",%d,1e400,0],["m","x",%d,1,0]]}'
+        % (T, T, T + 1)
+    )
     d = decode_batch(payload)
     assert [r.field for r in d.rejected] == ["readings[0].value"]
     assert len(d.readings) == 1
@@ -80,7 +85,9 @@ def test_deep_nesting_is_a_named_payload_error() -> None:
 
 
 def test_readings_from_1970_are_refused_one_by_one() -> None:
-    d = decode_batch(_lenient(_doc([["m", "x", 0, 1.0, 0], ["m", "x", 86_400_000 * 365, 1.0, 0], ["m", "x", T, 1.0, 0]])))
+    d = decode_batch(
+        _lenient(_doc([["m", "x", 0, 1.0, 0], ["m", "x", 86_400_000 * 365, 1.0, 0], ["m", "x", T, 1.0, 0]]))
+    )
     assert [r.field for r in d.rejected] == ["readings[0].ts", "readings[1].ts"]
     assert "too old" in d.rejected[0].reason
     assert [r[2] for r in d.readings] == [T]
@@ -105,20 +112,31 @@ def test_gaps_are_validated_in_the_decoder() -> None:
     assert len(d.readings) == 1
     assert [g[4] for g in d.gaps] == [3]
     assert [r.field for r in d.rejected_gaps] == [
-        "gaps[0].count", "gaps[2].end", "gaps[3].end", "gaps[4].start", "gaps[5].reason", "gaps[6]",
-    ]  # fmt: skip
+        "gaps[0].count",
+        "gaps[2].end",
+        "gaps[3].end",
+        "gaps[4].start",
+        "gaps[5].reason",
+        "gaps[6]",
+    ]
     assert d.rejected == []
 
 
 def test_models_carry_the_same_bounds() -> None:
     with pytest.raises(ValidationError):
-        Batch.model_validate({"gateway": "gw-1", "seq": 2**63, "sent_at": "2026-01-01T00:00:00Z", "readings": []})
+        Batch.model_validate(
+            {"gateway": "gw-1", "seq": 2**63, "sent_at": "2026-01-01T00:00:00Z", "readings": []}
+        )
     with pytest.raises(ValidationError):
-        Gap.model_validate({"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z", "count": 2**31, "reason": "x"})
+        Gap.model_validate(
+            {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z", "count": 2**31, "reason": "x"}
+        )
     with pytest.raises(ValidationError) as exc:
         Status.model_validate({"gateway": "gw-1", "state": "online", "last_seq": 2**63})
     assert exc.value.errors()[0]["loc"] == ("last_seq",)
     with pytest.raises(ValidationError):
         Status.model_validate({"gateway": "gw-1", "state": "online", "version": "1\x00"})
     with pytest.raises(ValidationError):
-        Status.model_validate_json(b'{"gateway":"gw-1","state":"online","device_health":{"m":{"poll_lag_ms_p99":1e400}}}')
+        Status.model_validate_json(
+            b'{"gateway":"gw-1","state":"online","device_health":{"m":{"poll_lag_ms_p99":1e400}}}'
+        )

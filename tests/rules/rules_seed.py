@@ -10,9 +10,20 @@ import psycopg
 
 TZ = ZoneInfo("Asia/Shanghai")
 
-METRIC_IDS = {"elec_import_kwh": 1, "elec_export_kwh": 2, "gas_volume_m3": 20, "steam_mass_t": 21,
-              "water_volume_m3": 22, "heat_gj": 23, "water_reused_m3": 25, "good_count": 40, "reject_count": 41,
-              "machine_state": 42, "ideal_rate_pcs_h": 43, "active_power_kw": 4}  # fmt: skip
+METRIC_IDS = {
+    "elec_import_kwh": 1,
+    "elec_export_kwh": 2,
+    "gas_volume_m3": 20,
+    "steam_mass_t": 21,
+    "water_volume_m3": 22,
+    "heat_gj": 23,
+    "water_reused_m3": 25,
+    "good_count": 40,
+    "reject_count": 41,
+    "machine_state": 42,
+    "ideal_rate_pcs_h": 43,
+    "active_power_kw": 4,
+}
 
 
 def local(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
@@ -23,7 +34,9 @@ def device_pks(conn: psycopg.Connection) -> dict[tuple[str, str], int]:
     return {(g, d): pk for pk, g, d in conn.execute("SELECT device_pk, gateway_id, device_id FROM devices")}
 
 
-def write_readings(conn: psycopg.Connection, rows: Iterable[tuple[int, int, datetime, float | None, int]]) -> int:
+def write_readings(
+    conn: psycopg.Connection, rows: Iterable[tuple[int, int, datetime, float | None, int]]
+) -> int:
     """COPY readings like the ingest service does, mark their 15-minute buckets dirty, commit."""
     rows = list(rows)
     months = {datetime(r[2].year, r[2].month, 1, tzinfo=r[2].tzinfo) for r in rows}

@@ -24,31 +24,33 @@ def tce(carrier: str, q: float, unit: str, year: int = 2025) -> float:
 @pytest.mark.parametrize(
     ("carrier", "q", "unit", "kgce"),
     [
-        ("electricity", 1, "MWh", 1000 * 0.1229),        # 1 MWh = 1 000 kWh x 0.1229 = 122.9 kgce
+        ("electricity", 1, "MWh", 1000 * 0.1229),  # 1 MWh = 1 000 kWh x 0.1229 = 122.9 kgce
         ("electricity", 1, "10^4 kWh", 10000 * 0.1229),  # 万kWh: 10 000 x 0.1229 = 1 229 kgce
-        ("electricity", 36, "GJ", 10000 * 0.1229),       # 36 GJ = 36 000 MJ / 3.6 = 10 000 kWh
-        ("natural_gas", 1, "10^4 m3", 10000 * 1.2143),   # 10 000 m3 x 1.2143 = 12 143 kgce
-        ("natural_gas", 250, "m3", 250 * 1.2143),        # 303.575 kgce
-        ("raw_coal", 1, "t", 1000 * 0.7143),             # 714.3 kgce
-        ("coke", 2, "t", 2000 * 0.9714),                 # 1 942.8 kgce
-        ("fuel_oil", 1, "t", 1000 * 1.4286),             # 1 428.6 kgce
-        ("gasoline", 500, "kg", 500 * 1.4714),           # 735.7 kgce
-        ("diesel", 1, "t", 1000 * 1.4571),               # 1 457.1 kgce
-        ("lpg", 1, "t", 1000 * 1.7143),                  # 1 714.3 kgce
-        ("heat", 1, "GJ", 1000 * 0.03412),               # 1 000 MJ x 0.03412 = 34.12 kgce
-        ("heat", 500, "MJ", 500 * 0.03412),              # 17.06 kgce
-        ("steam", 10, "t", 10 * 76 / 0.7),               # 1.0 MPa: 76 kgoe/t / 0.7 = 108.5714 kgce/t
-        ("water", 100, "m3", 100 * 0.2571),              # 100 m3 = 100 t x 0.2571 = 25.71 kgce
+        ("electricity", 36, "GJ", 10000 * 0.1229),  # 36 GJ = 36 000 MJ / 3.6 = 10 000 kWh
+        ("natural_gas", 1, "10^4 m3", 10000 * 1.2143),  # 10 000 m3 x 1.2143 = 12 143 kgce
+        ("natural_gas", 250, "m3", 250 * 1.2143),  # 303.575 kgce
+        ("raw_coal", 1, "t", 1000 * 0.7143),  # 714.3 kgce
+        ("coke", 2, "t", 2000 * 0.9714),  # 1 942.8 kgce
+        ("fuel_oil", 1, "t", 1000 * 1.4286),  # 1 428.6 kgce
+        ("gasoline", 500, "kg", 500 * 1.4714),  # 735.7 kgce
+        ("diesel", 1, "t", 1000 * 1.4571),  # 1 457.1 kgce
+        ("lpg", 1, "t", 1000 * 1.7143),  # 1 714.3 kgce
+        ("heat", 1, "GJ", 1000 * 0.03412),  # 1 000 MJ x 0.03412 = 34.12 kgce
+        ("heat", 500, "MJ", 500 * 0.03412),  # 17.06 kgce
+        ("steam", 10, "t", 10 * 76 / 0.7),  # 1.0 MPa: 76 kgoe/t / 0.7 = 108.5714 kgce/t
+        ("water", 100, "m3", 100 * 0.2571),  # 100 m3 = 100 t x 0.2571 = 25.71 kgce
         ("water", 100, "t", 100 * 0.2571),
     ],
-)  # fmt: skip
+)
 def test_dangliang_conversions(carrier: str, q: float, unit: str, kgce: float) -> None:
     assert tce(carrier, q, unit) == pytest.approx(kgce / 1000, rel=1e-12)
 
 
 def test_carbon_worked_examples() -> None:
     # diesel 1 t: 42.652 GJ = 0.042652 TJ x 20.2 x 0.98 x 44/12 = 3.0958... t
-    assert firm_energy(RS, [CarrierAmount("diesel", 1, "t")], 2025).tco2 == pytest.approx(0.042652 * 20.2 * 0.98 * 44 / 12)
+    assert firm_energy(RS, [CarrierAmount("diesel", 1, "t")], 2025).tco2 == pytest.approx(
+        0.042652 * 20.2 * 0.98 * 44 / 12
+    )
 
 
 def test_electricity_only_firm_dangliang_and_dengjia() -> None:
@@ -60,7 +62,9 @@ def test_electricity_only_firm_dangliang_and_dengjia() -> None:
     dj = r.per_carrier[0]["coefficients"]["dengjia"]  # type: ignore[index]
     assert dj["year"] == 2025 and dj["figure_year"] == "default" and dj["verified"] is False
     assert dj["value"] == pytest.approx(0.30, abs=0.005)  # about 0.30 kgce/kWh, not the old 0.404
-    assert any("no 2025 figure configured; the default 0.3 kgce/kWh, unverified" in n for n in r.notes), r.notes
+    assert any("no 2025 figure configured; the default 0.3 kgce/kWh, unverified" in n for n in r.notes), (
+        r.notes
+    )
     # 2020 has its own figure: 250 000 x 0.3055 = 76 375 kgce; 当量值 unchanged
     r20 = firm_energy(RS, [CarrierAmount("electricity", 250_000, "kWh")], 2020)
     assert r20.tce_dengjia == pytest.approx(76.375, rel=1e-12) and r20.tce == pytest.approx(30.725, rel=1e-12)
@@ -77,16 +81,27 @@ def test_dangliang_electricity_derivation() -> None:
 @pytest.mark.parametrize(
     ("pressure", "kgoe"),
     [
-        (12.0, 92), (7.0, 92), (6.99, 90),   # >= 7.0 MPa: 92 kgoe/t
-        (4.5, 90), (4.49, 88),               # >= 4.5: 90
-        (3.0, 88), (2.99, 85),               # >= 3.0: 88
-        (2.0, 85), (1.99, 80),               # >= 2.0: 85
-        (1.2, 80), (1.19, 76),               # >= 1.2: 80
-        (1.0, 76), (0.8, 76), (0.79, 72),    # >= 0.8: 76
-        (0.6, 72), (0.59, 66),               # >= 0.6: 72
-        (0.3, 66), (0.29, 55), (0.0, 55),    # >= 0.3: 66; below 0.3: 55
+        (12.0, 92),
+        (7.0, 92),
+        (6.99, 90),  # >= 7.0 MPa: 92 kgoe/t
+        (4.5, 90),
+        (4.49, 88),  # >= 4.5: 90
+        (3.0, 88),
+        (2.99, 85),  # >= 3.0: 88
+        (2.0, 85),
+        (1.99, 80),  # >= 2.0: 85
+        (1.2, 80),
+        (1.19, 76),  # >= 1.2: 80
+        (1.0, 76),
+        (0.8, 76),
+        (0.79, 72),  # >= 0.8: 76
+        (0.6, 72),
+        (0.59, 66),  # >= 0.6: 72
+        (0.3, 66),
+        (0.29, 55),
+        (0.0, 55),  # >= 0.3: 66; below 0.3: 55
     ],
-)  # fmt: skip
+)
 def test_steam_band_edges(pressure: float, kgoe: float) -> None:
     # kgce/t = kgoe/t / 0.7, e.g. 92 / 0.7 = 131.4286; 55 / 0.7 = 78.5714
     table = RS.coal.steam_by_pressure
@@ -98,7 +113,9 @@ def test_steam_band_edges(pressure: float, kgoe: float) -> None:
 def test_steam_pressure_of_the_rule_set_drives_the_firm_total() -> None:
     # a park network at 0.6 MPa: 10 t x 72 / 0.7 = 1 028.5714 kgce (at the shipped 1.0 MPa: 10 x 76 / 0.7)
     coal = RS.coal.model_copy(deep=True)
-    steam = coal.carriers["steam"].model_copy(update={"pressure_mpa": Figure(value=0.6, unit="MPa", source="test")})
+    steam = coal.carriers["steam"].model_copy(
+        update={"pressure_mpa": Figure(value=0.6, unit="MPa", source="test")}
+    )
     coal.carriers["steam"] = steam
     rs = RS.model_copy(update={"coal": coal})
     r = firm_energy(rs, [CarrierAmount("steam", 10, "t")], 2025)
@@ -165,7 +182,9 @@ def test_a_fuel_on_two_heating_values_is_refused(tmp_path: Path) -> None:
     carbon.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     with pytest.raises(RuleSetError) as exc:
         load_rule_set("henan-2025", data_dir=data)
-    (p,) = [p for p in exc.value.problems if p.path == "carbon/emission-factors.yaml.fuels.natural_gas.ncv.value"]
+    (p,) = [
+        p for p in exc.value.problems if p.path == "carbon/emission-factors.yaml.fuels.natural_gas.ncv.value"
+    ]
     assert p.value == 389.31 and "one heating value" in str(exc.value)
 
 
@@ -177,24 +196,41 @@ def test_water_coefficient_stays_visible_as_unsettled() -> None:
 
 def test_total_sums_carriers_and_excludes_compressed_air() -> None:
     # 122.9 (1 MWh) + 12 143 (10^4 m3 gas) = 12 265.9 kgce; compressed air is listed but not counted
-    r = firm_energy(RS, [CarrierAmount("electricity", 1, "MWh"), CarrierAmount("natural_gas", 10000, "m3"),
-                         CarrierAmount("compressed_air", 5000, "m3")], 2025)  # fmt: skip
+    r = firm_energy(
+        RS,
+        [
+            CarrierAmount("electricity", 1, "MWh"),
+            CarrierAmount("natural_gas", 10000, "m3"),
+            CarrierAmount("compressed_air", 5000, "m3"),
+        ],
+        2025,
+    )
     assert r.tce == pytest.approx(12.2659)
     assert any("compressed_air" in n for n in r.notes)
 
 
 @pytest.mark.parametrize(
     ("carrier", "unit", "why"),
-    [("unobtainium", "kg", "unknown carrier"), ("electricity", "furlongs", "unknown unit"),
-     ("natural_gas", "kWh", "cannot measure natural_gas")],
-)  # fmt: skip
+    [
+        ("unobtainium", "kg", "unknown carrier"),
+        ("electricity", "furlongs", "unknown unit"),
+        ("natural_gas", "kWh", "cannot measure natural_gas"),
+    ],
+)
 def test_unknown_carriers_and_units_are_errors(carrier: str, unit: str, why: str) -> None:
     with pytest.raises(UnitError, match=why):
         to_base(RS, carrier, 1.0, unit)
 
 
 SAME = {
-    "electricity": [("kWh", 1.0), ("MWh", 1e-3), ("10^4 kWh", 1e-4), ("MJ", 3.6), ("GJ", 3.6e-3), ("度", 1.0)],
+    "electricity": [
+        ("kWh", 1.0),
+        ("MWh", 1e-3),
+        ("10^4 kWh", 1e-4),
+        ("MJ", 3.6),
+        ("GJ", 3.6e-3),
+        ("度", 1.0),
+    ],
     "natural_gas": [("m3", 1.0), ("10^4 m3", 1e-4), ("万m3", 1e-4), ("Nm3", 1.0), ("m³", 1.0)],
     "raw_coal": [("kg", 1.0), ("t", 1e-3), ("吨", 1e-3), ("10^4 t", 1e-7)],
     "heat": [("MJ", 1.0), ("GJ", 1e-3), ("kWh", 1 / 3.6)],

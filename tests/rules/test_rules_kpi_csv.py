@@ -26,11 +26,11 @@ def test_unknown_carriers_units_and_numbers_are_named_by_line(tmp_path: Path) ->
     (tmp_path / "energy.csv").write_text(
         "firm_id,year,carrier,quantity,unit\n"
         "a,2025,electricity,1000,MWh\n"
-        "a,2025,plutonium,1,kg\n"       # line 3: unknown carrier
+        "a,2025,plutonium,1,kg\n"  # line 3: unknown carrier
         "a,2025,natural_gas,5,barrels\n"  # line 4: unknown unit
-        "b,2025,diesel,lots,t\n"        # line 5: not a number
-        "zz,2025,diesel,1,t\n"          # line 6: firm not in firms.csv
-        "b,2025,natural_gas,1,kWh\n",   # line 7: energy unit for a volume carrier
+        "b,2025,diesel,lots,t\n"  # line 5: not a number
+        "zz,2025,diesel,1,t\n"  # line 6: firm not in firms.csv
+        "b,2025,natural_gas,1,kWh\n",  # line 7: energy unit for a volume carrier
         encoding="utf-8",
     )
     with pytest.raises(ValidationReport) as exc:
@@ -47,9 +47,22 @@ def test_unknown_carriers_units_and_numbers_are_named_by_line(tmp_path: Path) ->
 
 def test_cli_out_of_scope_firm_is_listed_and_errors_exit_2(tmp_path: Path) -> None:
     (tmp_path / "firms.csv").write_text(FIRMS, encoding="utf-8")
-    (tmp_path / "energy.csv").write_text("firm_id,year,carrier,quantity,unit\na,2025,electricity,1,MWh\n", encoding="utf-8")
-    cmd = [sys.executable, "-m", "parkpulse.cli", "kpi", "evaluate", "--firms", str(tmp_path / "firms.csv"),
-           "--energy", str(tmp_path / "energy.csv"), "--year", "2025"]  # fmt: skip
+    (tmp_path / "energy.csv").write_text(
+        "firm_id,year,carrier,quantity,unit\na,2025,electricity,1,MWh\n", encoding="utf-8"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "parkpulse.cli",
+        "kpi",
+        "evaluate",
+        "--firms",
+        str(tmp_path / "firms.csv"),
+        "--energy",
+        str(tmp_path / "energy.csv"),
+        "--year",
+        "2025",
+    ]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
@@ -59,21 +72,30 @@ def test_cli_out_of_scope_firm_is_listed_and_errors_exit_2(tmp_path: Path) -> No
     assert b["energy_tce"] is None and b["intensity_change_pct"] is None
     a = next(f for f in doc["firms"] if f["firm_id"] == "a")
     assert a["energy_tce"] == pytest.approx(0.1229) and a["mu_tax_10k_cny"] == 20
-    (tmp_path / "energy.csv").write_text("firm_id,year,carrier,quantity,unit\na,2025,electricity,1,MWx\n", encoding="utf-8")
+    (tmp_path / "energy.csv").write_text(
+        "firm_id,year,carrier,quantity,unit\na,2025,electricity,1,MWx\n", encoding="utf-8"
+    )
     bad = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "energy.csv line 2, column unit" in bad.stderr and "MWx" in bad.stderr
 
 
 def test_absurd_numbers_and_control_characters_are_named_by_line(tmp_path: Path) -> None:
     """Issue 9: 1e308 MWh made every figure Infinity (invalid JSON out); an escape sequence reached the terminal."""
-    (tmp_path / "firms.csv").write_text(FIRMS.replace(",A,p,100,", ",\x1b]0;pwned\x07A,p,1e300,"), encoding="utf-8")
-    (tmp_path / "energy.csv").write_text("firm_id,year,carrier,quantity,unit\nb,2025,electricity,1e308,MWh\n",
-                                         encoding="utf-8")  # fmt: skip
+    (tmp_path / "firms.csv").write_text(
+        FIRMS.replace(",A,p,100,", ",\x1b]0;pwned\x07A,p,1e300,"), encoding="utf-8"
+    )
+    (tmp_path / "energy.csv").write_text(
+        "firm_id,year,carrier,quantity,unit\nb,2025,electricity,1e308,MWh\n", encoding="utf-8"
+    )
     with pytest.raises(ValidationReport) as exc:
         read_kpi_inputs(RS, tmp_path / "firms.csv", tmp_path / "energy.csv", 2025)
     got = [(p.path, p.value, p.reason) for p in exc.value.problems]
     assert got == [
-        ("firms.csv line 2, column name", "\x1b]0;pwned\x07A", "control character U+001B at position 0 is not allowed"),
+        (
+            "firms.csv line 2, column name",
+            "\x1b]0;pwned\x07A",
+            "control character U+001B at position 0 is not allowed",
+        ),
         ("firms.csv line 2, column land_mu", "1e300", "out of range: at most 1e+15"),
         ("energy.csv line 2, column quantity", "1e308", "out of range: at most 1e+15"),
     ]

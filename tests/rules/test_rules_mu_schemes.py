@@ -15,23 +15,43 @@ from rules._ruleset import load_rule_set
 # A park of five above-scale firms, 10 mu each, 100 tce (等价值), 1 t pollutant, 100 employees,
 # R&D = 3.02 % of revenue (so the Huangyan R&D item is exactly 10 points for every firm).
 #        id    tax  added value  output  profit  revenue   (10k CNY)
-PARK = [("p1", 300, 2000, 8000, 400, 5000),
-        ("p2", 200, 3000, 9000, 100, 6000),
-        ("p3", 150, 1000, 3000, -100, 1000),
-        ("p4", 100, 800, 5000, -50, 2500),
-        ("p5", 50, 600, 7000, 20, 1500)]  # fmt: skip
+PARK = [
+    ("p1", 300, 2000, 8000, 400, 5000),
+    ("p2", 200, 3000, 9000, 100, 6000),
+    ("p3", 150, 1000, 3000, -100, 1000),
+    ("p4", 100, 800, 5000, -50, 2500),
+    ("p5", 50, 600, 7000, 20, 1500),
+]
 
 
 def park() -> list[MuFirm]:
-    return [MuFirm(firm_id=f, land_mu=10, above_scale=True, years_in_production=5, added_value=av, tax=tax,
-                   revenue=rev, rd_spend=0.0302 * rev, employees=100, pollutant_t=1, output_value=out,
-                   energy_tce=100, electricity_mwh=100, profit=profit)
-            for f, tax, av, out, profit, rev in PARK]  # fmt: skip
+    return [
+        MuFirm(
+            firm_id=f,
+            land_mu=10,
+            above_scale=True,
+            years_in_production=5,
+            added_value=av,
+            tax=tax,
+            revenue=rev,
+            rd_spend=0.0302 * rev,
+            employees=100,
+            pollutant_t=1,
+            output_value=out,
+            energy_tce=100,
+            electricity_mwh=100,
+            profit=profit,
+        )
+        for f, tax, av, out, profit, rev in PARK
+    ]
 
 
 def test_the_default_scheme_is_named_for_huangyan_weights_and_the_zhengzhou_method() -> None:
     rs = load_rule_set("henan-2025")
-    assert rs.mu.name == "huangyan-2022-zhengzhou-class" and rs.files["mu_scheme"] == "mu/huangyan-2022-zhengzhou-class.yaml"
+    assert (
+        rs.mu.name == "huangyan-2022-zhengzhou-class"
+        and rs.files["mu_scheme"] == "mu/huangyan-2022-zhengzhou-class.yaml"
+    )
     assert "黄岩" in rs.mu.title and "郑州" in rs.mu.title
     assert rs.mu.indicators["mu_tax"].weight.value == 30 and rs.mu.indicators["mu_tax"].weight.verified
     assert "郑州晚报 2018-05-14" in rs.mu.class_method.source
@@ -46,9 +66,13 @@ def test_huangyan_weights_with_the_zhengzhou_class_method_worked_by_hand() -> No
     #   round(5 x 0.15 = 0.75) = 1 → A = p1, although p2 has the best score
     # bottom half = 2: p4, p5 → by 单位能耗总产值 ascending 50 (p4) < 70 (p5); C quota round(0.5) = 1 → C = p4
     out = {o.firm_id: o for o in classify(load_rule_set("henan-2025").mu, park())}
-    assert out["p1"].score == pytest.approx(30 / 24.097 * 30 + 200 / 136.16 * 20 + 20 / 2.694 * 20
-                                            + 2000 / 4929.81 * 10 + 20 / 18.14 * 10 + 10, rel=1e-12)
-    assert out["p1"].score == pytest.approx(240.2867, abs=1e-4) and out["p2"].score == pytest.approx(324.3058, abs=1e-4)
+    assert out["p1"].score == pytest.approx(
+        30 / 24.097 * 30 + 200 / 136.16 * 20 + 20 / 2.694 * 20 + 2000 / 4929.81 * 10 + 20 / 18.14 * 10 + 10,
+        rel=1e-12,
+    )
+    assert out["p1"].score == pytest.approx(240.2867, abs=1e-4) and out["p2"].score == pytest.approx(
+        324.3058, abs=1e-4
+    )
     assert {k: o.klass for k, o in out.items()} == {"p1": "A", "p2": "B", "p3": "B", "p4": "C", "p5": "B"}
     assert out["p1"].explanation["scheme"] == "huangyan-2022-zhengzhou-class"
 
@@ -77,11 +101,17 @@ def test_zhengzhou_2018_scheme_worked_by_hand() -> None:
 def test_the_result_explanation_names_the_scheme() -> None:
     rs = load_rule_set("zhengzhou-2018")
     firms = [FirmRecord(f, "park", land_mu=10) for f, *_ in PARK]
-    econ = {(f, 2025): Economics(added_value=av, tax=tax, revenue=rev, output_value=out, profit=profit)
-            for f, tax, av, out, profit, rev in PARK}  # fmt: skip
+    econ = {
+        (f, 2025): Economics(added_value=av, tax=tax, revenue=rev, output_value=out, profit=profit)
+        for f, tax, av, out, profit, rev in PARK
+    }
     res = evaluate_year(rs, YearInputs(2025, firms, economics=econ))
     scheme = res.firms[0].explanation["mu_scheme"]
-    assert isinstance(scheme, dict) and scheme["name"] == "zhengzhou-2018" and scheme["file"] == "mu/zhengzhou-2018.yaml"
+    assert (
+        isinstance(scheme, dict)
+        and scheme["name"] == "zhengzhou-2018"
+        and scheme["file"] == "mu/zhengzhou-2018.yaml"
+    )
     assert "郑州 2018" in str(scheme["title"]) and scheme["class_method"] == "two_stage"
 
 

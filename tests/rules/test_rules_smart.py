@@ -19,16 +19,38 @@ RS = load_rule_set()
 
 def _seed(dsn: str, park: str) -> str:
     fid = f"{park}-f"
-    pf = ParkFile(park=ParkInfo(id=park, name="园区"), firms=[Firm(
-        id=fid, name="智造", land_mu=30, production_start="2010-01-01",  # type: ignore[arg-type]
-        workshops=[Workshop(id=f"{park}-w1", name="装配车间", smart_declared=True),
-                   Workshop(id=f"{park}-w2", name="仓库")],
-        gateways=[Gateway(id=f"{park}-g", devices=[
-            Device(id="main", kind="meter", meter_level=1, carrier="electricity"),
-            Device(id="wmeter", kind="meter", meter_level=2, carrier="electricity", workshop=f"{park}-w1"),
-            Device(id="line1", kind="line", workshop=f"{park}-w1"),
-            Device(id="silent", kind="sensor", workshop=f"{park}-w2"),
-        ])])])  # fmt: skip
+    pf = ParkFile(
+        park=ParkInfo(id=park, name="园区"),
+        firms=[
+            Firm(
+                id=fid,
+                name="智造",
+                land_mu=30,
+                production_start="2010-01-01",  # type: ignore[arg-type]
+                workshops=[
+                    Workshop(id=f"{park}-w1", name="装配车间", smart_declared=True),
+                    Workshop(id=f"{park}-w2", name="仓库"),
+                ],
+                gateways=[
+                    Gateway(
+                        id=f"{park}-g",
+                        devices=[
+                            Device(id="main", kind="meter", meter_level=1, carrier="electricity"),
+                            Device(
+                                id="wmeter",
+                                kind="meter",
+                                meter_level=2,
+                                carrier="electricity",
+                                workshop=f"{park}-w1",
+                            ),
+                            Device(id="line1", kind="line", workshop=f"{park}-w1"),
+                            Device(id="silent", kind="sensor", workshop=f"{park}-w2"),
+                        ],
+                    )
+                ],
+            )
+        ],
+    )
     with psycopg.connect(dsn) as conn:
         import_registry(conn, pf)
         pk = device_pks(conn)
@@ -37,9 +59,14 @@ def _seed(dsn: str, park: str) -> str:
         rows: list[tuple[int, int, datetime, float | None, int]] = []
         # February 10th: the workshop meter uses 1 000 kWh for 500 good parts (2 kWh per part)
         feb = local(2025, 2, 10)
-        rows += [(wm, 1, feb, 0.0, 0), (wm, 1, feb + timedelta(hours=23), 1000.0, 0),
-                 (line, 40, feb, 0.0, 0), (line, 40, feb + timedelta(hours=23), 500.0, 0),
-                 (main, 1, feb, 0.0, 0), (main, 1, feb + timedelta(hours=23), 3000.0, 0)]  # fmt: skip
+        rows += [
+            (wm, 1, feb, 0.0, 0),
+            (wm, 1, feb + timedelta(hours=23), 1000.0, 0),
+            (line, 40, feb, 0.0, 0),
+            (line, 40, feb + timedelta(hours=23), 500.0, 0),
+            (main, 1, feb, 0.0, 0),
+            (main, 1, feb + timedelta(hours=23), 3000.0, 0),
+        ]
         # March 10th, one day of 96 fifteen-minute buckets on line1:
         #   32 buckets running (8 h), 8 idle (2 h), 56 planned stop (14 h)
         mar = local(2025, 3, 10)
@@ -47,16 +74,24 @@ def _seed(dsn: str, park: str) -> str:
         for i, s in enumerate(states):
             t = mar + timedelta(minutes=15 * i)
             rows.append((line, 42, t, float(s), 0))
-            rows.append((line, 43, t, 100.0, 0))          # ideal rate 100 pcs/h
+            rows.append((line, 43, t, 100.0, 0))  # ideal rate 100 pcs/h
         # counts over the day: good 500 → 1 100 (600 parts), reject 0 → 40
-        rows += [(line, 40, mar, 500.0, 0), (line, 40, mar + timedelta(hours=23, minutes=50), 1100.0, 0),
-                 (line, 41, mar, 0.0, 0), (line, 41, mar + timedelta(hours=23, minutes=50), 40.0, 0),
-                 (wm, 1, mar, 1000.0, 0), (wm, 1, mar + timedelta(hours=23, minutes=50), 2100.0, 1),
-                 (main, 1, mar, 3000.0, 0), (main, 1, mar + timedelta(hours=23, minutes=50), 6300.0, 0)]  # fmt: skip
+        rows += [
+            (line, 40, mar, 500.0, 0),
+            (line, 40, mar + timedelta(hours=23, minutes=50), 1100.0, 0),
+            (line, 41, mar, 0.0, 0),
+            (line, 41, mar + timedelta(hours=23, minutes=50), 40.0, 0),
+            (wm, 1, mar, 1000.0, 0),
+            (wm, 1, mar + timedelta(hours=23, minutes=50), 2100.0, 1),
+            (main, 1, mar, 3000.0, 0),
+            (main, 1, mar + timedelta(hours=23, minutes=50), 6300.0, 0),
+        ]
         write_readings(conn, rows)
         # every device was installed before the evaluated months (a device registered after a closed
         # period that did not report in it is left out of it: test_devices_registered_after_a_period…)
-        conn.execute("UPDATE devices SET registered_at = '2024-12-01T00:00:00+08:00' WHERE gateway_id = %s", (g,))
+        conn.execute(
+            "UPDATE devices SET registered_at = '2024-12-01T00:00:00+08:00' WHERE gateway_id = %s", (g,)
+        )
     return fid
 
 
@@ -64,16 +99,26 @@ def test_devices_registered_after_a_closed_period_are_left_out_of_it(db: str, un
     fid = _seed(db, unique_id)
     with psycopg.connect(db) as conn:
         # the silent sensor of w2 was only registered on 2025-04-01 (local), after March ended
-        conn.execute("UPDATE devices SET registered_at = '2025-04-01T00:00:00+08:00' "
-                     "WHERE gateway_id = %s AND device_id = 'silent'", (f"{unique_id}-g",))  # fmt: skip
+        conn.execute(
+            "UPDATE devices SET registered_at = '2025-04-01T00:00:00+08:00' "
+            "WHERE gateway_id = %s AND device_id = 'silent'",
+            (f"{unique_id}-g",),
+        )
         # the workshop meter reported in March and was disabled since (replaced, or an import channel)
-        conn.execute("UPDATE devices SET enabled = false WHERE gateway_id = %s AND device_id = 'wmeter'",
-                     (f"{unique_id}-g",))  # fmt: skip
+        conn.execute(
+            "UPDATE devices SET enabled = false WHERE gateway_id = %s AND device_id = 'wmeter'",
+            (f"{unique_id}-g",),
+        )
     run_once(db, RS, 2025, 3)
     with psycopg.connect(db) as conn:
-        rows = {r[0]: r[1:] for r in conn.execute(
-            "SELECT workshop_id, verdict, detail FROM v_compliance "
-            "WHERE firm_id = %s AND year = 2025 AND month = 3 AND scheme = 'smart_workshop'", (fid,))}  # fmt: skip
+        rows = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT workshop_id, verdict, detail FROM v_compliance "
+                "WHERE firm_id = %s AND year = 2025 AND month = 3 AND scheme = 'smart_workshop'",
+                (fid,),
+            )
+        }
     # March: w2 has no device that existed then → networking has no data (not 0 / 1 = a failure)
     w2 = {i["indicator"]: i for i in rows[f"{unique_id}-w2"][1]["indicators"]}
     assert w2["networking_rate"]["value"] is None and rows[f"{unique_id}-w2"][0] == "insufficient_data"
@@ -88,9 +133,14 @@ def test_smart_workshop_worked_example(db: str, unique_id: str) -> None:
     fid = _seed(db, unique_id)
     run_once(db, RS, 2025, 3)
     with psycopg.connect(db) as conn:
-        rows = {r[0]: r[1:] for r in conn.execute(
-            "SELECT workshop_id, verdict, score, detail FROM v_compliance "
-            "WHERE firm_id = %s AND year = 2025 AND month = 3 AND scheme = 'smart_workshop'", (fid,))}
+        rows = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT workshop_id, verdict, score, detail FROM v_compliance "
+                "WHERE firm_id = %s AND year = 2025 AND month = 3 AND scheme = 'smart_workshop'",
+                (fid,),
+            )
+        }
     verdict, score, detail = rows[f"{unique_id}-w1"]
     ind = {i["indicator"]: i for i in detail["indicators"]}
     # networking: wmeter and line1 both reported in March → 2 / 2 = 1.0
@@ -100,7 +150,9 @@ def test_smart_workshop_worked_example(db: str, unique_id: str) -> None:
     # OEE: availability 32 / 40 = 0.8; performance (600 + 40) / (100 pcs/h x 8 h) = 0.8;
     #      quality 600 / 640 = 0.9375 → 0.8 x 0.8 x 0.9375 = 0.6 (threshold 0.6: pass)
     oee = ind["oee"]
-    assert oee["how"]["availability"] == pytest.approx(0.8) and oee["how"]["performance"] == pytest.approx(0.8)
+    assert oee["how"]["availability"] == pytest.approx(0.8) and oee["how"]["performance"] == pytest.approx(
+        0.8
+    )
     assert oee["how"]["quality"] == pytest.approx(0.9375) and oee["value"] == pytest.approx(0.6)
     # energy per unit: March 1 100 kWh / 600 = 1.8333 kWh; February 1 000 / 500 = 2 kWh
     #   change = (1.8333 / 2 - 1) x 100 = -8.333 % (kgce factor cancels) → pass (<= 0)
@@ -115,11 +167,14 @@ def test_smart_workshop_worked_example(db: str, unique_id: str) -> None:
     # firm-wide energy per good part from the boundary meter: March 3 300 kWh / 600 vs February 3 000 / 500
     #   (5.5 / 6 - 1) x 100 = -8.333 %
     firm_ind = {i["indicator"]: i for i in rows[None][2]["indicators"]}
-    assert firm_ind["energy_per_unit_change_pct"]["value"] == pytest.approx((3300 / 600 / (3000 / 500) - 1) * 100)
+    assert firm_ind["energy_per_unit_change_pct"]["value"] == pytest.approx(
+        (3300 / 600 / (3000 / 500) - 1) * 100
+    )
     # the month's firm energy: boundary meter 3 000 → 6 300 kWh in March = 3 300 x 0.1229 = 405.57 kgce
     with psycopg.connect(db) as conn:
-        e = conn.execute("SELECT energy_tce FROM firm_energy_month_results WHERE firm_id = %s AND month = 3",
-                         (fid,)).fetchone()
+        e = conn.execute(
+            "SELECT energy_tce FROM firm_energy_month_results WHERE firm_id = %s AND month = 3", (fid,)
+        ).fetchone()
     assert e is not None and e[0] == pytest.approx(3300 * 0.1229 / 1000)
 
 
@@ -156,15 +211,22 @@ def test_serve_cli_stops_cleanly_on_sigterm(db: str, unique_id: str) -> None:
 
     _seed(db, unique_id)
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "parkpulse.cli", "rules", "serve", "--interval", "3600",
-                             "--database-url", db], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parkpulse.cli", "rules", "serve", "--interval", "3600", "--database-url", db],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         runs = 0
         while time.monotonic() < deadline and runs < 2:  # the current month, then the year to date
             time.sleep(0.2)
             with psycopg.connect(db) as conn:
-                runs = conn.execute("SELECT count(*) FROM rule_runs WHERE finished_at IS NOT NULL").fetchone()[0]  # type: ignore[index]
+                runs = conn.execute(
+                    "SELECT count(*) FROM rule_runs WHERE finished_at IS NOT NULL"
+                ).fetchone()[0]  # type: ignore[index]
         assert runs == 2
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -185,7 +247,9 @@ def test_line_states_count_in_the_local_month(db: str, unique_id: str) -> None:
         write_readings(conn, [(line, 42, apr + timedelta(minutes=15 * i), 2.0, 0) for i in range(4)])
     run_once(db, RS, 2025, 4)
     with psycopg.connect(db) as conn:
-        detail = conn.execute("SELECT detail FROM v_compliance WHERE firm_id = %s AND workshop_id = %s AND month = 4",
-                              (fid, f"{unique_id}-w1")).fetchone()[0]  # type: ignore[index]
+        detail = conn.execute(
+            "SELECT detail FROM v_compliance WHERE firm_id = %s AND workshop_id = %s AND month = 4",
+            (fid, f"{unique_id}-w1"),
+        ).fetchone()[0]  # type: ignore[index]
     oee = next(i for i in detail["indicators"] if i["indicator"] == "oee")
     assert oee["how"]["availability_from"].startswith("4 running / 4 planned")

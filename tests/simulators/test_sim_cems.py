@@ -9,8 +9,13 @@ from simulators.device import SimulatedDevice
 
 def test_hourly_nox_at_reference_o2_exceeds_the_limit_sometimes() -> None:
     now = [1_800_000_000.0 - 1_800_000_000.0 % 3600]
-    dev = SimulatedDevice(1, "cems-analyser", seed=3, clock=lambda: now[0],
-                          params={"exceed_after_s": 1200, "calibration_after_s": 7200, "tick_s": 60})
+    dev = SimulatedDevice(
+        1,
+        "cems-analyser",
+        seed=3,
+        clock=lambda: now[0],
+        params={"exceed_after_s": 1200, "calibration_after_s": 7200, "tick_s": 60},
+    )
     hours: dict[int, list[float]] = defaultdict(list)
     flags: list[int] = []
     for _ in range(12 * 60):  # 12 h, one reading a minute
@@ -32,8 +37,13 @@ def test_hourly_nox_at_reference_o2_exceeds_the_limit_sometimes() -> None:
 
 def test_no_excursions_when_disabled_and_maintenance_flag() -> None:
     now = [1_800_000_000.0]
-    dev = SimulatedDevice(1, "cems-analyser", seed=4, clock=lambda: now[0],
-                          params={"exceed_every_s": 0, "maintenance": [{"after_s": 600, "for_s": 300}], "tick_s": 60})
+    dev = SimulatedDevice(
+        1,
+        "cems-analyser",
+        seed=4,
+        clock=lambda: now[0],
+        params={"exceed_every_s": 0, "maintenance": [{"after_s": 600, "for_s": 300}], "tick_s": 60},
+    )
     flags = []
     for _ in range(6 * 60):
         t = dev.truth()

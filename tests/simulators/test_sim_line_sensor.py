@@ -39,8 +39,12 @@ def _collect(got: queue.Queue[tuple[str, dict]], n: int, timeout: float = 10.0) 
     return out
 
 
-def test_publishes_valid_json_with_rising_counts(broker: MosquittoBroker, unique_id: str, subscriber: queue.Queue) -> None:
-    sensor = LineSensor(unique_id, broker_url=broker.url, interval_s=0.1, time_scale=120.0, ideal_rate=3600, seed=5)
+def test_publishes_valid_json_with_rising_counts(
+    broker: MosquittoBroker, unique_id: str, subscriber: queue.Queue
+) -> None:
+    sensor = LineSensor(
+        unique_id, broker_url=broker.url, interval_s=0.1, time_scale=120.0, ideal_rate=3600, seed=5
+    )
     with sensor:
         msgs = _collect(subscriber, 12)
     assert len(msgs) >= 12

@@ -17,7 +17,16 @@ from simulators.errors import SimulatorError
 from simulators.modbus import MODELS, ModbusSimulator
 from simulators.register_map import RegisterSpec, load_register_map
 
-_CODES = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "f32": ">f", "u64": ">Q", "i64": ">q", "f64": ">d"}
+_CODES = {
+    "u16": ">H",
+    "i16": ">h",
+    "u32": ">I",
+    "i32": ">i",
+    "f32": ">f",
+    "u64": ">Q",
+    "i64": ">q",
+    "f64": ">d",
+}
 
 
 def own_decode(spec: RegisterSpec, regs: list[int]) -> float:
@@ -71,7 +80,9 @@ def test_every_model_reads_what_truth_says(sim: ModbusSimulator, client: ModbusT
 def test_golden_values_including_word_order(sim: ModbusSimulator, client: ModbusTcpClient) -> None:
     gen = sim.device(6)
     assert gen.model == "generic-meter"
-    gen.freeze({"elec_import_kwh": 123456.78, "voltage_l1_v": 230.1, "power_factor": -0.95, "active_power_kw": 55.5})
+    gen.freeze(
+        {"elec_import_kwh": 123456.78, "voltage_l1_v": 230.1, "power_factor": -0.95, "active_power_kw": 55.5}
+    )
     # u32 ×0.01 kWh, low word first: 12345678 = 0x00BC614E -> [0x614E, 0x00BC]
     assert client.read_holding_registers(120, count=2, device_id=6).registers == [0x614E, 0x00BC]
     assert client.read_holding_registers(100, count=1, device_id=6).registers == [2301]
@@ -84,7 +95,10 @@ def test_golden_values_including_word_order(sim: ModbusSimulator, client: Modbus
 
     sdm = sim.device(1)
     sdm.freeze({"elec_import_kwh": 1000.5, "active_power_kw": 12.25})
-    assert client.read_input_registers(0x48, count=2, device_id=1).registers == [0x447A, 0x2000]  # 1000.5 f32 ABCD
+    assert client.read_input_registers(0x48, count=2, device_id=1).registers == [
+        0x447A,
+        0x2000,
+    ]  # 1000.5 f32 ABCD
     assert client.read_input_registers(0x34, count=2, device_id=1).registers == [0x463F, 0x6800]  # 12250 W
     assert sdm.truth()["active_power_kw"] == pytest.approx(12.25)
 
@@ -100,7 +114,9 @@ def test_values_are_plausible_and_consistent(sim: ModbusSimulator) -> None:
         v, i, pf = t[f"voltage_l{phase}_v"], t[f"current_l{phase}_a"], t[f"power_factor_l{phase}"]
         assert 200 < v < 240 and 0.5 < pf <= 1
         assert v * i * pf / 1000 == pytest.approx(t[f"active_power_l{phase}_kw"], rel=1e-5)
-    assert t["active_power_kw"] == pytest.approx(t["active_power_l1_kw"] + t["active_power_l2_kw"] + t["active_power_l3_kw"], rel=1e-5)
+    assert t["active_power_kw"] == pytest.approx(
+        t["active_power_l1_kw"] + t["active_power_l2_kw"] + t["active_power_l3_kw"], rel=1e-5
+    )
     pf_total = t["active_power_kw"] / math.hypot(t["active_power_kw"], t["reactive_power_kvar"])
     assert t["power_factor"] == pytest.approx(pf_total, rel=1e-4)
     assert 49.9 < t["frequency_hz"] < 50.1
@@ -239,7 +255,9 @@ def test_device_added_after_start_and_bad_arguments(sim: ModbusSimulator, client
         dev.freeze({"nox_mg_m3": 1.0})
     with pytest.raises(SimulatorError, match="rated_power_kw"):
         sim.add_device(44, "acrel-adl400", rated_power_kw=500)
-    with pytest.raises(SimulatorError, match=r"sim\.nox_limit_mg_m3: unknown simulation parameter for a meter"):
+    with pytest.raises(
+        SimulatorError, match=r"sim\.nox_limit_mg_m3: unknown simulation parameter for a meter"
+    ):
         sim.add_device(45, "eastron-sdm630", nox_limit_mg_m3=100)
     with pytest.raises(SimulatorError, match=r"sim\.shifts: must be a list"):
         sim.add_device(46, "eastron-sdm630", shifts=[[0, 8]])

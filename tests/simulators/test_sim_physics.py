@@ -17,7 +17,9 @@ def _at(y: int, m: int, d: int, h: int) -> float:
 
 def _mean_power(hour_start: float, seed: int = 1) -> float:
     now = [hour_start]
-    dev = SimulatedDevice(1, "eastron-sdm630", seed=seed, clock=lambda: now[0], params={"rated_power_kw": 400, "tick_s": 60})
+    dev = SimulatedDevice(
+        1, "eastron-sdm630", seed=seed, clock=lambda: now[0], params={"rated_power_kw": 400, "tick_s": 60}
+    )
     total = 0.0
     for _ in range(60):
         total += dev.truth()["active_power_kw"]
@@ -37,7 +39,9 @@ def test_three_shifts_night_low_weekend_lower() -> None:
 
 def test_power_is_integrated_into_the_import_counter() -> None:
     now = [_at(2026, 11, 25, 9)]
-    dev = SimulatedDevice(2, "schneider-iem3255", seed=2, clock=lambda: now[0], params={"rated_power_kw": 250, "tick_s": 10})
+    dev = SimulatedDevice(
+        2, "schneider-iem3255", seed=2, clock=lambda: now[0], params={"rated_power_kw": 250, "tick_s": 10}
+    )
     start = dev.truth()["elec_import_kwh"]
     powers = []
     for _ in range(360):  # one hour in 10 s steps

@@ -21,10 +21,26 @@ from simulators.register_map import (
 )
 
 CATALOGUE_NAMES = {
-    "elec_import_kwh", "elec_export_kwh", "elec_reactive_kvarh", "active_power_kw", "reactive_power_kvar",
-    "power_factor", "voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "current_l1_a", "current_l2_a",
-    "current_l3_a", "frequency_hz", "nox_mg_m3", "so2_mg_m3", "particulate_mg_m3", "o2_pct",
-    "flue_flow_m3_h", "flue_temp_c", "cems_flag",
+    "elec_import_kwh",
+    "elec_export_kwh",
+    "elec_reactive_kvarh",
+    "active_power_kw",
+    "reactive_power_kvar",
+    "power_factor",
+    "voltage_l1_v",
+    "voltage_l2_v",
+    "voltage_l3_v",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
+    "frequency_hz",
+    "nox_mg_m3",
+    "so2_mg_m3",
+    "particulate_mg_m3",
+    "o2_pct",
+    "flue_flow_m3_h",
+    "flue_temp_c",
+    "cems_flag",
 }
 
 
@@ -48,7 +64,11 @@ def test_metrics_use_the_catalogue_and_match_the_parkpulse_catalogue() -> None:
 
 def test_documented_addresses_of_the_manufacturers_maps() -> None:
     sdm = load_register_map("eastron-sdm630").by_name()
-    assert (sdm["elec_import_kwh"].address, sdm["elec_import_kwh"].table, sdm["elec_import_kwh"].manual) == (0x48, "input", 30073)
+    assert (sdm["elec_import_kwh"].address, sdm["elec_import_kwh"].table, sdm["elec_import_kwh"].manual) == (
+        0x48,
+        "input",
+        30073,
+    )
     assert sdm["voltage_l1_v"].address == 0 and sdm["elec_export_kwh"].address == 0x4A
     iem = load_register_map("schneider-iem3255").by_name()
     # 1-based registers in the manual: 3204 is wire address 3203
@@ -64,7 +84,16 @@ def _own_decode(type_: str, word_order: str, regs: list[int]) -> float:
     """An independent decoder: reorder words, then struct."""
     words = regs[::-1] if word_order == "little" else regs
     raw = b"".join(struct.pack(">H", w) for w in words)
-    code = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "f32": ">f", "u64": ">Q", "i64": ">q", "f64": ">d"}[type_]
+    code = {
+        "u16": ">H",
+        "i16": ">h",
+        "u32": ">I",
+        "i32": ">i",
+        "f32": ">f",
+        "u64": ">Q",
+        "i64": ">q",
+        "f64": ">d",
+    }[type_]
     return float(struct.unpack(code, raw)[0])
 
 

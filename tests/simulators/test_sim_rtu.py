@@ -27,9 +27,15 @@ def test_rtu_bus_answers_a_serial_client() -> None:
         try:
             meter.freeze({"voltage_l1_v": 231.0, "elec_import_kwh": 5000.25})
             rr = client.read_holding_registers(0x2006, count=2, device_id=3)
-            assert struct.unpack(">f", struct.pack(">HH", *rr.registers))[0] * 0.1 == pytest.approx(231.0, rel=1e-6)
+            assert struct.unpack(">f", struct.pack(">HH", *rr.registers))[0] * 0.1 == pytest.approx(
+                231.0, rel=1e-6
+            )
             rr = client.read_holding_registers(0x401E, count=2, device_id=3)
-            assert struct.unpack(">f", struct.pack(">HH", *rr.registers))[0] == meter.truth()["elec_import_kwh"] == 5000.25
+            assert (
+                struct.unpack(">f", struct.pack(">HH", *rr.registers))[0]
+                == meter.truth()["elec_import_kwh"]
+                == 5000.25
+            )
             gen.freeze({"elec_import_kwh": 1.5})
             assert client.read_holding_registers(120, count=2, device_id=4).registers == [150, 0]
             # nobody answers for an id that is not on the bus (as on RS-485)

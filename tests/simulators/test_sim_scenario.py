@@ -25,7 +25,17 @@ from simulators.scenario import load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "simulators" / "scenarios" / "demo-park.yaml"
-MANIFEST_KEYS = {"gateway", "device", "model", "transport", "host", "port", "device_id", "serial_port", "topic"}
+MANIFEST_KEYS = {
+    "gateway",
+    "device",
+    "model",
+    "transport",
+    "host",
+    "port",
+    "device_id",
+    "serial_port",
+    "topic",
+}
 
 
 def test_demo_park_is_a_valid_registry_file_once_stripped(tmp_path: Path) -> None:
@@ -92,26 +102,60 @@ def test_bad_scenario_lists_every_problem_with_its_path() -> None:
     assert "no-such-meter" in str(exc.value)
 
 
-def test_park_starts_everything_and_the_manifest_is_reachable(broker: MosquittoBroker, unique_id: str) -> None:
+def test_park_starts_everything_and_the_manifest_is_reachable(
+    broker: MosquittoBroker, unique_id: str
+) -> None:
     raw = {
         "park": {"id": unique_id, "name": "测试园区"},
         "clusters": [{"id": "c1", "name": "集群"}],
-        "firms": [{
-            "id": f"{unique_id}-f1", "name": "一号厂", "cluster": "c1", "land_mu": 10,
-            "workshops": [{"id": f"{unique_id}-w1", "name": "车间"}],
-            "gateways": [{
-                "id": f"{unique_id}-gw1",
-                "sim": {"uplink_outage": {"after_s": 40, "for_s": 30}, "rtu": {"baudrate": 38400}},
-                "devices": [
-                    {"id": "m1", "kind": "meter", "profile": "eastron-sdm630", "model": "eastron-sdm630", "meter_level": 1,
-                     "carrier": "electricity", "sim": {"faults": [{"at_s": 0.5, "fault": "counter_reset"}]}},
-                    {"id": "m2", "kind": "meter", "profile": "generic-meter", "model": "generic-meter", "sim": {"unit_id": 7}},
-                    {"id": "r1", "kind": "meter", "profile": "acrel-adl400", "model": "acrel-adl400", "sim": {"transport": "rtu"}},
-                    {"id": "line-1", "kind": "line", "profile": "line-sensor", "model": "line-sensor",
-                     "workshop": f"{unique_id}-w1", "sim": {"interval_s": 0.2, "line_id": unique_id}},
+        "firms": [
+            {
+                "id": f"{unique_id}-f1",
+                "name": "一号厂",
+                "cluster": "c1",
+                "land_mu": 10,
+                "workshops": [{"id": f"{unique_id}-w1", "name": "车间"}],
+                "gateways": [
+                    {
+                        "id": f"{unique_id}-gw1",
+                        "sim": {"uplink_outage": {"after_s": 40, "for_s": 30}, "rtu": {"baudrate": 38400}},
+                        "devices": [
+                            {
+                                "id": "m1",
+                                "kind": "meter",
+                                "profile": "eastron-sdm630",
+                                "model": "eastron-sdm630",
+                                "meter_level": 1,
+                                "carrier": "electricity",
+                                "sim": {"faults": [{"at_s": 0.5, "fault": "counter_reset"}]},
+                            },
+                            {
+                                "id": "m2",
+                                "kind": "meter",
+                                "profile": "generic-meter",
+                                "model": "generic-meter",
+                                "sim": {"unit_id": 7},
+                            },
+                            {
+                                "id": "r1",
+                                "kind": "meter",
+                                "profile": "acrel-adl400",
+                                "model": "acrel-adl400",
+                                "sim": {"transport": "rtu"},
+                            },
+                            {
+                                "id": "line-1",
+                                "kind": "line",
+                                "profile": "line-sensor",
+                                "model": "line-sensor",
+                                "workshop": f"{unique_id}-w1",
+                                "sim": {"interval_s": 0.2, "line_id": unique_id},
+                            },
+                        ],
+                    }
                 ],
-            }],
-        }],
+            }
+        ],
     }
     ParkFile.model_validate(parse_scenario(raw).registry_dict())
     got: list[dict] = []
@@ -125,7 +169,11 @@ def test_park_starts_everything_and_the_manifest_is_reachable(broker: MosquittoB
             m = park.manifest()
             devs = {d["device"]: d for d in m["devices"]}
             assert all(set(d) >= MANIFEST_KEYS for d in m["devices"])
-            assert devs["m1"]["transport"] == "tcp" and devs["m1"]["device_id"] == 1 and devs["m2"]["device_id"] == 7
+            assert (
+                devs["m1"]["transport"] == "tcp"
+                and devs["m1"]["device_id"] == 1
+                and devs["m2"]["device_id"] == 7
+            )
             assert devs["m1"]["port"] == devs["m2"]["port"]  # many ids on one port per gateway
             assert devs["r1"]["transport"] == "rtu" and devs["r1"]["serial_port"].startswith("/dev/")
             assert devs["line-1"]["topic"] == f"factory/{unique_id}/telemetry"
@@ -140,10 +188,14 @@ def test_park_starts_everything_and_the_manifest_is_reachable(broker: MosquittoB
             assert not s.read_holding_registers(0x000A, count=2, device_id=1).isError()
             s.close()
             deadline = time.monotonic() + 5
-            while (not got or park.modbus_devices[(f"{unique_id}-gw1", "m1")].truth()["elec_import_kwh"] > 1) and time.monotonic() < deadline:
+            while (
+                not got or park.modbus_devices[(f"{unique_id}-gw1", "m1")].truth()["elec_import_kwh"] > 1
+            ) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert got, "no line telemetry"
-            assert park.modbus_devices[(f"{unique_id}-gw1", "m1")].truth()["elec_import_kwh"] < 1  # the scheduled reset ran
+            assert (
+                park.modbus_devices[(f"{unique_id}-gw1", "m1")].truth()["elec_import_kwh"] < 1
+            )  # the scheduled reset ran
     finally:
         sub.loop_stop()
         sub.disconnect()
@@ -153,9 +205,23 @@ def test_park_command_writes_the_manifest_and_stops_on_sigterm(tmp_path: Path) -
     manifest = tmp_path / "manifest.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulators.cli", "park", "--scenario", str(DEMO), "--manifest", str(manifest),
-         "--broker", "mqtt://127.0.0.1:9"],  # nothing listens: line sensors retry quietly
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "simulators.cli",
+            "park",
+            "--scenario",
+            str(DEMO),
+            "--manifest",
+            str(manifest),
+            "--broker",
+            "mqtt://127.0.0.1:9",
+        ],  # nothing listens: line sensors retry quietly
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -181,11 +247,34 @@ def test_park_command_writes_the_manifest_and_stops_on_sigterm(tmp_path: Path) -
 def test_meter_command_serves_and_exits(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
-        [sys.executable, "-m", "simulators.cli", "meter", "--model", "schneider-iem3255", "--port", "0", "--count", "3",
-         "--duration", "0.5"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "simulators.cli",
+            "meter",
+            "--model",
+            "schneider-iem3255",
+            "--port",
+            "0",
+            "--count",
+            "3",
+            "--duration",
+            "0.5",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 0, out.stderr
     assert "3 × schneider-iem3255" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "simulators.cli", "meter", "--model", "nope", "--duration", "0.1"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    bad = subprocess.run(
+        [sys.executable, "-m", "simulators.cli", "meter", "--model", "nope", "--duration", "0.1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert bad.returncode == 2 and "unknown model 'nope'" in bad.stderr

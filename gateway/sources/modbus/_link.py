@@ -59,7 +59,11 @@ class Link:
                 name=f"rtu-{b.name}",
             )
         return AsyncModbusTcpClient(
-            self._host or "127.0.0.1", port=self._port or 502, timeout=timeout, retries=0, reconnect_delay=0,
+            self._host or "127.0.0.1",
+            port=self._port or 502,
+            timeout=timeout,
+            retries=0,
+            reconnect_delay=0,
             name=f"tcp-{b.name}",
         )
 

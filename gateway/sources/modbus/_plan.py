@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 
 from gateway.sources.modbus._profiles import WORDS, ResolvedRegister
 
-__all__ = ["MAX_REGISTERS", "Field", "ReadRequest", "decode_request", "decode_value", "plan_requests", "register_span"]
+__all__ = [
+    "MAX_REGISTERS",
+    "Field",
+    "ReadRequest",
+    "decode_request",
+    "decode_value",
+    "plan_requests",
+    "register_span",
+]
 
 MAX_REGISTERS = 125
 
@@ -99,7 +107,11 @@ def plan_requests(
         cur: ReadRequest | None = None
         for r in regs:
             end = r.pdu + r.words
-            if cur is not None and r.pdu - (cur.address + cur.count) <= max_gap and end - cur.address <= max_registers:
+            if (
+                cur is not None
+                and r.pdu - (cur.address + cur.count) <= max_gap
+                and end - cur.address <= max_registers
+            ):
                 cur.count = max(cur.count, end - cur.address)
             else:
                 cur = ReadRequest(function, r.pdu, r.words)

@@ -20,12 +20,25 @@ from gateway.stats import DeviceStats
 from parkpulse.catalogue import load_catalogue
 from parkpulse.wire import Quality
 
-__all__ = ["DevicePlan", "ModbusSource", "PollResult", "build", "check", "plan_device", "read_device_once", "summary"]
+__all__ = [
+    "DevicePlan",
+    "ModbusSource",
+    "PollResult",
+    "build",
+    "check",
+    "plan_device",
+    "read_device_once",
+    "summary",
+]
 
 log = logging.getLogger("parkpulse.gateway.modbus")
 
 MAX_BACKOFF_S = 60.0
-GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD  # the kernel's codes, local for the hot loop
+GOOD, UNCERTAIN, BAD = (
+    Quality.GOOD,
+    Quality.UNCERTAIN,
+    Quality.BAD,
+)  # the kernel's codes, local for the hot loop
 
 
 @dataclass(slots=True)
@@ -70,8 +83,16 @@ def plan_device(cfg: ModbusKeys, d: Device) -> DevicePlan:
     for x in d.registers:
         regs.append(
             ResolvedRegister(
-                metric=x.metric, pdu=x.address, function=x.function, type=x.type, word_order=x.word_order,
-                byte_order=x.byte_order, scale=x.scale, offset=x.offset, unit=x.unit, ratio=None,
+                metric=x.metric,
+                pdu=x.address,
+                function=x.function,
+                type=x.type,
+                word_order=x.word_order,
+                byte_order=x.byte_order,
+                scale=x.scale,
+                offset=x.offset,
+                unit=x.unit,
+                ratio=None,
             )
         )
     max_gap = d.max_gap if d.max_gap is not None else prof.max_gap
@@ -133,7 +154,9 @@ async def poll(plan: DevicePlan, link: Link, counters: CounterTracker | None) ->
 class ModbusSource:
     """All devices behind one link; each device polls on its own schedule."""
 
-    def __init__(self, link: Link, plans: list[DevicePlan], ctx: SourceContext, phase_of: dict[str, float]) -> None:
+    def __init__(
+        self, link: Link, plans: list[DevicePlan], ctx: SourceContext, phase_of: dict[str, float]
+    ) -> None:
         self.name = f"modbus:{link.key}"
         self.link = link
         self.plans = plans
@@ -190,10 +213,17 @@ class ModbusSource:
                     if st.consecutive_failures in (1, 2) or st.consecutive_failures % 10 == 0:
                         log.warning(
                             "device %s (unit %s on %s): %s error: %s (%d in a row)",
-                            d.id, d.device_id, self.link.key, res.error_kind, res.error, st.consecutive_failures,
+                            d.id,
+                            d.device_id,
+                            self.link.key,
+                            res.error_kind,
+                            res.error,
+                            st.consecutive_failures,
                         )
                     if st.consecutive_failures >= 2:
-                        backoff = min(interval * 2 ** (st.consecutive_failures - 1), max(MAX_BACKOFF_S, interval))
+                        backoff = min(
+                            interval * 2 ** (st.consecutive_failures - 1), max(MAX_BACKOFF_S, interval)
+                        )
                         backoff_until = loop.time() + backoff
                 st.readings += len(res.rows)
                 if res.rows:
@@ -262,8 +292,13 @@ async def check(cfg: ModbusKeys, wait_s: float) -> list[CheckResult]:
         if not d.enabled:
             continue
         plan, res = await read_device_once(cfg, d)
-        r = CheckResult(d.id, res.error if res.error is None else f"{res.error_kind}: {res.error}", res.latency_ms)
+        r = CheckResult(
+            d.id, res.error if res.error is None else f"{res.error_kind}: {res.error}", res.latency_ms
+        )
         if res.error is None:
-            r.rows = [(row[1], row[3], plan.units.get(row[1], ""), row[4], row[5] if len(row) > 5 else None) for row in res.rows]
+            r.rows = [
+                (row[1], row[3], plan.units.get(row[1], ""), row[4], row[5] if len(row) > 5 else None)
+                for row in res.rows
+            ]
         out.append(r)
     return out

@@ -35,7 +35,9 @@ Order = Literal["big", "little"]
 Function = Literal["holding", "input"]
 # the built-in profiles (the one place that names their folder)
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
-_ROOT = Path(__file__).resolve().parents[3]  # the folder holding the gateway package; paths in messages start here
+_ROOT = (
+    Path(__file__).resolve().parents[3]
+)  # the folder holding the gateway package; paths in messages start here
 WORDS: dict[str, int] = {"u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2, "u64": 4, "i64": 4, "f64": 4}
 
 
@@ -79,8 +81,12 @@ class Profile(_Strict):
     model: str
     kind: Literal["meter", "cems", "sensor", "line"] = "meter"
     source: ProfileSource
-    address_base: Literal[0, 1] = Field(description="0: addresses are PDU offsets; 1: 1-based register numbers")
-    max_gap: int = Field(default=16, ge=0, le=100, description="unused registers a coalesced request may span")
+    address_base: Literal[0, 1] = Field(
+        description="0: addresses are PDU offsets; 1: 1-based register numbers"
+    )
+    max_gap: int = Field(
+        default=16, ge=0, le=100, description="unused registers a coalesced request may span"
+    )
     defaults: Defaults = Defaults()
     registers: list[Register] = Field(min_length=1)
 
@@ -150,12 +156,16 @@ def profile_problems(p: Profile) -> list[FieldError]:
         at = f"registers[{i}]"
         problems += catalogue_problems(at, r.metric, r.unit)
         if r.metric in seen:
-            problems.append(FieldError(f"{at}.metric", r.metric, f"already mapped by registers[{seen[r.metric]}]"))
+            problems.append(
+                FieldError(f"{at}.metric", r.metric, f"already mapped by registers[{seen[r.metric]}]")
+            )
         seen.setdefault(r.metric, i)
         pdu = r.address - p.address_base
         words = WORDS[r.type or p.defaults.type]
         if pdu < 0 or pdu + words > 65536:
-            problems.append(FieldError(f"{at}.address", r.address, "outside the register space for this address_base"))
+            problems.append(
+                FieldError(f"{at}.address", r.address, "outside the register space for this address_base")
+            )
         if r.scale == 0:
             problems.append(FieldError(f"{at}.scale", r.scale, "must not be 0"))
         spans[r.function or p.defaults.function].append((pdu, pdu + words, i))

@@ -23,7 +23,11 @@ from parkpulse.wire import Quality
 __all__ = ["MqttListener", "build", "map_message", "summary"]
 
 log = logging.getLogger("parkpulse.gateway.mqtt")
-GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD  # the kernel's codes, local for the hot loop
+GOOD, UNCERTAIN, BAD = (
+    Quality.GOOD,
+    Quality.UNCERTAIN,
+    Quality.BAD,
+)  # the kernel's codes, local for the hot loop
 
 
 def _ts_ms(raw: Any, unit: str) -> int | None:
@@ -64,7 +68,9 @@ def map_message(
             problems.append(f"{t.timestamp_field}: no usable timestamp (got {raw!r}); arrival time used")
             quality_ts = UNCERTAIN
         elif abs(got - now_ms) > t.max_clock_skew_s * 1000:
-            problems.append(f"{t.timestamp_field}: sensor clock off by {(got - now_ms) / 1000:.0f} s; arrival time used")
+            problems.append(
+                f"{t.timestamp_field}: sensor clock off by {(got - now_ms) / 1000:.0f} s; arrival time used"
+            )
             quality_ts = UNCERTAIN
         else:
             ts = got
@@ -134,7 +140,12 @@ class MqttListener:
                     self.connected = True
                     delay = 1.0
                     async for msg in client.messages:
-                        self._handle(str(msg.topic), bytes(msg.payload) if isinstance(msg.payload, bytes | bytearray) else str(msg.payload).encode())
+                        self._handle(
+                            str(msg.topic),
+                            bytes(msg.payload)
+                            if isinstance(msg.payload, bytes | bytearray)
+                            else str(msg.payload).encode(),
+                        )
             except aiomqtt.MqttError as exc:
                 self.connected = False
                 log.warning("mqtt source %s: %s; reconnecting in %.0f s", self.src.name, exc, delay)
@@ -149,7 +160,12 @@ class MqttListener:
         st.polls += 1
         now = int(time.time() * 1000)
         rows, problems = map_message(
-            t, payload, now_ms=now, counters=self.ctx.counters, cumulative=self._cumulative, limits=self._limits
+            t,
+            payload,
+            now_ms=now,
+            counters=self.ctx.counters,
+            cumulative=self._cumulative,
+            limits=self._limits,
         )
         if problems:
             st.decode_errors += 1
