@@ -187,7 +187,9 @@ def test_live_alert_appears_is_acknowledged_and_audited(
     row = page.locator(f"#alert-{alert_id}")
     expect(row).to_be_visible(timeout=10_000)
     expect(row).to_contain_text("烟气温度")  # the catalogue's Chinese metric name
-    expect(row).to_contain_text("312.5")
+    # the value of the reading that broke the limit: 312.5, or 315 when the alert was refreshed by the
+    # batch's later reading (or a re-published batch on a slow machine) before the page read it
+    expect(row).to_contain_text(re.compile(r"312\.5|315"))
     assert page.evaluate("window.__noReload") == "still-here", "the page reloaded"
     # an alert of another park raised meanwhile never shows up
     with world.conn() as conn:
@@ -214,7 +216,7 @@ def test_live_alert_appears_is_acknowledged_and_audited(
     page.click(f"#alert-{alert_id} a[href='/alerts/{alert_id}']")
     page.wait_for_url(f"{live_server.url}/alerts/{alert_id}")
     expect(page.locator("#alert-state")).to_have_text("告警中")
-    expect(page.locator("#minutes tbody tr").first).to_contain_text("312.5")
+    expect(page.locator("#minutes tbody tr").first).to_contain_text(re.compile(r"312\.5|315"))
     page.fill("form:has(#btn-acknowledge) input[name=comment]", "已电话通知企业核查烟道温度")
     page.click("#btn-acknowledge")
     page.wait_for_url(f"{live_server.url}/alerts/{alert_id}?done=acknowledged")
