@@ -24,7 +24,10 @@ from parkpulse.synthetic import synthetic_park, write_readings
 
 TS_URL = os.environ.get("PARKPULSE_TEST_TIMESCALE_URL")
 T0 = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)
-LAST_SHIPPED = 401  # the last migration that still defined views or functions itself
+# The migrations that still define views or functions themselves: the ones shipped before the view
+# files existed (existing databases record them as applied, so they are never edited), and 0020,
+# whose append-only triggers need their function when they are created, before the view step runs.
+DEFINES_VIEWS = {1, 2, 3, 10, 11, 12, 20, 100, 200, 300, 301, 302, 303, 400}
 
 PATHS: tuple[StorePath, ...] = ("plain", "timescale")
 Snapshot = dict[str, object]
@@ -139,7 +142,7 @@ def test_every_view_and_function_is_in_the_view_files(db: str) -> None:
 def test_new_migrations_define_no_views_or_functions() -> None:
     for path in PATHS:
         for m in list_migrations(path):
-            if m.version > LAST_SHIPPED:
+            if m.version not in DEFINES_VIEWS:
                 found = re.findall(r"(?im)^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:VIEW|FUNCTION)\s+\w+", m.text)
                 assert not found, (
                     f"{m.version:04d}_{m.name}: views and functions go in parkpulse/db/views/ ({found})"

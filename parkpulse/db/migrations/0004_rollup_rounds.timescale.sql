@@ -3,12 +3,6 @@
 -- spool replay after an outage, a resend, a lagging meter clock) is invisible until the range is
 -- refreshed. So writers keep the dirty-bucket log here too, and parkpulse.db.refresh_rollups()
 -- refreshes exactly the touched ranges with refresh_continuous_aggregate, finest first. That
--- procedure cannot run inside a function or transaction, so the SQL entry point below only
--- reports what waits; the policies stay as a safety net.
+-- procedure cannot run inside a function or transaction, so the SQL entry point
+-- (parkpulse/db/views/11_kernel_store.timescale.sql) is a no-op; the policies stay as a safety net.
 ALTER TABLE rollup_dirty ADD COLUMN marked_at timestamptz NOT NULL DEFAULT now();
-
-CREATE OR REPLACE FUNCTION pp_refresh_rollups(max_buckets integer) RETURNS integer
-LANGUAGE sql AS $$ SELECT 0 $$;
-
-CREATE OR REPLACE FUNCTION pp_refresh_rollups() RETURNS integer
-LANGUAGE sql AS $$ SELECT 0 $$;

@@ -27,17 +27,4 @@ COMMENT ON COLUMN devices.fuel IS 'CEMS stack fuel: coal, oil or gas (GB 13271 c
 COMMENT ON COLUMN devices.age_class IS 'CEMS stack age class: existing (GB 13271 Table 1) or new (Table 2)';
 COMMENT ON COLUMN parks.special_limits_apply IS 'special emission limits (GB 13271 Table 3) apply; NULL = not stated';
 
--- the contract views get the new columns (appended: existing readers are unchanged)
-CREATE OR REPLACE VIEW v_devices AS
-SELECT d.device_pk, d.device_id, d.gateway_id, g.firm_id, f.park_id, f.cluster_id, d.workshop_id,
-       d.name, d.kind, d.profile, d.meter_level, d.carrier, d.measures, d.source_type,
-       d.poll_interval_s, d.rated_power_kw, d.enabled, d.fuel, d.age_class
-FROM devices d
-JOIN gateways g USING (gateway_id)
-JOIN firms f USING (firm_id);
-
-CREATE OR REPLACE VIEW v_parks AS
-SELECT p.park_id, p.name, p.name_en, p.province, p.city, p.timezone, p.land_mu,
-       (SELECT count(*) FROM firms f WHERE f.park_id = p.park_id)::int AS firms,
-       p.special_limits_apply, p.special_limits_basis, p.special_limits_since
-FROM parks p;
+-- v_devices and v_parks show the new columns (appended): parkpulse/db/views/10_kernel.sql.

@@ -1,6 +1,6 @@
 -- Alerts (rules/alerts/, the alerts contract in docs/architecture.md): the audit-trail triggers'
 -- functions, pp_alert_act() for people (console), pp_alert_fire()/pp_alert_clear() for the engine,
--- v_alerts / v_alerts_open, v_emission_limits and v_emission_hours (tables and triggers in 0300-0305).
+-- v_alerts / v_alerts_open, v_emission_limits and v_emission_hours (tables and triggers in 0300-0304).
 -- Idempotent: re-applied by every `parkpulse db migrate` (README.md in this folder).
 
 -- The audit trail is append-only.
