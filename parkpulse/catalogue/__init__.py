@@ -26,6 +26,8 @@ class Metric(BaseModel):
     carrier: str | None = None
     direction: Literal["import", "export"] | None = None
     pollutant: str | None = None
+    tariff: Literal["sharp", "peak", "flat", "valley"] | None = None
+    """The time-of-use period a per-tariff register counts (尖/峰/平/谷); such a counter has no carrier."""
     zh: str
     en: str
     min: float | None = None
@@ -41,6 +43,8 @@ class Metric(BaseModel):
     def _carrier_needs_counter(self) -> Metric:
         if self.carrier and self.kind != "counter":
             raise ValueError(f"metric {self.name}: a carrier is only meaningful on a counter")
+        if self.tariff and (self.carrier or self.kind != "counter"):
+            raise ValueError(f"metric {self.name}: a per-tariff register is a counter without a carrier")
         return self
 
 

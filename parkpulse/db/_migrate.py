@@ -329,15 +329,15 @@ def sync_metrics(conn: psycopg.Connection) -> None:
     cat = load_catalogue()
     with conn.cursor() as cur:
         cur.executemany(
-            """INSERT INTO metrics (metric_id, name, unit, kind, carrier, direction, pollutant, name_zh, name_en,
-                                    min_value, max_value)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            """INSERT INTO metrics (metric_id, name, unit, kind, carrier, direction, pollutant, tariff, name_zh,
+                                    name_en, min_value, max_value)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (metric_id) DO UPDATE SET name = excluded.name, unit = excluded.unit,
                  kind = excluded.kind, carrier = excluded.carrier, direction = excluded.direction,
-                 pollutant = excluded.pollutant, name_zh = excluded.name_zh, name_en = excluded.name_en,
+                 pollutant = excluded.pollutant, tariff = excluded.tariff, name_zh = excluded.name_zh, name_en = excluded.name_en,
                  min_value = excluded.min_value, max_value = excluded.max_value""",
             [
-                (m.id, m.name, m.unit, m.kind, m.carrier, m.direction, m.pollutant, m.zh, m.en, m.min, m.max)
+                (m.id, m.name, m.unit, m.kind, m.carrier, m.direction, m.pollutant, m.tariff, m.zh, m.en, m.min, m.max)
                 for m in cat.metrics
             ],
         )
