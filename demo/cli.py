@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +39,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from demo._env import DemoEnv, EnvironmentError_, find_broker, find_postgres
 from demo._history import (
+    FirmProfile,
+    LineProfile,
     add_history_gateways,
     count_history,
     firm_profiles,
@@ -48,9 +52,9 @@ from demo._procs import Supervisor
 from demo._summary import print_summary, stage_counts
 from parkpulse.db import TimescaleNotPreloaded, migrate, server_dsn
 from parkpulse.redact import redact_url
-from parkpulse.registry import import_registry, load_park_file
+from parkpulse.registry import ParkFile, import_registry, load_park_file
 from parkpulse.services import free_port, port_open
-from parkpulse.settings import get_settings, parse_mqtt_url
+from parkpulse.settings import Settings, get_settings, parse_mqtt_url
 from parkpulse.tcp_proxy import TcpProxy
 
 __all__ = ["app"]
@@ -91,264 +95,17 @@ def demo(
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    env = DemoEnv(database_url="", mqtt_url="")
-    sup: Supervisor | None = None
-    proxies: list[TcpProxy] = []
-    stages: dict[str, Any] = {}
-    stop = threading.Event()
-
-    live = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-        if not live.is_set():  # still setting up: abort now, the finally block stops what started
-            raise _Aborted(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-
-    def record(stage: str, **info: Any) -> None:
-        stages[stage] = info
-        (workdir / "summary.json").write_text(
-            json.dumps(stages, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
-        )
-
+    opts = _Options(
+        duration, scenario, workdir, database, history_from, console_port, outage_after, outage_for
+    )
+    run = _Run(opts)
+    _install_signal_handlers(run)
     try:
-        # --- env ---------------------------------------------------------------------------
-        settings = get_settings()
-        dsn = find_postgres(settings.database_url, database, env, workdir)
-        mqtt_url = find_broker(settings.mqtt_url, env, workdir)
-        for n in env.notes:
-            out.print(f"[green]✓[/green] {n}")
-        record("env", database=redact_url(dsn), mqtt=parse_mqtt_url(mqtt_url).redacted())
-
-        # --- database ----------------------------------------------------------------------
-        with psycopg.connect(server_dsn(dsn, "postgres"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        try:
-            applied = migrate(dsn, timezone=settings.timezone)
-        except TimescaleNotPreloaded:
-            # a throwaway demo database may take the plain path; a real store is refused (docs/database.md)
-            out.print(
-                "[yellow]![/yellow] TimescaleDB is installed on this server but not preloaded "
-                "(shared_preload_libraries): the demo database uses plain PostgreSQL"
-            )
-            applied = migrate(dsn, prefer="plain", timezone=settings.timezone)
-        out.print(f"[green]✓[/green] database {database}: {len(applied)} migrations applied")
-        record("database", migrations=len(applied))
-        ingest_http = free_port()
-        # the demo's meters arrive with years of history: widen ingest's window before registration
-        # (the lines' history starts a year earlier: a year's energy per part is compared with the previous year's)
-        history_days = (date.today() - date(history_from - 1, 1, 1)).days + 31
-        child_env = {
-            **os.environ,
-            "PARKPULSE_DATABASE_URL": dsn,
-            "PARKPULSE_MQTT_URL": mqtt_url,
-            "PYTHONUNBUFFERED": "1",
-            "PARKPULSE_INGEST_HTTP_PORT": str(ingest_http),
-            "PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS": str(history_days),
-        }
-        sup = Supervisor(workdir / "logs", child_env)
-
-        # --- simulators ----------------------------------------------------------------------
-        manifest = workdir / "manifest.json"
-        sup.start(
-            "simulators",
-            [_bin("parkpulse-sim"), "park", "--scenario", str(scenario), "--manifest", str(manifest)],
-        )
-        if not Supervisor.wait_for(manifest.exists, 60):
-            raise EnvironmentError_("the simulators did not start:\n" + sup.children["simulators"].tail())
-        devices = json.loads(manifest.read_text(encoding="utf-8"))["devices"]
-        out.print(f"[green]✓[/green] virtual park: {len(devices)} simulated devices")
-        record("simulators", devices=len(devices))
-
-        # --- registry ------------------------------------------------------------------------
-        gwdir = workdir / "gateways"
-        subprocess.run(
-            [
-                _bin("parkpulse-gateway"),
-                "generate",
-                "--scenario",
-                str(scenario),
-                "--manifest",
-                str(manifest),
-                "--out",
-                str(gwdir),
-            ],
-            check=True,
-            env=child_env,
-            capture_output=True,
-        )
-        pf = load_park_file(gwdir / "park.yaml")
-        today = date.today()
-        profiles = firm_profiles(pf, today)
-        lines = line_profiles(pf)
-        pf = add_history_gateways(pf, profiles, lines)
-        with psycopg.connect(dsn) as conn:
-            counts = import_registry(conn, pf)
-        out.print(
-            f"[green]✓[/green] registry: {counts['firms']} firms, {counts['gateways']} gateways, {counts['devices']} devices"
-        )
-        record("registry", **counts)
-
-        # --- history -------------------------------------------------------------------------
-        # Ingest first, alone: the history goes through it before the live park starts.
-        sup.start("ingest", [_bin("parkpulse"), "ingest", "run"])
-        # A broker drops what nobody has subscribed to: publish only once ingest holds its subscription.
-        if not Supervisor.wait_for(
-            lambda: _ingest_subscribed(ingest_http) or not sup.children["ingest"].alive(), 60
-        ):
-            raise EnvironmentError_("ingest did not subscribe in time:\n" + sup.children["ingest"].tail())
-        if not sup.children["ingest"].alive():
-            raise EnvironmentError_("ingest stopped:\n" + sup.children["ingest"].tail())
-        start = datetime(history_from, 1, 1, tzinfo=UTC)
-        end = datetime(today.year, today.month, today.day, tzinfo=UTC)
-        line_start = datetime(history_from - 1, 1, 1, tzinfo=UTC)
-        total = count_history(profiles, start, end, lines, line_start)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=out,
-        ) as bar:
-            task = bar.add_task(f"history {history_from}–{today.isoformat()} → MQTT → ingest", total=total)
-            sent = publish_history(
-                mqtt_url,
-                pf.park.id,
-                profiles,
-                start,
-                end,
-                today.year - 1,
-                progress=lambda n: bar.advance(task, n),
-                lines=lines,
-                line_start=line_start,
-            )
-            stored_task = bar.add_task("committed by ingest", total=sent)
-
-            def stored() -> bool:
-                if not sup.children["ingest"].alive():
-                    raise EnvironmentError_("ingest stopped:\n" + sup.children["ingest"].tail())
-                n, refused = _count_hist(dsn)
-                if refused:
-                    raise EnvironmentError_(f"ingest refused history batches: {refused}")
-                bar.update(stored_task, completed=n)
-                return n >= sent
-
-            if not Supervisor.wait_for(stored, 600, 1.0):
-                raise EnvironmentError_(
-                    "ingest did not commit the history in time:\n" + sup.children["ingest"].tail()
-                )
-        years = list(range(history_from, today.year))
-        for y in years:
-            econ = workdir / f"firms-{y}.csv"
-            write_economics_csv(econ, profiles, y, today.year - 1)
-            subprocess.run(
-                [_bin("parkpulse"), "firms", "import", str(econ), "--year", str(y)],
-                check=True,
-                env=child_env,
-                capture_output=True,
-            )
-        subprocess.run([_bin("parkpulse"), "db", "refresh"], check=True, env=child_env, capture_output=True)
-        # The import channels are closed: their meters are not polled, so no silence alerts for them.
-        with psycopg.connect(dsn) as conn:
-            conn.execute("UPDATE devices SET enabled = false WHERE gateway_id LIKE %s", ("%-hist",))
-        out.print(f"[green]✓[/green] history: {sent:,} readings stored; economic data for {years}")
-        record("history", readings=sent, years=years)
-
-        # --- services ------------------------------------------------------------------------
-        sup.start("alerts", [_bin("parkpulse"), "alerts", "run"])
-        configs = sorted(gwdir.glob("*.yaml"))
-        configs = [c for c in configs if c.name != "park.yaml"]
-        outage_gw = _outage_gateway(scenario)
-        for cfg in configs:
-            doc = yaml.safe_load(cfg.read_text(encoding="utf-8"))
-            gw_id = doc["gateway"]["id"]
-            doc.setdefault("spool", {})["path"] = str(workdir / "spool" / f"{gw_id}.db")
-            if gw_id == outage_gw:
-                target = parse_mqtt_url(mqtt_url)
-                proxy = TcpProxy(target.host, target.port).start()
-                proxies.append(proxy)
-                doc["uplink"]["url"] = f"mqtt://127.0.0.1:{proxy.port}"
-            if "http" in doc:
-                doc["http"]["listen"] = f"127.0.0.1:{free_port()}"
-            cfg.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-            sup.start(f"gateway-{gw_id}", [_bin("parkpulse-gateway"), "run", "-c", str(cfg)])
-        password = secrets.token_urlsafe(9)
-        subprocess.run(
-            [_bin("parkpulse"), "users", "add", "admin", "--role", "admin", "--password-stdin"],
-            input=(password + "\n").encode(),
-            check=True,
-            env=child_env,
-            capture_output=True,
-        )
-        # plain http on the loopback: the Secure cookie flag would keep browsers from sending the session
-        sup.start(
-            "console",
-            [
-                _bin("parkpulse"),
-                "console",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(console_port),
-                "--insecure-cookies",
-            ],
-        )
-        # the URL printed below must answer: wait until the console listens
-        if not Supervisor.wait_for(
-            lambda: port_open("127.0.0.1", console_port) or not sup.children["console"].alive(), 60
-        ):
-            raise EnvironmentError_("the console did not start listening:\n" + sup.children["console"].tail())
-        if not sup.children["console"].alive():
-            raise EnvironmentError_("the console stopped:\n" + sup.children["console"].tail())
-        out.print(f"[green]✓[/green] services: ingest, alerts, {len(configs)} gateways, console")
-        record("services", gateways=len(configs), outage_gateway=outage_gw)
-
-        # --- rules ---------------------------------------------------------------------------
-        for y in years:
-            subprocess.run(
-                [_bin("parkpulse"), "rules", "run", "--year", str(y)],
-                check=True,
-                env=child_env,
-                capture_output=True,
-            )
-        sup.start("rules", [_bin("parkpulse"), "rules", "serve"])
-        out.print(f"[green]✓[/green] rules evaluated for {years}")
-        record("rules", years=years)
-
-        # --- live ----------------------------------------------------------------------------
-        live.set()
-        url = f"http://127.0.0.1:{console_port}/"
-        print_summary(out, dsn, today.year - 1, url, "admin", password)
-        began = time.monotonic()
-        outage_state = "pending"
-        while not stop.is_set():
-            elapsed = time.monotonic() - began
-            if proxies and outage_state == "pending" and elapsed >= outage_after:
-                for p in proxies:
-                    p.cut()
-                outage_state = "down"
-                out.print(f"[yellow]![/yellow] gateway {outage_gw} lost its uplink (for {outage_for:.0f} s)")
-            elif outage_state == "down" and elapsed >= outage_after + outage_for:
-                for p in proxies:
-                    p.restore()
-                outage_state = "restored"
-                out.print(f"[green]✓[/green] gateway {outage_gw} uplink restored; its spool replays")
-            dead = sup.dead()
-            if dead:
-                for c in dead:
-                    out.print(f"[red]✗ {c.name} exited[/red]\n{c.tail()}")
-                raise EnvironmentError_("a service stopped: " + ", ".join(c.name for c in dead))
-            if duration and elapsed >= duration:
-                break
-            stop.wait(1.0)
-        record("live", seconds=round(time.monotonic() - began, 1), outage=outage_state, **stage_counts(dsn))
-        out.print("[bold]stopping…[/bold]")
+        for stage in _STAGES:
+            stage(run)
     except _Aborted as exc:
         out.print(f"[yellow]interrupted ({exc}) while setting up[/yellow]")
-        record("error", message=f"interrupted by {exc}")
+        run.record("error", message=f"interrupted by {exc}")
         raise typer.Exit(130) from None
     except (EnvironmentError_, subprocess.CalledProcessError) as exc:
         detail = (
@@ -357,18 +114,430 @@ def demo(
             else ""
         )
         out.print(f"[red]demo failed:[/red] {exc}\n{detail}")
-        record("error", message=str(exc), detail=detail)
+        run.record("error", message=str(exc), detail=detail)
         raise typer.Exit(1) from None
     finally:
-        if sup is not None:
-            gateways = [n for n in sup.children if n.startswith("gateway-")]
-            # the alert engine goes before the gateways, so stopping the demo raises no offline alerts;
-            # ingest goes last, so the gateways' final batches are stored
-            sup.stop_all(order=["console", "rules", "alerts", *gateways, "simulators", "ingest"])
-        for p in proxies:
-            p.close()
-        env.close()
+        _shutdown(run)
     out.print("[green]demo stopped cleanly[/green]")
+
+
+# --- the state of one run -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The command line of `parkpulse demo`."""
+
+    duration: float
+    scenario: Path
+    workdir: Path
+    database: str
+    history_from: int
+    console_port: int
+    outage_after: float
+    outage_for: float
+
+
+@dataclass
+class _Run:
+    """What a demo run has started and learnt so far; each stage reads it and adds to it."""
+
+    opts: _Options
+    env: DemoEnv = field(default_factory=lambda: DemoEnv(database_url="", mqtt_url=""))
+    stages: dict[str, Any] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    live: threading.Event = field(default_factory=threading.Event)
+    proxies: list[TcpProxy] = field(default_factory=list)
+    sup: Supervisor | None = None
+    settings: Settings | None = None
+    dsn: str = ""
+    mqtt_url: str = ""
+    child_env: dict[str, str] = field(default_factory=dict)
+    ingest_http: int = 0
+    today: date = field(default_factory=date.today)
+    park: ParkFile | None = None
+    profiles: list[FirmProfile] = field(default_factory=list)
+    lines: list[LineProfile] = field(default_factory=list)
+    years: list[int] = field(default_factory=list)
+    password: str = ""
+    gateway_configs: list[Path] = field(default_factory=list)
+    outage_gateway: str | None = None
+
+    @property
+    def manifest(self) -> Path:
+        return self.opts.workdir / "manifest.json"
+
+    @property
+    def gwdir(self) -> Path:
+        return self.opts.workdir / "gateways"
+
+    @property
+    def supervisor(self) -> Supervisor:
+        assert self.sup is not None, "the supervisor starts with the database stage"
+        return self.sup
+
+    @property
+    def park_file(self) -> ParkFile:
+        assert self.park is not None, "the park file is loaded by the registry stage"
+        return self.park
+
+    def record(self, stage: str, **info: Any) -> None:
+        """Keep a stage's figures in <workdir>/summary.json (the demo's test reads it)."""
+        self.stages[stage] = info
+        (self.opts.workdir / "summary.json").write_text(
+            json.dumps(self.stages, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+        )
+
+    def cli(self, *argv: str, stdin: bytes | None = None) -> None:
+        """Run one `parkpulse …` command against the demo's store and broker; fail on error."""
+        subprocess.run(
+            [_bin("parkpulse"), *argv], input=stdin, check=True, env=self.child_env, capture_output=True
+        )
+
+    def failure(self, child: str, what: str) -> EnvironmentError_:
+        """The error for a service that did not come up, with the tail of its log."""
+        return EnvironmentError_(f"{what}:\n" + self.supervisor.children[child].tail())
+
+
+def _install_signal_handlers(run: _Run) -> None:
+    def _on_signal(signum: int, _frame: object) -> None:
+        run.stop.set()
+        if not run.live.is_set():  # still setting up: abort now, the finally block stops what started
+            raise _Aborted(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+
+def _shutdown(run: _Run) -> None:
+    """Stop every service that started, close the uplink proxies and the environment."""
+    if run.sup is not None:
+        gateways = [n for n in run.sup.children if n.startswith("gateway-")]
+        # the alert engine goes before the gateways, so stopping the demo raises no offline alerts;
+        # ingest goes last, so the gateways' final batches are stored
+        run.sup.stop_all(order=["console", "rules", "alerts", *gateways, "simulators", "ingest"])
+    for p in run.proxies:
+        p.close()
+    run.env.close()
+
+
+def _wait_ready(run: _Run, child: str, ready: Callable[[], bool], *, late: str, stopped: str) -> None:
+    """Wait until `ready()` or the child stops; fail with its log if it was `late` or `stopped`."""
+    proc = run.supervisor.children[child]
+    if not Supervisor.wait_for(lambda: ready() or not proc.alive(), 60):
+        raise run.failure(child, late)
+    if not proc.alive():
+        raise run.failure(child, stopped)
+
+
+# --- the stages, in order -------------------------------------------------------------------
+
+
+def _start_env(run: _Run) -> None:
+    """env: PostgreSQL and a broker, found or started."""
+    run.settings = get_settings()
+    run.dsn = find_postgres(run.settings.database_url, run.opts.database, run.env, run.opts.workdir)
+    run.mqtt_url = find_broker(run.settings.mqtt_url, run.env, run.opts.workdir)
+    for n in run.env.notes:
+        out.print(f"[green]✓[/green] {n}")
+    run.record("env", database=redact_url(run.dsn), mqtt=parse_mqtt_url(run.mqtt_url).redacted())
+
+
+def _fresh_database(run: _Run) -> None:
+    """database: the demo database dropped, created and migrated; the supervisor set up to use it."""
+    database, dsn = run.opts.database, run.dsn
+    assert run.settings is not None
+    timezone = run.settings.timezone
+    with psycopg.connect(server_dsn(dsn, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    try:
+        applied = migrate(dsn, timezone=timezone)
+    except TimescaleNotPreloaded:
+        # a throwaway demo database may take the plain path; a real store is refused (docs/database.md)
+        out.print(
+            "[yellow]![/yellow] TimescaleDB is installed on this server but not preloaded "
+            "(shared_preload_libraries): the demo database uses plain PostgreSQL"
+        )
+        applied = migrate(dsn, prefer="plain", timezone=timezone)
+    out.print(f"[green]✓[/green] database {database}: {len(applied)} migrations applied")
+    run.record("database", migrations=len(applied))
+    _start_supervisor(run)
+
+
+def _start_supervisor(run: _Run) -> None:
+    """The environment of every child process, and the supervisor that starts them."""
+    run.ingest_http = free_port()
+    # the demo's meters arrive with years of history: widen ingest's window before registration
+    # (the lines' history starts a year earlier: a year's energy per part is compared with the previous year's)
+    history_days = (date.today() - date(run.opts.history_from - 1, 1, 1)).days + 31
+    run.child_env = {
+        **os.environ,
+        "PARKPULSE_DATABASE_URL": run.dsn,
+        "PARKPULSE_MQTT_URL": run.mqtt_url,
+        "PYTHONUNBUFFERED": "1",
+        "PARKPULSE_INGEST_HTTP_PORT": str(run.ingest_http),
+        "PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS": str(history_days),
+    }
+    run.sup = Supervisor(run.opts.workdir / "logs", run.child_env)
+
+
+def _start_simulators(run: _Run) -> None:
+    """simulators: the virtual park (parkpulse-sim park), up once it has written its manifest."""
+    manifest = run.manifest
+    run.supervisor.start(
+        "simulators",
+        [_bin("parkpulse-sim"), "park", "--scenario", str(run.opts.scenario), "--manifest", str(manifest)],
+    )
+    if not Supervisor.wait_for(manifest.exists, 60):
+        raise run.failure("simulators", "the simulators did not start")
+    devices = json.loads(manifest.read_text(encoding="utf-8"))["devices"]
+    out.print(f"[green]✓[/green] virtual park: {len(devices)} simulated devices")
+    run.record("simulators", devices=len(devices))
+
+
+def _import_registry(run: _Run) -> None:
+    """registry: gateway configs and the park file generated from the scenario, plus history channels."""
+    subprocess.run(
+        [
+            _bin("parkpulse-gateway"),
+            "generate",
+            "--scenario",
+            str(run.opts.scenario),
+            "--manifest",
+            str(run.manifest),
+            "--out",
+            str(run.gwdir),
+        ],
+        check=True,
+        env=run.child_env,
+        capture_output=True,
+    )
+    pf = load_park_file(run.gwdir / "park.yaml")
+    run.today = date.today()
+    run.profiles = firm_profiles(pf, run.today)
+    run.lines = line_profiles(pf)
+    run.park = add_history_gateways(pf, run.profiles, run.lines)
+    with psycopg.connect(run.dsn) as conn:
+        counts = import_registry(conn, run.park)
+    out.print(
+        f"[green]✓[/green] registry: {counts['firms']} firms, {counts['gateways']} gateways, {counts['devices']} devices"
+    )
+    run.record("registry", **counts)
+
+
+def _fill_history(run: _Run) -> None:
+    """history: ingest started alone; the past through MQTT → ingest; economic data imported."""
+    _start_ingest(run)
+    sent = _send_history(run)
+    run.years = list(range(run.opts.history_from, run.today.year))
+    _import_economics(run)
+    run.cli("db", "refresh")
+    # The import channels are closed: their meters are not polled, so no silence alerts for them.
+    with psycopg.connect(run.dsn) as conn:
+        conn.execute("UPDATE devices SET enabled = false WHERE gateway_id LIKE %s", ("%-hist",))
+    out.print(f"[green]✓[/green] history: {sent:,} readings stored; economic data for {run.years}")
+    run.record("history", readings=sent, years=run.years)
+
+
+def _start_ingest(run: _Run) -> None:
+    # Ingest first, alone: the history goes through it before the live park starts.
+    run.supervisor.start("ingest", [_bin("parkpulse"), "ingest", "run"])
+    # A broker drops what nobody has subscribed to: publish only once ingest holds its subscription.
+    _wait_ready(
+        run,
+        "ingest",
+        lambda: _ingest_subscribed(run.ingest_http),
+        late="ingest did not subscribe in time",
+        stopped="ingest stopped",
+    )
+
+
+def _send_history(run: _Run) -> int:
+    """Publish the history and wait until ingest has committed all of it; the number of readings."""
+    history_from, today = run.opts.history_from, run.today
+    start = datetime(history_from, 1, 1, tzinfo=UTC)
+    end = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    line_start = datetime(history_from - 1, 1, 1, tzinfo=UTC)
+    total = count_history(run.profiles, start, end, run.lines, line_start)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=out,
+    ) as bar:
+        task = bar.add_task(f"history {history_from}–{today.isoformat()} → MQTT → ingest", total=total)
+        sent = publish_history(
+            run.mqtt_url,
+            run.park_file.park.id,
+            run.profiles,
+            start,
+            end,
+            today.year - 1,
+            progress=lambda n: bar.advance(task, n),
+            lines=run.lines,
+            line_start=line_start,
+        )
+        stored_task = bar.add_task("committed by ingest", total=sent)
+        ingest = run.supervisor.children["ingest"]
+
+        def stored() -> bool:
+            if not ingest.alive():
+                raise run.failure("ingest", "ingest stopped")
+            n, refused = _count_hist(run.dsn)
+            if refused:
+                raise EnvironmentError_(f"ingest refused history batches: {refused}")
+            bar.update(stored_task, completed=n)
+            return n >= sent
+
+        if not Supervisor.wait_for(stored, 600, 1.0):
+            raise run.failure("ingest", "ingest did not commit the history in time")
+    return sent
+
+
+def _import_economics(run: _Run) -> None:
+    """The firms' economic data of each past year, written as CSV and imported."""
+    for y in run.years:
+        econ = run.opts.workdir / f"firms-{y}.csv"
+        write_economics_csv(econ, run.profiles, y, run.today.year - 1)
+        run.cli("firms", "import", str(econ), "--year", str(y))
+
+
+def _start_services(run: _Run) -> None:
+    """services: the alert engine, every gateway (one behind a proxy), an admin user and the console."""
+    run.supervisor.start("alerts", [_bin("parkpulse"), "alerts", "run"])
+    _start_gateways(run)
+    run.password = secrets.token_urlsafe(9)
+    run.cli(
+        "users", "add", "admin", "--role", "admin", "--password-stdin", stdin=(run.password + "\n").encode()
+    )
+    _start_console(run)
+    out.print(f"[green]✓[/green] services: ingest, alerts, {len(run.gateway_configs)} gateways, console")
+    run.record("services", gateways=len(run.gateway_configs), outage_gateway=run.outage_gateway)
+
+
+def _start_gateways(run: _Run) -> None:
+    configs = sorted(run.gwdir.glob("*.yaml"))
+    run.gateway_configs = [c for c in configs if c.name != "park.yaml"]
+    run.outage_gateway = _outage_gateway(run.opts.scenario)
+    for cfg in run.gateway_configs:
+        gw_id = _localise_gateway_config(run, cfg)
+        run.supervisor.start(f"gateway-{gw_id}", [_bin("parkpulse-gateway"), "run", "-c", str(cfg)])
+
+
+def _localise_gateway_config(run: _Run, cfg: Path) -> str:
+    """Point a generated gateway config at the demo's spool, proxy and a free port; its gateway id."""
+    doc = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    gw_id: str = doc["gateway"]["id"]
+    doc.setdefault("spool", {})["path"] = str(run.opts.workdir / "spool" / f"{gw_id}.db")
+    if gw_id == run.outage_gateway:
+        target = parse_mqtt_url(run.mqtt_url)
+        proxy = TcpProxy(target.host, target.port).start()
+        run.proxies.append(proxy)
+        doc["uplink"]["url"] = f"mqtt://127.0.0.1:{proxy.port}"
+    if "http" in doc:
+        doc["http"]["listen"] = f"127.0.0.1:{free_port()}"
+    cfg.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return gw_id
+
+
+def _start_console(run: _Run) -> None:
+    port = run.opts.console_port
+    # plain http on the loopback: the Secure cookie flag would keep browsers from sending the session
+    run.supervisor.start(
+        "console",
+        [
+            _bin("parkpulse"),
+            "console",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--insecure-cookies",
+        ],
+    )
+    # the URL printed below must answer: wait until the console listens
+    _wait_ready(
+        run,
+        "console",
+        lambda: port_open("127.0.0.1", port),
+        late="the console did not start listening",
+        stopped="the console stopped",
+    )
+
+
+def _run_rules(run: _Run) -> None:
+    """rules: each past year evaluated, then the rules service started."""
+    for y in run.years:
+        run.cli("rules", "run", "--year", str(y))
+    run.supervisor.start("rules", [_bin("parkpulse"), "rules", "serve"])
+    out.print(f"[green]✓[/green] rules evaluated for {run.years}")
+    run.record("rules", years=run.years)
+
+
+def _run_live(run: _Run) -> None:
+    """live: the summary printed; the park runs until Ctrl-C or --duration, the outage played out."""
+    run.live.set()
+    url = f"http://127.0.0.1:{run.opts.console_port}/"
+    print_summary(out, run.dsn, run.today.year - 1, url, "admin", run.password)
+    began = time.monotonic()
+    outage = _Outage(run.proxies, run.outage_gateway, run.opts.outage_after, run.opts.outage_for)
+    while not run.stop.is_set():
+        elapsed = time.monotonic() - began
+        outage.play(elapsed)
+        _fail_if_any_died(run.supervisor)
+        if run.opts.duration and elapsed >= run.opts.duration:
+            break
+        run.stop.wait(1.0)
+    run.record(
+        "live", seconds=round(time.monotonic() - began, 1), outage=outage.state, **stage_counts(run.dsn)
+    )
+    out.print("[bold]stopping…[/bold]")
+
+
+_STAGES: tuple[Callable[[_Run], None], ...] = (
+    _start_env,
+    _fresh_database,
+    _start_simulators,
+    _import_registry,
+    _fill_history,
+    _start_services,
+    _run_rules,
+    _run_live,
+)
+"""The demo's stages in order; each prints its line and records its figures."""
+
+
+@dataclass
+class _Outage:
+    """The uplink outage of one gateway while the park runs live: pending → down → restored."""
+
+    proxies: list[TcpProxy]
+    gateway: str | None
+    after: float
+    length: float
+    state: str = "pending"
+
+    def play(self, elapsed: float) -> None:
+        if self.proxies and self.state == "pending" and elapsed >= self.after:
+            for p in self.proxies:
+                p.cut()
+            self.state = "down"
+            out.print(f"[yellow]![/yellow] gateway {self.gateway} lost its uplink (for {self.length:.0f} s)")
+        elif self.state == "down" and elapsed >= self.after + self.length:
+            for p in self.proxies:
+                p.restore()
+            self.state = "restored"
+            out.print(f"[green]✓[/green] gateway {self.gateway} uplink restored; its spool replays")
+
+
+def _fail_if_any_died(sup: Supervisor) -> None:
+    dead = sup.dead()
+    if dead:
+        for c in dead:
+            out.print(f"[red]✗ {c.name} exited[/red]\n{c.tail()}")
+        raise EnvironmentError_("a service stopped: " + ", ".join(c.name for c in dead))
 
 
 def _ingest_subscribed(port: int) -> bool:

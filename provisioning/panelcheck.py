@@ -14,7 +14,7 @@ read-only; the result is checked against what the panel type needs:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -88,54 +88,96 @@ def _numeric(v: Any) -> bool:
     return isinstance(v, int | float | Decimal) and not isinstance(v, bool)
 
 
-def _shape(panel_type: str, fmt: str, cols: list[tuple[str, int]], rows: list[tuple[Any, ...]]) -> list[str]:
+_Cols = list[tuple[str, int]]
+_Rows = list[tuple[Any, ...]]
+
+
+def _shape(panel_type: str, fmt: str, cols: _Cols, rows: _Rows) -> list[str]:
+    """Every way the query's result does not fit the panel type (empty when it fits)."""
+    rule = _SHAPE_RULES.get(panel_type)
+    if rule is None:
+        return [f"panel type {panel_type!r} has no shape rule here"]
+    return rule(fmt, cols, rows)
+
+
+def _numeric_columns(cols: _Cols) -> list[int]:
+    return [i for i, (_, t) in enumerate(cols) if t in _NUMERIC]
+
+
+def _all_null(rows: _Rows, columns: list[int]) -> bool:
+    """Rows exist but not one of `columns` holds a number in any of them."""
+    return bool(rows) and not any(_numeric(r[i]) for r in rows for i in columns)
+
+
+def _time_key(t: Any) -> float:
+    """A time column's value as epoch seconds, for checking the rows' order."""
+    if isinstance(t, datetime):
+        return t.timestamp()
+    if isinstance(t, date):
+        return datetime(t.year, t.month, t.day).timestamp()
+    return float(t)
+
+
+def _time_order_problems(times: list[Any]) -> list[str]:
+    if any(t is None for t in times):
+        return ["NULL in the time column"]
+    if times != sorted(times, key=_time_key):
+        return ["rows are not sorted by time"]
+    return []
+
+
+def _timeseries_shape(fmt: str, cols: _Cols, rows: _Rows) -> list[str]:
     problems: list[str] = []
     names = [c for c, _ in cols]
-    numeric = [i for i, (_, t) in enumerate(cols) if t in _NUMERIC]
-    if panel_type == "timeseries":
-        if fmt != "time_series":
-            problems.append(f"time series panel with format {fmt!r}")
-        if "time" not in names:
-            return [*problems, f"no 'time' column (columns: {names})"]
-        ti = names.index("time")
-        if cols[ti][1] not in _TIME | _NUMERIC:
-            problems.append(f"'time' column has type oid {cols[ti][1]}, not a timestamp or epoch")
-        values = [i for i in numeric if i != ti]
-        if not values:
-            problems.append(f"no numeric value column (columns: {names})")
-        others = [names[i] for i in range(len(cols)) if i != ti and i not in values]
-        if others and others != ["metric"]:
-            problems.append(f"extra non-numeric columns {others} (only 'metric' names series)")
-        times = [r[ti] for r in rows]
-        if any(t is None for t in times):
-            problems.append("NULL in the time column")
-        elif times != sorted(
-            times,
-            key=lambda t: (
-                t.timestamp()
-                if isinstance(t, datetime)
-                else (datetime(t.year, t.month, t.day).timestamp() if isinstance(t, date) else float(t))
-            ),
-        ):
-            problems.append("rows are not sorted by time")
-        if rows and values and not any(_numeric(r[i]) for r in rows for i in values):
-            problems.append("every value is NULL")
-    elif panel_type == "stat":
-        if not numeric:
-            problems.append(f"stat panel without a numeric column (columns: {names})")
-        elif rows and not any(_numeric(r[i]) for r in rows for i in numeric):
-            problems.append("every value is NULL")
-    elif panel_type == "barchart":
-        if not cols or cols[0][1] not in _TEXT | _TIME:
-            problems.append(f"bar chart needs a text or time x column first (columns: {names})")
-        if not [i for i in numeric if i != 0]:
-            problems.append(f"bar chart without a numeric column (columns: {names})")
-    elif panel_type == "table":
-        if not cols:
-            problems.append("table query returns no columns")
-    else:
-        problems.append(f"panel type {panel_type!r} has no shape rule here")
+    if fmt != "time_series":
+        problems.append(f"time series panel with format {fmt!r}")
+    if "time" not in names:
+        return [*problems, f"no 'time' column (columns: {names})"]
+    ti = names.index("time")
+    if cols[ti][1] not in _TIME | _NUMERIC:
+        problems.append(f"'time' column has type oid {cols[ti][1]}, not a timestamp or epoch")
+    values = [i for i in _numeric_columns(cols) if i != ti]
+    if not values:
+        problems.append(f"no numeric value column (columns: {names})")
+    others = [names[i] for i in range(len(cols)) if i != ti and i not in values]
+    if others and others != ["metric"]:
+        problems.append(f"extra non-numeric columns {others} (only 'metric' names series)")
+    problems.extend(_time_order_problems([r[ti] for r in rows]))
+    if values and _all_null(rows, values):
+        problems.append("every value is NULL")
     return problems
+
+
+def _stat_shape(fmt: str, cols: _Cols, rows: _Rows) -> list[str]:
+    numeric = _numeric_columns(cols)
+    if not numeric:
+        return [f"stat panel without a numeric column (columns: {[c for c, _ in cols]})"]
+    if _all_null(rows, numeric):
+        return ["every value is NULL"]
+    return []
+
+
+def _barchart_shape(fmt: str, cols: _Cols, rows: _Rows) -> list[str]:
+    problems: list[str] = []
+    names = [c for c, _ in cols]
+    if not cols or cols[0][1] not in _TEXT | _TIME:
+        problems.append(f"bar chart needs a text or time x column first (columns: {names})")
+    if not [i for i in _numeric_columns(cols) if i != 0]:
+        problems.append(f"bar chart without a numeric column (columns: {names})")
+    return problems
+
+
+def _table_shape(fmt: str, cols: _Cols, rows: _Rows) -> list[str]:
+    return [] if cols else ["table query returns no columns"]
+
+
+_SHAPE_RULES: dict[str, Callable[[str, _Cols, _Rows], list[str]]] = {
+    "timeseries": _timeseries_shape,
+    "stat": _stat_shape,
+    "barchart": _barchart_shape,
+    "table": _table_shape,
+}
+"""Panel type → its shape rule (format, columns as (name, type oid), rows → problems)."""
 
 
 def check_dashboards(

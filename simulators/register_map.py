@@ -198,6 +198,10 @@ def load_register_map(model: str) -> RegisterMap:
     return load_register_map_file(path)
 
 
+_MAP_KEYS = frozenset({"model", "title", "kind", "source", "registers", "defaults", "max_gap"})
+"""The keys of a register map file read by name; any other key goes to `RegisterMap.extra`."""
+
+
 def load_register_map_file(path: str | Path) -> RegisterMap:
     """Load and check one register map file; the `model` inside must equal the file's stem."""
     path = Path(path)
@@ -216,61 +220,9 @@ def load_register_map_file(path: str | Path) -> RegisterMap:
         _field(src, "source", source, key, str)
     defaults = _field(src, "(file)", raw, "defaults", dict, {})
     entries = _field(src, "(file)", raw, "registers", list)
-    specs: list[RegisterSpec] = []
-    for i, entry in enumerate(entries):
-        where = f"registers[{i}]"
-        if not isinstance(entry, dict):
-            raise RegisterMapError(src, where, entry, "must be a mapping")
-        merged = {**defaults, **entry}
-        metric = _field(src, where, merged, "metric", str, None)
-        name = _field(src, where, merged, "name", str, metric)
-        if not name:
-            raise RegisterMapError(src, f"{where}.name", None, "a register needs a metric or a name")
-        rtype = _field(src, where, merged, "type", str)
-        if rtype not in TYPES:
-            raise RegisterMapError(src, f"{where}.type", rtype, f"unknown type (known: {sorted(TYPES)})")
-        table = _field(src, where, merged, "table", str, "holding")
-        if table not in ("holding", "input"):
-            raise RegisterMapError(src, f"{where}.table", table, "must be holding or input")
-        word_order = _field(src, where, merged, "word_order", str, "big")
-        byte_order = _field(src, where, merged, "byte_order", str, "big")
-        for key, val in (("word_order", word_order), ("byte_order", byte_order)):
-            if val not in ("big", "little"):
-                raise RegisterMapError(src, f"{where}.{key}", val, "must be big or little")
-        address = _field(src, where, merged, "address", int)
-        if not 0 <= address <= 0xFFFF:
-            raise RegisterMapError(src, f"{where}.address", address, "must be 0..65535")
-        scale = float(_field(src, where, merged, "scale", (int, float), 1.0))
-        if scale == 0:
-            raise RegisterMapError(src, f"{where}.scale", scale, "must not be 0")
-        specs.append(
-            RegisterSpec(
-                name=name,
-                metric=metric,
-                address=address,
-                type=rtype,
-                table=table,
-                word_order=word_order,
-                byte_order=byte_order,
-                scale=scale,
-                offset=float(_field(src, where, merged, "offset", (int, float), 0.0)),
-                unit=_field(src, where, merged, "unit", str, None),
-                manual=_field(src, where, merged, "manual", (int, str), None),
-                note=_field(src, where, merged, "note", str, None),
-                value=_field(src, where, merged, "value", str, None),
-                wrap=_field(src, where, merged, "wrap", bool, False),
-            )
-        )
-    names = [s.name for s in specs]
-    for i, n in enumerate(names):
-        if n in names[:i]:
-            raise RegisterMapError(src, f"registers[{i}].name", n, "duplicate name")
-    for table in ("holding", "input"):
-        last: RegisterSpec | None = None
-        for s in sorted((s for s in specs if s.table == table), key=lambda s: s.address):
-            if last is not None and s.address < last.end:
-                raise RegisterMapError(src, f"{s.name}.address", s.address, f"overlaps {last.name} ({table})")
-            last = s
+    specs = [_register_spec(src, f"registers[{i}]", entry, defaults) for i, entry in enumerate(entries)]
+    _check_names_unique(src, specs)
+    _check_no_overlap(src, specs)
     return RegisterMap(
         model=model,
         title=_field(src, "(file)", raw, "title", str),
@@ -279,9 +231,69 @@ def load_register_map_file(path: str | Path) -> RegisterMap:
         registers=tuple(specs),
         path=path,
         max_gap=int(_field(src, "(file)", raw, "max_gap", int, 32)),
-        extra={
-            k: v
-            for k, v in raw.items()
-            if k not in {"model", "title", "kind", "source", "registers", "defaults", "max_gap"}
-        },
+        extra={k: v for k, v in raw.items() if k not in _MAP_KEYS},
     )
+
+
+def _one_of(src: str, where: str, key: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise RegisterMapError(src, f"{where}.{key}", value, f"must be {' or '.join(allowed)}")
+
+
+def _register_spec(src: str, where: str, entry: Any, defaults: dict[str, Any]) -> RegisterSpec:
+    """One entry of `registers:`, merged over `defaults:` and checked; the first problem raises."""
+    if not isinstance(entry, dict):
+        raise RegisterMapError(src, where, entry, "must be a mapping")
+    merged = {**defaults, **entry}
+    metric = _field(src, where, merged, "metric", str, None)
+    name = _field(src, where, merged, "name", str, metric)
+    if not name:
+        raise RegisterMapError(src, f"{where}.name", None, "a register needs a metric or a name")
+    rtype = _field(src, where, merged, "type", str)
+    if rtype not in TYPES:
+        raise RegisterMapError(src, f"{where}.type", rtype, f"unknown type (known: {sorted(TYPES)})")
+    table = _field(src, where, merged, "table", str, "holding")
+    _one_of(src, where, "table", table, ("holding", "input"))
+    word_order = _field(src, where, merged, "word_order", str, "big")
+    byte_order = _field(src, where, merged, "byte_order", str, "big")
+    for key, val in (("word_order", word_order), ("byte_order", byte_order)):
+        _one_of(src, where, key, val, ("big", "little"))
+    address = _field(src, where, merged, "address", int)
+    if not 0 <= address <= 0xFFFF:
+        raise RegisterMapError(src, f"{where}.address", address, "must be 0..65535")
+    scale = float(_field(src, where, merged, "scale", (int, float), 1.0))
+    if scale == 0:
+        raise RegisterMapError(src, f"{where}.scale", scale, "must not be 0")
+    return RegisterSpec(
+        name=name,
+        metric=metric,
+        address=address,
+        type=rtype,
+        table=table,
+        word_order=word_order,
+        byte_order=byte_order,
+        scale=scale,
+        offset=float(_field(src, where, merged, "offset", (int, float), 0.0)),
+        unit=_field(src, where, merged, "unit", str, None),
+        manual=_field(src, where, merged, "manual", (int, str), None),
+        note=_field(src, where, merged, "note", str, None),
+        value=_field(src, where, merged, "value", str, None),
+        wrap=_field(src, where, merged, "wrap", bool, False),
+    )
+
+
+def _check_names_unique(src: str, specs: list[RegisterSpec]) -> None:
+    names = [s.name for s in specs]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise RegisterMapError(src, f"registers[{i}].name", n, "duplicate name")
+
+
+def _check_no_overlap(src: str, specs: list[RegisterSpec]) -> None:
+    """No two registers of the same table share an address."""
+    for table in ("holding", "input"):
+        last: RegisterSpec | None = None
+        for s in sorted((s for s in specs if s.table == table), key=lambda s: s.address):
+            if last is not None and s.address < last.end:
+                raise RegisterMapError(src, f"{s.name}.address", s.address, f"overlaps {last.name} ({table})")
+            last = s

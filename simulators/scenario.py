@@ -21,7 +21,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -140,151 +140,267 @@ def _check_faults(
     return out
 
 
+@dataclass
+class _Check:
+    """What parsing a scenario accumulates: the problems, and the ids seen across the park."""
+
+    problems: list[tuple[str, object, str]] = field(default_factory=list)
+    seen_gateways: set[str] = field(default_factory=set)
+    seen_lines: set[str] = field(default_factory=set)
+
+    def add(self, at: str, value: object, reason: str) -> None:
+        self.problems.append((at, value, reason))
+
+
+@dataclass
+class _GatewayCheck:
+    """What parsing one gateway's devices accumulates: device ids and Modbus unit ids in use."""
+
+    spec: GatewaySpec
+    used_ids: dict[str, set[int]] = field(default_factory=lambda: {"tcp": set(), "rtu": set()})
+    seen_devices: set[str] = field(default_factory=set)
+
+
+def _is_id(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and ID_RE.match(value) is not None
+
+
+def _mapping_or_empty(value: Any, at: str, check: _Check) -> dict[str, Any] | None:
+    """`value or {}` when that is a mapping; else the problem is recorded and None returned."""
+    node = value or {}
+    if not isinstance(node, dict):
+        check.add(at, node, "must be a mapping")
+        return None
+    return node
+
+
+def _check_park_id(raw: dict[str, Any], check: _Check) -> Any:
+    park = raw.get("park")
+    park_id = park.get("id") if isinstance(park, dict) else None
+    if not _is_id(park_id):
+        check.add("park.id", park_id, "must be a lowercase id [a-z0-9-]")
+    return park_id
+
+
+def _firm_list(raw: dict[str, Any], check: _Check) -> list[Any]:
+    firms = raw.get("firms")
+    if not isinstance(firms, list) or not firms:
+        check.add("firms", firms, "must be a non-empty list")
+        return []
+    return firms
+
+
+def _parse_firm(fi: int, firm: Any, check: _Check) -> list[GatewaySpec]:
+    fat = f"firms[{fi}]"
+    if not isinstance(firm, dict):
+        check.add(fat, firm, "must be a mapping")
+        return []
+    firm_id = firm.get("id")
+    if not _is_id(firm_id):
+        check.add(f"{fat}.id", firm_id, "must be a lowercase id [a-z0-9-]")
+        firm_id = f"firm{fi}"
+    gateways = []
+    for gi, gw in enumerate(firm.get("gateways") or []):
+        gspec = _parse_gateway(f"{fat}.gateways[{gi}]", gw, firm_id, check)
+        if gspec is not None:
+            gateways.append(gspec)
+    return gateways
+
+
+def _uplink_outage_ok(outage: Any) -> bool:
+    return outage is None or (
+        isinstance(outage, dict) and all(_non_negative(outage.get(k)) for k in ("after_s", "for_s"))
+    )
+
+
+def _parse_gateway(gat: str, gw: Any, firm_id: str, check: _Check) -> GatewaySpec | None:
+    if not isinstance(gw, dict):
+        check.add(gat, gw, "must be a mapping")
+        return None
+    gw_id = gw.get("id")
+    if not _is_id(gw_id):
+        check.add(f"{gat}.id", gw_id, "must be a lowercase id [a-z0-9-]")
+        return None
+    if gw_id in check.seen_gateways:
+        check.add(f"{gat}.id", gw_id, "duplicate gateway id")
+    check.seen_gateways.add(gw_id)
+    gsim = _mapping_or_empty(gw.get("sim"), f"{gat}.sim", check)
+    if gsim is None:
+        gsim = {}
+    outage = gsim.get("uplink_outage")
+    if not _uplink_outage_ok(outage):
+        check.add(f"{gat}.sim.uplink_outage", outage, "must be {after_s: seconds, for_s: seconds}")
+    gcheck = _GatewayCheck(GatewaySpec(id=gw_id, firm=firm_id, sim=dict(gsim)))
+    for di, dev in enumerate(gw.get("devices") or []):
+        spec = _parse_device(f"{gat}.devices[{di}]", dev, gcheck, check)
+        if spec is not None:
+            gcheck.spec.devices.append(spec)
+    _assign_unit_ids(gcheck)
+    return gcheck.spec
+
+
+def _assign_unit_ids(gcheck: _GatewayCheck) -> None:
+    """Give the Modbus devices without a `unit_id` the lowest free ones, in file order."""
+    used_ids = gcheck.used_ids
+    for d in gcheck.spec.devices:
+        if d.transport in used_ids and d.unit_id is None:
+            free = next(i for i in range(1, 248) if i not in used_ids[d.transport])
+            d.unit_id = free
+            used_ids[d.transport].add(free)
+
+
+@dataclass
+class _DeviceHead:
+    """A device's checked common part, before its model-specific checks."""
+
+    at: str
+    raw: dict[str, Any]
+    id: str
+    model: str
+    kind: str
+    sim: dict[str, Any]
+    params: dict[str, Any]
+    seed: int
+
+
+def _check_device_id(dat: str, dev: dict[str, Any], gcheck: _GatewayCheck, check: _Check) -> str | None:
+    """The device's id when it is a valid id; a duplicate on the gateway is reported but kept."""
+    dev_id = dev.get("id")
+    if not _is_id(dev_id):
+        check.add(f"{dat}.id", dev_id, "must be a lowercase id [a-z0-9-]")
+        return None
+    if dev_id in gcheck.seen_devices:
+        check.add(f"{dat}.id", dev_id, "duplicate device id on this gateway")
+    gcheck.seen_devices.add(dev_id)
+    return dev_id
+
+
+def _check_model(dat: str, dev: dict[str, Any], check: _Check) -> str | None:
+    """The device's model when known; its `kind` and `profile` are checked against it."""
+    model = dev.get("model")
+    if model not in _KIND_OF_MODEL:
+        check.add(f"{dat}.model", model, f"unknown model (known: {sorted(_KIND_OF_MODEL)})")
+        return None
+    kind = str(dev.get("kind"))
+    if kind != _KIND_OF_MODEL[model]:
+        check.add(f"{dat}.kind", kind, f"model {model} is a {_KIND_OF_MODEL[model]}")
+    profile = dev.get("profile")
+    if profile is not None and profile != model:
+        check.add(f"{dat}.profile", profile, f"must equal the model name {model!r}")
+    assert isinstance(model, str)
+    return model
+
+
+def _device_seed(dat: str, sim: dict[str, Any], gw_id: str, dev_id: str, check: _Check) -> int:
+    seed = sim.get("seed", _seed(gw_id, dev_id))
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        check.add(f"{dat}.sim.seed", seed, "must be an integer")
+        return 0
+    return seed
+
+
+def _device_head(dat: str, dev: Any, gcheck: _GatewayCheck, check: _Check) -> _DeviceHead | None:
+    if not isinstance(dev, dict):
+        check.add(dat, dev, "must be a mapping")
+        return None
+    dev_id = _check_device_id(dat, dev, gcheck, check)
+    if dev_id is None:
+        return None
+    model = _check_model(dat, dev, check)
+    if model is None:
+        return None
+    sim = _mapping_or_empty(dev.get("sim"), f"{dat}.sim", check)
+    if sim is None:
+        return None
+    params = {k: v for k, v in sim.items() if k not in ("transport", "unit_id", "seed", "faults")}
+    if dev.get("rated_power_kw") is not None:
+        params.setdefault("rated_power_kw", dev["rated_power_kw"])
+    seed = _device_seed(dat, sim, gcheck.spec.id, dev_id, check)
+    return _DeviceHead(dat, dev, dev_id, model, str(dev.get("kind")), sim, params, seed)
+
+
+def _parse_device(dat: str, dev: Any, gcheck: _GatewayCheck, check: _Check) -> DeviceSpec | None:
+    head = _device_head(dat, dev, gcheck, check)
+    if head is None:
+        return None
+    if head.model == LINE_MODEL:
+        return _parse_line_sensor(head, gcheck, check)
+    return _parse_modbus_device(head, gcheck, check)
+
+
+def _parse_line_sensor(head: _DeviceHead, gcheck: _GatewayCheck, check: _Check) -> DeviceSpec:
+    dat, sim = head.at, head.sim
+    extra = set(sim) - _LINE_KEYS
+    if extra:
+        check.add(f"{dat}.sim", sorted(extra), f"unknown line sensor keys (known: {sorted(_LINE_KEYS)})")
+    faults = _check_faults(sim.get("faults"), f"{dat}.sim.faults", ("timeout", "clock_drift"), check.problems)
+    g = gcheck.spec
+    spec = DeviceSpec(
+        g.id, g.firm, head.id, "line", head.model, "mqtt", None, head.seed, head.params, faults, head.raw
+    )
+    if spec.line_id in check.seen_lines:
+        check.add(f"{dat}.sim.line_id", spec.line_id, "duplicate line id in this park")
+    check.seen_lines.add(spec.line_id)
+    return spec
+
+
+def _valid_unit_id(unit_id: Any) -> bool:
+    return isinstance(unit_id, int) and not isinstance(unit_id, bool) and 1 <= unit_id <= 247
+
+
+def _check_unit_id(dat: str, unit_id: Any, transport: str, gcheck: _GatewayCheck, check: _Check) -> bool:
+    """False when a given `unit_id` is not 1..247; a duplicate is reported but kept."""
+    if unit_id is None:
+        return True
+    if not _valid_unit_id(unit_id):
+        check.add(f"{dat}.sim.unit_id", unit_id, "must be an integer 1..247")
+        return False
+    if unit_id in gcheck.used_ids[transport]:
+        check.add(f"{dat}.sim.unit_id", unit_id, f"already used on this gateway's {transport} server")
+    gcheck.used_ids[transport].add(unit_id)
+    return True
+
+
+def _parse_modbus_device(head: _DeviceHead, gcheck: _GatewayCheck, check: _Check) -> DeviceSpec | None:
+    dat, sim = head.at, head.sim
+    transport = sim.get("transport", "tcp")
+    if transport not in ("tcp", "rtu"):
+        check.add(f"{dat}.sim.transport", transport, "must be tcp or rtu")
+        return None
+    unit_id = sim.get("unit_id")
+    if not _check_unit_id(dat, unit_id, transport, gcheck, check):
+        return None
+    faults = _check_faults(sim.get("faults"), f"{dat}.sim.faults", FAULTS, check.problems)
+    for key, value, reason in check_params(_KIND_OF_MODEL[head.model], head.params):
+        check.add(f"{dat}.sim.{key}" if key in sim else f"{dat}.{key}", value, reason)
+    g = gcheck.spec
+    return DeviceSpec(
+        g.id,
+        g.firm,
+        head.id,
+        head.kind,
+        head.model,
+        transport,
+        unit_id,
+        head.seed,
+        head.params,
+        faults,
+        head.raw,
+    )
+
+
 def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
     """Check the simulator-relevant part of a scenario; every problem is reported with its path."""
-    problems: list[tuple[str, object, str]] = []
     if not isinstance(raw, dict):
         raise ScenarioError(
             source, [("(file)", type(raw).__name__, "must be a mapping with park, clusters, firms")]
         )
-    park = raw.get("park")
-    park_id = park.get("id") if isinstance(park, dict) else None
-    if not isinstance(park_id, str) or not ID_RE.match(park_id):
-        problems.append(("park.id", park_id, "must be a lowercase id [a-z0-9-]"))
-    firms = raw.get("firms")
-    if not isinstance(firms, list) or not firms:
-        problems.append(("firms", firms, "must be a non-empty list"))
-        firms = []
+    check = _Check()
+    park_id = _check_park_id(raw, check)
     gateways: list[GatewaySpec] = []
-    seen_gw: set[str] = set()
-    seen_lines: set[str] = set()
-    for fi, firm in enumerate(firms):
-        fat = f"firms[{fi}]"
-        if not isinstance(firm, dict):
-            problems.append((fat, firm, "must be a mapping"))
-            continue
-        firm_id = firm.get("id")
-        if not isinstance(firm_id, str) or not ID_RE.match(firm_id):
-            problems.append((f"{fat}.id", firm_id, "must be a lowercase id [a-z0-9-]"))
-            firm_id = f"firm{fi}"
-        for gi, gw in enumerate(firm.get("gateways") or []):
-            gat = f"{fat}.gateways[{gi}]"
-            if not isinstance(gw, dict):
-                problems.append((gat, gw, "must be a mapping"))
-                continue
-            gw_id = gw.get("id")
-            if not isinstance(gw_id, str) or not ID_RE.match(gw_id):
-                problems.append((f"{gat}.id", gw_id, "must be a lowercase id [a-z0-9-]"))
-                continue
-            if gw_id in seen_gw:
-                problems.append((f"{gat}.id", gw_id, "duplicate gateway id"))
-            seen_gw.add(gw_id)
-            gsim = gw.get("sim") or {}
-            if not isinstance(gsim, dict):
-                problems.append((f"{gat}.sim", gsim, "must be a mapping"))
-                gsim = {}
-            outage = gsim.get("uplink_outage")
-            if outage is not None and not (
-                isinstance(outage, dict) and all(_non_negative(outage.get(k)) for k in ("after_s", "for_s"))
-            ):
-                problems.append(
-                    (f"{gat}.sim.uplink_outage", outage, "must be {after_s: seconds, for_s: seconds}")
-                )
-            gspec = GatewaySpec(id=gw_id, firm=firm_id, sim=dict(gsim))
-            used_ids: dict[str, set[int]] = {"tcp": set(), "rtu": set()}
-            seen_dev: set[str] = set()
-            for di, dev in enumerate(gw.get("devices") or []):
-                dat = f"{gat}.devices[{di}]"
-                if not isinstance(dev, dict):
-                    problems.append((dat, dev, "must be a mapping"))
-                    continue
-                dev_id = dev.get("id")
-                if not isinstance(dev_id, str) or not ID_RE.match(dev_id):
-                    problems.append((f"{dat}.id", dev_id, "must be a lowercase id [a-z0-9-]"))
-                    continue
-                if dev_id in seen_dev:
-                    problems.append((f"{dat}.id", dev_id, "duplicate device id on this gateway"))
-                seen_dev.add(dev_id)
-                model = dev.get("model")
-                if model not in _KIND_OF_MODEL:
-                    problems.append(
-                        (f"{dat}.model", model, f"unknown model (known: {sorted(_KIND_OF_MODEL)})")
-                    )
-                    continue
-                kind = str(dev.get("kind"))
-                if kind != _KIND_OF_MODEL[model]:
-                    problems.append((f"{dat}.kind", kind, f"model {model} is a {_KIND_OF_MODEL[model]}"))
-                profile = dev.get("profile")
-                if profile is not None and profile != model:
-                    problems.append((f"{dat}.profile", profile, f"must equal the model name {model!r}"))
-                sim = dev.get("sim") or {}
-                if not isinstance(sim, dict):
-                    problems.append((f"{dat}.sim", sim, "must be a mapping"))
-                    continue
-                params = {k: v for k, v in sim.items() if k not in ("transport", "unit_id", "seed", "faults")}
-                if dev.get("rated_power_kw") is not None:
-                    params.setdefault("rated_power_kw", dev["rated_power_kw"])
-                seed = sim.get("seed", _seed(gw_id, dev_id))
-                if not isinstance(seed, int) or isinstance(seed, bool):
-                    problems.append((f"{dat}.sim.seed", seed, "must be an integer"))
-                    seed = 0
-                if model == LINE_MODEL:
-                    extra = set(sim) - _LINE_KEYS
-                    if extra:
-                        problems.append(
-                            (
-                                f"{dat}.sim",
-                                sorted(extra),
-                                f"unknown line sensor keys (known: {sorted(_LINE_KEYS)})",
-                            )
-                        )
-                    faults = _check_faults(
-                        sim.get("faults"), f"{dat}.sim.faults", ("timeout", "clock_drift"), problems
-                    )
-                    spec = DeviceSpec(
-                        gw_id, firm_id, dev_id, "line", model, "mqtt", None, seed, params, faults, dev
-                    )
-                    if spec.line_id in seen_lines:
-                        problems.append(
-                            (f"{dat}.sim.line_id", spec.line_id, "duplicate line id in this park")
-                        )
-                    seen_lines.add(spec.line_id)
-                    gspec.devices.append(spec)
-                    continue
-                transport = sim.get("transport", "tcp")
-                if transport not in ("tcp", "rtu"):
-                    problems.append((f"{dat}.sim.transport", transport, "must be tcp or rtu"))
-                    continue
-                unit_id = sim.get("unit_id")
-                if unit_id is not None:
-                    if not isinstance(unit_id, int) or isinstance(unit_id, bool) or not 1 <= unit_id <= 247:
-                        problems.append((f"{dat}.sim.unit_id", unit_id, "must be an integer 1..247"))
-                        continue
-                    if unit_id in used_ids[transport]:
-                        problems.append(
-                            (
-                                f"{dat}.sim.unit_id",
-                                unit_id,
-                                f"already used on this gateway's {transport} server",
-                            )
-                        )
-                    used_ids[transport].add(unit_id)
-                faults = _check_faults(sim.get("faults"), f"{dat}.sim.faults", FAULTS, problems)
-                for key, value, reason in check_params(_KIND_OF_MODEL[model], params):
-                    problems.append((f"{dat}.sim.{key}" if key in sim else f"{dat}.{key}", value, reason))
-                gspec.devices.append(
-                    DeviceSpec(
-                        gw_id, firm_id, dev_id, kind, model, transport, unit_id, seed, params, faults, dev
-                    )
-                )
-            # assign the remaining unit ids in file order
-            for d in gspec.devices:
-                if d.transport in used_ids and d.unit_id is None:
-                    free = next(i for i in range(1, 248) if i not in used_ids[d.transport])
-                    d.unit_id = free
-                    used_ids[d.transport].add(free)
-            gateways.append(gspec)
-    if problems:
-        raise ScenarioError(source, problems)
+    for fi, firm in enumerate(_firm_list(raw, check)):
+        gateways.extend(_parse_firm(fi, firm, check))
+    if check.problems:
+        raise ScenarioError(source, check.problems)
     assert isinstance(park_id, str)
     return Scenario(source=source, park_id=park_id, raw=raw, gateways=gateways)

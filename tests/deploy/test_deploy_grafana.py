@@ -50,6 +50,9 @@ def test_deploy_generate_cli_writes_and_checks(tmp_path: Path) -> None:
     assert first.read_text() == render(DASHBOARDS[0])
 
 
+_Answer = tuple[int, Any]
+
+
 @dataclass
 class FakeGrafana:
     """State of the stand-in: what a Grafana would hold after the requests it received."""
@@ -59,6 +62,91 @@ class FakeGrafana:
     dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    def route(self, method: str, p: list[str], body: Any) -> _Answer:
+        """The answer to `method /p…`; an endpoint's handler answers None for requests not its own."""
+        for endpoint in (
+            self._folders,
+            self._datasource_by_uid,
+            self._new_datasource,
+            self._dashboard_by_uid,
+            self._save_dashboard,
+        ):
+            answer = endpoint(method, p, body)
+            if answer is not None:
+                return answer
+        return 404, {"message": f"no route {method} {'/'.join(p)}"}
+
+    def _folders(self, method: str, p: list[str], body: Any) -> _Answer | None:
+        if p[:2] != ["api", "folders"]:
+            return None
+        if method == "GET" and len(p) == 3:
+            f = self.folders.get(p[2])
+            return (200, f) if f else (404, {"message": "folder not found"})
+        if method == "POST" and len(p) == 2:
+            assert body["uid"] and body["title"]
+            if body["uid"] in self.folders:
+                return 409, {"message": "folder exists"}
+            self.folders[body["uid"]] = {"uid": body["uid"], "title": body["title"], "version": 1}
+            return 200, self.folders[body["uid"]]
+        if method == "PUT" and len(p) == 3:
+            self.folders[p[2]]["title"] = body["title"]
+            return 200, self.folders[p[2]]
+        return None
+
+    def _datasource_by_uid(self, method: str, p: list[str], body: Any) -> _Answer | None:
+        if p[:3] != ["api", "datasources", "uid"] or len(p) != 4:
+            return None
+        if method == "GET":
+            d = self.datasources.get(p[3])
+            return (
+                (200, {k: v for k, v in d.items() if k != "secureJsonData"})
+                if d
+                else (404, {"message": "nf"})
+            )
+        if method == "PUT":
+            assert body["uid"] == p[3] and body["type"] == "grafana-postgresql-datasource"
+            self.datasources[p[3]] = {**body, "id": self.datasources[p[3]]["id"]}
+            return 200, {"message": "Datasource updated"}
+        return None
+
+    def _new_datasource(self, method: str, p: list[str], body: Any) -> _Answer | None:
+        if p != ["api", "datasources"] or method != "POST":
+            return None
+        assert (
+            body["uid"] and body["type"] == "grafana-postgresql-datasource" and body["jsonData"]["database"]
+        )
+        if body["uid"] in self.datasources:
+            return 409, {"message": "data source with the same uid already exists"}
+        self.datasources[body["uid"]] = {**body, "id": len(self.datasources) + 1}
+        return 200, {"id": len(self.datasources), "message": "Datasource added"}
+
+    def _dashboard_by_uid(self, method: str, p: list[str], body: Any) -> _Answer | None:
+        if p[:3] != ["api", "dashboards", "uid"] or method != "GET":
+            return None
+        d = self.dashboards.get(p[3])
+        return (
+            (200, {"dashboard": d["dashboard"], "meta": {"folderUid": d["folderUid"]}})
+            if d
+            else (404, {"message": "Dashboard not found"})
+        )
+
+    def _save_dashboard(self, method: str, p: list[str], body: Any) -> _Answer | None:
+        """POST /api/dashboards/db with overwrite: like Grafana, the version grows on every save."""
+        if p != ["api", "dashboards", "db"] or method != "POST":
+            return None
+        dash = body["dashboard"]
+        assert body["overwrite"] is True and body["folderUid"] in self.folders
+        assert dash["uid"] and dash["title"] and dash["panels"] and dash.get("id") is None
+        old = self.dashboards.get(dash["uid"])
+        version = (old["dashboard"]["version"] + 1) if old else 1
+        stored = {
+            **dash,
+            "id": old["dashboard"]["id"] if old else len(self.dashboards) + 1,
+            "version": version,
+        }
+        self.dashboards[dash["uid"]] = {"dashboard": stored, "folderUid": body["folderUid"]}
+        return 200, {"status": "success", "uid": dash["uid"], "version": version}
 
 
 def _handler(state: FakeGrafana) -> type[BaseHTTPRequestHandler]:
@@ -85,69 +173,11 @@ def _handler(state: FakeGrafana) -> type[BaseHTTPRequestHandler]:
                 return self._reply(401, {"message": "Unauthorized"})
             parts = self.path.split("?")[0].strip("/").split("/")
             try:
-                code, out = self._route(method, parts, body)
+                code, out = state.route(method, parts, body)
             except (KeyError, TypeError, AssertionError) as exc:
                 state.errors.append(f"{method} {self.path}: bad payload {exc!r}")
                 code, out = 400, {"message": f"bad request: {exc!r}"}
             self._reply(code, out)
-
-        def _route(self, method: str, p: list[str], body: Any) -> tuple[int, Any]:
-            if p[:2] == ["api", "folders"]:
-                if method == "GET" and len(p) == 3:
-                    f = state.folders.get(p[2])
-                    return (200, f) if f else (404, {"message": "folder not found"})
-                if method == "POST" and len(p) == 2:
-                    assert body["uid"] and body["title"]
-                    if body["uid"] in state.folders:
-                        return 409, {"message": "folder exists"}
-                    state.folders[body["uid"]] = {"uid": body["uid"], "title": body["title"], "version": 1}
-                    return 200, state.folders[body["uid"]]
-                if method == "PUT" and len(p) == 3:
-                    state.folders[p[2]]["title"] = body["title"]
-                    return 200, state.folders[p[2]]
-            if p[:3] == ["api", "datasources", "uid"] and len(p) == 4:
-                if method == "GET":
-                    d = state.datasources.get(p[3])
-                    return (
-                        (200, {k: v for k, v in d.items() if k != "secureJsonData"})
-                        if d
-                        else (404, {"message": "nf"})
-                    )
-                if method == "PUT":
-                    assert body["uid"] == p[3] and body["type"] == "grafana-postgresql-datasource"
-                    state.datasources[p[3]] = {**body, "id": state.datasources[p[3]]["id"]}
-                    return 200, {"message": "Datasource updated"}
-            if p == ["api", "datasources"] and method == "POST":
-                assert (
-                    body["uid"]
-                    and body["type"] == "grafana-postgresql-datasource"
-                    and body["jsonData"]["database"]
-                )
-                if body["uid"] in state.datasources:
-                    return 409, {"message": "data source with the same uid already exists"}
-                state.datasources[body["uid"]] = {**body, "id": len(state.datasources) + 1}
-                return 200, {"id": len(state.datasources), "message": "Datasource added"}
-            if p[:3] == ["api", "dashboards", "uid"] and method == "GET":
-                d = state.dashboards.get(p[3])
-                return (
-                    (200, {"dashboard": d["dashboard"], "meta": {"folderUid": d["folderUid"]}})
-                    if d
-                    else (404, {"message": "Dashboard not found"})
-                )
-            if p == ["api", "dashboards", "db"] and method == "POST":
-                dash = body["dashboard"]
-                assert body["overwrite"] is True and body["folderUid"] in state.folders
-                assert dash["uid"] and dash["title"] and dash["panels"] and dash.get("id") is None
-                old = state.dashboards.get(dash["uid"])
-                version = (old["dashboard"]["version"] + 1) if old else 1
-                stored = {
-                    **dash,
-                    "id": old["dashboard"]["id"] if old else len(state.dashboards) + 1,
-                    "version": version,
-                }
-                state.dashboards[dash["uid"]] = {"dashboard": stored, "folderUid": body["folderUid"]}
-                return 200, {"status": "success", "uid": dash["uid"], "version": version}
-            return 404, {"message": f"no route {method} {'/'.join(p)}"}
 
         def do_GET(self) -> None:
             self._handle("GET")
