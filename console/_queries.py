@@ -270,18 +270,32 @@ async def firm_info(conn: AsyncConnection, scope: Scope, firm_id: str) -> Row | 
 
 
 async def firm_energy(conn: AsyncConnection, scope: Scope, firm_id: str, days: int = 30) -> list[Row]:
-    """Energy per carrier and direction over the last `days` days and the year to date."""
+    """Energy per carrier and direction over the last `days` days and the year to date, and next to
+    the imports their cost in yuan (v_firm_cost_daily, energy charges only; NULL without a tariff)."""
     return await _all(
         conn,
-        f"""SELECT e.carrier, e.direction, e.unit,
-                   sum(e.quantity) FILTER (WHERE e.day > current_date - %(days)s) AS recent,
-                   sum(e.quantity) FILTER (WHERE e.day >= date_trunc('year', current_date)) AS ytd,
-                   max(e.meters) AS meters, bool_or(e.suspect) AS suspect, max(e.worst_quality) AS worst_quality,
-                   max(e.day) AS last_day
-            FROM v_firm_energy_daily e
-            WHERE e.firm_id = %(firm)s AND {scope_sql("e")}
-              AND e.day >= least(current_date - %(days)s, date_trunc('year', current_date)::date)
-            GROUP BY e.carrier, e.direction, e.unit ORDER BY e.carrier, e.direction""",
+        f"""WITH e AS (
+                SELECT e.carrier, e.direction, e.unit,
+                       sum(e.quantity) FILTER (WHERE e.day > current_date - %(days)s) AS recent,
+                       sum(e.quantity) FILTER (WHERE e.day >= date_trunc('year', current_date)) AS ytd,
+                       max(e.meters) AS meters, bool_or(e.suspect) AS suspect, max(e.worst_quality) AS worst_quality,
+                       max(e.day) AS last_day
+                FROM v_firm_energy_daily e
+                WHERE e.firm_id = %(firm)s AND {scope_sql("e")}
+                  AND e.day >= least(current_date - %(days)s, date_trunc('year', current_date)::date)
+                GROUP BY e.carrier, e.direction, e.unit
+            ), c AS (
+                SELECT c.carrier,
+                       sum(c.cost_yuan) FILTER (WHERE c.day > current_date - %(days)s) AS cost_recent_yuan,
+                       sum(c.cost_yuan) FILTER (WHERE c.day >= date_trunc('year', current_date)) AS cost_ytd_yuan
+                FROM v_firm_cost_daily c
+                WHERE c.firm_id = %(firm)s AND {scope_sql("c")}
+                  AND c.day >= least(current_date - %(days)s, date_trunc('year', current_date)::date)
+                GROUP BY c.carrier
+            )
+            SELECT e.*, c.cost_recent_yuan, c.cost_ytd_yuan
+            FROM e LEFT JOIN c ON c.carrier = e.carrier AND e.direction = 'import'
+            ORDER BY e.carrier, e.direction""",
         {**scope.params(), "firm": firm_id, "days": days},
     )
 

@@ -2,8 +2,9 @@
 
 Files are `NNNN_name.sql`, or `NNNN_name.plain.sql` / `NNNN_name.timescale.sql` for the two
 storage paths. Number ranges: 0001-0099 kernel, 0100 ingest, 0200 rules, 0300 alerts,
-0400 console. A file whose first line is `-- parkpulse: no-transaction` runs statement by
-statement in autocommit (TimescaleDB continuous aggregates need that).
+0400 console, 0500 costs, 0600 notify. A file whose first line is
+`-- parkpulse: no-transaction` runs statement by statement in autocommit (TimescaleDB
+continuous aggregates need that).
 `{{timezone}}` and `{{retention}}` are replaced from the settings.
 
 Views and functions are not kept in the numbered migrations (from 0402 on): their current
@@ -337,7 +338,20 @@ def sync_metrics(conn: psycopg.Connection) -> None:
                  pollutant = excluded.pollutant, tariff = excluded.tariff, name_zh = excluded.name_zh, name_en = excluded.name_en,
                  min_value = excluded.min_value, max_value = excluded.max_value""",
             [
-                (m.id, m.name, m.unit, m.kind, m.carrier, m.direction, m.pollutant, m.tariff, m.zh, m.en, m.min, m.max)
+                (
+                    m.id,
+                    m.name,
+                    m.unit,
+                    m.kind,
+                    m.carrier,
+                    m.direction,
+                    m.pollutant,
+                    m.tariff,
+                    m.zh,
+                    m.en,
+                    m.min,
+                    m.max,
+                )
                 for m in cat.metrics
             ],
         )

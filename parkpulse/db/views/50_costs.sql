@@ -1,0 +1,263 @@
+-- Costs (costs/): energy in yuan by time-of-use period, the demand or capacity charge, and the
+-- cost of every other carrier, per firm and day / month (docs/database.md, "Cost views").
+-- Built only on the contract views (v_readings_15m, v_counter_daily, v_firm_energy_daily,
+-- v_devices, v_parks), so it is the same on the plain and the TimescaleDB path.
+-- Idempotent: re-applied by every `parkpulse db migrate` (README.md in this folder).
+--
+-- Every yuan is quantity × price on one row that names the tariff, its version, the voltage class,
+-- the period and how the price was formed (price_basis), and whether its figures were verified.
+
+-- Electricity imported per firm and 15-minute slot, from the boundary meters (meter_level 1 or
+-- unset, as v_firm_energy_daily). Per meter and bucket, the step of elec_import_kwh since the last
+-- reading of the previous bucket (plus the corrections of counter events in that span; a step still
+-- negative counts 0 and is suspect) has two parts: the rise within the bucket (last - first), which
+-- belongs to the bucket, and the rest, the rise between the previous bucket's last reading and this
+-- bucket's first, which is spread over the slots from that reading to the bucket's start in
+-- proportion to time (exact when readings fall on the quarter hours, as regular polling does; hourly
+-- readings are spread over their hour). A span over 20 minutes (sparse readings, a gap) is an
+-- estimate and also counted in spread_kwh.
+-- Local time is the park's (v_parks.timezone): day, month and slot (0 = 00:00-00:15 … 95).
+CREATE OR REPLACE VIEW v_firm_elec_15m AS
+WITH b AS (
+    SELECT r.park_id, r.firm_id, r.device_pk, r.metric_id, r.bucket, r.first, r.last, r.last_ts,
+           lag(r.last)    OVER w AS prev_last,
+           lag(r.last_ts) OVER w AS prev_last_ts
+    FROM v_readings_15m r
+    JOIN v_devices d USING (device_pk)
+    WHERE r.metric = 'elec_import_kwh' AND r.last IS NOT NULL
+      AND (d.meter_level = 1 OR d.meter_level IS NULL)
+    WINDOW w AS (PARTITION BY r.park_id, r.firm_id, r.device_pk, r.metric_id ORDER BY r.bucket)
+), iv AS (
+    SELECT b.park_id, b.firm_id, b.device_pk, b.bucket, b.prev_last_ts,
+           b.last - coalesce(b.prev_last, b.first) + coalesce(ev.correction, 0) AS delta,
+           b.last - coalesce(b.first, b.last) AS within
+    FROM b
+    LEFT JOIN LATERAL (
+        SELECT sum(ce.correction) AS correction
+        FROM counter_events ce
+        WHERE ce.device_pk = b.device_pk AND ce.metric_id = b.metric_id
+          AND ce.ts > coalesce(b.prev_last_ts, b.bucket) AND ce.ts <= b.last_ts
+    ) ev ON true
+), parts AS (
+    SELECT iv.*,
+           CASE WHEN iv.delta > 0 THEN greatest(least(iv.within, iv.delta), 0) ELSE 0 END AS in_kwh
+    FROM iv
+), split AS (
+    SELECT p.park_id, p.firm_id, p.device_pk, p.bucket AS slot_start, p.in_kwh AS kwh,
+           p.delta < 0 AS suspect, false AS spread
+    FROM parts p
+    UNION ALL
+    SELECT p.park_id, p.firm_id, p.device_pk, s,
+           (p.delta - p.in_kwh)
+             * extract(epoch FROM least(p.bucket, s + interval '15 minutes') - greatest(p.prev_last_ts, s))::float8
+             / extract(epoch FROM p.bucket - p.prev_last_ts)::float8,
+           false, (p.bucket - p.prev_last_ts) > interval '20 minutes'
+    FROM parts p
+    CROSS JOIN LATERAL generate_series(date_bin('15 minutes', p.prev_last_ts, timestamptz '2000-01-01 00:00:00+00'),
+                                       p.bucket - interval '15 minutes', interval '15 minutes') s
+    WHERE p.prev_last_ts IS NOT NULL AND p.delta > p.in_kwh
+), g AS (
+    SELECT park_id, firm_id, slot_start AS bucket,
+           sum(kwh) AS kwh,
+           count(DISTINCT device_pk)::int AS meters,
+           bool_or(suspect) AS suspect,
+           coalesce(sum(kwh) FILTER (WHERE spread), 0) AS spread_kwh
+    FROM split
+    GROUP BY park_id, firm_id, slot_start
+)
+SELECT g.park_id, g.firm_id, g.bucket,
+       (g.bucket AT TIME ZONE p.timezone)::date AS day,
+       extract(month FROM g.bucket AT TIME ZONE p.timezone)::smallint AS month,
+       (extract(hour FROM g.bucket AT TIME ZONE p.timezone)::int * 4
+        + extract(minute FROM g.bucket AT TIME ZONE p.timezone)::int / 15)::smallint AS slot,
+       g.kwh, g.meters, g.suspect, g.spread_kwh
+FROM g
+JOIN v_parks p USING (park_id);
+
+-- Each 15-minute slot with the firm's electricity tariff in force that day, the tariff version in
+-- force that day, the slot's period in that version's schedule, and the period's price for the
+-- firm's voltage class in that month. Without an assignment the tariff columns are NULL.
+CREATE OR REPLACE VIEW v_firm_elec_tou_15m AS
+SELECT e.park_id, e.firm_id, e.bucket, e.day, e.month, e.slot, e.kwh, e.meters, e.suspect, e.spread_kwh,
+       ft.tariff_id, tv.version AS tariff_version, ft.voltage_class, ts.period,
+       tp.price, tp.price * e.kwh AS cost_yuan, tp.basis AS price_basis,
+       (tv.verified AND tp.verified) AS verified
+FROM v_firm_elec_15m e
+LEFT JOIN firm_tariffs ft
+       ON ft.firm_id = e.firm_id AND ft.carrier = 'electricity'
+      AND e.day >= ft.valid_from AND (ft.valid_to IS NULL OR e.day < ft.valid_to)
+LEFT JOIN tariff_versions tv
+       ON tv.tariff_id = ft.tariff_id
+      AND e.day >= tv.valid_from AND (tv.valid_to IS NULL OR e.day < tv.valid_to)
+LEFT JOIN tariff_slots ts
+       ON ts.tariff_id = tv.tariff_id AND ts.version = tv.version AND ts.month = e.month AND ts.slot = e.slot
+LEFT JOIN tariff_prices tp
+       ON tp.tariff_id = tv.tariff_id AND tp.version = tv.version AND tp.voltage_class = ft.voltage_class
+      AND tp.period = ts.period
+      AND e.day >= tp.price_from AND (tp.price_to IS NULL OR e.day < tp.price_to);
+
+-- Electricity per firm, day and period, priced.
+CREATE OR REPLACE VIEW v_firm_elec_tou_daily AS
+SELECT park_id, firm_id, day, period, tariff_id, tariff_version, voltage_class, price, price_basis, verified,
+       sum(kwh) AS kwh, sum(cost_yuan) AS cost_yuan, count(*)::int AS slots,
+       bool_or(suspect) AS suspect, sum(spread_kwh) AS spread_kwh
+FROM v_firm_elec_tou_15m
+GROUP BY park_id, firm_id, day, period, tariff_id, tariff_version, voltage_class, price, price_basis, verified;
+
+-- The computed period split against the meters' own per-tariff registers
+-- (elec_import_kwh_{sharp,peak,flat,valley}, boundary meters), for days the registers report.
+-- mismatch when |computed - register| > max(tolerance_kwh, tolerance_pct % of the register)
+-- (cost_params, from the tariffs file; 1 kWh and 2 % when not synced).
+CREATE OR REPLACE VIEW v_firm_tou_register_check AS
+WITH reg AS (
+    SELECT dv.park_id, dv.firm_id, c.day, substring(m.name FROM '^elec_import_kwh_(.*)$') AS period,
+           sum(c.increase) AS register_kwh, count(DISTINCT c.device_pk)::int AS meters,
+           bool_or(c.suspect) AS suspect
+    FROM v_counter_daily c
+    JOIN metrics m USING (metric_id)
+    JOIN v_devices dv USING (device_pk)
+    WHERE m.name IN ('elec_import_kwh_sharp', 'elec_import_kwh_peak', 'elec_import_kwh_flat', 'elec_import_kwh_valley')
+      AND (dv.meter_level = 1 OR dv.meter_level IS NULL)
+    GROUP BY dv.park_id, dv.firm_id, c.day, m.name
+), days AS (
+    SELECT DISTINCT park_id, firm_id, day FROM reg
+), comp AS (
+    SELECT t.firm_id, t.day, t.period, sum(t.kwh) AS computed_kwh, min(t.tariff_id) AS tariff_id,
+           min(t.tariff_version) AS tariff_version
+    FROM v_firm_elec_tou_daily t
+    JOIN days d USING (firm_id, day)
+    WHERE t.period IS NOT NULL
+    GROUP BY t.firm_id, t.day, t.period
+), tol AS (
+    SELECT coalesce((SELECT value FROM cost_params WHERE key = 'register_tolerance_pct'), 2.0) AS pct,
+           coalesce((SELECT value FROM cost_params WHERE key = 'register_tolerance_kwh'), 1.0) AS kwh
+), grid AS (
+    SELECT d.park_id, d.firm_id, d.day, p.period
+    FROM days d CROSS JOIN (VALUES ('sharp'), ('peak'), ('flat'), ('valley')) AS p(period)
+)
+SELECT g.park_id, g.firm_id, g.day, g.period,
+       coalesce(c.computed_kwh, 0) AS computed_kwh,
+       coalesce(r.register_kwh, 0) AS register_kwh,
+       coalesce(c.computed_kwh, 0) - coalesce(r.register_kwh, 0) AS diff_kwh,
+       greatest(tol.kwh, tol.pct / 100.0 * coalesce(r.register_kwh, 0)) AS tolerance_kwh,
+       abs(coalesce(c.computed_kwh, 0) - coalesce(r.register_kwh, 0))
+           > greatest(tol.kwh, tol.pct / 100.0 * coalesce(r.register_kwh, 0)) AS mismatch,
+       c.tariff_id, c.tariff_version, r.meters AS register_meters, coalesce(r.suspect, false) AS suspect
+FROM grid g
+CROSS JOIN tol
+LEFT JOIN reg r USING (park_id, firm_id, day, period)
+LEFT JOIN comp c ON c.firm_id = g.firm_id AND c.day = g.day AND c.period = g.period;
+
+-- The month's maximum 15-minute demand per firm: 4 × the largest 15-minute kWh (computed), and
+-- where boundary meters report max_demand_kw (the meter's demand register of the billing month)
+-- the sum over those meters of their largest value in the month (reported; it wins).
+CREATE OR REPLACE VIEW v_firm_demand_monthly AS
+WITH c AS (
+    SELECT park_id, firm_id, date_trunc('month', day)::date AS month,
+           4 * max(kwh) AS computed_kw,
+           (array_agg(bucket ORDER BY kwh DESC, bucket))[1] AS computed_at,
+           max(day) AS last_day
+    FROM v_firm_elec_15m
+    GROUP BY park_id, firm_id, date_trunc('month', day)
+), r AS (
+    SELECT park_id, firm_id, month, sum(kw) AS reported_kw, count(*)::int AS reported_meters
+    FROM (
+        SELECT r.park_id, r.firm_id, r.device_pk,
+               date_trunc('month', r.bucket AT TIME ZONE p.timezone)::date AS month, max(r.max) AS kw
+        FROM v_readings_15m r
+        JOIN v_devices d USING (device_pk)
+        JOIN v_parks p ON p.park_id = r.park_id
+        WHERE r.metric = 'max_demand_kw' AND r.max IS NOT NULL
+          AND (d.meter_level = 1 OR d.meter_level IS NULL)
+        GROUP BY r.park_id, r.firm_id, r.device_pk, date_trunc('month', r.bucket AT TIME ZONE p.timezone)
+    ) x
+    GROUP BY park_id, firm_id, month
+)
+SELECT c.park_id, c.firm_id, c.month, c.computed_kw, c.computed_at, r.reported_kw, r.reported_meters,
+       coalesce(r.reported_kw, c.computed_kw) AS demand_kw,
+       CASE WHEN r.reported_kw IS NOT NULL THEN 'reported' ELSE 'computed' END AS demand_basis,
+       c.last_day
+FROM c
+LEFT JOIN r USING (park_id, firm_id, month);
+
+-- The two-part tariff's charge of the month: demand (需量, kW × yuan/kW·month) or capacity (容量,
+-- transformer kVA × yuan/kVA·month), by the assignment and tariff version in force on the last day
+-- of the month that has electricity data.
+CREATE OR REPLACE VIEW v_firm_capacity_charge_monthly AS
+SELECT dm.park_id, dm.firm_id, dm.month, ft.capacity_basis, ft.tariff_id, tv.version AS tariff_version,
+       ft.voltage_class,
+       CASE ft.capacity_basis WHEN 'demand' THEN dm.demand_kw ELSE ft.transformer_kva END AS quantity,
+       CASE ft.capacity_basis WHEN 'demand' THEN 'kW' ELSE 'kVA' END AS unit,
+       CASE ft.capacity_basis WHEN 'demand' THEN tp.demand_yuan_per_kw_month
+            ELSE tp.capacity_yuan_per_kva_month END AS price,
+       CASE ft.capacity_basis WHEN 'demand' THEN 'yuan/kW·month' ELSE 'yuan/kVA·month' END AS price_unit,
+       CASE ft.capacity_basis WHEN 'demand' THEN dm.demand_kw * tp.demand_yuan_per_kw_month
+            ELSE ft.transformer_kva * tp.capacity_yuan_per_kva_month END AS cost_yuan,
+       CASE ft.capacity_basis
+            WHEN 'demand' THEN 'maximum demand ' || dm.demand_basis
+                 || CASE WHEN dm.demand_basis = 'computed'
+                         THEN ': 4 × the largest 15-minute kWh, at ' || to_char(dm.computed_at, 'YYYY-MM-DD"T"HH24:MI:SSOF')
+                         ELSE ': max_demand_kw of ' || dm.reported_meters || ' boundary meter(s)' END
+            ELSE 'transformer capacity of the assignment' END AS price_basis,
+       (tv.verified AND tp.verified) AS verified,
+       dm.demand_kw, dm.demand_basis
+FROM v_firm_demand_monthly dm
+JOIN firm_tariffs ft
+  ON ft.firm_id = dm.firm_id AND ft.carrier = 'electricity' AND ft.capacity_basis <> 'none'
+ AND dm.last_day >= ft.valid_from AND (ft.valid_to IS NULL OR dm.last_day < ft.valid_to)
+JOIN tariff_versions tv
+  ON tv.tariff_id = ft.tariff_id
+ AND dm.last_day >= tv.valid_from AND (tv.valid_to IS NULL OR dm.last_day < tv.valid_to)
+LEFT JOIN tariff_two_part tp
+  ON tp.tariff_id = tv.tariff_id AND tp.version = tv.version AND tp.voltage_class = ft.voltage_class;
+
+-- Every other carrier (natural gas, water, steam …) per firm and day: the imported quantity of
+-- v_firm_energy_daily × the unit price of the firm's tariff for that carrier (NULL without one, or
+-- when the tariff's unit is not the metered unit).
+CREATE OR REPLACE VIEW v_firm_carrier_cost_daily AS
+SELECT e.park_id, e.firm_id, e.day, e.carrier, e.quantity, e.unit,
+       ft.tariff_id, tv.version AS tariff_version, tp.price, tp.price_unit,
+       e.quantity * tp.price AS cost_yuan, tp.basis AS price_basis,
+       (tv.verified AND tp.verified) AS verified, e.suspect
+FROM v_firm_energy_daily e
+LEFT JOIN firm_tariffs ft
+       ON ft.firm_id = e.firm_id AND ft.carrier = e.carrier
+      AND e.day >= ft.valid_from AND (ft.valid_to IS NULL OR e.day < ft.valid_to)
+LEFT JOIN tariff_versions tv
+       ON tv.tariff_id = ft.tariff_id AND tv.unit = e.unit
+      AND e.day >= tv.valid_from AND (tv.valid_to IS NULL OR e.day < tv.valid_to)
+LEFT JOIN tariff_prices tp
+       ON tp.tariff_id = tv.tariff_id AND tp.version = tv.version AND tp.voltage_class = 'any' AND tp.period = 'all'
+      AND e.day >= tp.price_from AND (tp.price_to IS NULL OR e.day < tp.price_to)
+WHERE e.direction = 'import' AND e.carrier <> 'electricity';
+
+-- Contract view: cost per firm, day, carrier and period (electricity: sharp/peak/flat/valley;
+-- other carriers: 'all'). cost_yuan = quantity × price, unrounded; NULL where no tariff applies.
+CREATE OR REPLACE VIEW v_firm_cost_daily AS
+SELECT t.park_id, t.firm_id, t.day, 'electricity'::text AS carrier, coalesce(t.period, 'unpriced') AS period,
+       t.kwh AS quantity, 'kWh'::text AS unit, t.price, 'yuan/kWh'::text AS price_unit, t.cost_yuan,
+       t.tariff_id, t.tariff_version, t.voltage_class, t.price_basis, t.verified, t.suspect,
+       rc.mismatch AS register_mismatch, rc.register_kwh
+FROM v_firm_elec_tou_daily t
+LEFT JOIN v_firm_tou_register_check rc
+       ON rc.firm_id = t.firm_id AND rc.day = t.day AND rc.period = t.period
+UNION ALL
+SELECT c.park_id, c.firm_id, c.day, c.carrier, 'all', c.quantity, c.unit, c.price, c.price_unit, c.cost_yuan,
+       c.tariff_id, c.tariff_version, NULL, c.price_basis, c.verified, c.suspect, NULL, NULL
+FROM v_firm_carrier_cost_daily c;
+
+-- Contract view: cost per firm, month, carrier, period and price (a price change within the month
+-- gives two rows), plus the two-part tariff's charge as period 'demand' or 'capacity'.
+CREATE OR REPLACE VIEW v_firm_cost_monthly AS
+SELECT park_id, firm_id, date_trunc('month', day)::date AS month, carrier, period,
+       sum(quantity) AS quantity, unit, price, price_unit, sum(cost_yuan) AS cost_yuan,
+       tariff_id, tariff_version, voltage_class, price_basis, verified,
+       bool_or(suspect) AS suspect, bool_or(register_mismatch) AS register_mismatch,
+       count(DISTINCT day)::int AS days
+FROM v_firm_cost_daily
+GROUP BY park_id, firm_id, date_trunc('month', day), carrier, period, unit, price, price_unit,
+         tariff_id, tariff_version, voltage_class, price_basis, verified
+UNION ALL
+SELECT park_id, firm_id, month, 'electricity', capacity_basis, quantity, unit, price, price_unit, cost_yuan,
+       tariff_id, tariff_version, voltage_class, price_basis, verified, false, NULL, NULL
+FROM v_firm_capacity_charge_monthly;
