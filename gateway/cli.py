@@ -54,7 +54,14 @@ def validate(config: Path = ConfigOpt) -> None:
 
 @app.command()
 def check(
-    config: Path = ConfigOpt, timeout: float = typer.Option(10.0, help="seconds to wait for MQTT sensors")
+    config: Path = ConfigOpt,
+    timeout: float = typer.Option(10.0, help="seconds to wait for MQTT sensors"),
+    discover_dlt645: str | None = typer.Option(
+        None,
+        "--discover-dlt645",
+        metavar="BUS",
+        help="only ask the one DL/T 645 meter on this bus (a dlt645_buses name) for its address, and print it",
+    ),
 ) -> None:
     """Read every configured device once and print what it returned; exit 1 if any device fails."""
     from rich.console import Console
@@ -63,6 +70,9 @@ def check(
     from gateway.check import check_all
 
     cfg = _load(config)
+    if discover_dlt645 is not None:
+        _discover_dlt645(cfg, discover_dlt645)
+        return
     results = asyncio.run(check_all(cfg, wait_s=timeout))
     table = Table(title=f"gateway {cfg.gateway.id}: one read of every device")
     for col in ("device", "metric", "value", "unit", "quality", "latency ms"):
@@ -87,6 +97,27 @@ def check(
         typer.echo(f"{failed} of {len(results)} device(s) failed", err=True)
         raise typer.Exit(1)
     typer.echo(f"all {len(results)} device(s) answered")
+
+
+def _discover_dlt645(cfg: GatewayConfig, bus: str) -> None:
+    """The broadcast read-address of DL/T 645-2007 on one bus: works when one meter is on it."""
+    from gateway.sources.dlt645 import Dlt645Error, discover
+
+    names = [b.name for b in cfg.dlt645_buses]
+    if bus not in names:
+        typer.echo(
+            f"--discover-dlt645: no DL/T 645 bus {bus!r} (known: {', '.join(names) or 'none'})", err=True
+        )
+        raise typer.Exit(2)
+    try:
+        address = asyncio.run(discover(cfg, bus))
+    except Dlt645Error as exc:
+        typer.echo(
+            f"bus {bus}: no address read ({exc}); the broadcast read works only with one meter on the bus",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    typer.echo(f"bus {bus}: one meter answers at address {address} (DL/T 645-2007)")
 
 
 @app.command()

@@ -58,7 +58,7 @@ class Gateway:
             keep_acked_share=cfg.spool.keep_acked_share,
         )
         self.sources: list[Source] = build_sources(
-            cfg, SourceContext(emit=self._emit, counters=self.counters)
+            cfg, SourceContext(emit=self._emit, counters=self.counters, flush=self._flush_now)
         )
         self.uplink: Uplink | None = None
         self._buf: list[list[Any]] = []
@@ -94,6 +94,11 @@ class Gateway:
         self.readings_in += len(rows)
         if len(self._buf) >= self.cfg.batching.max_readings:
             self._seal()
+
+    def _flush_now(self) -> bool:
+        """Seal the buffered readings into the spool now (a source that must answer "kept"); True when none is left in memory."""
+        self._seal()
+        return not self._buf
 
     def _seal(self) -> None:
         """Write the buffered readings to the spool. If the spool cannot be written (disk full,

@@ -6,11 +6,13 @@ Every serving command runs until Ctrl-C or SIGTERM (or `--duration` seconds) and
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -18,8 +20,10 @@ from typing import Annotated
 import typer
 
 from simulators.errors import ScenarioError, SimulatorError
+from simulators.hj212 import SHANGHAI, Hj212DataLogger
 from simulators.modbus import MODELS, ModbusSimulator
 from simulators.mqtt_sensors import LineSensor
+from simulators.opcua_line import OpcuaLine, write_certificate
 from simulators.park import Park, write_manifest
 from simulators.register_map import load_register_map
 from simulators.rtu import RtuSimulator
@@ -147,6 +151,57 @@ def rtu(
 
 
 @app.command()
+def dlt645(
+    count: Annotated[int, typer.Option(help="meters on the bus, addresses first-address, +1, …")] = 1,
+    first_address: Annotated[int, typer.Option(help="address of the first meter (12 digits)")] = 1,
+    edition: Annotated[str, typer.Option(help="2007 or 1997")] = "2007",
+    transport: Annotated[
+        str, typer.Option(help="pty (a serial port) or tcp (a transparent converter)")
+    ] = "pty",
+    port: Annotated[int, typer.Option(help="TCP port (0 = any free port)")] = 0,
+    baudrate: int = 2400,
+    parity: str = "E",
+    reply_delay_ms: Annotated[float, typer.Option(help="meter turnaround before a reply")] = 20.0,
+    time_scale: Annotated[float, typer.Option(help="simulated seconds per real second (counters)")] = 1.0,
+    silent: Annotated[
+        list[int] | None, typer.Option(help="meter number (1-based) that never answers")
+    ] = None,
+    seed: int = 1,
+    link: Annotated[Path | None, typer.Option(help="also make this symlink to the pty")] = None,
+    duration: float | None = None,
+) -> None:
+    """Serve COUNT DL/T 645 meters on one pseudo-terminal or TCP port; prints where to connect."""
+    from simulators.dlt645 import Dlt645Bus
+
+    try:
+        bus = Dlt645Bus(
+            transport=transport, baudrate=baudrate, parity=parity, port=port, reply_delay_ms=reply_delay_ms
+        )
+        for i in range(count):
+            m = bus.add_meter(
+                f"{first_address + i:012d}", edition=edition, seed=seed + i, time_scale=time_scale
+            )
+            if i + 1 in (silent or []):
+                m.inject("silence")
+        bus.start()
+    except SimulatorError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        where = bus.port_path if transport == "pty" else f"{bus.host}:{bus.port}"
+        if link is not None and transport == "pty":
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(bus.port_path)
+        addrs = f"{first_address:012d}..{first_address + count - 1:012d}"
+        typer.echo(f"serving {count} DL/T 645-{edition} meter(s) {addrs} on {where} {baudrate} 8{parity}1")
+        _wait(duration)
+    finally:
+        bus.stop()
+        if link is not None and link.is_symlink():
+            link.unlink()
+
+
+@app.command()
 def line(
     line_id: Annotated[str, typer.Option("--line", help="line id: topic factory/<line>/telemetry")],
     broker: Annotated[str, typer.Option(help="mqtt://host:port")] = _DEFAULT_BROKER,
@@ -176,6 +231,110 @@ def line(
         _wait(duration)
     finally:
         sensor.stop()
+
+
+@app.command()
+def hj212(
+    mn: Annotated[str, typer.Option(help="the logger's MN")],
+    password: Annotated[str, typer.Option(help="its PW")],
+    host: str = "127.0.0.1",
+    port: int = 9212,
+    edition: Annotated[str, typer.Option(help="2017 or 2025")] = "2017",
+    interval: Annotated[float, typer.Option(help="real seconds per minute packet once live")] = 60.0,
+    backfill: Annotated[int, typer.Option(help="past minutes sent first")] = 0,
+    corrupt_every: Annotated[int, typer.Option(help="every Nth packet leaves with a wrong CRC")] = 0,
+    gap_every: Annotated[int, typer.Option(help="every Nth minute is lost on the link")] = 0,
+    reply_timeout: float = 5.0,
+    duration: float | None = None,
+) -> None:
+    """A CEMS data logger sending HJ 212 minute data (CN 2051) and hourly data (2061) to its upper system."""
+    from datetime import datetime, timedelta
+
+    with _shutdown_signal() as done:
+        try:
+            lg = Hj212DataLogger(
+                host, port, mn=mn, password=password, edition=edition, reply_timeout_s=reply_timeout
+            ).connect()
+        except SimulatorError as exc:
+            raise _fail(exc) from None
+        typer.echo(f"data logger {mn} (HJ 212-{edition}) connected to {host}:{port}")
+        minute = datetime.now(SHANGHAI).replace(second=0, microsecond=0) - timedelta(minutes=backfill)
+        stop_at = None if duration is None else time.monotonic() + duration
+        n = 0
+        try:
+            while not done.is_set() and (stop_at is None or time.monotonic() < stop_at):
+                n += 1
+                if corrupt_every and n % corrupt_every == 0:
+                    lg.corrupt_next()
+                if gap_every and n % gap_every == 0:
+                    lg.skip_minute(minute)
+                else:
+                    lg.send_minute(minute)
+                if minute.minute == 59:
+                    lg.send_hour(minute - timedelta(minutes=59))
+                minute += timedelta(minutes=1)
+                if minute > datetime.now(SHANGHAI) - timedelta(minutes=1):
+                    done.wait(interval)
+        finally:
+            lg.close()
+        typer.echo(json.dumps(lg.summary()))
+
+
+@app.command()
+def opcua(
+    line_id: Annotated[str, typer.Option("--line", help="line id: Objects/2:<line>/2:<machine>/…")] = "line1",
+    machines: Annotated[str, typer.Option(help="comma-separated machine names")] = "filler,capper,labeller",
+    host: str = "127.0.0.1",
+    port: int = 4840,
+    security: Annotated[str, typer.Option(help="none | basic256sha256")] = "none",
+    user: Annotated[str | None, typer.Option(help="user name (anonymous access is then off)")] = None,
+    password_env: Annotated[
+        str, typer.Option(help="environment variable holding the user's password")
+    ] = "PARKPULSE_SIM_OPCUA_PASSWORD",
+    cert_dir: Annotated[
+        Path | None, typer.Option(help="server certificate here; a gateway certificate pair is written too")
+    ] = None,
+    time_scale: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
+    seed: int = 1,
+    duration: float | None = None,
+) -> None:
+    """Serve a production line over OPC UA (machine state, good/reject counts, energy, ideal rate)."""
+    users: dict[str, str] = {}
+    if user:
+        pw = os.environ.get(password_env)
+        if not pw:
+            raise _fail(f"--user {user}: set the password in the environment variable {password_env}")
+        users[user] = pw
+    try:
+        if security not in ("none", "basic256sha256"):
+            raise SimulatorError(f"--security must be none or basic256sha256 (got {security!r})")
+        sim = OpcuaLine(
+            line_id,
+            tuple(m.strip() for m in machines.split(",") if m.strip()),
+            host=host,
+            port=port,
+            security="none" if security == "none" else "basic256sha256",
+            users=users,
+            cert_dir=cert_dir,
+            seed=seed,
+            time_scale=time_scale,
+        )
+        if cert_dir is not None and security != "none" and not (cert_dir / "gateway-cert.der").exists():
+            write_certificate(
+                cert_dir / "gateway-cert.der",
+                cert_dir / "gateway-key.pem",
+                name="ParkPulse gateway",
+                uri="urn:parkpulse:gateway",
+                server=False,
+            )
+        sim.start()
+    except SimulatorError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"OPC UA line {line_id} on {sim.url} ({security}{', user ' + user if user else ''})")
+    try:
+        _wait(duration)
+    finally:
+        sim.close()
 
 
 @app.command()

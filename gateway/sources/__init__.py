@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.sources import modbus, mqtt
+from gateway.sources import dlt645, hj212, modbus, mqtt, opcua
 from gateway.sources._plugin import (
     CheckContext,
     CheckResult,
@@ -43,6 +43,9 @@ __all__ = [
 class SourceKeys(
     modbus.Keys,
     mqtt.Keys,
+    hj212.Keys,
+    dlt645.Keys,
+    opcua.Keys,
 ):
     """The keys of a gateway file that the source plugins own; one base per plugin (the registration)."""
 

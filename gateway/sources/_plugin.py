@@ -68,6 +68,8 @@ Emit = Callable[[list[list[Any]]], None]
 class SourceContext:
     emit: Emit
     counters: CounterTracker
+    flush: Callable[[], bool] | None = None
+    """Write the readings emitted so far to the spool now; True when they are on disk (None: no spool)."""
 
 
 class Source(Protocol):

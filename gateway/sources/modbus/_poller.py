@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.counters import CounterTracker
 from gateway.sources._plugin import CheckResult, Source, SourceContext
+from gateway.sources._schedule import backoff_s, poll_on_schedule
 from gateway.sources.modbus._config import Device, ModbusKeys, TcpBus
 from gateway.sources.modbus._link import ExceptionReply, Link, TransportError
 from gateway.sources.modbus._plan import ReadRequest, decode_request, plan_requests
@@ -33,7 +33,7 @@ __all__ = [
 
 log = logging.getLogger("parkpulse.gateway.modbus")
 
-MAX_BACKOFF_S = 60.0
+
 GOOD, UNCERTAIN, BAD = (
     Quality.GOOD,
     Quality.UNCERTAIN,
@@ -178,63 +178,45 @@ class ModbusSource:
     async def _device_loop(self, plan: DevicePlan) -> None:
         d = plan.device
         st = self._stats[d.id]
-        interval = d.interval_s
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        nxt = now + self.phase_of.get(d.id, 0.0) % interval
-        backoff_until = 0.0
-        while True:
-            delay = nxt - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            start = loop.time()
-            if start < backoff_until:
-                st.skipped_backoff += 1
-            else:
-                st.add_lag(time.monotonic(), (start - nxt) * 1000.0)
-                st.polls += 1
-                try:
-                    res = await poll(plan, self.link, self.ctx.counters)
-                except Exception as exc:  # a bug must not stop the other devices
-                    log.exception("device %s: poll failed unexpectedly", d.id)
-                    res = PollResult(error=f"internal: {exc}", error_kind="transport")
-                st.last_latency_ms = res.latency_ms
-                if res.error is None:
-                    st.ok += 1
-                    st.consecutive_failures = 0
-                    st.last_ok_ms = int(time.time() * 1000)
-                else:
-                    st.consecutive_failures += 1
-                    st.last_error = res.error
-                    if res.error_kind == "exception":
-                        st.exception_errors += 1
-                    else:
-                        st.transport_errors += 1
-                    if st.consecutive_failures in (1, 2) or st.consecutive_failures % 10 == 0:
-                        log.warning(
-                            "device %s (unit %s on %s): %s error: %s (%d in a row)",
-                            d.id,
-                            d.device_id,
-                            self.link.key,
-                            res.error_kind,
-                            res.error,
-                            st.consecutive_failures,
-                        )
-                    if st.consecutive_failures >= 2:
-                        backoff = min(
-                            interval * 2 ** (st.consecutive_failures - 1), max(MAX_BACKOFF_S, interval)
-                        )
-                        backoff_until = loop.time() + backoff
-                st.readings += len(res.rows)
-                if res.rows:
-                    self.ctx.emit(res.rows)
-            nxt += interval
-            now = loop.time()
-            if nxt <= now:
-                missed = math.floor((now - nxt) / interval) + 1
-                st.overruns += 1
-                st.missed_slots += missed
-                nxt += missed * interval
+        await poll_on_schedule(
+            d.interval_s, self.phase_of.get(d.id, 0.0), st, lambda: self._poll_once(plan, st)
+        )
+
+    async def _poll_once(self, plan: DevicePlan, st: DeviceStats) -> float:
+        """One poll with its accounting; the backoff to apply (0 for none)."""
+        d = plan.device
+        st.polls += 1
+        try:
+            res = await poll(plan, self.link, self.ctx.counters)
+        except Exception as exc:  # a bug must not stop the other devices
+            log.exception("device %s: poll failed unexpectedly", d.id)
+            res = PollResult(error=f"internal: {exc}", error_kind="transport")
+        st.last_latency_ms = res.latency_ms
+        st.readings += len(res.rows)
+        if res.rows:
+            self.ctx.emit(res.rows)
+        if res.error is None:
+            st.ok += 1
+            st.consecutive_failures = 0
+            st.last_ok_ms = int(time.time() * 1000)
+            return 0.0
+        st.consecutive_failures += 1
+        st.last_error = res.error
+        if res.error_kind == "exception":
+            st.exception_errors += 1
+        else:
+            st.transport_errors += 1
+        if st.consecutive_failures in (1, 2) or st.consecutive_failures % 10 == 0:
+            log.warning(
+                "device %s (unit %s on %s): %s error: %s (%d in a row)",
+                d.id,
+                d.device_id,
+                self.link.key,
+                res.error_kind,
+                res.error,
+                st.consecutive_failures,
+            )
+        return backoff_s(d.interval_s, st.consecutive_failures)
 
 
 def _links(cfg: ModbusKeys) -> dict[str, tuple[Link, list[Device]]]:

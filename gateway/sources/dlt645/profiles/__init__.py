@@ -1,0 +1,1 @@
+"""Built-in DL/T 645 meter profiles (YAML): a package only so they ship in wheels."""
