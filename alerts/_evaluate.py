@@ -75,6 +75,54 @@ def render_message(o: Outcome) -> tuple[str, str]:
     return _FMT.format(o.rule.message_zh, **ctx), _FMT.format(o.rule.message_en, **ctx)
 
 
+@dataclass(slots=True)
+class _Seen:
+    """One reading with a value, and where it comes from, as the stream rules see it."""
+
+    park: str
+    firm: str
+    gw: str
+    dev: str
+    metric: str
+    ts_ms: int
+    value: float
+    quality: int
+    event: dict[str, Any] | None
+    info: DeviceInfo | None
+    t: float  # ts_ms in epoch seconds
+    subject: str  # gateway/device/metric: with the rule's id, the tracker's key
+
+    def key(self, rule: Rule) -> tuple[str, str]:
+        return (rule.id, self.subject)
+
+
+def _tamper_verdict(
+    p: TamperParams, r: _Seen, delta: float, dt: float, ev: dict[str, Any]
+) -> tuple[Obs, tuple[str, str] | None, float | None]:
+    """(observation, reason zh/en or None, largest possible step or None) for a counter's step;
+    adds what the verdict rests on to `ev`."""
+    if r.event is not None:
+        ev["event"] = r.event  # a step the gateway flagged (reset, rollover, replaced, jump) is explained
+        return Obs.CLEAR, None, None
+    if delta < -p.backward_tolerance:
+        ev["check"] = "backwards"
+        ev["tolerance"] = p.backward_tolerance
+        return Obs.BREACH, ("计数倒退且无事件标记", "counter went backwards without a flagged event"), None
+    rated = r.info.rated_power_kw if r.info else None
+    if not (rated and dt >= p.min_elapsed_s):
+        return Obs.CLEAR, None, None
+    max_step = rated * dt / 3600.0 * p.power_factor_margin
+    ev.update(rated_power_kw=rated, margin=p.power_factor_margin, max_possible=max_step)
+    if not delta > max_step:
+        return Obs.CLEAR, None, max_step
+    ev["check"] = "jump"
+    reason = (
+        f"跳变 {delta:g} 超过物理可能 {max_step:.3g}",
+        f"jump of {delta:g} beyond physical possibility {max_step:.3g}",
+    )
+    return Obs.BREACH, reason, max_step
+
+
 def _matches(
     rule: Rule, p: ThresholdParams | RateParams, park: str, gw: str, dev: str, info: DeviceInfo | None
 ) -> bool:
@@ -124,10 +172,24 @@ class StreamEvaluator:
         relevant = sorted((r for r in readings if r[1] in self._by_metric), key=lambda r: r[2])
         for dev, metric, ts_ms, value, quality, event in relevant:
             info = self.registry.get(gateway, dev)
+            if value is None:
+                continue  # no rule judges a reading without a value
+            seen = _Seen(
+                park,
+                firm,
+                gateway,
+                dev,
+                metric,
+                ts_ms,
+                value,
+                quality,
+                event,
+                info,
+                ts_ms / 1000.0,
+                f"{gateway}/{dev}/{metric}",
+            )
             for rule in self._by_metric[metric]:
-                o = self._eval_reading(
-                    rule, park, firm, gateway, dev, metric, ts_ms, value, quality, event, info
-                )
+                o = self._eval_reading(rule, seen)
                 if o is not None:
                     out.append(o)
         for rule in self._spool:
@@ -175,164 +237,123 @@ class StreamEvaluator:
             extra or {},
         )
 
-    def _eval_reading(
-        self,
-        rule: Rule,
-        park: str,
-        firm: str,
-        gw: str,
-        dev: str,
-        metric: str,
-        ts_ms: int,
-        value: float | None,
-        quality: int,
-        event: dict[str, Any] | None,
-        info: DeviceInfo | None,
-    ) -> Outcome | None:
+    def _eval_reading(self, rule: Rule, r: _Seen) -> Outcome | None:
+        """What one rule decides about one reading (threshold, rate of change or tamper)."""
         p = rule.params
-        t = ts_ms / 1000.0
-        subject = f"{gw}/{dev}/{metric}"
-        key = (rule.id, subject)
         if isinstance(p, ThresholdParams):
-            if (
-                value is None
-                or quality >= p.exclude_quality_from
-                or not _matches(rule, p, park, gw, dev, info)
-            ):
-                return None
-            clear = p.clear_level if p.clear_level is not None else p.limit
-            if p.op == "above":
-                obs = Obs.BREACH if value > p.limit else Obs.CLEAR if value <= clear else Obs.HOLD
-                op = ("高于", "above")
-            else:
-                obs = Obs.BREACH if value < p.limit else Obs.CLEAR if value >= clear else Obs.HOLD
-                op = ("低于", "below")
-            act = self.tracker.observe(key, obs, t, fire_for_s=p.fire_for_s, clear_for_s=p.clear_for_s)
-            ev: dict[str, Any] = {
-                "reading": {"ts_ms": ts_ms, "value": value, "quality": quality},
-                "limit": p.limit,
-                "clear_level": clear,
-                "op": p.op,
-                "clear_for_s": p.clear_for_s,
-            }
-            return self._outcome(
-                act,
-                rule,
-                park,
-                firm,
-                gw,
-                dev,
-                metric,
-                value,
-                p.limit,
-                t,
-                ev,
-                extra={"op_zh": op[0], "op_en": op[1]},
-            )
+            return self._eval_threshold(rule, p, r)
         if isinstance(p, RateParams):
-            if (
-                value is None
-                or quality >= p.exclude_quality_from
-                or not _matches(rule, p, park, gw, dev, info)
-            ):
-                return None
-            # The change over at least one window: compare with the newest sample that is at least
-            # per_s old. Scaling the step between two close samples (5 s apart) up to per_s would
-            # turn ordinary noise into a "step" (±4 V in 5 s reads as 96 V/min).
-            pk = (rule.id, gw, dev, metric)
-            hist = self._window.setdefault(pk, deque())
-            if hist and ts_ms <= hist[-1][0]:
-                return None
-            hist.append((ts_ms, value))
-            horizon = ts_ms - int(p.per_s * 1000)
-            while len(hist) > 2 and hist[1][0] <= horizon:
-                hist.popleft()  # keep one sample at or before the horizon, and everything after it
-            ref = hist[0]
-            if len(hist) < 2 or ref[0] > horizon:
-                return None  # less than one window of history yet
-            dt = (ts_ms - ref[0]) / 1000.0
-            if dt > p.max_gap_s:
-                return None
-            rate = abs(value - ref[1]) / dt * p.per_s
-            clear = p.clear_level if p.clear_level is not None else p.limit
-            obs = Obs.BREACH if rate > p.limit else Obs.CLEAR if rate <= clear else Obs.HOLD
-            act = self.tracker.observe(key, obs, t, fire_for_s=p.fire_for_s, clear_for_s=p.clear_for_s)
-            ev = {
-                "prev": {"ts_ms": ref[0], "value": ref[1]},
-                "reading": {"ts_ms": ts_ms, "value": value},
-                "elapsed_s": dt,
-                "rate": rate,
-                "per_s": p.per_s,
-                "limit": p.limit,
-                "clear_level": clear,
-            }
-            return self._outcome(
-                act,
-                rule,
-                park,
-                firm,
-                gw,
-                dev,
-                metric,
-                round(rate, 6),
-                p.limit,
-                t,
-                ev,
-                extra={"per_s": p.per_s},
-            )
+            return self._eval_rate(rule, p, r)
         if isinstance(p, TamperParams):
-            if value is None or quality >= 4 or not rule.applies_to_park(park):
-                return None
-            pk = (rule.id, gw, dev, metric)
-            prev = self._prev.get(pk)
-            if prev is not None and ts_ms <= prev[0]:
-                return None
-            self._prev[pk] = (ts_ms, value)
-            if prev is None:
-                return None
-            delta = value - prev[1]
-            dt = (ts_ms - prev[0]) / 1000.0
-            ev = {
-                "prev": {"ts_ms": prev[0], "value": prev[1]},
-                "reading": {"ts_ms": ts_ms, "value": value},
-                "delta": delta,
-                "elapsed_s": dt,
-            }
-            max_step: float | None = None
-            if event is not None:
-                ev["event"] = (
-                    event  # a step the gateway flagged (reset, rollover, replaced, jump) is explained
-                )
-                obs = Obs.CLEAR
-                reason = None
-            elif delta < -p.backward_tolerance:
-                obs, reason = (
-                    Obs.BREACH,
-                    ("计数倒退且无事件标记", "counter went backwards without a flagged event"),
-                )
-                ev["check"] = "backwards"
-                ev["tolerance"] = p.backward_tolerance
-            else:
-                obs, reason = Obs.CLEAR, None
-                rated = info.rated_power_kw if info else None
-                if rated and dt >= p.min_elapsed_s:
-                    max_step = rated * dt / 3600.0 * p.power_factor_margin
-                    ev.update(rated_power_kw=rated, margin=p.power_factor_margin, max_possible=max_step)
-                    if delta > max_step:
-                        obs, reason = (
-                            Obs.BREACH,
-                            (
-                                f"跳变 {delta:g} 超过物理可能 {max_step:.3g}",
-                                f"jump of {delta:g} beyond physical possibility {max_step:.3g}",
-                            ),
-                        )
-                        ev["check"] = "jump"
-            act = self.tracker.observe(key, obs, t, clear_for_s=p.clear_for_s)
-            extra = {"reason_zh": reason[0], "reason_en": reason[1]} if reason else {}
-            if act is Action.REFRESH and reason is None:
-                return None
-            return self._outcome(act, rule, park, firm, gw, dev, metric, delta, max_step, t, ev, extra=extra)
+            return self._eval_tamper(rule, p, r)
         return None
+
+    def _reading_outcome(
+        self,
+        action: Action | None,
+        rule: Rule,
+        r: _Seen,
+        value: float | None,
+        limit: float | None,
+        evidence: dict[str, Any],
+        extra: dict[str, Any],
+    ) -> Outcome | None:
+        return self._outcome(
+            action, rule, r.park, r.firm, r.gw, r.dev, r.metric, value, limit, r.t, evidence, extra=extra
+        )
+
+    def _eval_threshold(self, rule: Rule, p: ThresholdParams, r: _Seen) -> Outcome | None:
+        if r.quality >= p.exclude_quality_from or not _matches(rule, p, r.park, r.gw, r.dev, r.info):
+            return None
+        value = r.value
+        clear = p.clear_level if p.clear_level is not None else p.limit
+        if p.op == "above":
+            obs = Obs.BREACH if value > p.limit else Obs.CLEAR if value <= clear else Obs.HOLD
+            op = ("高于", "above")
+        else:
+            obs = Obs.BREACH if value < p.limit else Obs.CLEAR if value >= clear else Obs.HOLD
+            op = ("低于", "below")
+        act = self.tracker.observe(r.key(rule), obs, r.t, fire_for_s=p.fire_for_s, clear_for_s=p.clear_for_s)
+        if act is None:
+            return None  # nothing to record: no evidence to build
+        ev: dict[str, Any] = {
+            "reading": {"ts_ms": r.ts_ms, "value": value, "quality": r.quality},
+            "limit": p.limit,
+            "clear_level": clear,
+            "op": p.op,
+            "clear_for_s": p.clear_for_s,
+        }
+        return self._reading_outcome(act, rule, r, value, p.limit, ev, {"op_zh": op[0], "op_en": op[1]})
+
+    def _rate_reference(self, rule: Rule, p: RateParams, r: _Seen) -> tuple[int, float] | None:
+        """The sample to measure this reading's change against, or None when there is none yet.
+
+        The change over at least one window: compare with the newest sample that is at least per_s
+        old. Scaling the step between two close samples (5 s apart) up to per_s would turn ordinary
+        noise into a "step" (±4 V in 5 s reads as 96 V/min).
+        """
+        hist = self._window.setdefault((rule.id, r.gw, r.dev, r.metric), deque())
+        if hist and r.ts_ms <= hist[-1][0]:
+            return None
+        hist.append((r.ts_ms, r.value))
+        horizon = r.ts_ms - int(p.per_s * 1000)
+        while len(hist) > 2 and hist[1][0] <= horizon:
+            hist.popleft()  # keep one sample at or before the horizon, and everything after it
+        ref = hist[0]
+        if len(hist) < 2 or ref[0] > horizon:
+            return None  # less than one window of history yet
+        return ref
+
+    def _eval_rate(self, rule: Rule, p: RateParams, r: _Seen) -> Outcome | None:
+        if r.quality >= p.exclude_quality_from or not _matches(rule, p, r.park, r.gw, r.dev, r.info):
+            return None
+        ref = self._rate_reference(rule, p, r)
+        if ref is None:
+            return None
+        dt = (r.ts_ms - ref[0]) / 1000.0
+        if dt > p.max_gap_s:
+            return None
+        rate = abs(r.value - ref[1]) / dt * p.per_s
+        clear = p.clear_level if p.clear_level is not None else p.limit
+        obs = Obs.BREACH if rate > p.limit else Obs.CLEAR if rate <= clear else Obs.HOLD
+        act = self.tracker.observe(r.key(rule), obs, r.t, fire_for_s=p.fire_for_s, clear_for_s=p.clear_for_s)
+        if act is None:
+            return None  # nothing to record: no evidence to build
+        ev = {
+            "prev": {"ts_ms": ref[0], "value": ref[1]},
+            "reading": {"ts_ms": r.ts_ms, "value": r.value},
+            "elapsed_s": dt,
+            "rate": rate,
+            "per_s": p.per_s,
+            "limit": p.limit,
+            "clear_level": clear,
+        }
+        return self._reading_outcome(act, rule, r, round(rate, 6), p.limit, ev, {"per_s": p.per_s})
+
+    def _eval_tamper(self, rule: Rule, p: TamperParams, r: _Seen) -> Outcome | None:
+        if r.quality >= 4 or not rule.applies_to_park(r.park):
+            return None
+        pk = (rule.id, r.gw, r.dev, r.metric)
+        prev = self._prev.get(pk)
+        if prev is not None and r.ts_ms <= prev[0]:
+            return None
+        self._prev[pk] = (r.ts_ms, r.value)
+        if prev is None:
+            return None
+        delta = r.value - prev[1]
+        dt = (r.ts_ms - prev[0]) / 1000.0
+        ev: dict[str, Any] = {
+            "prev": {"ts_ms": prev[0], "value": prev[1]},
+            "reading": {"ts_ms": r.ts_ms, "value": r.value},
+            "delta": delta,
+            "elapsed_s": dt,
+        }
+        obs, reason, max_step = _tamper_verdict(p, r, delta, dt, ev)
+        act = self.tracker.observe(r.key(rule), obs, r.t, clear_for_s=p.clear_for_s)
+        if act is None or (act is Action.REFRESH and reason is None):
+            return None
+        extra = {"reason_zh": reason[0], "reason_en": reason[1]} if reason else {}
+        return self._reading_outcome(act, rule, r, delta, max_step, ev, extra)
 
     # -- gateway status and gaps ----------------------------------------------------------------
     def _spool_gap(

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerts._hj212 import load_flag_tables
-from parkpulse.catalogue import load_catalogue
+from parkpulse.catalogue import Metric, load_catalogue
 from parkpulse.errors import FieldError, ValidationReport
 
 __all__ = [
@@ -509,76 +509,115 @@ def _check_template(path: str, text: str) -> FieldError | None:
     return None
 
 
-def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | None:
+def _read_limits_doc(path: Path, problems: list[FieldError]) -> _LimitsDoc | None:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         problems.append(FieldError(str(path), None, f"cannot read: {exc}"))
         return None
     try:
-        lim = _LimitsDoc.model_validate(doc)
+        return _LimitsDoc.model_validate(doc)
     except ValidationError as exc:
         problems.extend(_pyd_problems(path.name, exc))
         return None
-    cat = load_catalogue().by_name()
+
+
+def _extra_pollutants(
+    name: str, lim: _LimitsDoc, cat: dict[str, Metric], problems: list[FieldError]
+) -> dict[str, _ExtraPollutant]:
+    """The pollutants declared outside the catalogue, by metric; one the catalogue has is a problem."""
     extra: dict[str, _ExtraPollutant] = {}
     for i, x in enumerate(lim.pollutants_outside_catalogue):
         if x.metric in cat:
             problems.append(
                 FieldError(
-                    f"{path.name}.pollutants_outside_catalogue[{i}].metric",
+                    f"{name}.pollutants_outside_catalogue[{i}].metric",
                     x.metric,
                     "is a metric of the catalogue: remove it here",
                 )
             )
         extra[x.metric] = x
+    return extra
 
-    def pollutant_problem(p: str, m: str) -> None:
-        if m in extra:
-            return
-        if m not in cat or not cat[m].pollutant:
-            problems.append(
-                FieldError(
-                    p, m, "not a pollutant metric of the catalogue (nor in pollutants_outside_catalogue)"
-                )
-            )
 
+def _reference_o2(
+    name: str, lim: _LimitsDoc, problems: list[FieldError]
+) -> tuple[dict[str, tuple[float, str]], dict[str, _RefO2]]:
+    """Reference O2 by source type: (percent, source) and the whole entry; a type listed twice is a problem."""
     ref: dict[str, tuple[float, str]] = {}
     ref_docs: dict[str, _RefO2] = {}
     for i, r in enumerate(lim.reference_o2):
         for st in r.source_types:
             if st in ref:
                 problems.append(
-                    FieldError(f"{path.name}.reference_o2[{i}].source_types", st, "source type listed twice")
+                    FieldError(f"{name}.reference_o2[{i}].source_types", st, "source type listed twice")
                 )
             ref[st] = (r.o2_ref_pct, r.source)
             ref_docs[st] = r
+    return ref, ref_docs
+
+
+def _check_limit_values(
+    prefix: str,
+    limits: dict[str, float],
+    cat: dict[str, Metric],
+    extra: dict[str, _ExtraPollutant],
+    problems: list[FieldError],
+) -> None:
+    """Each limit (pollutant → value) under `prefix` names a known pollutant and is > 0."""
+    for m, v in limits.items():
+        p = f"{prefix}.{m}"
+        if m not in extra and (m not in cat or not cat[m].pollutant):
+            problems.append(
+                FieldError(
+                    p, m, "not a pollutant metric of the catalogue (nor in pollutants_outside_catalogue)"
+                )
+            )
+        if v <= 0:
+            problems.append(FieldError(p, v, "a limit must be > 0"))
+
+
+def _check_limit_tables(
+    name: str,
+    lim: _LimitsDoc,
+    cat: dict[str, Metric],
+    extra: dict[str, _ExtraPollutant],
+    ref: dict[str, tuple[float, str]],
+    problems: list[FieldError],
+) -> None:
+    """The limits of every limit set (and their source types' reference O2) and of every override."""
     for i, ls in enumerate(lim.limit_sets):
         for st, per in ls.limits.items():
-            for m, v in per.items():
-                p = f"{path.name}.limit_sets[{i}].limits.{st}.{m}"
-                pollutant_problem(p, m)
-                if v <= 0:
-                    problems.append(FieldError(p, v, "a limit must be > 0"))
+            _check_limit_values(f"{name}.limit_sets[{i}].limits.{st}", per, cat, extra, problems)
             if st not in ref:
                 problems.append(
                     FieldError(
-                        f"{path.name}.limit_sets[{i}].limits.{st}", st, "no reference O2 for this source type"
+                        f"{name}.limit_sets[{i}].limits.{st}", st, "no reference O2 for this source type"
                     )
                 )
     for i, ov in enumerate(lim.overrides):
-        for m, v in ov.limits.items():
-            p = f"{path.name}.overrides[{i}].limits.{m}"
-            pollutant_problem(p, m)
-            if v <= 0:
-                problems.append(FieldError(p, v, "a limit must be > 0"))
+        _check_limit_values(f"{name}.overrides[{i}].limits", ov.limits, cat, extra, problems)
+
+
+def _check_limit_ids(name: str, lim: _LimitsDoc, problems: list[FieldError]) -> None:
     ids = (
         [x.id for x in lim.limit_sets]
         + [x.id for x in lim.overrides]
         + [x.id for x in lim.special_limit_areas]
     )
     for dup in sorted({x for x in ids if ids.count(x) > 1}):
-        problems.append(FieldError(f"{path.name}.id", dup, "limit set / override / area id used twice"))
+        problems.append(FieldError(f"{name}.id", dup, "limit set / override / area id used twice"))
+
+
+def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | None:
+    lim = _read_limits_doc(path, problems)
+    if lim is None:
+        return None
+    cat = load_catalogue().by_name()
+    extra = _extra_pollutants(path.name, lim, cat, problems)
+    ref, ref_docs = _reference_o2(path.name, lim, problems)
+    _check_limit_tables(path.name, lim, cat, extra, ref, problems)
+    _check_limit_ids(path.name, lim, problems)
     return EmissionLimits(
         lim.version,
         ref,
@@ -591,90 +630,109 @@ def _load_limits(path: Path, problems: list[FieldError]) -> EmissionLimits | Non
     )
 
 
+def _check_emission_tables(
+    p: str, params: EmissionParams, limits: EmissionLimits, problems: list[FieldError]
+) -> None:
+    """Each limit table the rule names exists and applies to the role it is named for."""
+    for role in ("existing", "new", "special"):
+        set_id = getattr(params.limit_tables, role)
+        if set_id is None:
+            continue
+        ls = limits.limit_sets.get(set_id)
+        if ls is None:
+            problems.append(
+                FieldError(f"{p}.limit_tables.{role}", set_id, f"unknown; known: {sorted(limits.limit_sets)}")
+            )
+        elif ls.applies_to != role:
+            problems.append(
+                FieldError(
+                    f"{p}.limit_tables.{role}",
+                    set_id,
+                    f"limit set {ls.table} applies to {ls.applies_to!r}, not {role!r}",
+                )
+            )
+
+
+def _check_emission_refs(
+    p: str, params: EmissionParams, limits: EmissionLimits, problems: list[FieldError]
+) -> None:
+    """The rule's limit tables, special areas and overrides exist in the emission limits."""
+    _check_emission_tables(p, params, limits, problems)
+    for a in params.special_areas:
+        if a not in limits.areas:
+            problems.append(FieldError(f"{p}.special_areas", a, f"unknown; known: {sorted(limits.areas)}"))
+    if params.special_areas and params.limit_tables.special is None:
+        problems.append(FieldError(f"{p}.special_areas", params.special_areas, "needs limit_tables.special"))
+    for o in params.overrides:
+        if o not in limits.overrides:
+            problems.append(FieldError(f"{p}.overrides", o, f"unknown; known: {sorted(limits.overrides)}"))
+
+
+def _check_emission(
+    p: str,
+    params: EmissionParams,
+    cat: dict[str, Metric],
+    limits: EmissionLimits | None,
+    problems: list[FieldError],
+) -> None:
+    for m in params.pollutants:
+        if m not in cat or not cat[m].pollutant:
+            problems.append(FieldError(f"{p}.pollutants", m, "not a pollutant metric of the catalogue"))
+    problems.extend(load_flag_tables().check_excluded(f"{p}.excluded_flags", params.excluded_flags))
+    if limits is not None:
+        _check_emission_refs(p, params, limits, problems)
+
+
+def _check_tamper(p: str, params: TamperParams, cat: dict[str, Metric], problems: list[FieldError]) -> None:
+    for m in params.metrics:
+        if m not in cat or cat[m].kind != "counter":
+            problems.append(FieldError(f"{p}.metrics", m, "not a counter metric of the catalogue"))
+
+
+def _clear_level_problem(p: str, params: ThresholdParams | RateParams) -> FieldError | None:
+    """The clear level must lie on the safe side of the limit (or at it)."""
+    c = params.clear_level
+    if c is None:
+        return None
+    if isinstance(params, RateParams):
+        return (
+            FieldError(f"{p}.clear_level", c, f"must be ≤ limit {params.limit}") if c > params.limit else None
+        )
+    if params.op == "above" and c > params.limit:
+        return FieldError(f"{p}.clear_level", c, f"must be ≤ limit {params.limit} for op above")
+    if params.op == "below" and c < params.limit:
+        return FieldError(f"{p}.clear_level", c, f"must be ≥ limit {params.limit} for op below")
+    return None
+
+
+def _check_metric_rule(
+    p: str, params: ThresholdParams | RateParams, cat: dict[str, Metric], problems: list[FieldError]
+) -> None:
+    if params.metric not in cat:
+        problems.append(FieldError(f"{p}.metric", params.metric, "not a metric of the catalogue"))
+    for d in params.devices or ():
+        if d.count("/") != 1:
+            problems.append(FieldError(f"{p}.devices", d, "expected 'gateway/device'"))
+    prob = _clear_level_problem(p, params)
+    if prob is not None:
+        problems.append(prob)
+
+
 def _check_rule(
     i: int, doc: _RuleDoc, params: Any, limits: EmissionLimits | None, problems: list[FieldError]
 ) -> None:
     cat = load_catalogue().by_name()
     p = f"rules[{i}].params"
     if isinstance(params, EmissionParams):
-        for m in params.pollutants:
-            if m not in cat or not cat[m].pollutant:
-                problems.append(FieldError(f"{p}.pollutants", m, "not a pollutant metric of the catalogue"))
-        problems.extend(load_flag_tables().check_excluded(f"{p}.excluded_flags", params.excluded_flags))
-        if limits is not None:
-            for role in ("existing", "new", "special"):
-                set_id = getattr(params.limit_tables, role)
-                if set_id is None:
-                    continue
-                ls = limits.limit_sets.get(set_id)
-                if ls is None:
-                    problems.append(
-                        FieldError(
-                            f"{p}.limit_tables.{role}", set_id, f"unknown; known: {sorted(limits.limit_sets)}"
-                        )
-                    )
-                elif ls.applies_to != role:
-                    problems.append(
-                        FieldError(
-                            f"{p}.limit_tables.{role}",
-                            set_id,
-                            f"limit set {ls.table} applies to {ls.applies_to!r}, not {role!r}",
-                        )
-                    )
-            for a in params.special_areas:
-                if a not in limits.areas:
-                    problems.append(
-                        FieldError(f"{p}.special_areas", a, f"unknown; known: {sorted(limits.areas)}")
-                    )
-            if params.special_areas and params.limit_tables.special is None:
-                problems.append(
-                    FieldError(f"{p}.special_areas", params.special_areas, "needs limit_tables.special")
-                )
-            for o in params.overrides:
-                if o not in limits.overrides:
-                    problems.append(
-                        FieldError(f"{p}.overrides", o, f"unknown; known: {sorted(limits.overrides)}")
-                    )
+        _check_emission(p, params, cat, limits, problems)
     elif isinstance(params, TamperParams):
-        for m in params.metrics:
-            if m not in cat or cat[m].kind != "counter":
-                problems.append(FieldError(f"{p}.metrics", m, "not a counter metric of the catalogue"))
+        _check_tamper(p, params, cat, problems)
     elif isinstance(params, ThresholdParams | RateParams):
-        if params.metric not in cat:
-            problems.append(FieldError(f"{p}.metric", params.metric, "not a metric of the catalogue"))
-        if params.devices is not None:
-            for d in params.devices:
-                if d.count("/") != 1:
-                    problems.append(FieldError(f"{p}.devices", d, "expected 'gateway/device'"))
-        if isinstance(params, ThresholdParams) and params.clear_level is not None:
-            if params.op == "above" and params.clear_level > params.limit:
-                problems.append(
-                    FieldError(
-                        f"{p}.clear_level", params.clear_level, f"must be ≤ limit {params.limit} for op above"
-                    )
-                )
-            if params.op == "below" and params.clear_level < params.limit:
-                problems.append(
-                    FieldError(
-                        f"{p}.clear_level", params.clear_level, f"must be ≥ limit {params.limit} for op below"
-                    )
-                )
-        if (
-            isinstance(params, RateParams)
-            and params.clear_level is not None
-            and params.clear_level > params.limit
-        ):
-            problems.append(
-                FieldError(f"{p}.clear_level", params.clear_level, f"must be ≤ limit {params.limit}")
-            )
+        _check_metric_rule(p, params, cat, problems)
 
 
-def load_rules(rules_path: str | Path | None = None, limits_path: str | Path | None = None) -> RuleSet:
-    """Load and validate the rule file and the emission limits; raises ValidationReport with every problem."""
-    rp = Path(rules_path) if rules_path else _data_path("alert_rules.yaml")
-    lp = Path(limits_path) if limits_path else _data_path("emission_limits.yaml")
-    problems: list[FieldError] = []
-    limits = _load_limits(lp, problems)
+def _read_rules_doc(rp: Path, problems: list[FieldError]) -> dict[Any, Any]:
+    """The rule file as a mapping; raises ValidationReport (with the problems so far) when it is not one."""
     try:
         doc = yaml.safe_load(rp.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -685,13 +743,15 @@ def load_rules(rules_path: str | Path | None = None, limits_path: str | Path | N
         raise ValidationReport(
             str(rp), [*problems, FieldError("(file)", type(doc).__name__, "must be a mapping")]
         )
-    version = doc.get("version")
-    if type(version) is not int or version < 1:
-        problems.append(FieldError("version", version, "rule-set version must be an integer ≥ 1"))
+    return doc
+
+
+def _default_messages(doc: dict[Any, Any], problems: list[FieldError]) -> dict[Any, Any]:
+    """`messages` (kind → {zh, en}) with every entry and template checked; {} when it is no mapping."""
     messages = doc.get("messages") or {}
     if not isinstance(messages, dict):
         problems.append(FieldError("messages", messages, "must be a mapping kind → {zh, en}"))
-        messages = {}
+        return {}
     for key, m in messages.items():
         if not isinstance(m, dict) or set(m) != {"zh", "en"}:
             problems.append(FieldError(f"messages.{key}", m, "must have exactly zh and en"))
@@ -700,60 +760,93 @@ def load_rules(rules_path: str | Path | None = None, limits_path: str | Path | N
             prob = _check_template(f"messages.{key}.{lang}", str(m[lang]))
             if prob:
                 problems.append(prob)
+    return messages
+
+
+def _rule_messages(
+    i: int, rd: _RuleDoc, params: Any, messages: dict[Any, Any], problems: list[FieldError]
+) -> tuple[str | None, str | None]:
+    """The rule's zh and en messages: its own (checked here) or the default of its kind or gap check."""
+    msg_key = params.check if isinstance(params, GapParams) else rd.kind
+    tmpl = messages.get(msg_key) if isinstance(messages.get(msg_key), dict) else None
+    zh = rd.message_zh or (tmpl or {}).get("zh")
+    en = rd.message_en or (tmpl or {}).get("en")
+    for lang, text in (("zh", zh), ("en", en)):
+        if not text:
+            problems.append(
+                FieldError(
+                    f"rules[{i}].message_{lang}", None, f"no message and no default messages.{msg_key}"
+                )
+            )
+        elif rd.message_zh if lang == "zh" else rd.message_en:
+            prob = _check_template(f"rules[{i}].message_{lang}", text)
+            if prob:
+                problems.append(prob)
+    return zh, en
+
+
+def _load_rule(
+    i: int,
+    raw: Any,
+    messages: dict[Any, Any],
+    seen: set[str],
+    limits: EmissionLimits | None,
+    problems: list[FieldError],
+) -> Rule | None:
+    """Rule `i` of the file, checked; None when it is invalid (its problems added) or disabled."""
+    try:
+        rd = _RuleDoc.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_pyd_problems(f"rules[{i}]", exc))
+        return None
+    if rd.id in seen:
+        problems.append(FieldError(f"rules[{i}].id", rd.id, "rule id used twice"))
+    seen.add(rd.id)
+    try:
+        params = _PARAMS[rd.kind].model_validate(rd.params)
+    except ValidationError as exc:
+        problems.extend(_pyd_problems(f"rules[{i}].params", exc))
+        return None
+    _check_rule(i, rd, params, limits, problems)
+    zh, en = _rule_messages(i, rd, params, messages, problems)
+    if not rd.enabled:
+        return None
+    return Rule(
+        rd.id,
+        rd.kind,
+        rd.version,
+        rd.severity,
+        tuple(rd.parks) if rd.parks is not None else None,
+        params,
+        str(zh),
+        str(en),
+        raw if isinstance(raw, dict) else {},
+    )
+
+
+def load_rules(rules_path: str | Path | None = None, limits_path: str | Path | None = None) -> RuleSet:
+    """Load and validate the rule file and the emission limits; raises ValidationReport with every problem."""
+    rp = Path(rules_path) if rules_path else _data_path("alert_rules.yaml")
+    lp = Path(limits_path) if limits_path else _data_path("emission_limits.yaml")
+    problems: list[FieldError] = []
+    limits = _load_limits(lp, problems)
+    doc = _read_rules_doc(rp, problems)
+    version = doc.get("version")
+    if type(version) is not int or version < 1:
+        problems.append(FieldError("version", version, "rule-set version must be an integer ≥ 1"))
+    messages = _default_messages(doc, problems)
     raw_rules = doc.get("rules")
     if not isinstance(raw_rules, list):
         problems.append(FieldError("rules", raw_rules, "must be a list"))
         raw_rules = []
-    extra = set(doc) - {"version", "messages", "rules"}
-    for k in sorted(extra):
+    for k in sorted(set(doc) - {"version", "messages", "rules"}):
         problems.append(FieldError(k, doc[k], "unknown top-level key"))
     rules: list[Rule] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_rules):
-        try:
-            rd = _RuleDoc.model_validate(raw)
-        except ValidationError as exc:
-            problems.extend(_pyd_problems(f"rules[{i}]", exc))
-            continue
-        if rd.id in seen:
-            problems.append(FieldError(f"rules[{i}].id", rd.id, "rule id used twice"))
-        seen.add(rd.id)
-        try:
-            params = _PARAMS[rd.kind].model_validate(rd.params)
-        except ValidationError as exc:
-            problems.extend(_pyd_problems(f"rules[{i}].params", exc))
-            continue
-        _check_rule(i, rd, params, limits, problems)
-        msg_key = params.check if isinstance(params, GapParams) else rd.kind
-        tmpl = messages.get(msg_key) if isinstance(messages.get(msg_key), dict) else None
-        zh = rd.message_zh or (tmpl or {}).get("zh")
-        en = rd.message_en or (tmpl or {}).get("en")
-        for lang, text in (("zh", zh), ("en", en)):
-            if not text:
-                problems.append(
-                    FieldError(
-                        f"rules[{i}].message_{lang}", None, f"no message and no default messages.{msg_key}"
-                    )
-                )
-            elif rd.message_zh if lang == "zh" else rd.message_en:
-                prob = _check_template(f"rules[{i}].message_{lang}", text)
-                if prob:
-                    problems.append(prob)
-        if not rd.enabled:
-            continue
-        rules.append(
-            Rule(
-                rd.id,
-                rd.kind,
-                rd.version,
-                rd.severity,
-                tuple(rd.parks) if rd.parks is not None else None,
-                params,
-                str(zh),
-                str(en),
-                raw if isinstance(raw, dict) else {},
-            )
-        )
+        rule = _load_rule(i, raw, messages, seen, limits, problems)
+        if rule is not None:
+            rules.append(rule)
     if problems or limits is None:
         raise ValidationReport(f"{rp.name} + {lp.name}", problems)
     assert isinstance(version, int)

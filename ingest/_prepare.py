@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ingest._registry import RegistryCache
 from parkpulse.errors import WireError
-from parkpulse.wire import Status, decode_batch, parse_topic
+from parkpulse.wire import DecodedBatch, Status, decode_batch, parse_topic
 
 __all__ = ["DeadLetter", "Message", "Prepared", "prepare"]
 
@@ -114,43 +114,86 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
         return p
     if parts.kind == "status":
         return _prepare_status(p, parts.gateway, msg, cache)
+    b = _decode(p, msg, parts.gateway, cache, max_future_ms)
+    if b is None:
+        return p
+    gw = b.gateway
+    p.kind, p.gateway, p.seq = "batch", gw, b.seq
+    for rr in b.rejected:
+        p.dead.append((msg.topic, gw, b.seq, rr.field, rr.reason, _raw(rr.raw)))
+    _add_readings(p, b, cache)
+    for rg in b.rejected_gaps:
+        p.dead.append((msg.topic, gw, b.seq, rg.field, rg.reason, _raw(rg.raw)))
+    p.gaps = [(gw, *g) for g in b.gaps]
+    p.n_rejected = len(p.dead)
+    return p
+
+
+def _decode(
+    p: Prepared, msg: Message, topic_gw: str, cache: RegistryCache, max_future_ms: int | None
+) -> DecodedBatch | None:
+    """The message's batch, or None (with its dead letter) when the batch is unusable or the
+    gateway is not the topic's or not registered."""
     try:
         b = decode_batch(msg.payload, max_future_ms=max_future_ms, now_ms=int(time.time() * 1000))
     except WireError as exc:
         p.dead.append(
-            (msg.topic, parts.gateway, None, exc.path, f"{exc.reason} (got {exc.value!r:.80})", msg.payload)
+            (msg.topic, topic_gw, None, exc.path, f"{exc.reason} (got {exc.value!r:.80})", msg.payload)
         )
-        return p
-    if b.gateway != parts.gateway:
+        return None
+    if b.gateway != topic_gw:
         p.dead.append(
             (
                 msg.topic,
-                parts.gateway,
+                topic_gw,
                 b.seq,
                 "gateway",
-                f"payload gateway {b.gateway!r} differs from topic gateway {parts.gateway!r}",
+                f"payload gateway {b.gateway!r} differs from topic gateway {topic_gw!r}",
                 msg.payload,
             )
         )
-        return p
-    gw = b.gateway
-    if not cache.knows_gateway(gw):
+        return None
+    if not cache.knows_gateway(b.gateway):
         p.dead.append(
-            (msg.topic, gw, b.seq, "gateway", f"unknown gateway {gw!r} (not in the registry)", msg.payload)
+            (
+                msg.topic,
+                b.gateway,
+                b.seq,
+                "gateway",
+                f"unknown gateway {b.gateway!r} (not in the registry)",
+                msg.payload,
+            )
         )
-        return p
-    p.kind, p.gateway, p.seq = "batch", gw, b.seq
-    dead = p.dead
-    for rr in b.rejected:
-        dead.append((msg.topic, gw, b.seq, rr.field, rr.reason, _raw(rr.raw)))
+        return None
+    return b
 
+
+def _dead_reading(p: Prepared, b: DecodedBatch, k: int, bad_idx: list[int], field: str, reason: str) -> None:
+    """A dead letter for the k-th accepted reading, named by its index in the payload."""
+    i = _original_index(k, bad_idx)
+    p.dead.append(
+        (p.topic, b.gateway, b.seq, f"readings[{i}].{field}", reason, _raw(list(b.readings[k][:5])))
+    )
+
+
+def _too_old(d: str, floor_ms: int) -> str:
+    return (
+        f"is older than device {d!r} allows ({ms_to_dt(floor_ms):%Y-%m-%d %H:%M}Z: its registration "
+        "less PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS)"
+    )
+
+
+def _add_readings(p: Prepared, b: DecodedBatch, cache: RegistryCache) -> None:
+    """Append the batch's storable readings to `p` as binary COPY rows grouped by prefix, with their
+    span, dirty buckets, per-device state and counter events; the others become dead letters."""
+    gw = b.gateway
+    bad_idx = sorted(rr.index for rr in b.rejected)  # to name a reading by its index in the payload
     pf = cache.prefixes(gw)
     first_pre: dict[str, bytes] = {}  # a row prefix per device: its device_pk, even if the cache reloads
     grp = p.groups
     tail = _TAIL.pack
-    st: dict[str, list[int]] = {}
+    st: dict[str, list[int]] = {}  # device → [last ts, its quality, readings]
     lo, hi = 1 << 62, -1
-    bad_idx: list[int] | None = None
     n = 0
     floor_max = cache.floor_max(gw)
     floors = cache.floors.get(gw, {})
@@ -158,31 +201,13 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
         if t < floor_max:  # older than some device's registration window: check this reading's device
             fl = floors.get(d)
             if fl is not None and t < fl:
-                if bad_idx is None:
-                    bad_idx = sorted(rr.index for rr in b.rejected)
-                i = _original_index(k, bad_idx)
-                dead.append(
-                    (
-                        msg.topic,
-                        gw,
-                        b.seq,
-                        f"readings[{i}].ts",
-                        f"is older than device {d!r} allows ({ms_to_dt(fl):%Y-%m-%d %H:%M}Z: its registration "
-                        "less PARKPULSE_INGEST_HISTORY_BEFORE_REGISTRATION_DAYS)",
-                        _raw(list(b.readings[k][:5])),
-                    )
-                )
+                _dead_reading(p, b, k, bad_idx, "ts", _too_old(d, fl))
                 continue
         pre = pf.get((d, m))
         if pre is None:
             res = cache.resolve(gw, d, m)
             if isinstance(res, tuple):
-                if bad_idx is None:
-                    bad_idx = sorted(rr.index for rr in b.rejected)
-                i = _original_index(k, bad_idx)
-                dead.append(
-                    (msg.topic, gw, b.seq, f"readings[{i}].{res[0]}", res[1], _raw(list(b.readings[k][:5])))
-                )
+                _dead_reading(p, b, k, bad_idx, *res)
                 continue
             pre = res
         g = grp.get(pre)
@@ -207,29 +232,31 @@ def prepare(msg: Message, cache: RegistryCache, max_future_ms: int | None) -> Pr
                 s[0] = t
                 s[1] = q
         if ev is not None and v is not None:
-            p.events.append(
-                (
-                    _PK.unpack_from(pre, 6)[0],
-                    _MID.unpack_from(pre, 14)[0],
-                    ms_to_dt(t),
-                    ev["event"],
-                    float(ev["prev"]),
-                    v,
-                    float(ev["correction"]),
-                )
-            )
+            p.events.append(_event_row(pre, t, v, ev))
     p.n = n
-    p.n_rejected = len(dead)
     if n:
-        p.lo_ms, p.hi_ms = lo, hi
-        if hi // _BUCKET_MS - lo // _BUCKET_MS > 96:
-            p.buckets = {r[2] // _BUCKET_MS for r in b.readings}
+        _set_span(p, b, lo, hi)
         p.devstat = {_PK.unpack_from(first_pre[d], 6)[0]: s for d, s in st.items()}
-    for rg in b.rejected_gaps:
-        dead.append((msg.topic, gw, b.seq, rg.field, rg.reason, _raw(rg.raw)))
-    p.gaps = [(gw, *g) for g in b.gaps]
-    p.n_rejected = len(dead)
-    return p
+
+
+def _event_row(pre: bytes, t: int, v: float, ev: dict[str, Any]) -> tuple[Any, ...]:
+    """A counter event's row: device_pk and metric_id (from the COPY prefix), time, event, prev, value, correction."""
+    return (
+        _PK.unpack_from(pre, 6)[0],
+        _MID.unpack_from(pre, 14)[0],
+        ms_to_dt(t),
+        ev["event"],
+        float(ev["prev"]),
+        v,
+        float(ev["correction"]),
+    )
+
+
+def _set_span(p: Prepared, b: DecodedBatch, lo: int, hi: int) -> None:
+    """The stored readings' time span; over more than a day of buckets, the dirty buckets one by one."""
+    p.lo_ms, p.hi_ms = lo, hi
+    if hi // _BUCKET_MS - lo // _BUCKET_MS > 96:
+        p.buckets = {r[2] // _BUCKET_MS for r in b.readings}
 
 
 def _original_index(k: int, rejected_sorted: list[int]) -> int:

@@ -118,68 +118,65 @@ class Store:
         self._months |= months
 
     def _write(self, conn: psycopg.Connection, items: list[Prepared], res: FlushResult) -> None:
+        """The flush's statements, in the order of the module docstring, on one transaction."""
         cur = conn.cursor()
-        # 1. which batches are new: in-flush repeats, the watermark, then the key table
-        seen: set[tuple[str, int]] = set()
-        uniq: list[Prepared] = []
-        for p in items:
-            if p.kind != "batch":
-                continue
-            key = (p.gateway or "", p.seq if p.seq is not None else -1)
-            if key in seen:
-                res.duplicate_batches += 1
-                continue
-            seen.add(key)
-            uniq.append(p)
-        gws = sorted({p.gateway or "" for p in uniq})
-        new: list[Prepared] = []
-        if uniq:
-            cur.execute(
-                "SELECT gateway_id, contiguous_seq FROM gateway_seq WHERE gateway_id = ANY(%s)", (gws,)
-            )
-            wm: dict[str, int] = dict(cur.fetchall())
-            cand = sorted(
-                (p for p in uniq if (p.seq or 0) > wm.get(p.gateway or "", -1)),
-                key=lambda p: (p.gateway, p.seq),
-            )
-            res.duplicate_batches += len(uniq) - len(cand)
-            if cand:
-                cur.execute(
-                    """INSERT INTO ingest_batches (gateway_id, seq, n_readings, n_rejected)
-                       SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::int[])
-                       ON CONFLICT DO NOTHING RETURNING gateway_id, seq""",
-                    (
-                        [p.gateway for p in cand],
-                        [p.seq for p in cand],
-                        [p.n for p in cand],
-                        [p.n_rejected for p in cand],
-                    ),
-                )
-                fresh = set(cur.fetchall())
-                new = [p for p in cand if (p.gateway, p.seq) in fresh]
-                res.duplicate_batches += len(cand) - len(new)
+        new = self._claim_batches(cur, _unique_batches(items, res), res)  # 1. which batches are new
         res.batches = len(new)
+        self._write_readings(conn, new, res)  # 2. their readings
+        self._write_dead_letters(cur, items, new, res)  # 3. dead letters
+        self._write_events_gaps_buckets(cur, new)  # 4. counter events, gateway-reported gaps, rollup buckets
+        self._write_device_status(cur, new)  # 5. device last-seen
+        self._write_statuses(cur, items, res)  # 6. gateway status messages
+        if new:  # 7. sequence tracking under the gateway_seq row locks
+            self._track_seq(cur, new, res)
 
-        # 2. the readings (their partitions were made by _ensure_partitions)
+    # -- the steps of one flush -------------------------------------------------------------------
+    def _claim_batches(
+        self, cur: psycopg.Cursor[Any], uniq: list[Prepared], res: FlushResult
+    ) -> list[Prepared]:
+        """The batches this flush stores: above their gateway's watermark, and whose key this
+        transaction inserted into `ingest_batches` (a redelivered or concurrent one stores nothing)."""
+        if not uniq:
+            return []
+        gws = sorted({p.gateway or "" for p in uniq})
+        cur.execute("SELECT gateway_id, contiguous_seq FROM gateway_seq WHERE gateway_id = ANY(%s)", (gws,))
+        wm: dict[str, int] = dict(cur.fetchall())
+        cand = sorted(
+            (p for p in uniq if (p.seq or 0) > wm.get(p.gateway or "", -1)),
+            key=lambda p: (p.gateway, p.seq),
+        )
+        res.duplicate_batches += len(uniq) - len(cand)
+        if not cand:
+            return []
+        cur.execute(
+            """INSERT INTO ingest_batches (gateway_id, seq, n_readings, n_rejected)
+               SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::int[])
+               ON CONFLICT DO NOTHING RETURNING gateway_id, seq""",
+            (
+                [p.gateway for p in cand],
+                [p.seq for p in cand],
+                [p.n for p in cand],
+                [p.n_rejected for p in cand],
+            ),
+        )
+        fresh = set(cur.fetchall())
+        new = [p for p in cand if (p.gateway, p.seq) in fresh]
+        res.duplicate_batches += len(cand) - len(new)
+        return new
+
+    def _write_readings(self, conn: psycopg.Connection, new: list[Prepared], res: FlushResult) -> None:
+        """The new batches' readings (their partitions were made by _ensure_partitions)."""
         total = sum(p.n for p in new)
         if total:
             skipped = self._copy_readings(conn, [p for p in new if p.n], total)
             res.readings = total - skipped
             res.duplicate_rows = skipped
 
-        # 3. dead letters (only once per batch: a duplicate's were written with its first copy)
-        dead: list[DeadLetter] = []
-        digests: list[bytes | None] = []
-        for p in items:
-            if p.kind == "batch":
-                continue
-            dead.extend(p.dead)
-            digests.extend([p.digest_of] * len(p.dead))
-            if p.kind == "dead":
-                res.dead_batch += 1
-        for p in new:
-            dead.extend(p.dead)
-            digests.extend([None] * len(p.dead))
+    def _write_dead_letters(
+        self, cur: psycopg.Cursor[Any], items: list[Prepared], new: list[Prepared], res: FlushResult
+    ) -> None:
+        """Dead letters, only once per batch: a duplicate's were written with its first copy."""
+        dead, digests = _dead_letter_rows(items, new, res)
         if dead:
             with cur.copy(
                 "COPY dead_letters (topic, gateway_id, seq, field, reason, payload, payload_bytes, payload_sha256) FROM STDIN"
@@ -189,7 +186,8 @@ class Store:
                     cp.write_row((*row, len(body), hashlib.sha256(body).digest()))
         res.dead_letters = len(dead)
 
-        # 4. counter events, gateway-reported gaps, rollup buckets
+    def _write_events_gaps_buckets(self, cur: psycopg.Cursor[Any], new: list[Prepared]) -> None:
+        """The new batches' counter events, gateway-reported gaps and dirty rollup buckets."""
         events = [e for p in new for e in p.events]
         if events:
             cur.executemany(
@@ -214,32 +212,26 @@ class Store:
                 ([ms_to_dt(b * _BUCKET_MS) for b in sorted(buckets)],),
             )
 
-        # 5. device last-seen, sorted by device_pk (two ingest processes lock rows in the same order)
-        ds: dict[int, list[int]] = {}
-        for p in new:
-            for pk, (t, q, n) in p.devstat.items():
-                cur_s = ds.get(pk)
-                if cur_s is None:
-                    ds[pk] = [t, q, n]
-                else:
-                    cur_s[2] += n
-                    if t >= cur_s[0]:
-                        cur_s[0], cur_s[1] = t, q
-        if ds:
-            pks = sorted(ds)
-            cur.execute(
-                """INSERT INTO device_status AS s (device_pk, last_ts, received_at, last_quality, readings)
-                   SELECT pk, ts, now(), q, n FROM unnest(%s::int[], %s::timestamptz[], %s::smallint[], %s::bigint[])
-                        AS u(pk, ts, q, n) ORDER BY pk
-                   ON CONFLICT (device_pk) DO UPDATE SET
-                     last_quality = CASE WHEN excluded.last_ts >= s.last_ts THEN excluded.last_quality ELSE s.last_quality END,
-                     last_ts = greatest(s.last_ts, excluded.last_ts),
-                     received_at = excluded.received_at,
-                     readings = s.readings + excluded.readings""",
-                (pks, [ms_to_dt(ds[k][0]) for k in pks], [ds[k][1] for k in pks], [ds[k][2] for k in pks]),
-            )
+    def _write_device_status(self, cur: psycopg.Cursor[Any], new: list[Prepared]) -> None:
+        """Device last-seen, sorted by device_pk (two ingest processes lock rows in the same order)."""
+        ds = _merged_devstat(new)
+        if not ds:
+            return
+        pks = sorted(ds)
+        cur.execute(
+            """INSERT INTO device_status AS s (device_pk, last_ts, received_at, last_quality, readings)
+               SELECT pk, ts, now(), q, n FROM unnest(%s::int[], %s::timestamptz[], %s::smallint[], %s::bigint[])
+                    AS u(pk, ts, q, n) ORDER BY pk
+               ON CONFLICT (device_pk) DO UPDATE SET
+                 last_quality = CASE WHEN excluded.last_ts >= s.last_ts THEN excluded.last_quality ELSE s.last_quality END,
+                 last_ts = greatest(s.last_ts, excluded.last_ts),
+                 received_at = excluded.received_at,
+                 readings = s.readings + excluded.readings""",
+            (pks, [ms_to_dt(ds[k][0]) for k in pks], [ds[k][1] for k in pks], [ds[k][2] for k in pks]),
+        )
 
-        # 6. gateway status messages (birth / last will)
+    def _write_statuses(self, cur: psycopg.Cursor[Any], items: list[Prepared], res: FlushResult) -> None:
+        """Gateway status messages (birth / last will) and the device health they report, by gateway."""
         statuses = sorted(
             (p for p in items if p.kind == "status" and p.status), key=lambda p: p.gateway or ""
         )
@@ -270,10 +262,6 @@ class Store:
                     [(*row, p.status["ts"] if p.status else None) for row in p.health],
                 )
         res.statuses = len(statuses)
-
-        # 7. sequence tracking under the gateway_seq row locks
-        if new:
-            self._track_seq(cur, new, res)
 
     # -- readings --------------------------------------------------------------------------------
     def _copy_readings(self, conn: psycopg.Connection, new: list[Prepared], total: int) -> int:
@@ -399,6 +387,57 @@ class Store:
                FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS u(gw, c, m) WHERE g.gateway_id = u.gw""",
             ([u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates]),
         )
+
+
+def _unique_batches(items: list[Prepared], res: FlushResult) -> list[Prepared]:
+    """The flush's batches, each (gateway, seq) once; the repeats within the flush are counted as duplicates."""
+    seen: set[tuple[str, int]] = set()
+    uniq: list[Prepared] = []
+    for p in items:
+        if p.kind != "batch":
+            continue
+        key = (p.gateway or "", p.seq if p.seq is not None else -1)
+        if key in seen:
+            res.duplicate_batches += 1
+            continue
+        seen.add(key)
+        uniq.append(p)
+    return uniq
+
+
+def _dead_letter_rows(
+    items: list[Prepared], new: list[Prepared], res: FlushResult
+) -> tuple[list[DeadLetter], list[bytes | None]]:
+    """The dead letters to store, each with the payload digest to store instead of its payload (or None):
+    those of every message that is no batch, then those of the new batches."""
+    dead: list[DeadLetter] = []
+    digests: list[bytes | None] = []
+    for p in items:
+        if p.kind == "batch":
+            continue
+        dead.extend(p.dead)
+        digests.extend([p.digest_of] * len(p.dead))
+        if p.kind == "dead":
+            res.dead_batch += 1
+    for p in new:
+        dead.extend(p.dead)
+        digests.extend([None] * len(p.dead))
+    return dead, digests
+
+
+def _merged_devstat(new: list[Prepared]) -> dict[int, list[int]]:
+    """device_pk → [last ts, its quality, readings] over the new batches."""
+    ds: dict[int, list[int]] = {}
+    for p in new:
+        for pk, (t, q, n) in p.devstat.items():
+            cur_s = ds.get(pk)
+            if cur_s is None:
+                ds[pk] = [t, q, n]
+            else:
+                cur_s[2] += n
+                if t >= cur_s[0]:
+                    cur_s[0], cur_s[1] = t, q
+    return ds
 
 
 def _runs(a: int, b: int, hits: list[int]) -> list[tuple[int, int, bool]]:

@@ -45,6 +45,7 @@ _BY_KEY = {c.key: c for c in COLUMNS}
 _BY_ZH = {c.zh: c for c in COLUMNS}
 _HEADER = re.compile(r"^(?P<zh>.*?)\s*[(（](?P<key>[A-Za-z0-9_:.-]+)[)）]\s*$")
 INTEGER_MAX = 2**31 - 1  # firm_economics.employees is a PostgreSQL integer
+_FIRM_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 @dataclass
@@ -114,11 +115,10 @@ def _resolve_header(h: str, greens: dict[str, tuple[str, str]]) -> str | None:
     return None
 
 
-def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
-    """Validate every cell; raise one ValidationReport naming row, column and value of each problem."""
-    greens = _green_items(rs)
-    problems: list[FieldError] = []
-    hs, body = read_table(path, problems)
+def _read_header(
+    hs: list[str], greens: dict[str, tuple[str, str]], problems: list[FieldError]
+) -> dict[int, str]:
+    """Column index → key of every recognised header; unknown, repeated and missing columns are problems."""
     cols: dict[int, str] = {}
     for i, h in enumerate(hs):
         key = _resolve_header(h, greens)
@@ -136,108 +136,133 @@ def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
             cols[i] = key
     if "firm_id" not in cols.values():
         problems.append(FieldError("row 1", ",".join(hs), "missing column firm_id (企业编号)"))
+    return cols
+
+
+@dataclass
+class _CellReader:
+    """Reads the cells of data rows into an EconomicsRow, appending every problem to `problems`."""
+
+    greens: dict[str, tuple[str, str]]
+    year: int
+    problems: list[FieldError]
+
+    def fail(self, at: str, value: object, why: str) -> None:
+        self.problems.append(FieldError(at, value, why))
+
+    def cell(self, row: EconomicsRow, key: str, at: str, raw: str) -> None:
+        if why := control_character(raw, allow="\t\n\r"):
+            self.fail(at, raw, why)
+        elif key == "firm_id":
+            row.firm_id = raw
+            self.firm_id(at, raw)
+        elif raw == "":
+            return
+        elif key == "year":
+            self.year_cell(at, raw)
+        elif key.startswith("green:"):
+            self.green_item(row.green, key[6:], at, raw)
+        elif _BY_KEY[key].kind == "json":
+            self.green_json(row.green, at, raw)
+        else:
+            self.amount(row.values, _BY_KEY[key], at, raw)
+
+    def firm_id(self, at: str, raw: str) -> None:
+        if not raw:
+            self.fail(at, raw, "required")
+        elif not _FIRM_ID.match(raw):
+            self.fail(at, raw, "firm ids are lowercase letters, digits and '-'")
+
+    def year_cell(self, at: str, raw: str) -> None:
+        try:
+            y = int(parse_number(raw))
+        except ValueError:
+            self.fail(at, raw, "not a year")
+            return
+        if y != self.year:
+            self.fail(at, raw, f"this import is for --year {self.year}")
+
+    def green_item(self, green: dict[str, object], item_id: str, at: str, raw: str) -> None:
+        """A `green:<item>` column: 是/否 for a basic requirement (veto), 是/否 or points for a scored item."""
+        try:
+            green[item_id] = parse_bool(raw)
+            return
+        except ValueError:
+            pass
+        if self.greens[item_id][1] == "veto":
+            self.fail(at, raw, "a basic requirement is declared 是/否 (true/false)")
+            return
+        try:
+            v = parse_number(raw)
+        except ValueError:
+            self.fail(at, raw, "expected points (a number) or 是/否")
+            return
+        if why := out_of_range(v):
+            self.fail(at, raw, why)
+            return
+        green[item_id] = v
+
+    def green_json(self, green: dict[str, object], at: str, raw: str) -> None:
+        """The green_declared column: a JSON object {item: true/false or points}."""
+        try:
+            obj = json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            self.fail(at, raw, f"not JSON: {exc}")
+            return
+        if not isinstance(obj, dict):
+            self.fail(at, raw, "expected a JSON object {item: value}")
+            return
+        for k, v in obj.items():
+            if k not in self.greens:
+                self.fail(at, k, f"unknown green-factory item (known: {sorted(self.greens)})")
+            elif not isinstance(v, bool | int | float):
+                self.fail(at, v, f"item {k}: expected true/false or points >= 0")
+            elif not isinstance(v, bool) and (why := out_of_range(v)):
+                self.fail(at, v, f"item {k}: points {why}")
+            else:
+                green[k] = v
+
+    def amount(self, values: dict[str, float | int | None], col: Column, at: str, raw: str) -> None:
+        """A number column: finite, in range (negative only where signed), whole where an integer."""
+        try:
+            num = parse_number(raw)
+        except ValueError:
+            self.fail(at, raw, "not a number")
+            return
+        integer = col.kind == "integer"
+        if why := out_of_range(num, INTEGER_MAX if integer else AMOUNT_MAX, signed=col.kind == "signed"):
+            self.fail(at, raw, why)
+        elif not integer:
+            values[col.key] = num
+        elif float(num).is_integer():
+            values[col.key] = int(num)
+        else:
+            self.fail(at, raw, "must be a whole number")
+
+
+def parse_economics(rs: RuleSet, path: Path, year: int) -> list[EconomicsRow]:
+    """Validate every cell; raise one ValidationReport naming row, column and value of each problem."""
+    greens = _green_items(rs)
+    problems: list[FieldError] = []
+    hs, body = read_table(path, problems)
+    cols = _read_header(hs, greens, problems)
     if problems:
         raise ValidationReport(str(path), problems)
+    reader = _CellReader(greens, year, problems)
     rows: list[EconomicsRow] = []
     seen: dict[str, int] = {}
     for rownum, cells in body:
-        values: dict[str, float | int | None] = {}
-        green: dict[str, object] = {}
-        firm_id = ""
+        row = EconomicsRow(rownum, "", {}, {})
         for i, key in cols.items():
             raw = cells[i].strip() if i < len(cells) else ""
-            at = f"row {rownum}, column {hs[i]}"
-            col = _BY_KEY.get(key)
-            if why := control_character(raw, allow="\t\n\r"):
-                problems.append(FieldError(at, raw, why))
-                continue
-            if key == "firm_id":
-                firm_id = raw
-                if not raw:
-                    problems.append(FieldError(at, raw, "required"))
-                elif not re.match(r"^[a-z0-9][a-z0-9-]*$", raw):
-                    problems.append(FieldError(at, raw, "firm ids are lowercase letters, digits and '-'"))
-                continue
-            if raw == "":
-                continue
-            if key == "year":
-                try:
-                    y = int(parse_number(raw))
-                except ValueError:
-                    problems.append(FieldError(at, raw, "not a year"))
-                    continue
-                if y != year:
-                    problems.append(FieldError(at, raw, f"this import is for --year {year}"))
-                continue
-            if key.startswith("green:"):
-                item_id = key[6:]
-                kind = greens[item_id][1]
-                try:
-                    green[item_id] = parse_bool(raw)
-                except ValueError:
-                    if kind == "veto":
-                        problems.append(
-                            FieldError(at, raw, "a basic requirement is declared 是/否 (true/false)")
-                        )
-                        continue
-                    try:
-                        v = parse_number(raw)
-                    except ValueError:
-                        problems.append(FieldError(at, raw, "expected points (a number) or 是/否"))
-                        continue
-                    if why := out_of_range(v):
-                        problems.append(FieldError(at, raw, why))
-                        continue
-                    green[item_id] = v
-                continue
-            assert col is not None
-            if col.kind == "json":
-                try:
-                    obj = json.loads(raw, parse_constant=_no_constant)
-                except (ValueError, RecursionError) as exc:
-                    problems.append(FieldError(at, raw, f"not JSON: {exc}"))
-                    continue
-                if not isinstance(obj, dict):
-                    problems.append(FieldError(at, raw, "expected a JSON object {item: value}"))
-                    continue
-                for k, v in obj.items():
-                    if k not in greens:
-                        problems.append(
-                            FieldError(at, k, f"unknown green-factory item (known: {sorted(greens)})")
-                        )
-                    elif not isinstance(v, bool | int | float):
-                        problems.append(FieldError(at, v, f"item {k}: expected true/false or points >= 0"))
-                    elif not isinstance(v, bool) and (why := out_of_range(v)):
-                        problems.append(FieldError(at, v, f"item {k}: points {why}"))
-                    else:
-                        green[k] = v
-                continue
-            try:
-                num = parse_number(raw)
-            except ValueError:
-                problems.append(FieldError(at, raw, "not a number"))
-                continue
-            if why := out_of_range(
-                num, INTEGER_MAX if col.kind == "integer" else AMOUNT_MAX, signed=col.kind == "signed"
-            ):
-                problems.append(FieldError(at, raw, why))
-                continue
-            if col.kind == "integer":
-                if not float(num).is_integer():
-                    problems.append(FieldError(at, raw, "must be a whole number"))
-                    continue
-                values[key] = int(num)
-            else:
-                values[key] = num
-        if firm_id:
-            if firm_id in seen:
-                problems.append(
-                    FieldError(
-                        f"row {rownum}, column firm_id", firm_id, f"already given in row {seen[firm_id]}"
-                    )
+            reader.cell(row, key, f"row {rownum}, column {hs[i]}", raw)
+        if row.firm_id:
+            if row.firm_id in seen:
+                reader.fail(
+                    f"row {rownum}, column firm_id", row.firm_id, f"already given in row {seen[row.firm_id]}"
                 )
-            seen[firm_id] = rownum
-        rows.append(EconomicsRow(rownum, firm_id, values, green))
+            seen[row.firm_id] = rownum
+        rows.append(row)
     if not body:
         problems.append(FieldError("row 2", "", "no data rows"))
     if problems:

@@ -112,8 +112,11 @@ def _fig(p: dict[str, object], key: str) -> float:
     return Figure.model_validate(p[key]).value
 
 
-def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
-    """Score and class every firm of one park (the firms are ranked among themselves)."""
+_Bench = dict[str, tuple[float | None, dict[str, object]]]  # indicator → (benchmark or None, its citation)
+
+
+def _scope_outcomes(scheme: MuScheme, firms: list[MuFirm]) -> tuple[dict[str, MuOutcome], list[MuFirm]]:
+    """Every firm's indicators; out-of-scope firms get their class and reason, in-scope ones a placeholder B."""
     outcomes: dict[str, MuOutcome] = {}
     in_scope: list[MuFirm] = []
     for f in firms:
@@ -136,73 +139,95 @@ def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
         else:
             in_scope.append(f)
             outcomes[f.firm_id] = MuOutcome(f.firm_id, "B", True, ind)
-    # benchmarks (fixed figures or the park mean of in-scope firms)
-    bench: dict[str, tuple[float | None, dict[str, object]]] = {}
+    return outcomes, in_scope
+
+
+def _benchmarks(scheme: MuScheme, in_scope: list[MuOutcome]) -> _Bench:
+    """Each indicator's benchmark: the scheme's fixed figure, or the park mean of the in-scope firms."""
+    bench: _Bench = {}
     for name, spec in scheme.indicators.items():
         if isinstance(spec.benchmark, Figure):
             bench[name] = (spec.benchmark.value, spec.benchmark.cite())
         else:
-            vals = [v for v in (outcomes[f.firm_id].indicators[name] for f in in_scope) if v is not None]
+            vals = [v for v in (o.indicators[name] for o in in_scope) if v is not None]
             mean = sum(vals) / len(vals) if vals else None
             bench[name] = (
                 mean if mean else None,
                 {"value": mean, "source": f"park mean of {len(vals)} in-scope firms"},
             )
-    # item points
-    points: dict[str, dict[str, float | None]] = {}
-    for f in in_scope:
-        o = outcomes[f.firm_id]
-        points[f.firm_id] = {}
-        for name, spec in scheme.indicators.items():
-            v, b = o.indicators[name], bench[name][0]
-            if v is None or b is None:
-                points[f.firm_id][name] = None
-                continue
-            ratio = v / b
-            if spec.cap is not None:
-                ratio = min(ratio, spec.cap)
-            points[f.firm_id][name] = ratio * spec.weight.value
+    return bench
+
+
+def _item_points(scheme: MuScheme, o: MuOutcome, bench: _Bench) -> dict[str, float | None]:
+    """Points of each item: value / benchmark (capped) x weight; None without a value or a benchmark."""
+    points: dict[str, float | None] = {}
+    for name, spec in scheme.indicators.items():
+        v, b = o.indicators[name], bench[name][0]
+        if v is None or b is None:
+            points[name] = None
+            continue
+        ratio = v / b
+        if spec.cap is not None:
+            ratio = min(ratio, spec.cap)
+        points[name] = ratio * spec.weight.value
+    return points
+
+
+def _score(
+    scheme: MuScheme,
+    o: MuOutcome,
+    points: dict[str, float | None],
+    bench: _Bench,
+    averages: dict[str, float],
+) -> None:
+    """Set the firm's score and its item-by-item explanation (an item without data per the scheme's rule)."""
+    items: list[dict[str, object]] = []
+    total = 0.0
+    for name, spec in scheme.indicators.items():
+        pts = points[name]
+        note = None
+        if pts is None:
+            if spec.missing == "park_average":
+                pts, note = averages[name], "no data: the park average score of this item (scheme rule)"
+            else:
+                pts, note = 0.0, "no data: 0 points"
+        total += pts
+        zh, unit = INDICATOR_INFO[name]
+        item: dict[str, object] = {
+            "indicator": name,
+            "zh": zh,
+            "value": o.indicators[name],
+            "unit": unit,
+            "benchmark": bench[name][1],
+            "weight": spec.weight.value,
+            "points": pts,
+        }
+        if spec.cap is not None:
+            item["cap"] = spec.cap
+        if note:
+            item["note"] = note
+        items.append(item)
+    o.score = total
+    o.explanation = {
+        "score": total,
+        "items": items,
+        "scheme": scheme.name,
+        "formula": "score = sum(value / benchmark x weight)",
+    }
+
+
+def classify(scheme: MuScheme, firms: list[MuFirm]) -> list[MuOutcome]:
+    """Score and class every firm of one park (the firms are ranked among themselves)."""
+    outcomes, in_scope = _scope_outcomes(scheme, firms)
+    bench = _benchmarks(scheme, [outcomes[f.firm_id] for f in in_scope])
+    points = {f.firm_id: _item_points(scheme, outcomes[f.firm_id], bench) for f in in_scope}
     averages: dict[str, float] = {}
     for name in scheme.indicators:
         got = [v for p in points.values() if (v := p[name]) is not None]
         averages[name] = (sum(got) / len(got)) if got else 0.0
     for f in in_scope:
-        o = outcomes[f.firm_id]
-        items: list[dict[str, object]] = []
-        total = 0.0
-        for name, spec in scheme.indicators.items():
-            pts = points[f.firm_id][name]
-            note = None
-            if pts is None:
-                if spec.missing == "park_average":
-                    pts, note = averages[name], "no data: the park average score of this item (scheme rule)"
-                else:
-                    pts, note = 0.0, "no data: 0 points"
-            total += pts
-            zh, unit = INDICATOR_INFO[name]
-            item: dict[str, object] = {
-                "indicator": name,
-                "zh": zh,
-                "value": o.indicators[name],
-                "unit": unit,
-                "benchmark": bench[name][1],
-                "weight": spec.weight.value,
-                "points": pts,
-            }
-            if spec.cap is not None:
-                item["cap"] = spec.cap
-            if note:
-                item["note"] = note
-            items.append(item)
-        o.score = total
-        o.explanation = {
-            "score": total,
-            "items": items,
-            "scheme": scheme.name,
-            "formula": "score = sum(value / benchmark x weight)",
-        }
-    method = scheme.class_method
-    if method.method == "two_stage":
+        _score(scheme, outcomes[f.firm_id], points[f.firm_id], bench, averages)
+    if scheme.class_method.method == "two_stage":
         _two_stage(scheme, in_scope, outcomes, bench)
     else:
         _percentile(scheme, in_scope, outcomes)

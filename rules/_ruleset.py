@@ -373,10 +373,8 @@ def list_rule_sets(data_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in base.glob("*.yaml"))
 
 
-def load_rule_set(name: str = DEFAULT_RULE_SET, data_dir: Path | None = None) -> RuleSet:
-    """Load and validate a rule set by name; raises RuleSetError listing every problem."""
-    base = data_dir or DATA_DIR
-    problems: list[FieldError] = []
+def _read_index(name: str, base: Path, problems: list[FieldError]) -> RuleSetIndex:
+    """The rule set's index file; raises RuleSetError when the name is bad or the file missing or unreadable."""
     if not _NAME.match(name):
         raise RuleSetError(name, [FieldError("rule_set", name, "not a rule-set name")])
     index_path = base / "rule_sets" / f"{name}.yaml"
@@ -388,6 +386,92 @@ def load_rule_set(name: str = DEFAULT_RULE_SET, data_dir: Path | None = None) ->
         raise RuleSetError(f"rule set {name}", problems)
     if index.name != name:
         problems.append(FieldError(f"rule_sets/{name}.yaml.name", index.name, "must equal the file name"))
+    return index
+
+
+@dataclass
+class _Parts:
+    """The component files of a rule set as read (None: the file has problems, already recorded)."""
+
+    units: UnitsFile | None
+    coal: CoalFile | None
+    emissions: EmissionFile | None
+    mu: MuScheme | None
+    smart: SmartFile | None
+    targets: TargetsFile | None
+    green: dict[str, GreenEdition]
+
+
+def _read_parts(base: Path, c: Components, files: dict[str, str], problems: list[FieldError]) -> _Parts:
+    """Read every component file named by the index; each green-factory file is added to `files`."""
+    parts = _Parts(
+        units=_read(base / c.units, c.units, UnitsFile, problems),
+        coal=_read(base / c.coal, c.coal, CoalFile, problems),
+        emissions=_read(base / c.emission_factors, c.emission_factors, EmissionFile, problems),
+        mu=_read(base / c.mu_scheme, c.mu_scheme, MuScheme, problems),
+        smart=_read(base / c.smart_workshop, c.smart_workshop, SmartFile, problems),
+        targets=_read(base / c.targets, c.targets, TargetsFile, problems),
+        green={},
+    )
+    for i, gpath in enumerate(c.green_factory):
+        files[f"green_factory[{i}]"] = gpath
+        ed = _read(base / gpath, gpath, GreenEdition, problems)
+        if ed is not None:
+            if ed.edition in parts.green:
+                problems.append(FieldError(f"{gpath}.edition", ed.edition, "edition listed twice"))
+            parts.green[ed.edition] = ed
+    return parts
+
+
+def _cross_checks(index: RuleSetIndex, name: str, p: _Parts) -> list[FieldError]:
+    """Checks within and between the files that were read, all collected."""
+    c = index.components
+    out: list[FieldError] = []
+    if p.units is not None:
+        out += _check_units(p.units, c.units)
+    if p.coal is not None and p.units is not None:
+        out += _check_coal(p.coal, p.units, c.coal)
+    if p.emissions is not None:
+        out += _check_emissions(p.emissions, index, p.units, c.emission_factors, p.coal)
+    if p.mu is not None:
+        out += _check_mu(p.mu, c.mu_scheme)
+    for gpath in c.green_factory:
+        ed = next((e for e in p.green.values() if gpath.endswith(e.name + ".yaml")), None)
+        if ed is not None:
+            out += _check_green(ed, gpath)
+    if p.smart is not None:
+        out += _check_smart(p.smart, c.smart_workshop)
+    if p.targets is not None:
+        out += _check_targets(p.targets, c.targets)
+    edition = index.settings.green_factory_edition
+    if edition != "auto" and p.green and edition not in p.green:
+        out.append(
+            FieldError(
+                f"rule_sets/{name}.yaml.settings.green_factory_edition",
+                edition,
+                f"no such edition among the listed files ({sorted(p.green)})",
+            )
+        )
+    return out
+
+
+def _check_targets(targets: TargetsFile, label: str) -> list[FieldError]:
+    return [
+        FieldError(
+            f"{label}.indicators.{key}",
+            key,
+            f"unknown scorecard indicator (known: {sorted(TARGET_INDICATORS)})",
+        )
+        for key in targets.indicators
+        if key not in TARGET_INDICATORS
+    ]
+
+
+def load_rule_set(name: str = DEFAULT_RULE_SET, data_dir: Path | None = None) -> RuleSet:
+    """Load and validate a rule set by name; raises RuleSetError listing every problem."""
+    base = data_dir or DATA_DIR
+    problems: list[FieldError] = []
+    index = _read_index(name, base, problems)
     c = index.components
     files = {
         "index": f"rule_sets/{name}.yaml",
@@ -398,68 +482,23 @@ def load_rule_set(name: str = DEFAULT_RULE_SET, data_dir: Path | None = None) ->
         "smart_workshop": c.smart_workshop,
         "targets": c.targets,
     }
-    units = _read(base / c.units, c.units, UnitsFile, problems)
-    coal = _read(base / c.coal, c.coal, CoalFile, problems)
-    emis = _read(base / c.emission_factors, c.emission_factors, EmissionFile, problems)
-    mu = _read(base / c.mu_scheme, c.mu_scheme, MuScheme, problems)
-    smart = _read(base / c.smart_workshop, c.smart_workshop, SmartFile, problems)
-    targets = _read(base / c.targets, c.targets, TargetsFile, problems)
-    green: dict[str, GreenEdition] = {}
-    for i, gpath in enumerate(c.green_factory):
-        files[f"green_factory[{i}]"] = gpath
-        ed = _read(base / gpath, gpath, GreenEdition, problems)
-        if ed is not None:
-            if ed.edition in green:
-                problems.append(FieldError(f"{gpath}.edition", ed.edition, "edition listed twice"))
-            green[ed.edition] = ed
-    # cross-checks between files, all collected
-    if units is not None:
-        problems += _check_units(units, c.units)
-    if coal is not None and units is not None:
-        problems += _check_coal(coal, units, c.coal)
-    if emis is not None:
-        problems += _check_emissions(emis, index, units, c.emission_factors, coal)
-    if mu is not None:
-        problems += _check_mu(mu, c.mu_scheme)
-    for gpath in c.green_factory:
-        ed = next((e for e in green.values() if gpath.endswith(e.name + ".yaml")), None)
-        if ed is not None:
-            problems += _check_green(ed, gpath)
-    if smart is not None:
-        problems += _check_smart(smart, c.smart_workshop)
-    if targets is not None:
-        for key in targets.indicators:
-            if key not in TARGET_INDICATORS:
-                problems.append(
-                    FieldError(
-                        f"{c.targets}.indicators.{key}",
-                        key,
-                        f"unknown scorecard indicator (known: {sorted(TARGET_INDICATORS)})",
-                    )
-                )
-    edition = index.settings.green_factory_edition
-    if edition != "auto" and green and edition not in green:
-        problems.append(
-            FieldError(
-                f"rule_sets/{name}.yaml.settings.green_factory_edition",
-                edition,
-                f"no such edition among the listed files ({sorted(green)})",
-            )
-        )
+    p = _read_parts(base, c, files, problems)
+    problems += _cross_checks(index, name, p)
     if problems:
         raise RuleSetError(f"rule set {name}", problems)
-    assert units and coal and emis and mu and smart and targets  # for the type checker: no problems
+    # for the type checker: no problems, so every file was read
+    assert p.units and p.coal and p.emissions and p.mu and p.smart and p.targets
     return RuleSet(
         name=index.name,
         version=index.version,
         index=index,
-        units=units,
-        coal=coal,
-        emissions=emis,
-        mu=mu,
-        green=green,
-        smart=smart,
-        targets=targets,
+        units=p.units,
+        coal=p.coal,
+        emissions=p.emissions,
+        mu=p.mu,
+        green=p.green,
+        smart=p.smart,
+        targets=p.targets,
         files=files,
         data_dir=str(base),
     )
@@ -554,6 +593,58 @@ def _check_units(u: UnitsFile, label: str) -> list[FieldError]:
     return out
 
 
+_REQUIRED_CARRIERS = (
+    "electricity",
+    "natural_gas",
+    "raw_coal",
+    "diesel",
+    "gasoline",
+    "lpg",
+    "fuel_oil",
+    "coke",
+    "steam",
+    "heat",
+    "water",
+)
+
+
+def _check_carrier_basis(carrier: str, cc: CarrierCoef, coal: CoalFile, label: str) -> list[FieldError]:
+    """The 当量值 basis: steam by pressure (with the steam table) or a coefficient; any other carrier a coefficient >= 0."""
+    at = f"{label}.carriers.{carrier}"
+    out: list[FieldError] = []
+    if carrier == "steam":
+        if cc.pressure_mpa is None and cc.dangliang is None:
+            out.append(
+                FieldError(f"{at}", None, "steam needs pressure_mpa (with steam_by_pressure) or dangliang")
+            )
+        if cc.pressure_mpa is not None and coal.steam_by_pressure is None:
+            out.append(
+                FieldError(f"{label}.steam_by_pressure", None, "missing while steam gives pressure_mpa")
+            )
+    elif cc.dangliang is None:
+        out.append(FieldError(f"{at}.dangliang", None, "a 当量值 coefficient is required"))
+    elif cc.dangliang.value < 0:
+        out.append(FieldError(f"{at}.dangliang.value", cc.dangliang.value, "must be >= 0"))
+    return out
+
+
+def _check_carrier_dengjia(cc: CarrierCoef, at: str) -> list[FieldError]:
+    """等价值 by year (keys are years, figures > 0) and the default that must come with them."""
+    out: list[FieldError] = []
+    for y, fig in (cc.dengjia_by_year or {}).items():
+        if not 1990 <= y <= 2200:
+            out.append(FieldError(f"{at}.dengjia_by_year", y, "keys are years (1990-2200)"))
+        if fig.value <= 0:
+            out.append(FieldError(f"{at}.dengjia_by_year.{y}.value", fig.value, "must be > 0"))
+    if cc.dengjia_by_year is not None and cc.dengjia_default is None:
+        out.append(
+            FieldError(f"{at}.dengjia_default", None, "a default 等价值 is required with dengjia_by_year")
+        )
+    if cc.dengjia_default is not None and cc.dengjia_default.value <= 0:
+        out.append(FieldError(f"{at}.dengjia_default.value", cc.dengjia_default.value, "must be > 0"))
+    return out
+
+
 def _check_coal(coal: CoalFile, units: UnitsFile, label: str) -> list[FieldError]:
     out: list[FieldError] = []
     for carrier, cc in coal.carriers.items():
@@ -563,45 +654,9 @@ def _check_coal(coal: CoalFile, units: UnitsFile, label: str) -> list[FieldError
         for eq in cc.equivalences:
             if eq not in units.units:
                 out.append(FieldError(f"{at}.equivalences", eq, "unit not in units.yaml"))
-        if carrier == "steam":
-            if cc.pressure_mpa is None and cc.dangliang is None:
-                out.append(
-                    FieldError(
-                        f"{at}", None, "steam needs pressure_mpa (with steam_by_pressure) or dangliang"
-                    )
-                )
-            if cc.pressure_mpa is not None and coal.steam_by_pressure is None:
-                out.append(
-                    FieldError(f"{label}.steam_by_pressure", None, "missing while steam gives pressure_mpa")
-                )
-        elif cc.dangliang is None:
-            out.append(FieldError(f"{at}.dangliang", None, "a 当量值 coefficient is required"))
-        elif cc.dangliang.value < 0:
-            out.append(FieldError(f"{at}.dangliang.value", cc.dangliang.value, "must be >= 0"))
-        for y, fig in (cc.dengjia_by_year or {}).items():
-            if not 1990 <= y <= 2200:
-                out.append(FieldError(f"{at}.dengjia_by_year", y, "keys are years (1990-2200)"))
-            if fig.value <= 0:
-                out.append(FieldError(f"{at}.dengjia_by_year.{y}.value", fig.value, "must be > 0"))
-        if cc.dengjia_by_year is not None and cc.dengjia_default is None:
-            out.append(
-                FieldError(f"{at}.dengjia_default", None, "a default 等价值 is required with dengjia_by_year")
-            )
-        if cc.dengjia_default is not None and cc.dengjia_default.value <= 0:
-            out.append(FieldError(f"{at}.dengjia_default.value", cc.dengjia_default.value, "must be > 0"))
-    for need in (
-        "electricity",
-        "natural_gas",
-        "raw_coal",
-        "diesel",
-        "gasoline",
-        "lpg",
-        "fuel_oil",
-        "coke",
-        "steam",
-        "heat",
-        "water",
-    ):
+        out += _check_carrier_basis(carrier, cc, coal, label)
+        out += _check_carrier_dengjia(cc, at)
+    for need in _REQUIRED_CARRIERS:
         if need not in coal.carriers:
             out.append(FieldError(f"{label}.carriers", need, "required carrier missing"))
     if coal.steam_by_pressure is not None:
@@ -705,7 +760,12 @@ def _check_one_basis(name: str, fuel: Fuel, coal: CoalFile, label: str) -> list[
     ]
 
 
-def _check_mu(mu: MuScheme, label: str) -> list[FieldError]:
+_TWO_STAGE_SHARES = ("top_share", "a_share", "bottom_share", "c_share")
+_TWO_STAGE_RANKINGS = ("a_rank_by", "c_rank_by", "c_rank_fallback")
+_TWO_STAGE_PARAMS = {*_TWO_STAGE_SHARES, *_TWO_STAGE_RANKINGS, "rounding"}
+
+
+def _check_mu_indicators(mu: MuScheme, label: str) -> list[FieldError]:
     out: list[FieldError] = []
     for key, ind in mu.indicators.items():
         if key not in MU_INDICATORS:
@@ -720,70 +780,78 @@ def _check_mu(mu: MuScheme, label: str) -> list[FieldError]:
             out.append(
                 FieldError(f"{label}.indicators.{key}.benchmark.value", ind.benchmark.value, "must be > 0")
             )
+    return out
+
+
+def _check_two_stage(p: dict[str, Any], at: str) -> list[FieldError]:
+    """Shares are figures in [0, 1], rankings lists of known indicators (the fallback may be empty), no other keys."""
+    out: list[FieldError] = []
+    for share in _TWO_STAGE_SHARES:
+        fig = p.get(share)
+        try:
+            f = Figure.model_validate(fig)
+            if not 0 <= f.value <= 1:
+                out.append(FieldError(f"{at}.{share}.value", f.value, "a share is between 0 and 1"))
+        except ValidationError as exc:
+            out.append(
+                FieldError(
+                    f"{at}.{share}",
+                    fig,
+                    f"a figure with value and source is required ({exc.errors()[0]['msg']})",
+                )
+            )
+    for key in _TWO_STAGE_RANKINGS:
+        val = p.get(key, [] if key == "c_rank_fallback" else None)
+        if not isinstance(val, list) or (key != "c_rank_fallback" and not val):
+            out.append(FieldError(f"{at}.{key}", val, "a non-empty list of indicators is required"))
+            continue
+        out += [FieldError(f"{at}.{key}", n, "unknown indicator") for n in val if n not in MU_INDICATORS]
+    for k in sorted(set(p) - _TWO_STAGE_PARAMS):
+        out.append(FieldError(f"{at}.{k}", p[k], "unknown parameter of two_stage"))
+    return out
+
+
+def _check_percentile(p: dict[str, Any], at: str) -> list[FieldError]:
+    """Shares of every tier add up to 1; each tier is A, B or C or reported as one."""
+    shares = p.get("shares")
+    if not isinstance(shares, dict) or not shares:
+        return [FieldError(f"{at}.shares", shares, "a mapping class -> share is required")]
+    out: list[FieldError] = []
+    total = sum(float(v) for v in shares.values())
+    if abs(total - 1.0) > 1e-9:
+        out.append(FieldError(f"{at}.shares", shares, f"shares add up to {total}, not 1"))
+    report_as = p.get("report_as", {}) or {}
+    for cls in shares:
+        final = report_as.get(cls, cls)
+        if final not in ("A", "B", "C"):
+            out.append(
+                FieldError(f"{at}.shares", cls, "each class must be A, B, C or be mapped to one by report_as")
+            )
+    return out
+
+
+def _check_rounding(p: dict[str, Any], at: str) -> list[FieldError]:
+    rounding = p.get("rounding")
+    if rounding is None:
+        return []
+    try:
+        r = TextFigure.model_validate(rounding)
+    except ValidationError:
+        return [FieldError(f"{at}.rounding", rounding, "a text figure with value and source is required")]
+    if r.value not in ("half_up", "floor", "ceil"):
+        return [FieldError(f"{at}.rounding.value", r.value, "one of half_up, floor, ceil")]
+    return []
+
+
+def _check_mu(mu: MuScheme, label: str) -> list[FieldError]:
     p = mu.class_method.params
     at = f"{label}.class_method.params"
+    out = _check_mu_indicators(mu, label)
     if mu.class_method.method == "two_stage":
-        for share in ("top_share", "a_share", "bottom_share", "c_share"):
-            fig = p.get(share)
-            try:
-                f = Figure.model_validate(fig)
-                if not 0 <= f.value <= 1:
-                    out.append(FieldError(f"{at}.{share}.value", f.value, "a share is between 0 and 1"))
-            except ValidationError as exc:
-                out.append(
-                    FieldError(
-                        f"{at}.{share}",
-                        fig,
-                        f"a figure with value and source is required ({exc.errors()[0]['msg']})",
-                    )
-                )
-        for key in ("a_rank_by", "c_rank_by", "c_rank_fallback"):
-            val = p.get(key, [] if key == "c_rank_fallback" else None)
-            if not isinstance(val, list) or (key != "c_rank_fallback" and not val):
-                out.append(FieldError(f"{at}.{key}", val, "a non-empty list of indicators is required"))
-                continue
-            for ind_name in val:
-                if ind_name not in MU_INDICATORS:
-                    out.append(FieldError(f"{at}.{key}", ind_name, "unknown indicator"))
-        extra = set(p) - {
-            "top_share",
-            "a_share",
-            "a_rank_by",
-            "bottom_share",
-            "c_share",
-            "c_rank_by",
-            "c_rank_fallback",
-            "rounding",
-        }
-        for k in sorted(extra):
-            out.append(FieldError(f"{at}.{k}", p[k], "unknown parameter of two_stage"))
+        out += _check_two_stage(p, at)
     else:
-        shares = p.get("shares")
-        if not isinstance(shares, dict) or not shares:
-            out.append(FieldError(f"{at}.shares", shares, "a mapping class -> share is required"))
-        else:
-            total = sum(float(v) for v in shares.values())
-            if abs(total - 1.0) > 1e-9:
-                out.append(FieldError(f"{at}.shares", shares, f"shares add up to {total}, not 1"))
-            report_as = p.get("report_as", {}) or {}
-            for cls in shares:
-                final = report_as.get(cls, cls)
-                if final not in ("A", "B", "C"):
-                    out.append(
-                        FieldError(
-                            f"{at}.shares", cls, "each class must be A, B, C or be mapped to one by report_as"
-                        )
-                    )
-    rounding = p.get("rounding")
-    if rounding is not None:
-        try:
-            r = TextFigure.model_validate(rounding)
-            if r.value not in ("half_up", "floor", "ceil"):
-                out.append(FieldError(f"{at}.rounding.value", r.value, "one of half_up, floor, ceil"))
-        except ValidationError:
-            out.append(
-                FieldError(f"{at}.rounding", rounding, "a text figure with value and source is required")
-            )
+        out += _check_percentile(p, at)
+    out += _check_rounding(p, at)
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -175,6 +176,222 @@ def load_inputs(
     )
 
 
+@dataclass(frozen=True)
+class _Period:
+    """The evaluated period and the previous one, as local calendar days of the store."""
+
+    year: int
+    prev_year: int
+    start: date
+    end: date
+    pstart: date
+    pend: date
+    tz: str
+    today: date
+
+    @property
+    def current(self) -> bool:
+        return self.start <= self.today < self.end
+
+
+_Device = tuple[str, str | None, str]  # firm, workshop, kind
+
+
+def _read_devices(
+    conn: psycopg.Connection, ids: list[str]
+) -> tuple[dict[int, _Device], list[int], dict[int, tuple[bool, datetime]]]:
+    """The firms' devices, their workshop sub-meters (level >= 2) and (enabled now, registered at) of each."""
+    devices: dict[int, _Device] = {}
+    sub_meters: list[int] = []
+    in_service: dict[int, tuple[bool, datetime]] = {}
+    for pk, fid, ws, kind, level, enabled, reg in conn.execute(
+        "SELECT device_pk, firm_id, workshop_id, kind, meter_level, enabled, registered_at FROM v_devices "
+        "WHERE firm_id = ANY(%s)",
+        (ids,),
+    ):
+        devices[pk] = (fid, ws, kind)
+        in_service[pk] = (bool(enabled), reg)
+        if ws is not None and kind == "meter" and (level or 1) >= 2:
+            sub_meters.append(pk)
+    return devices, sub_meters, in_service
+
+
+def _reporting(
+    conn: psycopg.Connection, ids: list[str], p: _Period, window: float
+) -> tuple[set[int], dict[int, tuple[int, int]]]:
+    """Networked devices (heard within the online window now; in a closed period: reported in it) and
+    each device's (readings, good readings) in the period."""
+    networked: set[int] = set()
+    if p.current:
+        for (pk,) in conn.execute(
+            "SELECT device_pk FROM v_device_last_seen WHERE firm_id = ANY(%s) AND silent_s <= %s",
+            (ids, window),
+        ):
+            networked.add(pk)
+    n_by: dict[int, tuple[int, int]] = {}
+    for pk, n, good in conn.execute(
+        """SELECT device_pk, sum(n), sum(n_good) FROM v_readings_1d
+           WHERE day >= %s AND day < %s AND firm_id = ANY(%s) GROUP BY 1""",
+        (p.start, p.end, ids),
+    ):
+        n_by[pk] = (int(n or 0), int(good or 0))
+        if not p.current and (n or 0) > 0:
+            networked.add(pk)
+    return networked, n_by
+
+
+def _drop_out_of_service(
+    devices: dict[int, _Device],
+    in_service: dict[int, tuple[bool, datetime]],
+    n_by: dict[int, tuple[int, int]],
+    p: _Period,
+) -> None:
+    """Keep the devices of the period. Current (or future) period: the enabled ones. A closed period: the
+    devices in service then — every device that reported in it (also one disabled since, e.g. a history
+    import channel), and the silent ones that were registered before it ended and are still enabled (a
+    device registered later was not installed yet; a disabled one that never reported in it was out of
+    service, when exactly is not recorded)."""
+    period_end = datetime.combine(p.end, datetime.min.time(), ZoneInfo(p.tz))
+    for pk, (enabled, reg) in in_service.items():
+        reported = n_by.get(pk, (0, 0))[0] > 0
+        keep = enabled if p.current or p.start > p.today else (reported or (enabled and reg < period_end))
+        if not keep:
+            del devices[pk]
+
+
+def _line_figures(
+    conn: psycopg.Connection, lines: list[int], p: _Period
+) -> tuple[dict[int, tuple[int, int, float | None]], dict[tuple[int, str, bool], float]]:
+    """Per production line: (planned, running 15-minute buckets, ideal rate) in the period, and its good and
+    reject counts per (line, metric, this period?)."""
+    state: dict[int, tuple[int, int, float | None]] = {}
+    counts: dict[tuple[int, str, bool], float] = defaultdict(float)
+    if not lines:
+        return state, counts
+    for pk, planned, running, ideal in conn.execute(
+        """SELECT device_pk,
+                  count(*) FILTER (WHERE metric = 'machine_state' AND last NOT IN (0, 4)),
+                  count(*) FILTER (WHERE metric = 'machine_state' AND last = 2),
+                  avg(avg) FILTER (WHERE metric = 'ideal_rate_pcs_h')
+           FROM v_readings_15m
+           WHERE device_pk = ANY(%s) AND metric IN ('machine_state', 'ideal_rate_pcs_h')
+             AND bucket >= (%s::date::timestamp AT TIME ZONE %s) AND bucket < (%s::date::timestamp AT TIME ZONE %s)
+           GROUP BY 1""",
+        (lines, p.start, p.tz, p.end, p.tz),
+    ):
+        state[pk] = (int(planned), int(running), _f(ideal))
+    for pk, metric, cur, inc in conn.execute(
+        """SELECT c.device_pk, m.name, c.day >= %(start)s, sum(c.increase)
+           FROM v_counter_daily c JOIN metrics m USING (metric_id)
+           WHERE c.device_pk = ANY(%(lines)s) AND m.name IN ('good_count', 'reject_count')
+             AND c.day >= %(pstart)s AND c.day < %(end)s AND (c.day >= %(start)s OR c.day < %(pend)s)
+           GROUP BY 1, 2, 3""",
+        {"lines": lines, "start": p.start, "end": p.end, "pstart": p.pstart, "pend": p.pend},
+    ):
+        counts[(pk, metric, bool(cur))] += float(inc or 0.0)
+    return state, counts
+
+
+def _workshop_kgce(
+    conn: psycopg.Connection, rs: RuleSet, sub_meters: list[int], p: _Period
+) -> dict[tuple[str, bool], float]:
+    """Workshop energy from the workshops' sub-meters (kgce 当量值), this and the previous period; the
+    device_pk filter pushes into the counter view's window, so only these meters are computed."""
+    ws_kgce: dict[tuple[str, bool], float] = defaultdict(float)
+    if not sub_meters:
+        return ws_kgce
+    for ws, carrier, unit, cur, qty in conn.execute(
+        """SELECT workshop_id, carrier, unit, day >= %(start)s, sum(quantity)
+           FROM v_energy_daily
+           WHERE device_pk = ANY(%(pks)s) AND direction = 'import'
+             AND day >= %(pstart)s AND day < %(end)s AND (day >= %(start)s OR day < %(pend)s)
+           GROUP BY 1, 2, 3, 4""",
+        {"pks": sub_meters, "start": p.start, "end": p.end, "pstart": p.pstart, "pend": p.pend},
+    ):
+        if carrier not in rs.coal.carriers or not rs.coal.carriers[carrier].in_total:
+            continue
+        base, _ = to_base(rs, carrier, float(qty or 0.0), unit)
+        ws_kgce[(ws, bool(cur))] += base * kgce_per_base(rs, carrier, p.year if cur else p.prev_year)[0]
+    return ws_kgce
+
+
+def _firm_kgce(
+    rs: RuleSet, firm_energy: dict[tuple[str, bool], list[CarrierAmount]], p: _Period
+) -> dict[tuple[str, bool], float]:
+    """Firm energy (kgce 当量值) from the boundary meters' amounts, this and the previous period."""
+    firm_kgce: dict[tuple[str, bool], float] = defaultdict(float)
+    for (fid, cur), amounts in firm_energy.items():
+        for a in amounts:
+            if a.carrier in rs.coal.carriers and rs.coal.carriers[a.carrier].in_total:
+                base, _ = to_base(rs, a.carrier, a.quantity, a.unit)
+                firm_kgce[(fid, cur)] += (
+                    base * kgce_per_base(rs, a.carrier, p.year if cur else p.prev_year)[0]
+                )
+    return firm_kgce
+
+
+def _ideal_rate(state: dict[int, tuple[int, int, float | None]], lines: list[int]) -> float | None:
+    """The workshop's ideal rate per running line-hour: the lines' rates weighted by running time."""
+    num = den = 0.0
+    for pk in lines:
+        ideal = state[pk][2]
+        if ideal is not None:
+            num += ideal * max(state[pk][1], 1)
+            den += max(state[pk][1], 1)
+    return num / den if den else None
+
+
+@dataclass
+class _TelemetryFacts:
+    """What was read for the period; `telemetry` sums it over one firm's or one workshop's devices."""
+
+    park_of: dict[str, str]
+    declared: dict[str, bool]
+    devices: dict[int, _Device]
+    networked: set[int]
+    n_by: dict[int, tuple[int, int]]
+    state: dict[int, tuple[int, int, float | None]]
+    counts: dict[tuple[int, str, bool], float]
+    ws_kgce: dict[tuple[str, bool], float]
+    firm_kgce: dict[tuple[str, bool], float]
+
+    def telemetry(self, fid: str, ws: str | None, pks: list[int]) -> SmartTelemetry:
+        t = SmartTelemetry(
+            self.park_of[fid], fid, ws, smart_declared=bool(self.declared.get(ws, False)) if ws else False
+        )
+        t.devices_registered = len(pks)
+        t.devices_networked = sum(1 for pk in pks if pk in self.networked)
+        t.readings_n = sum(self.n_by.get(pk, (0, 0))[0] for pk in pks)
+        t.readings_good = sum(self.n_by.get(pk, (0, 0))[1] for pk in pks)
+        lp = [pk for pk in pks if pk in self.state]
+        line_pks = [pk for pk in pks if self.devices[pk][2] == "line"]
+        t.lines = len(line_pks)
+        if lp:
+            t.planned_buckets = sum(self.state[pk][0] for pk in lp)
+            t.running_buckets = sum(self.state[pk][1] for pk in lp)
+            t.ideal_rate_pcs_h = _ideal_rate(self.state, lp)
+        if line_pks:
+            t.good = sum(self.counts.get((pk, "good_count", True), 0.0) for pk in line_pks)
+            t.reject = sum(self.counts.get((pk, "reject_count", True), 0.0) for pk in line_pks)
+            t.prev_good = sum(self.counts.get((pk, "good_count", False), 0.0) for pk in line_pks) or None
+        key = ws if ws is not None else fid
+        src = self.ws_kgce if ws is not None else self.firm_kgce
+        t.energy_kgce = src.get((key, True))
+        t.prev_energy_kgce = src.get((key, False))
+        return t
+
+
+def _period(conn: psycopg.Connection, year: int, month: int | None, now: datetime) -> _Period:
+    start, end = period_bounds(year, month)
+    py, pm = _previous(year, month)
+    pstart, pend = period_bounds(py, pm)
+    # local calendar days of the store (the day columns of the views use the same zone)
+    tz_row = conn.execute("SELECT value FROM store_info WHERE key = 'timezone'").fetchone()
+    tz = tz_row[0] if tz_row else "UTC"
+    today = now.astimezone(ZoneInfo(tz)).date()
+    return _Period(year, py, start, end, pstart, pend, tz, today)
+
+
 def _smart_telemetry(
     conn: psycopg.Connection,
     rs: RuleSet,
@@ -185,28 +402,8 @@ def _smart_telemetry(
     firm_energy: dict[tuple[str, bool], list[CarrierAmount]],
 ) -> tuple[dict[str, SmartTelemetry], dict[str, list[SmartTelemetry]]]:
     ids = [f.firm_id for f in firms]
-    park_of = {f.firm_id: f.park_id for f in firms}
-    start, end = period_bounds(year, month)
-    py, pm = _previous(year, month)
-    pstart, pend = period_bounds(py, pm)
-    # local calendar days of the store (the day columns of the views use the same zone)
-    tz_row = conn.execute("SELECT value FROM store_info WHERE key = 'timezone'").fetchone()
-    tz = tz_row[0] if tz_row else "UTC"
-    today = now.astimezone(ZoneInfo(tz)).date()
-    current = start <= today < end
-    window = rs.smart.online_window_s.value
-    devices: dict[int, tuple[str, str | None, str]] = {}
-    sub_meters: list[int] = []
-    in_service: dict[int, tuple[bool, datetime]] = {}  # enabled now, registered at
-    for pk, fid, ws, kind, level, enabled, reg in conn.execute(
-        "SELECT device_pk, firm_id, workshop_id, kind, meter_level, enabled, registered_at FROM v_devices "
-        "WHERE firm_id = ANY(%s)",
-        (ids,),
-    ):
-        devices[pk] = (fid, ws, kind)
-        in_service[pk] = (bool(enabled), reg)
-        if ws is not None and kind == "meter" and (level or 1) >= 2:
-            sub_meters.append(pk)
+    p = _period(conn, year, month, now)
+    devices, sub_meters, in_service = _read_devices(conn, ids)
     declared = {
         w: d
         for w, d in conn.execute(
@@ -217,124 +414,32 @@ def _smart_telemetry(
         w: f
         for w, f in conn.execute("SELECT workshop_id, firm_id FROM workshops WHERE firm_id = ANY(%s)", (ids,))
     }
-    networked: set[int] = set()
-    if current:
-        for (pk,) in conn.execute(
-            "SELECT device_pk FROM v_device_last_seen WHERE firm_id = ANY(%s) AND silent_s <= %s",
-            (ids, window),
-        ):
-            networked.add(pk)
-    n_by: dict[int, tuple[int, int]] = {}
-    for pk, n, good in conn.execute(
-        """SELECT device_pk, sum(n), sum(n_good) FROM v_readings_1d
-           WHERE day >= %s AND day < %s AND firm_id = ANY(%s) GROUP BY 1""",
-        (start, end, ids),
-    ):
-        n_by[pk] = (int(n or 0), int(good or 0))
-        if not current and (n or 0) > 0:
-            networked.add(pk)
-    # The devices of the period. Current (or future) period: the enabled ones. A closed period: the
-    # devices in service then — every device that reported in it (also one disabled since, e.g. a
-    # history import channel), and the silent ones that were registered before it ended and are
-    # still enabled (a device registered later was not installed yet; a disabled one that never
-    # reported in it was out of service, when exactly is not recorded).
-    period_end = datetime.combine(end, datetime.min.time(), ZoneInfo(tz))
-    for pk, (enabled, reg) in in_service.items():
-        reported = n_by.get(pk, (0, 0))[0] > 0
-        keep = enabled if current or start > today else (reported or (enabled and reg < period_end))
-        if not keep:
-            del devices[pk]
+    networked, n_by = _reporting(conn, ids, p, rs.smart.online_window_s.value)
+    _drop_out_of_service(devices, in_service, n_by, p)
     sub_meters = [pk for pk in sub_meters if pk in devices]
     lines = [pk for pk, (_, _, kind) in devices.items() if kind == "line"]
-    state: dict[int, tuple[int, int, float | None]] = {}
-    counts: dict[tuple[int, str, bool], float] = defaultdict(float)
-    if lines:
-        for pk, planned, running, ideal in conn.execute(
-            """SELECT device_pk,
-                      count(*) FILTER (WHERE metric = 'machine_state' AND last NOT IN (0, 4)),
-                      count(*) FILTER (WHERE metric = 'machine_state' AND last = 2),
-                      avg(avg) FILTER (WHERE metric = 'ideal_rate_pcs_h')
-               FROM v_readings_15m
-               WHERE device_pk = ANY(%s) AND metric IN ('machine_state', 'ideal_rate_pcs_h')
-                 AND bucket >= (%s::date::timestamp AT TIME ZONE %s) AND bucket < (%s::date::timestamp AT TIME ZONE %s)
-               GROUP BY 1""",
-            (lines, start, tz, end, tz),
-        ):
-            state[pk] = (int(planned), int(running), _f(ideal))
-        for pk, metric, cur, inc in conn.execute(
-            """SELECT c.device_pk, m.name, c.day >= %(start)s, sum(c.increase)
-               FROM v_counter_daily c JOIN metrics m USING (metric_id)
-               WHERE c.device_pk = ANY(%(lines)s) AND m.name IN ('good_count', 'reject_count')
-                 AND c.day >= %(pstart)s AND c.day < %(end)s AND (c.day >= %(start)s OR c.day < %(pend)s)
-               GROUP BY 1, 2, 3""",
-            {"lines": lines, "start": start, "end": end, "pstart": pstart, "pend": pend},
-        ):
-            counts[(pk, metric, bool(cur))] += float(inc or 0.0)
-    # workshop energy from the workshops' sub-meters (kgce 当量值), this and the previous period; the
-    # device_pk filter pushes into the counter view's window, so only these meters are computed
-    ws_kgce: dict[tuple[str, bool], float] = defaultdict(float)
-    firm_kgce: dict[tuple[str, bool], float] = defaultdict(float)
-    if sub_meters:
-        for ws, carrier, unit, cur, qty in conn.execute(
-            """SELECT workshop_id, carrier, unit, day >= %(start)s, sum(quantity)
-               FROM v_energy_daily
-               WHERE device_pk = ANY(%(pks)s) AND direction = 'import'
-                 AND day >= %(pstart)s AND day < %(end)s AND (day >= %(start)s OR day < %(pend)s)
-               GROUP BY 1, 2, 3, 4""",
-            {"pks": sub_meters, "start": start, "end": end, "pstart": pstart, "pend": pend},
-        ):
-            if carrier not in rs.coal.carriers or not rs.coal.carriers[carrier].in_total:
-                continue
-            base, _ = to_base(rs, carrier, float(qty or 0.0), unit)
-            ws_kgce[(ws, bool(cur))] += base * kgce_per_base(rs, carrier, year if cur else py)[0]
-    for (fid, cur), amounts in firm_energy.items():
-        for a in amounts:
-            if a.carrier in rs.coal.carriers and rs.coal.carriers[a.carrier].in_total:
-                base, _ = to_base(rs, a.carrier, a.quantity, a.unit)
-                firm_kgce[(fid, cur)] += base * kgce_per_base(rs, a.carrier, year if cur else py)[0]
-
-    def telemetry(fid: str, ws: str | None, pks: list[int]) -> SmartTelemetry:
-        t = SmartTelemetry(
-            park_of[fid], fid, ws, smart_declared=bool(declared.get(ws, False)) if ws else False
-        )
-        t.devices_registered = len(pks)
-        t.devices_networked = sum(1 for pk in pks if pk in networked)
-        t.readings_n = sum(n_by.get(pk, (0, 0))[0] for pk in pks)
-        t.readings_good = sum(n_by.get(pk, (0, 0))[1] for pk in pks)
-        lp = [pk for pk in pks if pk in state]
-        t.lines = len([pk for pk in pks if devices[pk][2] == "line"])
-        if lp:
-            t.planned_buckets = sum(state[pk][0] for pk in lp)
-            t.running_buckets = sum(state[pk][1] for pk in lp)
-            # the workshop's ideal rate per running line-hour: the lines' rates weighted by running time
-            num = den = 0.0
-            for pk in lp:
-                ideal = state[pk][2]
-                if ideal is not None:
-                    num += ideal * max(state[pk][1], 1)
-                    den += max(state[pk][1], 1)
-            t.ideal_rate_pcs_h = num / den if den else None
-        line_pks = [pk for pk in pks if devices[pk][2] == "line"]
-        if line_pks:
-            t.good = sum(counts.get((pk, "good_count", True), 0.0) for pk in line_pks)
-            t.reject = sum(counts.get((pk, "reject_count", True), 0.0) for pk in line_pks)
-            t.prev_good = sum(counts.get((pk, "good_count", False), 0.0) for pk in line_pks) or None
-        key = ws if ws is not None else fid
-        src = ws_kgce if ws is not None else firm_kgce
-        t.energy_kgce = src.get((key, True))
-        t.prev_energy_kgce = src.get((key, False))
-        return t
-
+    state, counts = _line_figures(conn, lines, p)
+    facts = _TelemetryFacts(
+        park_of={f.firm_id: f.park_id for f in firms},
+        declared=declared,
+        devices=devices,
+        networked=networked,
+        n_by=n_by,
+        state=state,
+        counts=counts,
+        ws_kgce=_workshop_kgce(conn, rs, sub_meters, p),
+        firm_kgce=_firm_kgce(rs, firm_energy, p),
+    )
     by_ws: dict[str, list[int]] = defaultdict(list)
     by_firm: dict[str, list[int]] = defaultdict(list)
     for pk, (fid, ws, _) in devices.items():
         by_firm[fid].append(pk)
         if ws:
             by_ws[ws].append(pk)
-    smart_firms = {fid: telemetry(fid, None, pks) for fid, pks in by_firm.items()}
+    smart_firms = {fid: facts.telemetry(fid, None, pks) for fid, pks in by_firm.items()}
     smart_ws: dict[str, list[SmartTelemetry]] = defaultdict(list)
     for ws in sorted(set(ws_firm)):
-        smart_ws[ws_firm[ws]].append(telemetry(ws_firm[ws], ws, by_ws.get(ws, [])))
+        smart_ws[ws_firm[ws]].append(facts.telemetry(ws_firm[ws], ws, by_ws.get(ws, [])))
     return smart_firms, dict(smart_ws)
 
 

@@ -141,19 +141,12 @@ def _parse(payload: bytes | str) -> Any:
             raise WireError("payload", payload[:80], f"not JSON: {exc}") from None
 
 
-def decode_batch(
-    payload: bytes | str,
-    *,
-    max_future_ms: int | None = None,
-    now_ms: int | None = None,
-    min_ts_ms: int = MIN_TS_MS,
-) -> DecodedBatch:
-    """Decode one batch. Raises WireError when the envelope is unusable; bad readings and gaps are collected.
+_Row = tuple[str, str, int, float | None, int, dict[str, Any] | None]
+_SHAPE = "must be [device, metric, ts_ms, value, quality(, event)]"
 
-    Readings stamped before `min_ts_ms` (default 2000-01-01) or more than `max_future_ms` ahead of
-    `now_ms` are refused one by one.
-    """
-    doc = _parse(payload)
+
+def _envelope(doc: object) -> tuple[str, int, int, list[Any], list[Any]]:
+    """The batch's gateway, seq, sent_at, readings and gaps; WireError names the first bad field."""
     if not isinstance(doc, dict):
         raise WireError("payload", type(doc).__name__, "must be a JSON object")
     if doc.get("v") != 1:
@@ -173,79 +166,112 @@ def decode_batch(
     gaps = doc.get("gaps") or []
     if not isinstance(gaps, list):
         raise WireError("gaps", type(gaps).__name__, "must be a list")
-    limit = MAX_TS_MS
-    if max_future_ms is not None:
-        limit = min(limit, (now_ms if now_ms is not None else int(_now_ms())) + max_future_ms)
-    floor = max(min_ts_ms, 0)
+    return gw, seq, sent, rows, gaps
 
-    good: list[tuple[str, str, int, float | None, int, dict[str, Any] | None]] = []
-    bad: list[RejectedReading] = []
-    append = good.append
+
+def _latest_ts(max_future_ms: int | None, now_ms: int | None) -> int:
+    """The newest reading time accepted: year 9999, or `max_future_ms` after now when that is given."""
+    if max_future_ms is None:
+        return MAX_TS_MS
+    return min(MAX_TS_MS, (now_ms if now_ms is not None else int(_now_ms())) + max_future_ms)
+
+
+def _key_fault(d: object, m: object, t: object, q: object, floor: int, limit: int) -> tuple[str, str] | None:
+    """(field, reason) for the first bad one of device, metric, ts and quality, in that order."""
+    if type(d) is not str or not d:
+        return "device", "must be a non-empty string"
+    if type(m) is not str or not m:
+        return "metric", "must be a non-empty string"
+    if type(t) is not int:
+        return "ts", "must be epoch milliseconds (an integer)"
+    if t < floor:
+        return "ts", f"is too old (earliest accepted {floor} ms)"
+    if t > limit:
+        what = "in the future" if limit < MAX_TS_MS else "beyond year 9999"
+        return "ts", f"is {what} (limit {limit} ms)"
+    if type(q) is not int or not 0 <= q <= _MAX_QUALITY:
+        return "quality", "must be an integer 0..4"
+    return None
+
+
+def _value_fault(v: object, q: int) -> str | None:
+    """Why a reading's value is refused (with quality `q` already checked), or None."""
+    tv = type(v)
+    if tv is float:
+        return "must be finite (NaN/Inf refused)" if v != v or v in (math.inf, -math.inf) else None
+    if tv is int:
+        return "is beyond the double range" if _number(v) is None else None
+    if v is None:
+        return None if q == _MAX_QUALITY else "null is allowed only with quality bad (4)"
+    return "must be a number"
+
+
+def _decode_reading(r: object, i: int, floor: int, limit: int) -> _Row | RejectedReading:
+    """One reading as a row, or its rejection naming the first field that fails."""
+    if type(r) is not list or not 5 <= len(r) <= 6:
+        return RejectedReading(i, f"readings[{i}]", _SHAPE, r)
+    d, m, t, v, q = r[0], r[1], r[2], r[3], r[4]
+    fault = _key_fault(d, m, t, q, floor, limit)
+    if fault is not None:
+        return RejectedReading(i, f"readings[{i}].{fault[0]}", fault[1], r)
+    problem = _value_fault(v, q)
+    if problem is not None:
+        return RejectedReading(i, f"readings[{i}].value", problem, r)
+    ev = r[5] if len(r) == 6 else None
+    if ev is not None:
+        problem = _check_event(ev)
+        if problem:
+            return RejectedReading(i, f"readings[{i}].{problem.split(' ')[0]}", problem, r)
+    return (d, m, t, None if v is None else float(v), q, ev)
+
+
+def decode_batch(
+    payload: bytes | str,
+    *,
+    max_future_ms: int | None = None,
+    now_ms: int | None = None,
+    min_ts_ms: int = MIN_TS_MS,
+) -> DecodedBatch:
+    """Decode one batch. Raises WireError when the envelope is unusable; bad readings and gaps are collected.
+
+    Readings stamped before `min_ts_ms` (default 2000-01-01) or more than `max_future_ms` ahead of
+    `now_ms` are refused one by one.
+    """
+    gw, seq, sent, rows, gaps = _envelope(_parse(payload))
+    limit = _latest_ts(max_future_ms, now_ms)
+    floor = max(min_ts_ms, 0)
+    out = DecodedBatch(gw, seq, sent, [])
+    good, bad = out.readings.append, out.rejected.append
     for i, r in enumerate(rows):
-        if type(r) is not list or not 5 <= len(r) <= 6:
-            bad.append(
-                RejectedReading(
-                    i, f"readings[{i}]", "must be [device, metric, ts_ms, value, quality(, event)]", r
-                )
-            )
-            continue
-        d, m, t, v, q = r[0], r[1], r[2], r[3], r[4]
-        if type(d) is not str or not d:
-            bad.append(RejectedReading(i, f"readings[{i}].device", "must be a non-empty string", r))
-            continue
-        if type(m) is not str or not m:
-            bad.append(RejectedReading(i, f"readings[{i}].metric", "must be a non-empty string", r))
-            continue
-        if type(t) is not int:
-            bad.append(RejectedReading(i, f"readings[{i}].ts", "must be epoch milliseconds (an integer)", r))
-            continue
-        if t < floor:
-            bad.append(
-                RejectedReading(i, f"readings[{i}].ts", f"is too old (earliest accepted {floor} ms)", r)
-            )
-            continue
-        if t > limit:
-            what = "in the future" if limit < MAX_TS_MS else "beyond year 9999"
-            bad.append(RejectedReading(i, f"readings[{i}].ts", f"is {what} (limit {limit} ms)", r))
-            continue
-        if type(q) is not int or not 0 <= q <= _MAX_QUALITY:
-            bad.append(RejectedReading(i, f"readings[{i}].quality", "must be an integer 0..4", r))
-            continue
-        tv = type(v)
-        if tv is float:
-            if v != v or v in (math.inf, -math.inf):
-                bad.append(RejectedReading(i, f"readings[{i}].value", "must be finite (NaN/Inf refused)", r))
+        # Fast path for the common reading (five fields, a finite float value): it accepts only what
+        # `_decode_reading` accepts, and produces the same row; anything else goes there.
+        if type(r) is list and len(r) == 5:
+            d, m, t, v, q = r
+            if (
+                type(v) is float
+                and v - v == 0.0  # finite: NaN and ±Inf give NaN
+                and type(t) is int
+                and floor <= t <= limit
+                and type(q) is int
+                and 0 <= q <= _MAX_QUALITY
+                and type(d) is str
+                and d
+                and type(m) is str
+                and m
+            ):
+                good((d, m, t, v, q, None))
                 continue
-        elif tv is int:
-            fv = _number(v)
-            if fv is None:
-                bad.append(RejectedReading(i, f"readings[{i}].value", "is beyond the double range", r))
-                continue
-            v = fv
-        elif v is None:
-            if q != _MAX_QUALITY:
-                bad.append(
-                    RejectedReading(i, f"readings[{i}].value", "null is allowed only with quality bad (4)", r)
-                )
-                continue
-        else:
-            bad.append(RejectedReading(i, f"readings[{i}].value", "must be a number", r))
-            continue
-        ev = None
-        if len(r) == 6 and r[5] is not None:
-            problem = _check_event(r[5])
-            if problem:
-                bad.append(RejectedReading(i, f"readings[{i}].{problem.split(' ')[0]}", problem, r))
-                continue
-            ev = r[5]
-        append((d, m, t, v, q, ev))
-    out = DecodedBatch(gw, seq, sent, good, bad)
-    for gi, g in enumerate(gaps):
-        res = _decode_gap(g, gi)
+        res = _decode_reading(r, i, floor, limit)
         if isinstance(res, RejectedReading):
-            out.rejected_gaps.append(res)
+            bad(res)
         else:
-            out.gaps.append(res)
+            good(res)
+    for gi, g in enumerate(gaps):
+        res_gap = _decode_gap(g, gi)
+        if isinstance(res_gap, RejectedReading):
+            out.rejected_gaps.append(res_gap)
+        else:
+            out.gaps.append(res_gap)
     return out
 
 
