@@ -1,6 +1,15 @@
 """The MQTT wire contract, version 1. See docs/wire-format.md."""
 
 from parkpulse.wire._accounts import RESERVED_GATEWAY_IDS, RESERVED_ID_PREFIXES, reserved_gateway_id
+from parkpulse.wire._config_push import (
+    CONFIG_MAX_BYTES,
+    LOCAL_ONLY_KEYS,
+    ConfigPush,
+    config_digest,
+    config_payload,
+    parse_config_push,
+)
+from parkpulse.wire._config_state import ConfigState
 from parkpulse.wire._decode import DecodedBatch, DecodedGap, RejectedReading, decode_batch
 from parkpulse.wire._envelopes import (
     ResendRequest,
@@ -26,6 +35,7 @@ from parkpulse.wire._topics import (
     ID_PATTERN,
     TopicParts,
     alerts_topic,
+    config_topic,
     data_topic,
     parse_topic,
     resend_topic,
@@ -34,16 +44,20 @@ from parkpulse.wire._topics import (
 )
 
 __all__ = [
+    "CONFIG_MAX_BYTES",
     "FLOAT_MAX",
     "ID_PATTERN",
     "INT32_MAX",
     "INT64_MAX",
+    "LOCAL_ONLY_KEYS",
     "MAX_TS_MS",
     "MIN_TS_MS",
     "RESERVED_GATEWAY_IDS",
     "RESERVED_ID_PREFIXES",
     "WIRE_VERSION",
     "Batch",
+    "ConfigPush",
+    "ConfigState",
     "CounterEvent",
     "DecodedBatch",
     "DecodedGap",
@@ -58,9 +72,13 @@ __all__ = [
     "alerts_topic",
     "batch_envelope",
     "batch_payload",
+    "config_digest",
+    "config_payload",
+    "config_topic",
     "data_topic",
     "decode_batch",
     "epoch_ms",
+    "parse_config_push",
     "parse_resend_request",
     "parse_topic",
     "resend_request_payload",

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parkpulse.wire._config_state import ConfigState
 from parkpulse.wire._limits import INT32_MAX, INT64_MAX
 from parkpulse.wire._quality import Quality
 from parkpulse.wire._topics import ID_PATTERN
@@ -169,4 +170,7 @@ class Status(BaseModel):
     last_seq: int | None = Field(default=None, ge=0, le=INT64_MAX)
     device_health: dict[str, DeviceHealth] = Field(
         default_factory=dict, description="per device id: poll lag and error counters (optional)"
+    )
+    config: ConfigState | None = Field(
+        default=None, description="managed or local configuration, desired and applied versions (optional)"
     )

@@ -1,4 +1,4 @@
-"""MQTT topic layout: pp/v1/{park}/{firm}/{gateway}/{data|status|resend}."""
+"""MQTT topic layout: pp/v1/{park}/{firm}/{gateway}/{data|status|resend|config}."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ __all__ = [
     "ID_PATTERN",
     "TopicParts",
     "alerts_topic",
+    "config_topic",
     "data_topic",
     "parse_topic",
     "resend_topic",
@@ -45,6 +46,11 @@ def status_topic(park: str, firm: str, gateway: str) -> str:
 def resend_topic(park: str, firm: str, gateway: str) -> str:
     """Where the platform asks a gateway to re-send a range of its batches (QoS 1, not retained)."""
     return f"{ROOT}/{_check('park', park)}/{_check('firm', firm)}/{_check('gateway', gateway)}/resend"
+
+
+def config_topic(park: str, firm: str, gateway: str) -> str:
+    """Where the platform keeps a managed gateway's desired configuration (QoS 1, retained)."""
+    return f"{ROOT}/{_check('park', park)}/{_check('firm', firm)}/{_check('gateway', gateway)}/config"
 
 
 def alerts_topic(park: str, *rest: str) -> str:
