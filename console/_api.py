@@ -307,7 +307,8 @@ async def api_devices(
 @router.get("/health/store")
 async def api_store(request: Request, session: ApiSession) -> dict[str, Any]:
     """The store: path, TimescaleDB version, rollup lag, background jobs whose last run failed."""
-    return await asyncio.to_thread(q.store_health_of, console_state(request).settings.dsn())
+    cs = console_state(request)
+    return await asyncio.to_thread(q.store_health_of, cs.settings.dsn(), cs.read_url)
 
 
 @router.get("/health/gaps")

@@ -59,6 +59,13 @@ class ConsoleState:
     hub: AlertHub
     templates: Jinja2Templates
     tz: ZoneInfo
+    read_pool: AsyncConnectionPool | None = None  # PARKPULSE_DATABASE_READ_URL's replica, read-only sessions
+    read_url: str | None = None
+
+    @property
+    def reader(self) -> AsyncConnectionPool:
+        """The pool of the read-only pages: the replica's when one is configured, else the primary's."""
+        return self.read_pool or self.pool
 
 
 class LoginRequired(Exception):

@@ -408,7 +408,7 @@ async def alert_csv(request: Request, alert_id: int, session: PageSession) -> Re
 # ---------------------------------------------------------------- firms
 @router.get("/firms", response_class=HTMLResponse, include_in_schema=False)
 async def firms_page(request: Request, session: PageSession, park: ParkQ = None) -> Response:
-    async with console_state(request).pool.connection() as conn:
+    async with console_state(request).reader.connection() as conn:
         firms = await q.firms_in_scope(conn, session.scope, park or None)
     return render(request, "firms.html", {"firms": firms}, session=session)
 
@@ -424,7 +424,7 @@ async def firm_page(
 async def firm_data(request: Request, session: Session, firm_id: str) -> dict[str, Any]:
     if not re.match(ID_PATTERN, firm_id):
         raise HTTPException(status_code=422, detail=f"firm_id: not a valid id (got {firm_id[:80]!r})")
-    async with console_state(request).pool.connection() as conn:
+    async with console_state(request).reader.connection() as conn:
         firm = await q.firm_info(conn, session.scope, firm_id)
         if firm is None:
             raise HTTPException(status_code=404, detail=f"firm_id: no firm {firm_id!r} in your scope")
@@ -437,11 +437,12 @@ async def firm_data(request: Request, session: Session, firm_id: str) -> dict[st
 # ---------------------------------------------------------------- health
 @router.get("/health", response_class=HTMLResponse, include_in_schema=False)
 async def health_page(request: Request, session: PageSession, firm: FirmQ = None) -> Response:
-    async with console_state(request).pool.connection() as conn:
+    async with console_state(request).reader.connection() as conn:
         gateways = await q.gateway_health(conn, session.scope, firm or None)
         devices = await q.device_health(conn, session.scope, firm or None)
         gaps = await q.gap_list(conn, session.scope, firm or None)
-    store = await asyncio.to_thread(q.store_health_of, console_state(request).settings.dsn())
+    cs = console_state(request)
+    store = await asyncio.to_thread(q.store_health_of, cs.settings.dsn(), cs.read_url)
     return render(
         request,
         "health.html",

@@ -362,10 +362,14 @@ async def gap_list(
     )
 
 
-def store_health_of(dsn: str) -> dict[str, Any]:
-    """The store's path, TimescaleDB version, rollup lag and failed background jobs (blocking: run it
-    in a thread). Park-independent: the store serves every park."""
-    from parkpulse.db import connect, store_health
+def store_health_of(dsn: str, read_url: str | None = None) -> dict[str, Any]:
+    """The store's path, TimescaleDB version, rollup lag, failed background jobs and replication
+    lag (with `read_url`: the read replica's, measured there) (blocking: run it in a thread).
+    Park-independent: the store serves every park."""
+    from parkpulse.db import connect, connect_read, store_health
 
     with connect(dsn, autocommit=True) as conn:
-        return store_health(conn).as_dict()
+        if not read_url or read_url == dsn:
+            return store_health(conn).as_dict()
+        with connect_read(read_url) as rconn:
+            return store_health(conn, rconn).as_dict()

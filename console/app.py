@@ -24,6 +24,7 @@ from console._deps import ConsoleState, LoginRequired, optional_session, render
 from console._input_guard import refuse_control_characters
 from console._live import AlertHub
 from console.settings import ConsoleSettings
+from parkpulse.db import read_only_conninfo
 from parkpulse.settings import get_settings
 
 __all__ = ["PUBLIC_ROUTES", "create_app"]
@@ -90,7 +91,27 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         )
         hub = AlertHub(dsn, st.sse_queue)
         await pool.open(wait=True, timeout=15)
-        app.state.console = ConsoleState(settings=st, pool=pool, hub=hub, templates=templates, tz=tz)
+        read_url = get_settings().database_read_url or None
+        read_pool = None
+        if read_url and read_url != dsn:  # read pages go to the replica, in read-only sessions
+            read_pool = AsyncConnectionPool(
+                read_only_conninfo(read_url),
+                min_size=1,
+                max_size=st.pool_max,
+                open=False,
+                kwargs={"autocommit": True},
+                name="console-read",
+            )
+            await read_pool.open(wait=True, timeout=15)
+        app.state.console = ConsoleState(
+            settings=st,
+            pool=pool,
+            hub=hub,
+            templates=templates,
+            tz=tz,
+            read_pool=read_pool,
+            read_url=read_url,
+        )
         try:
             async with asyncio.TaskGroup() as tg:
                 listener = tg.create_task(hub.run(), name="console-alert-listener")
@@ -101,6 +122,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                     listener.cancel()
         finally:
             await asyncio.wait_for(pool.close(), 10)
+            if read_pool is not None:
+                await asyncio.wait_for(read_pool.close(), 10)
 
     app = FastAPI(
         title="ParkPulse console API",

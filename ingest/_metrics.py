@@ -114,6 +114,18 @@ class IngestMetrics:
         self.rollup_dirty = Gauge(
             "pp_ingest_rollup_dirty_buckets", "15-minute buckets waiting for a refresh", registry=r
         )
+        self.replica_lag = Gauge(
+            "pp_store_replica_replay_lag_seconds",
+            "per streaming standby of the store, seconds its replay is behind (pg_stat_replication)",
+            ["standby"],
+            registry=r,
+        )
+        self.replica_lag_bytes = Gauge(
+            "pp_store_replica_replay_lag_bytes",
+            "per streaming standby of the store, WAL bytes written and not yet replayed there",
+            ["standby"],
+            registry=r,
+        )
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

@@ -29,7 +29,7 @@ from ingest._registry import RegistryCache, RegistryData, load_registry
 from ingest._resend import RESEND_LOCK_KEY, OpenGap, ResendScheduler
 from ingest._store import FlushResult, Store, is_transient
 from ingest.settings import IngestSettings
-from parkpulse.db import RollupLag, redact, refresh_rollups, rollup_lag
+from parkpulse.db import RollupLag, redact, refresh_rollups, rollup_lag, standbys
 from parkpulse.errors import ParkPulseError
 from parkpulse.wire import resend_request_payload, resend_topic
 
@@ -583,9 +583,15 @@ class IngestService:
                     if n < s.rollup_max_buckets or self.shutdown.is_set():
                         break
                 lag = rollup_lag(c)
+                replicas = standbys(c)
         except psycopg.Error as exc:
             log.warning("rollup refresh failed: %s", str(exc).strip()[:200])
             return
+        self.metrics.replica_lag.clear()
+        self.metrics.replica_lag_bytes.clear()
+        for sb in replicas:
+            self.metrics.replica_lag.labels(sb.name).set(sb.replay_lag_s or 0.0)
+            self.metrics.replica_lag_bytes.labels(sb.name).set(sb.replay_lag_bytes or 0)
         self.metrics.rollup_lag.set(lag.oldest_mark_age_s or 0.0)
         self.metrics.rollup_dirty.set(lag.dirty_buckets)
         self._rollup_lag = lag

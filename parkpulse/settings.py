@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
+import psycopg
+from psycopg import conninfo
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -76,6 +78,12 @@ class Settings(BaseSettings):
     )
 
     database_url: str = DEFAULT_DATABASE_URL
+    database_read_url: str = Field(
+        default="",
+        description="a streaming replica for read-only work (console read pages, report and rules "
+        "input queries); empty: database_url. Rows written on the primary show there after the "
+        "replica lag (parkpulse.db.store_health)",
+    )
     mqtt_url: str = DEFAULT_MQTT_URL
     timezone: str = Field(default="Asia/Shanghai", description="civil day boundaries for daily rollups")
     log_level: str = "INFO"
@@ -86,9 +94,25 @@ class Settings(BaseSettings):
         parse_mqtt_url(v)
         return v
 
+    @field_validator("database_read_url")
+    @classmethod
+    def _check_read_url(cls, v: str) -> str:
+        v = v.strip()
+        if v:
+            try:
+                conninfo.conninfo_to_dict(v)
+            except psycopg.ProgrammingError as exc:
+                raise ValueError(f"not a PostgreSQL URL or DSN ({redact_text(str(exc).strip())})") from None
+        return v
+
     @property
     def mqtt(self) -> MqttTarget:
         return parse_mqtt_url(self.mqtt_url)
+
+    @property
+    def read_url(self) -> str:
+        """Where read-only work connects: PARKPULSE_DATABASE_READ_URL, else the primary's URL."""
+        return self.database_read_url or self.database_url
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from parkpulse.db import connect, refresh_rollups
+from parkpulse.db import connect, connect_read, refresh_rollups, wait_replayed
 from parkpulse.errors import ConfigError, ParkPulseError
 from rules._evaluate import evaluate_year
 from rules._ruleset import DEFAULT_RULE_SET, RuleSet, load_rule_set
@@ -40,13 +40,30 @@ class RulesSettings(BaseSettings):
 
 
 def run_once(
-    dsn: str, rs: RuleSet, year: int, month: int | None = None, park: str | None = None, refresh: bool = True
+    dsn: str,
+    rs: RuleSet,
+    year: int,
+    month: int | None = None,
+    park: str | None = None,
+    refresh: bool = True,
+    read_url: str | None = None,
 ) -> tuple[int, int]:
-    """Refresh rollups, evaluate from the database and store. Returns (run_id, firms)."""
+    """Refresh rollups, evaluate from the database and store. Returns (run_id, firms).
+
+    With `read_url` (PARKPULSE_DATABASE_READ_URL) the input queries go to that replica, once it
+    has replayed the refresh (else, after 30 s, to the primary); refresh and results stay on `dsn`."""
     with connect(dsn) as conn:
         if refresh:
             refresh_rollups(conn)  # everything dirty, on either storage path
-        inputs = load_inputs(conn, rs, year, month, park)
+        if read_url and read_url != dsn:
+            with connect_read(read_url, autocommit=False) as rconn:
+                if wait_replayed(conn, rconn):
+                    inputs = load_inputs(rconn, rs, year, month, park)
+                else:
+                    log.warning("rules: the read replica lags more than 30 s; reading from the primary")
+                    inputs = load_inputs(conn, rs, year, month, park)
+        else:
+            inputs = load_inputs(conn, rs, year, month, park)
         result = evaluate_year(rs, inputs)
         run_id = store_result(conn, result, park)
         return run_id, len(result.firms)

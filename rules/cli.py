@@ -40,6 +40,14 @@ err = Console(stderr=True)
 DsnOpt = Annotated[
     str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL", help="PostgreSQL URL")
 ]
+ReadDsnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-read-url",
+        envvar="PARKPULSE_DATABASE_READ_URL",
+        help="a streaming replica for the input queries (default: the database URL)",
+    ),
+]
 RuleSetOpt = Annotated[str, typer.Option("--rule-set", help="rule set name (rules/data/rule_sets/)")]
 
 
@@ -66,13 +74,14 @@ def rules_run(
     rule_set: RuleSetOpt = DEFAULT_RULE_SET,
     park: Annotated[str | None, typer.Option(help="only this park")] = None,
     database_url: DsnOpt = None,
+    database_read_url: ReadDsnOpt = None,
 ) -> None:
     """Evaluate from the database (after refreshing rollups) and store the results."""
     from rules._service import run_once
 
     rs = load_rule_set(rule_set)
     t0 = datetime.now(UTC)
-    run_id, n = run_once(_dsn(database_url), rs, year, month, park)
+    run_id, n = run_once(_dsn(database_url), rs, year, month, park, read_url=database_read_url or None)
     secs = (datetime.now(UTC) - t0).total_seconds()
     period = f"{year}-{month:02d}" if month else str(year)
     out.print(f"run {run_id}: {n} firms evaluated for {period} with {rs.name} {rs.version} in {secs:.1f} s")

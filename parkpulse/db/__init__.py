@@ -15,20 +15,32 @@ from parkpulse.db._migrate import (
     plan_path,
     status,
 )
+from parkpulse.db._read import connect_read, read_dsn, read_only_conninfo, wait_replayed
 from parkpulse.db._rollups import RollupLag, refresh_rollups, rollup_lag, store_path
-from parkpulse.db._store_health import JobFailure, StoreHealth, store_health
+from parkpulse.db._store_health import (
+    JobFailure,
+    ReadReplica,
+    Standby,
+    StoreHealth,
+    read_replica_lag,
+    standbys,
+    store_health,
+)
 
 __all__ = [
     "NOT_PRELOADED",
     "JobFailure",
     "Migration",
     "MigrationStatus",
+    "ReadReplica",
     "RollupLag",
+    "Standby",
     "StoreHealth",
     "StorePath",
     "TimescaleNotPreloaded",
     "ViewFile",
     "connect",
+    "connect_read",
     "database_name",
     "detect_path",
     "ensure_database",
@@ -36,11 +48,16 @@ __all__ = [
     "list_view_files",
     "migrate",
     "plan_path",
+    "read_dsn",
+    "read_only_conninfo",
+    "read_replica_lag",
     "redact",
     "refresh_rollups",
     "rollup_lag",
     "server_dsn",
+    "standbys",
     "status",
     "store_health",
     "store_path",
+    "wait_replayed",
 ]

@@ -11,6 +11,10 @@ exactly those buckets up to date:
   run inside a transaction, so this happens here and not in SQL. If a refresh fails, the
   claimed marks are put back and the error is raised.
 
+On both paths the round ends with `pp_refresh_counter_daily(days)`: the table `counter_daily`
+(read by `v_counter_daily`) is recomputed for the refreshed local days and, per counter, the next
+day with data, in one set-based statement.
+
 Only one refresher works at a time (an advisory lock); a second one returns 0 at once.
 """
 
@@ -128,6 +132,7 @@ def _claim_and_refresh(conn: psycopg.Connection, max_buckets: int | None) -> int
                 merged.append((lo, hi))
         for lo, hi in merged:
             conn.execute("CALL refresh_continuous_aggregate('rollup_1d', %s, %s)", (lo, hi))
+        conn.execute("SELECT pp_refresh_counter_daily(%s::timestamptz[])", ([lo for lo, _ in days],))
     except BaseException:
         conn.execute(
             "INSERT INTO rollup_dirty (bucket, marked_at) SELECT * FROM unnest(%s::timestamptz[], %s::timestamptz[])",

@@ -46,34 +46,94 @@ JOIN metrics m USING (metric_id);
 -- increase = (last of the day - last reading before the day) + corrections of counter events
 -- flagged by the gateway in that span. A step that is still negative is never counted as
 -- negative consumption: it is clamped to 0 and marked suspect for the inspector.
+-- The rows live in the table counter_daily (migration 0017), kept current by the rollup refresher
+-- through pp_refresh_counter_daily() (issue 16): reading them costs what the filter selects, where
+-- the lag() over every daily rollup this view used to compute cost the whole history.
 CREATE OR REPLACE VIEW v_counter_daily AS
-WITH d AS (
-    SELECT r.device_pk, r.metric_id, r.bucket, r.first, r.first_ts, r.last, r.last_ts, r.n, r.worst_quality,
-           lag(r.last)    OVER w AS prev_last,
-           lag(r.last_ts) OVER w AS prev_last_ts
-    FROM rollup_1d r
-    JOIN metrics m USING (metric_id)
-    WHERE m.kind IN ('counter', 'count') AND r.last IS NOT NULL
-    WINDOW w AS (PARTITION BY r.device_pk, r.metric_id ORDER BY r.bucket)
-), s AS (
-    SELECT d.*,
-           d.last - coalesce(d.prev_last, d.first) AS raw_delta,
-           coalesce(ev.correction, 0) AS correction,
-           coalesce(ev.n_events, 0) AS n_events
-    FROM d
-    LEFT JOIN LATERAL (
-        SELECT sum(ce.correction) AS correction, count(*)::int AS n_events
-        FROM counter_events ce
-        WHERE ce.device_pk = d.device_pk AND ce.metric_id = d.metric_id
-          AND ce.ts > coalesce(d.prev_last_ts, d.first_ts) AND ce.ts <= d.last_ts
-    ) ev ON true
-)
-SELECT s.device_pk, s.metric_id, s.bucket, (s.bucket AT TIME ZONE '{{timezone}}')::date AS day,
-       greatest(s.raw_delta + s.correction, 0) AS increase,
-       s.raw_delta, s.correction, s.n_events,
-       (s.raw_delta + s.correction < 0) AS suspect,
-       s.n, s.worst_quality, s.first_ts, s.last_ts
-FROM s;
+SELECT c.device_pk, c.metric_id, c.bucket, c.day, c.increase, c.raw_delta, c.correction, c.n_events,
+       c.suspect, c.n, c.worst_quality, c.first_ts, c.last_ts
+FROM counter_daily c;
+
+-- Recompute counter_daily for the local days `days` (rollup_1d buckets the refresher has just
+-- brought up to date), set-based, in one statement: every counter's row of those days, and for
+-- each of them the next day with data of the same counter (its "last before the day" changed).
+-- Counter events need no mark of their own: a writer marks the bucket of the reading the event
+-- rides on, and an event at ts always falls in the span of the day holding ts. Rows of those days
+-- whose rollup is gone (or holds no value any more) are removed, and their next day recomputed.
+-- Returns the number of rows written. Called by pp_refresh_rollups() (plain) and by
+-- parkpulse.db.refresh_rollups() after the continuous aggregates' refresh (TimescaleDB).
+CREATE OR REPLACE FUNCTION pp_refresh_counter_daily(days timestamptz[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    written integer;
+BEGIN
+    IF coalesce(cardinality(days), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    WITH dd AS (
+        SELECT DISTINCT b AS bucket FROM unnest(days) AS b
+    ), cm AS (
+        SELECT metric_id FROM metrics WHERE kind IN ('counter', 'count')
+    ), gone AS (
+        DELETE FROM counter_daily c
+        WHERE c.bucket IN (SELECT bucket FROM dd)
+          AND NOT EXISTS (SELECT 1 FROM rollup_1d r
+                          WHERE r.device_pk = c.device_pk AND r.metric_id = c.metric_id
+                            AND r.bucket = c.bucket AND r.last IS NOT NULL)
+        RETURNING c.device_pk, c.metric_id, c.bucket
+    ), changed AS (
+        SELECT r.device_pk, r.metric_id, r.bucket
+        FROM rollup_1d r
+        WHERE r.bucket IN (SELECT bucket FROM dd) AND r.metric_id IN (SELECT metric_id FROM cm)
+          AND r.last IS NOT NULL
+    ), nxt AS (
+        SELECT c.device_pk, c.metric_id, x.bucket
+        FROM (SELECT * FROM changed UNION SELECT * FROM gone) c
+        CROSS JOIN LATERAL (
+            SELECT r.bucket FROM rollup_1d r
+            WHERE r.device_pk = c.device_pk AND r.metric_id = c.metric_id AND r.bucket > c.bucket
+              AND r.last IS NOT NULL
+            ORDER BY r.bucket LIMIT 1
+        ) x
+    ), tgt AS (
+        SELECT * FROM changed UNION SELECT * FROM nxt
+    ), d AS (
+        SELECT r.device_pk, r.metric_id, r.bucket, r.first, r.first_ts, r.last, r.last_ts, r.n,
+               r.worst_quality, p.last AS prev_last, p.last_ts AS prev_last_ts
+        FROM tgt
+        JOIN rollup_1d r ON r.device_pk = tgt.device_pk AND r.metric_id = tgt.metric_id AND r.bucket = tgt.bucket
+        LEFT JOIN LATERAL (
+            SELECT q.last, q.last_ts FROM rollup_1d q
+            WHERE q.device_pk = r.device_pk AND q.metric_id = r.metric_id AND q.bucket < r.bucket
+              AND q.last IS NOT NULL
+            ORDER BY q.bucket DESC LIMIT 1
+        ) p ON true
+    ), s AS (
+        SELECT d.*,
+               d.last - coalesce(d.prev_last, d.first) AS raw_delta,
+               coalesce(ev.correction, 0) AS correction,
+               coalesce(ev.n_events, 0) AS n_events
+        FROM d
+        LEFT JOIN LATERAL (
+            SELECT sum(ce.correction) AS correction, count(*)::int AS n_events
+            FROM counter_events ce
+            WHERE ce.device_pk = d.device_pk AND ce.metric_id = d.metric_id
+              AND ce.ts > coalesce(d.prev_last_ts, d.first_ts) AND ce.ts <= d.last_ts
+        ) ev ON true
+    )
+    INSERT INTO counter_daily AS c
+    SELECT s.device_pk, s.metric_id, s.bucket, (s.bucket AT TIME ZONE '{{timezone}}')::date,
+           greatest(s.raw_delta + s.correction, 0), s.raw_delta, s.correction, s.n_events,
+           (s.raw_delta + s.correction < 0), s.n, s.worst_quality, s.first_ts, s.last_ts
+    FROM s
+    ON CONFLICT (device_pk, metric_id, bucket) DO UPDATE SET
+        day = excluded.day, increase = excluded.increase, raw_delta = excluded.raw_delta,
+        correction = excluded.correction, n_events = excluded.n_events, suspect = excluded.suspect,
+        n = excluded.n, worst_quality = excluded.worst_quality, first_ts = excluded.first_ts,
+        last_ts = excluded.last_ts;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END $$;
 
 -- Energy per device, carrier and day, from counter deltas.
 CREATE OR REPLACE VIEW v_energy_daily AS

@@ -88,6 +88,8 @@ BEGIN
         FROM rollup_1h WHERE bucket >= lo AND bucket < hi
         GROUP BY 1, 2;
     END LOOP;
+    -- the daily counter increases of those days and of the next day with data (issue 16)
+    PERFORM pp_refresh_counter_daily(ARRAY(SELECT DISTINCT date_trunc('day', b, tz) FROM unnest(buckets) AS b));
     RETURN cardinality(buckets);
 END $$;
 
