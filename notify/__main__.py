@@ -1,0 +1,5 @@
+"""`python -m notify …`: the same commands as `parkpulse notify …`."""
+
+from notify.cli import main
+
+main()
