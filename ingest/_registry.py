@@ -107,8 +107,8 @@ def load_registry(conn: psycopg.Connection, history_before_registration_s: float
     with conn.cursor() as cur:
         cur.execute(
             "SELECT gateway_id, device_id, device_pk, "
-            "floor(extract(epoch FROM registered_at) * 1000 - %s * 1000)::bigint FROM devices WHERE enabled",
-            (history_before_registration_s,),
+            "floor(extract(epoch FROM registered_at) * 1000 - %s::float8 * 1000)::bigint FROM devices WHERE enabled",
+            (float(history_before_registration_s),),
         )
         for gw, dev, pk, floor_ms in cur:
             devices.setdefault(gw, {})[dev] = pk

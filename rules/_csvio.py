@@ -33,7 +33,7 @@ FIRMS_COLUMNS = [
 ]
 FIRMS_OPTIONAL = ["output_value_10k_cny", "profit_10k_cny", "cluster", "industry"]
 ENERGY_COLUMNS = ["firm_id", "year", "carrier", "quantity", "unit"]
-_NUMERIC = {
+_NUMERIC = (  # a tuple: problems of one line come out in this order, whatever the hash seed
     "land_mu",
     "added_value_10k_cny",
     "tax_10k_cny",
@@ -45,7 +45,7 @@ _NUMERIC = {
     "years_in_production",
     "output_value_10k_cny",
     "profit_10k_cny",
-}
+)
 _SIGNED = {"profit_10k_cny"}  # a loss is a negative profit
 
 
