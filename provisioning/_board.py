@@ -1,5 +1,5 @@
-"""A thin layer over grafana-foundation-sdk: one dashboard with the park and firm variables,
-panels that always use the ParkPulse PostgreSQL datasource, stable ids and uids."""
+"""A thin layer over grafana-foundation-sdk: one dashboard with the park and firm variables (and
+any extra ones a dashboard declares), panels that always use the ParkPulse PostgreSQL datasource, stable ids and uids."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from typing import Any, Protocol, Self
 
 from grafana_foundation_sdk.builders import barchart, common, stat, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from provisioning._pgquery import DATASOURCE, SqlQuery
 
-__all__ = ["GRAFANA_BUILD", "Board", "bars", "stats", "table_panel", "timeseries_panel"]
+__all__ = ["GRAFANA_BUILD", "Board", "bars", "stats", "table_panel", "textbox_variable", "timeseries_panel"]
 
 GRAFANA_BUILD = "11.6"
 """The Grafana build the SDK generates for (grafana-foundation-sdk 1769699379!11.6.0)."""
@@ -34,6 +35,8 @@ class Board:
     tags: list[str]
     time_from: str = "now-30d"
     refresh: str = "5m"
+    extra_variables: tuple[cogbuilder.Builder[dm.VariableModel], ...] = ()
+    """Variables after `park` and `firm` (e.g. a text box the panels read)."""
     _next_id: int = 1
     _panels: list[Any] = field(default_factory=list)
 
@@ -68,6 +71,8 @@ class Board:
                 .keep_time(True)
             )
         )
+        for v in self.extra_variables:
+            b = b.with_variable(v)
         for p in self._panels:
             b = b.with_row(p) if isinstance(p, dash.Row) else b.with_panel(p)
         return b.build()
@@ -104,6 +109,19 @@ def _firm_variable() -> dash.QueryVariable:
         .include_all(True)
         .allow_custom_value(False)
         .current(dm.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def textbox_variable(name: str, label: str, description: str, default: str) -> dash.TextBoxVariable:
+    """A free-text variable (Grafana inserts its value as typed, `'` doubled: the SQL quotes it)."""
+    option = dm.VariableOption(selected=True, text=default, value=default)
+    return (
+        dash.TextBoxVariable(name)
+        .label(label)
+        .description(description)
+        .default_value(default)
+        .current(option)
+        .options([option])
     )
 
 

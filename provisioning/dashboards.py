@@ -18,6 +18,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
 from provisioning._board import GRAFANA_BUILD
+from provisioning._dash_costs import energy_cost
 from provisioning._dash_energy import energy_carbon
 from provisioning._dash_environment import environment
 from provisioning._dash_firm import firm_detail
@@ -60,6 +61,7 @@ DASHBOARDS: tuple[DashboardSpec, ...] = (
     DashboardSpec("energy-carbon.json", energy_carbon),
     DashboardSpec("smart-workshop.json", smart_workshop),
     DashboardSpec("environment.json", environment),
+    DashboardSpec("energy-cost.json", energy_cost),
 )
 
 

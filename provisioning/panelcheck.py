@@ -66,10 +66,15 @@ def resolve_variables(
     time_range: TimeRange,
     chosen: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Variable]:
-    """Run the dashboard's variable queries in order; a choice in `chosen` must be an option."""
+    """Run the dashboard's variable queries in order; a choice in `chosen` must be an option (a text
+    box takes any value; without a choice, its default)."""
     out: dict[str, Variable] = {}
     for v in dashboard.get("templating", {}).get("list", []):
         name = v["name"]
+        if v.get("type") == "textbox":  # free text: the chosen value or the default, not SQL
+            text = chosen[name] if chosen and name in chosen else [str(v.get("query", ""))]
+            out[name] = Variable(name, tuple(text))
+            continue
         sql = expand(v["query"], out, time_range)
         _, rows = _run(conn, sql)
         options = [str(r[0]) for r in rows]

@@ -1,5 +1,5 @@
 -- The read-only PostgreSQL role Grafana logs in with: SELECT on the contract views listed below
--- (docs/architecture.md: the store views, alerts and results contracts), nothing else — a new view is not exposed until listed. Views run with their owner's rights, so the role needs no access to the tables beneath.
+-- (docs/architecture.md: the store views, alerts, results and costs contracts), nothing else — a new view is not exposed until listed. Views run with their owner's rights, so the role needs no access to the tables beneath.
 -- Re-run after every `parkpulse db migrate` that adds views (compose does: db-grants service).
 --   psql -v ON_ERROR_STOP=1 -v role=grafana_ro -v pw=SECRET -f grafana-grants.sql
 SELECT set_config('pp.grafana_role', :'role', false), set_config('pp.grafana_pw', :'pw', false);
@@ -22,7 +22,9 @@ BEGIN
         'v_devices', 'v_readings', 'v_readings_15m', 'v_readings_1h', 'v_readings_1d', 'v_counter_daily',
         'v_energy_daily', 'v_firm_energy_daily', 'v_device_last_seen', 'v_gateway_status', 'v_data_gaps',
         'v_alerts', 'v_alerts_open', 'v_firm_kpi_year', 'v_park_scorecard', 'v_compliance', 'v_emission_limits',
-        'v_emission_hours', 'v_parks', 'v_firms'
+        'v_emission_hours', 'v_parks', 'v_firms',
+        -- costs contract (costs/): the views the energy-cost dashboard reads
+        'v_firm_cost_daily', 'v_firm_cost_monthly', 'v_firm_tou_register_check', 'v_firm_capacity_charge_monthly'
     ] LOOP
         IF to_regclass(format('public.%I', v)) IS NOT NULL THEN
             EXECUTE format('GRANT SELECT ON public.%I TO %I', v, r);

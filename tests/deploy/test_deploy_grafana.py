@@ -235,7 +235,9 @@ def test_deploy_push_provisions_idempotently(grafana: tuple[str, FakeGrafana], t
     assert all(
         d["folderUid"] == "parkpulse" and d["dashboard"]["version"] == 1 for d in state.dashboards.values()
     )
-    assert '"created": 7' in res.output  # folder + datasource + 5 dashboards
+    n_dash = len(DASHBOARDS)
+    assert n_dash == 6
+    assert f'"created": {2 + n_dash}' in res.output  # folder + datasource + the dashboards
 
     # Second push: nothing is created, no dashboard gets a new version.
     n = len(state.requests)
@@ -244,8 +246,8 @@ def test_deploy_push_provisions_idempotently(grafana: tuple[str, FakeGrafana], t
     second = state.requests[n:]
     assert not [r for r in second if r[0] == "POST"], [r[:2] for r in second if r[0] == "POST"]
     assert all(d["dashboard"]["version"] == 1 for d in state.dashboards.values())
-    assert len(state.folders) == 1 and len(state.datasources) == 1 and len(state.dashboards) == 5
-    assert '"unchanged": 6' in res.output  # the datasource is re-sent: its password is write-only
+    assert len(state.folders) == 1 and len(state.datasources) == 1 and len(state.dashboards) == n_dash
+    assert f'"unchanged": {1 + n_dash}' in res.output  # the datasource is re-sent: its password is write-only
 
     # A changed dashboard is updated in place (same uid, overwrite, version 2); the rest stay.
     d = tmp_path / "dash"

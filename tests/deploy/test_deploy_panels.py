@@ -5,7 +5,8 @@ The seeding writes a small park the way the services do: the registry through
 `rollup_dirty` and `pp_refresh_rollups()`, counter events, device status and data gaps as ingest
 records them, KPI / scorecard / compliance rows in the rules result tables (migration 0200),
 alerts through `pp_alert_fire` (migration 0300) and the emission limits through the alert engine's
-own sync (`alerts.sync_limits`, migration 0303). The SQL of each panel is expanded as Grafana's
+own sync (`alerts.sync_limits`, migration 0303), and the shipped tariffs through the costs sync
+and assignment (`costs.sync_tariffs`, `costs.assign_tariff`, migration 0500). The SQL of each panel is expanded as Grafana's
 PostgreSQL datasource does (provisioning.sqlmacros documents the rules) and must return rows of
 the shape the panel type needs. No panel is skipped: the test counts them.
 """
@@ -23,6 +24,7 @@ import psycopg
 import pytest
 
 from alerts import load_rules, sync_limits
+from costs import Assignment, assign_tariff, load_tariffs, sync_tariffs
 from parkpulse.registry import Cluster as ClusterModel
 from parkpulse.registry import Device, Firm, Gateway, ParkFile, ParkInfo, Workshop, import_registry
 from provisioning.dashboards import DEFAULT_OUT, iter_panels
@@ -48,6 +50,10 @@ CONTRACT_VIEWS = {
     "v_compliance",
     "v_emission_limits",
     "v_emission_hours",
+    "v_firm_cost_daily",
+    "v_firm_cost_monthly",
+    "v_firm_tou_register_check",
+    "v_firm_capacity_charge_monthly",
 }
 PARK = "hz-park"
 FIRMS = ("f-steel", "f-textile")
@@ -121,6 +127,10 @@ def _readings(
                 out = [("elec_import_kwh", kwh), ("active_power_kw", power)]
                 if dev == "m-main":
                     out.append(("elec_export_kwh", 0.05 * kwh))
+                if (_fid, dev) == (FIRMS[0], "m-main"):
+                    # per-tariff registers of a meter whose period table is wrong: all on flat
+                    out += [(f"elec_import_kwh_{p}", 0.0) for p in ("sharp", "peak", "valley")]
+                    out.append(("elec_import_kwh_flat", kwh))
             elif dev == "gas-1":
                 gas += 0.3 * step / 60
                 out = [("gas_volume_m3", gas)]
@@ -147,7 +157,8 @@ def _seed(dsn: str, end: datetime) -> None:
     with psycopg.connect(dsn) as conn:
         import_registry(conn, _park())
         conn.commit()
-        metric_ids = dict(conn.execute("SELECT name, metric_id FROM metrics").fetchall())
+        _seed_tariffs(conn)
+        metric_ids: dict[str, int] = dict(conn.execute("SELECT name, metric_id FROM metrics").fetchall())
         pks = {
             (f, d): pk
             for pk, f, d in conn.execute(
@@ -189,6 +200,20 @@ def _seed(dsn: str, end: datetime) -> None:
         conn.commit()
         _seed_results(conn, end)
         conn.commit()
+
+
+def _seed_tariffs(conn: psycopg.Connection) -> None:
+    """The shipped tariffs file (costs/data/tariffs.yaml) synced as `parkpulse tariffs sync` does; the
+    two metered firms on its two-part time-of-use tariff (demand basis) and its gas price."""
+    tf = load_tariffs()
+    sync_tariffs(conn, tf)
+    elec = next(t for t in tf.tariffs if t.carrier == "electricity")
+    gas = next(t for t in tf.tariffs if t.carrier == "natural_gas")
+    since = min(v.valid_from for v in elec.versions)
+    for fid in FIRMS:
+        assign_tariff(conn, Assignment(fid, elec.id, since, voltage_class="kv1_10", capacity_basis="demand"))
+        assign_tariff(conn, Assignment(fid, gas.id, min(v.valid_from for v in gas.versions)))
+    conn.commit()
 
 
 def _seed_results(conn: psycopg.Connection, end: datetime) -> None:
@@ -241,10 +266,11 @@ def _seed_results(conn: psycopg.Connection, end: datetime) -> None:
                      rule_version, verdict, score) VALUES (%s, %s, %s, %s, NULL, %s, 'std', '1', %s, %s)""",
                 (PARK, fid, ws, y - 1, scheme, verdict, 72.0),
             )
-    for rule, kind, sev, metric, dev, value, limit in (
+    fired: tuple[tuple[str, str, str, str | None, str, float | None, float | None], ...] = (
         ("emission-nox", "emission", "critical", "nox_mg_m3", "cems-1", 240.0, 200.0),
         ("data-gap", "data_gap", "warning", None, "cems-1", None, None),
-    ):
+    )
+    for rule, kind, sev, metric, dev, fired_value, limit in fired:
         conn.execute(
             "SELECT pp_alert_fire(%s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '{}'::jsonb)",
             (
@@ -257,7 +283,7 @@ def _seed_results(conn: psycopg.Connection, end: datetime) -> None:
                 dev,
                 metric,
                 f"{FIRMS[0]}-gw1/{dev}/{metric}",
-                value,
+                fired_value,
                 limit,
                 "mg/m3" if metric else None,
                 "测试告警",
@@ -291,7 +317,7 @@ def _all_panels() -> list[tuple[str, dict[str, Any]]]:
 def test_deploy_every_panel_returns_rows_of_its_shape(seeded: tuple[str, datetime]) -> None:
     dsn, end = seeded
     dashboards = load_dashboards(DEFAULT_OUT)
-    assert len(dashboards) == 5
+    assert len(dashboards) == 6
     n_targets = sum(len(p["targets"]) for _, p in _all_panels())
     with psycopg.connect(dsn) as conn:
         conn.read_only = True
@@ -313,7 +339,8 @@ def test_deploy_variables_list_the_seeded_park_and_firms(seeded: tuple[str, date
     with psycopg.connect(dsn) as conn:
         for name, d in load_dashboards().items():
             names = [v["name"] for v in d["templating"]["list"]]
-            assert names == ["park", "firm"], name
+            assert names[:2] == ["park", "firm"], name
+            assert names[2:] == (["shift_kwh"] if name == "energy-cost.json" else []), name
             v = resolve_variables(conn, d, _range(d, end), {"park": [PARK]})
             assert v["park"].values == (PARK,)
             assert set(v["firm"].values) == {*FIRMS, OFFICE} and v["firm"].include_all and v["firm"].multi
@@ -393,7 +420,9 @@ def test_deploy_checker_catches_wrong_shapes(seeded: tuple[str, datetime]) -> No
     dsn, end = seeded
 
     def dash(*panels: tuple[str, str, str]) -> dict[str, Any]:
-        d = json.loads((DEFAULT_OUT / "park-overview.json").read_text())  # its variables and time range
+        d: dict[str, Any] = json.loads(
+            (DEFAULT_OUT / "park-overview.json").read_text()
+        )  # its variables, range
         d["panels"] = [
             {
                 "type": kind,
