@@ -459,8 +459,9 @@ class AlertEngine:
                 """SELECT e.event_id, e.alert_id, e.at, e.actor, e.action, e.comment, e.detail, pp_alert_json(a),
                           a.park_id, a.rule_id, a.subject, a.resolved_by
                    FROM alert_events e JOIN alerts a USING (alert_id)
-                   WHERE e.event_id > %s ORDER BY e.event_id LIMIT 500""",
-                (cursor,),
+                   WHERE e.event_id > %s AND e.event_id <= pp_alert_events_settled_upto(%s, 500)
+                   ORDER BY e.event_id""",
+                (cursor, cursor),
             )
             rows = await cur.fetchall()
             if not rows:

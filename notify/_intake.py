@@ -6,7 +6,8 @@ cursor. A restart resumes at the cursor, so no event is skipped or taken twice.
 
 Events are taken in id order only up to the first one whose transaction could still have a
 lower-numbered sibling in flight: an event is "settled" when the transaction that wrote it is
-older than every transaction still writing in this database (pg_stat_activity.backend_xid). Not
+older than every transaction still writing in this database (pg_stat_activity.backend_xid; the
+SQL function pp_alert_events_settled_upto, shared with the alert engine's MQTT publisher). Not
 covered: an identity value drawn by a transaction that has no xid yet (the moment between nextval
 and the row's insert inside one statement), and writers of another role when the service's role
 cannot see their sessions (grant it pg_read_all_stats).
@@ -20,16 +21,8 @@ __all__ = ["CURSOR", "ensure_cursor", "take_events"]
 
 CURSOR = "notify"
 
-# settled: older than every transaction still writing in this database (pg_stat_activity shows the
-# sessions of the same role, or all with pg_read_all_stats; the snapshot's xmin would be
-# cluster-wide, so a long transaction in another database would hold intake back)
-_SETTLED = """
-SELECT e.event_id,
-       age(e.xmin) > coalesce((SELECT max(age(a.backend_xid)) FROM pg_stat_activity a
-                               WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL
-                                 AND a.pid <> pg_backend_pid()), -1)
-FROM alert_events e WHERE e.event_id > %s ORDER BY e.event_id LIMIT %s
-"""
+# the highest event id up to which every event is settled (parkpulse/db/views/40_alerts.sql)
+_SETTLED_UPTO = "SELECT pp_alert_events_settled_upto(%s, %s)"
 
 _RANK = "array_position(ARRAY['info','warning','critical'], {})"
 
@@ -93,14 +86,16 @@ async def take_events(conn: psycopg.AsyncConnection, limit: int = 2000) -> tuple
         if row is None:
             return 0, 0
         after = int(row[0])
-        cur = await conn.execute(_SETTLED, (after, limit))
-        upto, n = after, 0
-        for event_id, settled in await cur.fetchall():
-            if not settled:
-                break
-            upto, n = int(event_id), n + 1
-        if n == 0:
+        cur = await conn.execute(_SETTLED_UPTO, (after, limit))
+        row = await cur.fetchone()
+        upto = int(row[0]) if row and row[0] is not None else after
+        if upto <= after:
             return 0, 0
+        cur = await conn.execute(
+            "SELECT count(*) FROM alert_events WHERE event_id > %s AND event_id <= %s", (after, upto)
+        )
+        counted = await cur.fetchone()
+        n = int(counted[0]) if counted else 0
         cur = await conn.execute(_ITEMS, {"after": after, "upto": upto})
         items = cur.rowcount
         await conn.execute(

@@ -246,3 +246,29 @@ SELECT d.park_id, d.firm_id, d.gateway_id, d.device_id, h.device_pk, h.metric, h
        h.limit_value, h.limit_id, h.limit_basis, h.exceeded, h.rule_id, h.rule_version, h.evaluated_at
 FROM alert_emission_hours h
 JOIN v_devices d USING (device_pk);
+
+-- The highest alert_events id a reader of the stream can move its cursor to, after `p_after` and
+-- at most `p_limit` events on: every event up to it is "settled", written by a transaction older
+-- than every transaction still writing in this database. Identity values are drawn before their
+-- row commits, so a later event can commit before an earlier one; a cursor that jumped over the
+-- earlier id would never see it. Used by the MQTT publisher (alerts/) and the notify intake.
+-- Limits: an id drawn by a transaction that has no xid yet is not covered, and pg_stat_activity
+-- shows other roles' sessions only to a role with pg_read_all_stats.
+CREATE OR REPLACE FUNCTION pp_alert_events_settled_upto(p_after bigint, p_limit integer)
+RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    WITH oldest AS (
+        SELECT coalesce(max(age(a.backend_xid)), -1) AS age
+        FROM pg_stat_activity a
+        WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()
+    ), next AS (
+        SELECT e.event_id, age(e.xmin) > o.age AS settled
+        FROM alert_events e, oldest o
+        WHERE e.event_id > p_after
+        ORDER BY e.event_id
+        LIMIT p_limit
+    )
+    SELECT coalesce(max(n.event_id), p_after)
+    FROM next n
+    WHERE n.event_id < coalesce((SELECT min(u.event_id) FROM next u WHERE NOT u.settled), 9223372036854775807)
+$$;
