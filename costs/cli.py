@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from costs._assign import Assignment, assign_tariff, list_assignments
+from costs._assign import Assignment, CapacityBasis, assign_tariff, list_assignments
 from costs._sync import sync_tariffs
 from costs._tariffs import load_tariffs
 from parkpulse.errors import ParkPulseError
@@ -133,9 +133,9 @@ def tariffs_assign(
             _day("--from", valid_from),
             _day("--to", valid_to) if valid_to else None,
             voltage_class,
-            basis,
+            cast(CapacityBasis, basis),
             kva,
-            note,  # type: ignore[arg-type]
+            note,
         )
         with _connect(_dsn(database_url)) as conn:
             aid = assign_tariff(conn, a)

@@ -27,6 +27,7 @@ __all__ = [
     "GatewayConfig",
     "HttpConfig",
     "Identity",
+    "ManagedSettings",
     "SpoolConfig",
     "TlsConfig",
     "Uplink",
@@ -121,6 +122,41 @@ class HttpConfig(Strict):
         return v
 
 
+class ManagedSettings(Strict):
+    """`managed`: the gateway runs the configuration the platform pushes (gateway/managed/)."""
+
+    enabled: bool = Field(default=True, description="false: run this file as it is (local mode)")
+    rollback_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="probation after applying a push: broker unreachable this long, or too many devices "
+        "failing at its end, and the gateway returns to its last good configuration",
+    )
+    max_failing_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="share of devices failing at the end of the probation that rolls back",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="pushed configurations, their profiles and the applied state; default `<spool file>.managed/`",
+    )
+    verify_key: Path = Field(
+        description="the platform's public key (PEM, Ed25519) provisioned at install: pushes not signed "
+        "with its private half are refused"
+    )
+    max_push_age_s: float = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="a push issued longer ago than this is stale and refused (the platform re-signs daily)",
+    )
+
+    def state_path(self, spool: Path) -> Path:
+        return self.state_dir if self.state_dir is not None else spool.with_name(spool.name + ".managed")
+
+
 class GatewayConfig(SourceKeys):
     """A whole gateway file: the shared keys below plus the keys of every registered source plugin."""
 
@@ -130,6 +166,9 @@ class GatewayConfig(SourceKeys):
     batching: Batching = Batching()
     http: HttpConfig = HttpConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    managed: ManagedSettings | None = Field(
+        default=None, description="configured from the platform; absent or enabled: false is local mode"
+    )
 
 
 @cache
@@ -233,6 +272,14 @@ def load_config(path: str | Path) -> GatewayConfig:
     cfg = parse_config(raw, str(p))
     if not cfg.spool.path.is_absolute():
         cfg.spool.path = base / cfg.spool.path
+    if (
+        cfg.managed is not None
+        and cfg.managed.state_dir is not None
+        and not cfg.managed.state_dir.is_absolute()
+    ):
+        cfg.managed.state_dir = base / cfg.managed.state_dir
+    if cfg.managed is not None and not cfg.managed.verify_key.is_absolute():
+        cfg.managed.verify_key = base / cfg.managed.verify_key
     return cfg
 
 

@@ -19,12 +19,13 @@ from typing import Any
 from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.counters import CounterState, CounterTracker
+from gateway.managed import ManagedController, reconcile
 from gateway.sources import Source, SourceContext, build_sources
 from gateway.spool import PendingBatch, Spool, SpoolError, Tombstone
 from gateway.spool import iso_ms as _iso
 from gateway.stats import DeviceStats, percentile
 from gateway.uplink import Uplink
-from parkpulse.wire import batch_envelope, parse_resend_request
+from parkpulse.wire import ConfigState, batch_envelope, parse_resend_request
 
 __all__ = ["Gateway"]
 
@@ -57,9 +58,15 @@ class Gateway:
             keep_acked_s=cfg.spool.keep_acked_s,
             keep_acked_share=cfg.spool.keep_acked_share,
         )
-        self.sources: list[Source] = build_sources(
-            cfg, SourceContext(emit=self._emit, counters=self.counters, flush=self._flush_now)
-        )
+        self._ctx = SourceContext(emit=self._emit, counters=self.counters, flush=self._flush_now)
+        self.sources: list[Source] = build_sources(cfg, self._ctx)
+        self.local_cfg = cfg
+        """The local file; in managed mode `cfg` is what runs (a pushed version merged with it)."""
+        self.managed = ManagedController(cfg, self) if cfg.managed and cfg.managed.enabled else None
+        self._tg: asyncio.TaskGroup | None = None
+        self._source_tasks: dict[int, asyncio.Task[None]] = {}  # id(source) -> its task
+        self.applies = 0
+        self.config_pushes_ignored = 0
         self.uplink: Uplink | None = None
         self._buf: list[list[Any]] = []
         self._buf_since = 0.0
@@ -207,6 +214,17 @@ class Gateway:
         self._resend_q.append(rng)
         self._resend_wake.set()
 
+    def _on_config(self, payload: bytes) -> None:
+        """A config push arrived (on the loop): the managed controller takes it; a local gateway ignores it."""
+        if self.managed is not None:
+            self.managed.offer(payload)
+            return
+        self.config_pushes_ignored += 1
+        log.warning(
+            "config push ignored (%d bytes): this gateway runs its local file (no `managed` key, or enabled: false)",
+            len(payload),
+        )
+
     def _on_connect(self) -> None:
         self._connected_since = time.monotonic()
         self._wake.set()
@@ -351,6 +369,48 @@ class Gateway:
             await self.shutdown.wait()
         raise _Shutdown
 
+    # applying a configuration ------------------------------------------------------------------
+    def _start_source(self, src: Source, i: int) -> None:
+        assert self._tg is not None
+        self._source_tasks[id(src)] = self._tg.create_task(src.run(), name=f"source:{src.name}:{i}")
+
+    async def apply_config(self, cfg: GatewayConfig, stop_timeout_s: float = 10.0) -> None:
+        """Run `cfg` without a restart: sources built the same as running ones keep running (their
+        devices keep polling, their counters go on); the others are stopped, then the new ones
+        started. The spool, the uplink and the sequence numbers are untouched."""
+        built = build_sources(cfg, self._ctx)
+        plan = reconcile(self.sources, built)
+        stopping = [t for src in plan.stop if (t := self._source_tasks.pop(id(src), None)) is not None]
+        for t in stopping:
+            t.cancel()
+        if stopping:
+            _done, pending = await asyncio.wait(stopping, timeout=stop_timeout_s)
+            if pending:
+                log.warning("%d source(s) did not stop within %.0f s", len(pending), stop_timeout_s)
+        self.cfg = cfg
+        self.sources = plan.sources
+        if self._tg is not None:
+            for src in plan.start:
+                self._start_source(src, self.sources.index(src))
+        self.applies += 1
+        log.info(
+            "configuration applied: %d source(s) kept running, %d stopped, %d started",
+            len(plan.keep),
+            len(plan.stop),
+            len(plan.start),
+        )
+
+    def broker_connected(self) -> bool:
+        return bool(self.uplink and self.uplink.connected)
+
+    def announce(self) -> None:
+        """Re-publish the retained status now (the config state changed)."""
+        if self.uplink is not None:
+            self.uplink.publish_status(**self.status_extra())
+
+    def config_state(self) -> ConfigState:
+        return self.managed.config_state() if self.managed is not None else ConfigState(mode="local")
+
     # public --------------------------------------------------------------------------------------
     def device_stats(self) -> list[DeviceStats]:
         return [s for src in self.sources for s in src.stats()]
@@ -363,6 +423,7 @@ class Gateway:
             "device_health": {s.device: s.wire_health(since) for s in stats},
             "spool_depth": self.spool.depth,
             "last_seq": self.spool.last_seq if self.spool.last_seq >= 0 else None,
+            "config": self.config_state().model_dump(exclude_none=True),
         }
 
     def health(self, lag_window_s: float | None = None) -> dict[str, Any]:
@@ -402,10 +463,16 @@ class Gateway:
             "poll_lag_samples": len(lags),
             "overruns": sum(s.overruns for s in stats),
             "devices": [s.as_dict() for s in stats],
+            "config": self.config_state().model_dump(exclude_none=True),
         }
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.managed is not None:  # the last applied version runs before the broker is reachable
+            cfg = self.managed.boot()
+            if cfg is not self.cfg:
+                self.cfg = cfg
+                self.sources = build_sources(cfg, self._ctx)
         self.spool.open()
         self._sent_upto = -1
         self.counters.state = {k: CounterState(v, t) for k, (v, t) in self.spool.load_counters().items()}
@@ -416,6 +483,7 @@ class Gateway:
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
             on_resend=self._on_resend,
+            on_config=self._on_config,
             version=__version__,
         )
         up.status_extra = self.status_extra
@@ -438,8 +506,11 @@ class Gateway:
         )
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 for i, src in enumerate(self.sources):
-                    tg.create_task(src.run(), name=f"source:{src.name}:{i}")
+                    self._start_source(src, i)
+                if self.managed is not None:
+                    tg.create_task(self.managed.run(), name="managed-config")
                 tg.create_task(self._flusher(), name="batcher")
                 tg.create_task(self._sender(), name="sender")
                 tg.create_task(self._resender(), name="resender")
@@ -450,6 +521,8 @@ class Gateway:
             log.info("shutting down")
         finally:
             self.running = False
+            self._tg = None
+            self._source_tasks.clear()
             await self._drain()
             if http is not None:
                 http.close()

@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import GatewayConfig
 from parkpulse.settings import parse_mqtt_url
-from parkpulse.wire import data_topic, resend_topic, status_topic
+from parkpulse.wire import config_topic, data_topic, resend_topic, status_topic
 from parkpulse.wire import status_payload as wire_status_payload
 
 __all__ = ["Uplink"]
@@ -41,6 +41,7 @@ class Uplink:
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
         on_resend: Callable[[bytes], None] | None = None,
+        on_config: Callable[[bytes], None] | None = None,
         version: str = "",
     ) -> None:
         self.cfg = cfg
@@ -49,10 +50,12 @@ class Uplink:
         self._on_connect_cb = on_connect
         self._on_disconnect_cb = on_disconnect
         self._on_resend_cb = on_resend
+        self._on_config_cb = on_config
         ident = cfg.gateway
         self.data_topic = data_topic(ident.park, ident.firm, ident.id)
         self.status_topic = status_topic(ident.park, ident.firm, ident.id)
         self.resend_topic = resend_topic(ident.park, ident.firm, ident.id)
+        self.config_topic = config_topic(ident.park, ident.firm, ident.id)
         self.version = version
         self.connected = False
         self.connects = 0
@@ -162,6 +165,8 @@ class Uplink:
         )
         if self._on_resend_cb is not None:  # clean session: subscribe on every connect
             client.subscribe(self.resend_topic, qos=1)
+        if self._on_config_cb is not None:  # retained: the broker sends the desired version at once
+            client.subscribe(self.config_topic, qos=1)
         if self._on_connect_cb is not None:
             self.loop.call_soon_threadsafe(self._on_connect_cb)
 
@@ -180,9 +185,17 @@ class Uplink:
             self.loop.call_soon_threadsafe(self._on_disconnect_cb)
 
     def _paho_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if self._on_resend_cb is not None and msg.topic == self.resend_topic:
+        if msg.topic == self.resend_topic:
+            cb = self._on_resend_cb
+        elif msg.topic == self.config_topic:
+            cb = self._on_config_cb
+            if not msg.payload:  # an empty retained message clears the topic: nothing to apply
+                return
+        else:
+            return
+        if cb is not None:
             with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(self._on_resend_cb, bytes(msg.payload))
+                self.loop.call_soon_threadsafe(cb, bytes(msg.payload))
 
     def _paho_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any = None) -> None:
         if getattr(rc, "is_failure", False):

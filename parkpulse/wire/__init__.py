@@ -1,6 +1,7 @@
 """The MQTT wire contract, version 1. See docs/wire-format.md."""
 
 from parkpulse.wire._accounts import RESERVED_GATEWAY_IDS, RESERVED_ID_PREFIXES, reserved_gateway_id
+from parkpulse.wire._config_keys import generate_key_pair, load_signing_key, load_verify_key
 from parkpulse.wire._config_push import (
     CONFIG_MAX_BYTES,
     LOCAL_ONLY_KEYS,
@@ -8,6 +9,7 @@ from parkpulse.wire._config_push import (
     config_digest,
     config_payload,
     parse_config_push,
+    signed_message,
 )
 from parkpulse.wire._config_state import ConfigState
 from parkpulse.wire._decode import DecodedBatch, DecodedGap, RejectedReading, decode_batch
@@ -78,6 +80,9 @@ __all__ = [
     "data_topic",
     "decode_batch",
     "epoch_ms",
+    "generate_key_pair",
+    "load_signing_key",
+    "load_verify_key",
     "parse_config_push",
     "parse_resend_request",
     "parse_topic",
@@ -85,6 +90,7 @@ __all__ = [
     "resend_topic",
     "reserved_gateway_id",
     "shared_data_subscription",
+    "signed_message",
     "status_payload",
     "status_topic",
 ]

@@ -13,6 +13,7 @@ RESERVED_GATEWAY_IDS = frozenset(
         "alerts",
         "rules",
         "console",
+        "fleet",
         "platform",
         "parkpulse",
         "admin",

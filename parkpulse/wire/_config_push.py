@@ -11,16 +11,26 @@ The pushed document holds the *managed* part of a gateway file only: the source 
 (buses, devices, meters, loggers, OPC UA servers …), poll intervals and the profiles they use.
 Identity, uplink URL and credentials, spool and HTTP settings stay in the gateway's local file
 (`LOCAL_ONLY_KEYS`), so no push can cut a gateway off from the broker or move its spool.
+
+Pushes are signed with the platform's Ed25519 key (`sig`, over `signed_message()`: gateway,
+version, digest and issue time); a managed gateway holds the public key, provisioned at install,
+and refuses an unsigned push, a bad signature, a push for another gateway and a stale one (issued
+more than `max_age_s` ago, or in the future). The publisher re-signs the retained message with a
+fresh issue time when it starts and daily, so a gateway back from a long outage still accepts it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from parkpulse.wire._config_state import ConfigState
 from parkpulse.wire._limits import INT64_MAX
@@ -34,6 +44,7 @@ __all__ = [
     "config_digest",
     "config_payload",
     "parse_config_push",
+    "signed_message",
 ]
 
 CONFIG_MAX_BYTES = 1_000_000
@@ -41,6 +52,15 @@ CONFIG_MAX_BYTES = 1_000_000
 
 LOCAL_ONLY_KEYS = frozenset({"gateway", "park", "firm", "uplink", "spool", "http", "managed"})
 """Top-level keys of a gateway file a push may never carry."""
+
+
+MAX_CLOCK_SKEW_MS = 300_000
+"""A push issued this far in the future (gateway clock behind) is still accepted: 5 minutes."""
+
+
+def signed_message(gateway: str, version: int, sha256: str, issued_at: int) -> bytes:
+    """What the platform signs: the push's identity, not its bytes (JSON need not be canonical)."""
+    return f"parkpulse config push v1\n{gateway}\n{version}\n{sha256}\n{issued_at}".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +91,7 @@ def config_payload(
     issued_by: str,
     reason: str = "",
     now_ms: int | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
 ) -> bytes:
     """The retained message for `gateway`; `profiles` maps a source name ("modbus", "dlt645") to
     {profile name: profile document}. Raises ValueError for a local-only key or an oversized document."""
@@ -78,19 +99,23 @@ def config_payload(
     if local:
         raise ValueError(f"config: local-only keys cannot be pushed (got {', '.join(local)})")
     profiles = profiles or {}
-    body = orjson.dumps(
-        {
-            "v": WIRE_VERSION,
-            "gateway": gateway,
-            "version": version,
-            "sha256": config_digest(config, profiles),
-            "issued_at": int(time.time() * 1000) if now_ms is None else now_ms,
-            "issued_by": issued_by,
-            "reason": reason,
-            "config": config,
-            "profiles": profiles,
-        }
-    )
+    digest = config_digest(config, profiles)
+    issued_at = int(time.time() * 1000) if now_ms is None else now_ms
+    doc: dict[str, Any] = {
+        "v": WIRE_VERSION,
+        "gateway": gateway,
+        "version": version,
+        "sha256": digest,
+        "issued_at": issued_at,
+        "issued_by": issued_by,
+        "reason": reason,
+        "config": config,
+        "profiles": profiles,
+    }
+    if signing_key is not None:
+        sig = signing_key.sign(signed_message(gateway, version, digest, issued_at))
+        doc["sig"] = base64.b64encode(sig).decode()
+    body = orjson.dumps(doc)
     if len(body) > CONFIG_MAX_BYTES:
         raise ValueError(f"config: {len(body)} bytes, more than {CONFIG_MAX_BYTES}")
     return body
@@ -103,11 +128,45 @@ def _field(doc: dict[str, Any], key: str, kind: type, what: str) -> Any:
     return v
 
 
-def parse_config_push(payload: bytes, gateway: str) -> ConfigPush:
+def _check_signature(
+    doc: dict[str, Any], gateway: str, version: int, digest: str, verify_key: Ed25519PublicKey
+) -> None:
+    sig = doc.get("sig")
+    if not isinstance(sig, str):
+        raise ValueError(f"sig: a signed push is required (got {sig!r:.40})")
+    try:
+        raw = base64.b64decode(sig, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"sig: not base64 (got {sig:.40})") from None
+    try:
+        verify_key.verify(raw, signed_message(gateway, version, digest, doc["issued_at"]))
+    except InvalidSignature:
+        raise ValueError("sig: does not verify with the platform's key (forged or altered)") from None
+
+
+def _check_fresh(issued_at: int, max_age_s: float, now_ms: int | None) -> None:
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if issued_at > now + MAX_CLOCK_SKEW_MS:
+        raise ValueError(f"issued_at: {issued_at} is in the future (now {now})")
+    if now - issued_at > max_age_s * 1000:
+        raise ValueError(
+            f"issued_at: stale, issued {(now - issued_at) / 1000:.0f} s ago (limit {max_age_s:.0f} s)"
+        )
+
+
+def parse_config_push(
+    payload: bytes,
+    gateway: str,
+    *,
+    verify_key: Ed25519PublicKey | None = None,
+    max_age_s: float | None = None,
+    now_ms: int | None = None,
+) -> ConfigPush:
     """Validate a push meant for `gateway`; ValueError names the field and the value.
 
-    Checks the envelope, the size, the digest and the absence of local-only keys; the config's
-    own content is checked by the gateway's validator."""
+    Checks the envelope, the size, the digest, the absence of local-only keys and, with
+    `verify_key`, the platform's signature and, with `max_age_s`, that it is not stale; the
+    config's own content is checked by the gateway's validator."""
     if len(payload) > CONFIG_MAX_BYTES:
         raise ValueError(f"payload: {len(payload)} bytes, more than {CONFIG_MAX_BYTES}")
     try:
@@ -134,12 +193,17 @@ def parse_config_push(payload: bytes, gateway: str) -> ConfigPush:
     digest = _field(doc, "sha256", str, "64 hex digits")
     if digest != config_digest(config, profiles):
         raise ValueError(f"sha256: does not match the config (got {digest:.64})")
+    issued_at = _field(doc, "issued_at", int, "ms since the epoch")
+    if verify_key is not None:
+        _check_signature(doc, gateway, version, digest, verify_key)
+    if max_age_s is not None:
+        _check_fresh(issued_at, max_age_s, now_ms)
     return ConfigPush(
         version=version,
         sha256=digest,
         config=config,
         profiles=profiles,
-        issued_at=_field(doc, "issued_at", int, "ms since the epoch"),
+        issued_at=issued_at,
         issued_by=str(doc.get("issued_by", ""))[:200],
         reason=str(doc.get("reason", ""))[:500],
     )

@@ -70,7 +70,7 @@ def test_every_key_has_one_owner() -> None:
     owned = [name for k in PLUGINS for name in k.model_fields]
     assert len(owned) == len(set(owned)) == len(SourceKeys.model_fields)
     shared = set(GatewayConfig.model_fields) - set(owned)
-    assert shared == {"gateway", "uplink", "spool", "batching", "http", "log_level"}
+    assert shared == {"gateway", "uplink", "spool", "batching", "http", "log_level", "managed"}
 
 
 @pytest.mark.parametrize("case", _cases("modbus"), ids=lambda c: c["name"])
