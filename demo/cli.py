@@ -8,7 +8,12 @@ Stages (each reported, and recorded in <workdir>/summary.json for the demo's tes
   history    ingest starts; two years and more of hourly boundary-meter readings, and line
              history of three smart workshops (from a year earlier), go through MQTT → ingest;
              the firms' economic data imported; the import channels closed
-  services   alert engine, gateways (one behind a proxy that loses its uplink), console
+  costs      the tariffs synced, the Henan time-of-use tariff assigned to every firm, each
+             firm's cost of last month printed (v_firm_cost_monthly)
+  notify     local WeCom, DingTalk and SMTP stand-ins, demo channels pointing at them subscribed
+             to the park's emission alerts, `parkpulse notify serve`
+  services   gateways (one behind a proxy that loses its uplink; the HJ 212 stack's logger
+             sends its backfilled minutes first), alert engine, console
   rules      yearly KPIs, classes, compliance and the scorecard evaluated and stored
   live       the park runs; the summary is printed; Ctrl-C (or --duration) stops everything
 """
@@ -25,7 +30,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -37,6 +42,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from demo._costs import assign_commands, last_month, monthly_costs, print_costs
 from demo._env import DemoEnv, EnvironmentError_, find_broker, find_postgres
 from demo._history import (
     FirmProfile,
@@ -48,6 +54,7 @@ from demo._history import (
     publish_history,
     write_economics_csv,
 )
+from demo._notify import DemoChannels, start_channels
 from demo._procs import Supervisor
 from demo._summary import print_summary, stage_counts
 from parkpulse.db import TimescaleNotPreloaded, migrate, server_dsn
@@ -162,6 +169,7 @@ class _Run:
     password: str = ""
     gateway_configs: list[Path] = field(default_factory=list)
     outage_gateway: str | None = None
+    channels: DemoChannels | None = None
 
     @property
     def manifest(self) -> Path:
@@ -194,6 +202,26 @@ class _Run:
             [_bin("parkpulse"), *argv], input=stdin, check=True, env=self.child_env, capture_output=True
         )
 
+    def cli_all(self, commands: Sequence[Sequence[str]]) -> list[str]:
+        """Run `parkpulse …` commands side by side; their outputs, in order; fail if any failed."""
+        procs = [
+            subprocess.Popen(
+                [_bin("parkpulse"), *argv],
+                env=self.child_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+            )
+            for argv in commands
+        ]
+        outputs = []
+        for argv, proc in zip(commands, procs, strict=True):
+            stdout, stderr = proc.communicate()
+            if proc.returncode != 0:
+                raise subprocess.CalledProcessError(proc.returncode, ["parkpulse", *argv[:3]], stdout, stderr)
+            outputs.append(stdout.decode(errors="replace"))
+        return outputs
+
     def failure(self, child: str, what: str) -> EnvironmentError_:
         """The error for a service that did not come up, with the tail of its log."""
         return EnvironmentError_(f"{what}:\n" + self.supervisor.children[child].tail())
@@ -215,7 +243,9 @@ def _shutdown(run: _Run) -> None:
         gateways = [n for n in run.sup.children if n.startswith("gateway-")]
         # the alert engine goes before the gateways, so stopping the demo raises no offline alerts;
         # ingest goes last, so the gateways' final batches are stored
-        run.sup.stop_all(order=["console", "rules", "alerts", *gateways, "simulators", "ingest"])
+        run.sup.stop_all(order=["console", "rules", "alerts", "notify", *gateways, "simulators", "ingest"])
+    if run.channels is not None:
+        run.channels.close()
     for p in run.proxies:
         p.close()
     run.env.close()
@@ -404,9 +434,12 @@ def _import_economics(run: _Run) -> None:
 
 
 def _start_services(run: _Run) -> None:
-    """services: the alert engine, every gateway (one behind a proxy), an admin user and the console."""
-    run.supervisor.start("alerts", [_bin("parkpulse"), "alerts", "run"])
+    """services: every gateway (one behind a proxy), the alert engine, an admin user and the console."""
     _start_gateways(run)
+    # the HJ 212 stack's logger sends its backfilled minutes first: the alert engine's first
+    # hourly evaluation then sees them (the next one would come a minute later)
+    _wait_hj212_backfill(run)
+    run.supervisor.start("alerts", [_bin("parkpulse"), "alerts", "run"])
     run.password = secrets.token_urlsafe(9)
     run.cli(
         "users", "add", "admin", "--role", "admin", "--password-stdin", stdin=(run.password + "\n").encode()
@@ -439,6 +472,62 @@ def _localise_gateway_config(run: _Run, cfg: Path) -> str:
         doc["http"]["listen"] = f"127.0.0.1:{free_port()}"
     cfg.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return gw_id
+
+
+def _wait_hj212_backfill(run: _Run, timeout: float = 90.0) -> None:
+    """Until the HJ 212 stacks' newest stored minute is at most 3 minutes old (or `timeout`)."""
+
+    def caught_up() -> bool:
+        with psycopg.connect(run.dsn) as conn:
+            row = conn.execute(
+                "SELECT count(DISTINCT d.device_pk), bool_and(r.last_ts > now() - interval '3 minutes') "
+                "FROM v_devices d LEFT JOIN LATERAL (SELECT max(ts) AS last_ts FROM v_readings v "
+                "WHERE v.device_pk = d.device_pk AND v.metric = 'nox_mg_m3') r ON true "
+                "WHERE d.profile LIKE %s AND d.enabled",
+                ("hj212-%",),
+            ).fetchone()
+        return row is None or row[0] == 0 or bool(row[1])
+
+    if not Supervisor.wait_for(caught_up, timeout, 1.0):
+        out.print("[yellow]![/yellow] the HJ 212 stacks' backfilled minutes are not all stored yet")
+
+
+def _costs(run: _Run) -> None:
+    """costs: tariffs synced and assigned (Henan TOU, from the last full year), last month's cost."""
+    run.cli("tariffs", "sync")
+    firms = [p.firm_id for p in run.profiles]
+    run.cli_all(assign_commands(firms, date(run.today.year - 1, 1, 1)))
+    month = last_month(run.today)
+    costs = monthly_costs(run.dsn, month)
+    print_costs(out, month, costs)
+    priced = sum(1 for c in costs if c["total_yuan"])
+    out.print(f"[green]✓[/green] costs: {priced} of {len(costs)} firms priced for {month:%Y-%m}")
+    run.record("costs", month=month, yuan={c["firm_id"]: c["total_yuan"] for c in costs})
+
+
+def _start_notify(run: _Run) -> None:
+    """notify: stand-ins for WeCom, DingTalk and SMTP, channels to them, `parkpulse notify serve`."""
+    run.channels = start_channels(run.opts.workdir / "notify", run.park_file.park.id, run.cli_all)
+    console_url = f"http://127.0.0.1:{run.opts.console_port}"
+    run.supervisor.start(
+        "notify",
+        [_bin("parkpulse"), "notify", "serve", "--start", "beginning"],
+        extra_env={"PARKPULSE_NOTIFY_CONSOLE_URL": console_url},
+    )
+    out.print("[green]✓[/green] notify: WeCom, DingTalk and SMTP stand-ins subscribed to emission alerts")
+    run.record("notify", channels=["wecom", "dingtalk", "email"])
+
+
+def _report_notifications(run: _Run) -> dict[str, list[str]]:
+    """Print what each stand-in received; the texts by channel (for the summary)."""
+    if run.channels is None:
+        return {}
+    got = {ch: [r.text for r in msgs] for ch, msgs in run.channels.received().items()}
+    for ch, texts in got.items():
+        out.print(f"[bold]{ch} stand-in[/bold] received {len(texts)} message(s)")
+        for t in texts:
+            out.print("  " + t.replace("\n", " ")[:160])
+    return got
 
 
 def _start_console(run: _Run) -> None:
@@ -491,7 +580,11 @@ def _run_live(run: _Run) -> None:
             break
         run.stop.wait(1.0)
     run.record(
-        "live", seconds=round(time.monotonic() - began, 1), outage=outage.state, **stage_counts(run.dsn)
+        "live",
+        seconds=round(time.monotonic() - began, 1),
+        outage=outage.state,
+        notifications=_report_notifications(run),
+        **stage_counts(run.dsn),
     )
     out.print("[bold]stopping…[/bold]")
 
@@ -502,6 +595,8 @@ _STAGES: tuple[Callable[[_Run], None], ...] = (
     _start_simulators,
     _import_registry,
     _fill_history,
+    _costs,
+    _start_notify,
     _start_services,
     _run_rules,
     _run_live,

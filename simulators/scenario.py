@@ -11,8 +11,17 @@ Device `sim:` keys understood here:
   faults: [{at_s: 60, fault: counter_reset}, {at_s: 90, fault: timeout, for_s: 20}, ...]
   line_id, interval_s, ideal_rate, reject_ratio, time_scale   (line sensors)
   anything else is passed to the simulated process (timeout_ratio, tick_s, shifts, nox_limit_mg_m3 …)
+DL/T 645 meters (models in DLT645_MODELS, kind meter): address (12 digits; default the device's
+  position on the gateway's bus, 000000000001 …), import_kwh, time_scale, seed, faults
+  (silence | abnormal | bad_checksum, with for_s). HJ 212 stacks (models in HJ212_MODELS, kind
+  cems): mn (default from the seed), password, backfill_hours (0..24: minutes sent first, from
+  the start of the clock hour that many hours back), and the CEMS process keys (nox_limit_mg_m3,
+  exceed_*, calibration_*, maintenance …; their times count from the first backfilled minute).
+  OPC UA machines (model opcua-line, kind line): ideal_rate, reject_ratio, rated_kw, time_scale.
 Gateway `sim:` keys: uplink_outage: {after_s, for_s} (copied to the manifest for whoever drives
-the gateway's uplink), rtu: {baudrate, parity, stopbits} (the RTU bus of that gateway).
+the gateway's uplink), rtu: {baudrate, parity, stopbits} (the RTU bus of that gateway),
+dlt645: {transport: tcp | pty, baudrate, parity} (its DL/T 645 bus), opcua: {line_id} (its OPC UA
+server: one line, one machine per opcua-line device).
 """
 
 from __future__ import annotations
@@ -25,15 +34,42 @@ from typing import Any, TypeGuard
 
 import yaml
 
+from simulators._scenario_protocols import (
+    GATEWAY_PROTOCOL_KEYS,
+    check_gateway_protocols,
+    parse_dlt645_meter,
+    parse_hj212_stack,
+    parse_opcua_machine,
+)
 from simulators.device import FAULTS, check_params
 from simulators.errors import ScenarioError
 from simulators.modbus import MODELS
 
-__all__ = ["LINE_MODEL", "DeviceSpec", "GatewaySpec", "Scenario", "load_scenario", "parse_scenario"]
+__all__ = [
+    "DLT645_MODELS",
+    "HJ212_MODELS",
+    "LINE_MODEL",
+    "OPCUA_MODEL",
+    "DeviceSpec",
+    "GatewaySpec",
+    "Scenario",
+    "load_scenario",
+    "parse_scenario",
+]
 
 LINE_MODEL = "line-sensor"
+OPCUA_MODEL = "opcua-line"
+# model (= the gateway's DL/T 645 profile name) -> the edition the simulated meter speaks
+DLT645_MODELS = {"dlt645-2007-generic": "2007", "chint-dtsu666-dlt645": "2007", "dlt645-1997-generic": "1997"}
+# model (= the registry profile, which tells the alert engine the logger's edition) -> HJ 212 edition
+HJ212_MODELS = {"hj212-2017": "2017", "hj212-2025": "2025"}
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_KIND_OF_MODEL = {m: ("cems" if m == "cems-analyser" else "meter") for m in MODELS} | {LINE_MODEL: "line"}
+_KIND_OF_MODEL = (
+    {m: ("cems" if m == "cems-analyser" else "meter") for m in MODELS}
+    | {LINE_MODEL: "line", OPCUA_MODEL: "line"}
+    | dict.fromkeys(DLT645_MODELS, "meter")
+    | dict.fromkeys(HJ212_MODELS, "cems")
+)
 _LINE_KEYS = {"line_id", "interval_s", "ideal_rate", "reject_ratio", "time_scale", "seed", "faults"}
 
 
@@ -230,13 +266,36 @@ def _parse_gateway(gat: str, gw: Any, firm_id: str, check: _Check) -> GatewaySpe
     outage = gsim.get("uplink_outage")
     if not _uplink_outage_ok(outage):
         check.add(f"{gat}.sim.uplink_outage", outage, "must be {after_s: seconds, for_s: seconds}")
+    for key in GATEWAY_PROTOCOL_KEYS:
+        check_gateway_protocols(f"{gat}.sim.{key}", key, gsim.get(key), check.add)
     gcheck = _GatewayCheck(GatewaySpec(id=gw_id, firm=firm_id, sim=dict(gsim)))
     for di, dev in enumerate(gw.get("devices") or []):
         spec = _parse_device(f"{gat}.devices[{di}]", dev, gcheck, check)
         if spec is not None:
             gcheck.spec.devices.append(spec)
     _assign_unit_ids(gcheck)
+    _assign_dlt645_addresses(gcheck, check)
     return gcheck.spec
+
+
+def _assign_dlt645_addresses(gcheck: _GatewayCheck, check: _Check) -> None:
+    """DL/T 645 meters without an `address` get 000000000001, … (their position on the bus)."""
+    meters = [d for d in gcheck.spec.devices if d.transport == "dlt645"]
+    taken = {d.params["address"] for d in meters if "address" in d.params}
+    n = 0
+    for d in meters:
+        if "address" not in d.params:
+            n += 1
+            while f"{n:012d}" in taken:
+                n += 1
+            d.params["address"] = f"{n:012d}"
+    seen: set[str] = set()
+    for d in meters:
+        if d.params["address"] in seen:
+            check.add(
+                f"{gcheck.spec.id}/{d.id}.sim.address", d.params["address"], "duplicate address on this bus"
+            )
+        seen.add(d.params["address"])
 
 
 def _assign_unit_ids(gcheck: _GatewayCheck) -> None:
@@ -325,6 +384,11 @@ def _parse_device(dat: str, dev: Any, gcheck: _GatewayCheck, check: _Check) -> D
         return None
     if head.model == LINE_MODEL:
         return _parse_line_sensor(head, gcheck, check)
+    protocol = _PROTOCOL_PARSERS.get(head.model)
+    if protocol is not None:
+        g = gcheck.spec
+        spec = DeviceSpec(g.id, g.firm, head.id, head.kind, head.model, "", None, head.seed, {}, [], head.raw)
+        return protocol(spec, head.at, head.sim, head.params, check.add)
     return _parse_modbus_device(head, gcheck, check)
 
 
@@ -342,6 +406,13 @@ def _parse_line_sensor(head: _DeviceHead, gcheck: _GatewayCheck, check: _Check) 
         check.add(f"{dat}.sim.line_id", spec.line_id, "duplicate line id in this park")
     check.seen_lines.add(spec.line_id)
     return spec
+
+
+_PROTOCOL_PARSERS = (
+    dict.fromkeys(DLT645_MODELS, parse_dlt645_meter)
+    | dict.fromkeys(HJ212_MODELS, parse_hj212_stack)
+    | {OPCUA_MODEL: parse_opcua_machine}
+)
 
 
 def _valid_unit_id(unit_id: Any) -> bool:
