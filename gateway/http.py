@@ -206,6 +206,23 @@ def render_metrics(gw: Gateway) -> str:
         "99th percentile of poll start lag (recent polls)",
         lags,
     )
+    details = gw.source_details()
+    metric(
+        "parkpulse_gateway_source_events_total",
+        "counter",
+        "what a receiving source counted (connections, packets by kind, refusals …)",
+        [
+            ({**g, "source": name, "event": event}, n)
+            for name, d in details.items()
+            for event, n in sorted((d.get("counts") or {}).items())
+        ],
+    )
+    metric(
+        "parkpulse_gateway_source_dead_letters_total",
+        "counter",
+        "packets a receiving source refused and wrote to its dead letters",
+        [({**g, "source": name}, (d.get("dead_letters") or {}).get("total")) for name, d in details.items()],
+    )
     return "\n".join(out) + "\n"
 
 

@@ -463,8 +463,19 @@ class Gateway:
             "poll_lag_samples": len(lags),
             "overruns": sum(s.overruns for s in stats),
             "devices": [s.as_dict() for s in stats],
+            "sources": self.source_details(),
             "config": self.config_state().model_dump(exclude_none=True),
         }
+
+    def source_details(self) -> dict[str, Any]:
+        """Per source that has more to say than its devices' stats (`status()`: a receiver's
+        connections, counts and dead letters, say), by source name."""
+        out: dict[str, Any] = {}
+        for src in self.sources:
+            status = getattr(src, "status", None)
+            if callable(status):
+                out[src.name] = status()
+        return out
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

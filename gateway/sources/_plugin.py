@@ -73,6 +73,10 @@ class SourceContext:
 
 
 class Source(Protocol):
+    """A running source. One that has more to report than its devices' stats (a receiver's
+    connections and dead letters) also defines `status() -> dict`, shown in /healthz under
+    `sources.<name>`."""
+
     name: str
 
     def stats(self) -> list[DeviceStats]: ...

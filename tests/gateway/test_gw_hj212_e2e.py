@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from test_gw_helpers import ROOT, RunningGateway, make_config
 
+from gateway.http import render_metrics
 from gateway.sources.hj212 import Hj212Receiver
 from parkpulse.registry import ParkFile, import_registry
 from simulators.hj212 import SHANGHAI, Hj212DataLogger
@@ -140,6 +141,8 @@ def test_loggers_to_the_database_once_with_flags_gaps_and_resends(
                 time.sleep(0.5)
             stats = {s.device: s for s in rg.gw.device_stats()}
             dead = (tmp_path / "spool.db.hj212-dead.jsonl").read_text().splitlines()
+            health = rg.gw.health()
+            metrics_text = render_metrics(rg.gw)
         n, dup = _state(db, park)
         assert (n, dup) == (want, 0), log.read_text()[-3000:]
         assert rg.gw.readings_in > want, "the resent packets were emitted again and stored once"
@@ -157,6 +160,12 @@ def test_loggers_to_the_database_once_with_flags_gaps_and_resends(
         assert flags[0][1] == t0 and flags[-1][1] == t0 + timedelta(minutes=2)
         assert nox_a == (6,)
         assert [json.loads(x)["kind"] for x in dead] == ["crc"]
+        receiver = health["sources"][rx.name]  # an inspector or installer sees the refusals in /healthz
+        assert receiver["dead_letters"]["total"] == 1 and receiver["dead_letters"]["by_kind"] == {"crc": 1}
+        assert (
+            f'parkpulse_gateway_source_dead_letters_total{{gateway="gw1",source="{rx.name}"}} 1'
+            in metrics_text
+        )
         assert stats["cems-a"].missed_slots == 1 and stats["cems-a"].transport_errors == 1
     finally:
         if ingest.poll() is None:
