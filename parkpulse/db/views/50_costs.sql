@@ -43,19 +43,22 @@ WITH b AS (
            CASE WHEN iv.delta > 0 THEN greatest(least(iv.within, iv.delta), 0) ELSE 0 END AS in_kwh
     FROM iv
 ), split AS (
-    SELECT p.park_id, p.firm_id, p.device_pk, p.bucket AS slot_start, p.in_kwh AS kwh,
-           p.delta < 0 AS suspect, false AS spread
+    -- one reference to parts (a CTE read twice is materialised, and a filter on the firm or the
+    -- park would then no longer reach v_readings_15m: every boundary meter's history was read)
+    SELECT p.park_id, p.firm_id, p.device_pk, x.slot_start, x.kwh, x.suspect, x.spread
     FROM parts p
-    UNION ALL
-    SELECT p.park_id, p.firm_id, p.device_pk, s,
-           (p.delta - p.in_kwh)
-             * extract(epoch FROM least(p.bucket, s + interval '15 minutes') - greatest(p.prev_last_ts, s))::float8
-             / extract(epoch FROM p.bucket - p.prev_last_ts)::float8,
-           false, (p.bucket - p.prev_last_ts) > interval '20 minutes'
-    FROM parts p
-    CROSS JOIN LATERAL generate_series(date_bin('15 minutes', p.prev_last_ts, timestamptz '2000-01-01 00:00:00+00'),
-                                       p.bucket - interval '15 minutes', interval '15 minutes') s
-    WHERE p.prev_last_ts IS NOT NULL AND p.delta > p.in_kwh
+    CROSS JOIN LATERAL (
+        SELECT p.bucket AS slot_start, p.in_kwh AS kwh, p.delta < 0 AS suspect, false AS spread
+        UNION ALL
+        SELECT s,
+               (p.delta - p.in_kwh)
+                 * extract(epoch FROM least(p.bucket, s + interval '15 minutes') - greatest(p.prev_last_ts, s))::float8
+                 / extract(epoch FROM p.bucket - p.prev_last_ts)::float8,
+               false, (p.bucket - p.prev_last_ts) > interval '20 minutes'
+        FROM generate_series(date_bin('15 minutes', p.prev_last_ts, timestamptz '2000-01-01 00:00:00+00'),
+                             p.bucket - interval '15 minutes', interval '15 minutes') s
+        WHERE p.prev_last_ts IS NOT NULL AND p.delta > p.in_kwh
+    ) x
 ), g AS (
     SELECT park_id, firm_id, slot_start AS bucket,
            sum(kwh) AS kwh,
@@ -78,23 +81,30 @@ JOIN v_parks p USING (park_id);
 -- force that day, the slot's period in that version's schedule, and the period's price for the
 -- firm's voltage class in that month. Without an assignment the tariff columns are NULL.
 CREATE OR REPLACE VIEW v_firm_elec_tou_15m AS
+-- The tariff is looked up per slot row by LATERAL index probes (every join on a full key): the
+-- planner cannot estimate the rows of v_firm_elec_15m (window, spread), guessed a few dozen for a
+-- month of a park, and chose nested loops scanning every slot of the tariff version per row
+-- (50 firms × 1 month: 23 s; the probes: see docs/scaling.md, section 6).
 SELECT e.park_id, e.firm_id, e.bucket, e.day, e.month, e.slot, e.kwh, e.meters, e.suspect, e.spread_kwh,
-       ft.tariff_id, tv.version AS tariff_version, ft.voltage_class, ts.period,
-       tp.price, tp.price * e.kwh AS cost_yuan, tp.basis AS price_basis,
-       (tv.verified AND tp.verified) AS verified
+       t.tariff_id, t.tariff_version, t.voltage_class, t.period,
+       t.price, t.price * e.kwh AS cost_yuan, t.price_basis, t.verified
 FROM v_firm_elec_15m e
-LEFT JOIN firm_tariffs ft
-       ON ft.firm_id = e.firm_id AND ft.carrier = 'electricity'
+LEFT JOIN LATERAL (
+    SELECT ft.tariff_id, tv.version AS tariff_version, ft.voltage_class, ts.period, tp.price,
+           tp.basis AS price_basis, (tv.verified AND tp.verified) AS verified
+    FROM firm_tariffs ft
+    LEFT JOIN tariff_versions tv
+           ON tv.tariff_id = ft.tariff_id
+          AND e.day >= tv.valid_from AND (tv.valid_to IS NULL OR e.day < tv.valid_to)
+    LEFT JOIN tariff_slots ts
+           ON ts.tariff_id = tv.tariff_id AND ts.version = tv.version AND ts.month = e.month AND ts.slot = e.slot
+    LEFT JOIN tariff_prices tp
+           ON tp.tariff_id = tv.tariff_id AND tp.version = tv.version AND tp.voltage_class = ft.voltage_class
+          AND tp.period = ts.period
+          AND e.day >= tp.price_from AND (tp.price_to IS NULL OR e.day < tp.price_to)
+    WHERE ft.firm_id = e.firm_id AND ft.carrier = 'electricity'
       AND e.day >= ft.valid_from AND (ft.valid_to IS NULL OR e.day < ft.valid_to)
-LEFT JOIN tariff_versions tv
-       ON tv.tariff_id = ft.tariff_id
-      AND e.day >= tv.valid_from AND (tv.valid_to IS NULL OR e.day < tv.valid_to)
-LEFT JOIN tariff_slots ts
-       ON ts.tariff_id = tv.tariff_id AND ts.version = tv.version AND ts.month = e.month AND ts.slot = e.slot
-LEFT JOIN tariff_prices tp
-       ON tp.tariff_id = tv.tariff_id AND tp.version = tv.version AND tp.voltage_class = ft.voltage_class
-      AND tp.period = ts.period
-      AND e.day >= tp.price_from AND (tp.price_to IS NULL OR e.day < tp.price_to);
+) t ON true;
 
 -- Electricity per firm, day and period, priced.
 CREATE OR REPLACE VIEW v_firm_elec_tou_daily AS
@@ -109,7 +119,7 @@ GROUP BY park_id, firm_id, day, period, tariff_id, tariff_version, voltage_class
 -- mismatch when |computed - register| > max(tolerance_kwh, tolerance_pct % of the register)
 -- (cost_params, from the tariffs file; 1 kWh and 2 % when not synced).
 CREATE OR REPLACE VIEW v_firm_tou_register_check AS
-WITH reg AS (
+WITH reg AS NOT MATERIALIZED (
     SELECT dv.park_id, dv.firm_id, c.day, substring(m.name FROM '^elec_import_kwh_(.*)$') AS period,
            sum(c.increase) AS register_kwh, count(DISTINCT c.device_pk)::int AS meters,
            bool_or(c.suspect) AS suspect
@@ -119,7 +129,7 @@ WITH reg AS (
     WHERE m.name IN ('elec_import_kwh_sharp', 'elec_import_kwh_peak', 'elec_import_kwh_flat', 'elec_import_kwh_valley')
       AND (dv.meter_level = 1 OR dv.meter_level IS NULL)
     GROUP BY dv.park_id, dv.firm_id, c.day, m.name
-), days AS (
+), days AS NOT MATERIALIZED (
     SELECT DISTINCT park_id, firm_id, day FROM reg
 ), comp AS (
     SELECT t.firm_id, t.day, t.period, sum(t.kwh) AS computed_kwh, min(t.tariff_id) AS tariff_id,
