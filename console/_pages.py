@@ -441,11 +441,12 @@ async def health_page(request: Request, session: PageSession, firm: FirmQ = None
         gateways = await q.gateway_health(conn, session.scope, firm or None)
         devices = await q.device_health(conn, session.scope, firm or None)
         gaps = await q.gap_list(conn, session.scope, firm or None)
+        channels = await q.notify_channels(conn)
     cs = console_state(request)
     store = await asyncio.to_thread(q.store_health_of, cs.settings.dsn(), cs.read_url)
     return render(
         request,
         "health.html",
-        {"gateways": gateways, "devices": devices, "gaps": gaps, "store": store},
+        {"gateways": gateways, "devices": devices, "gaps": gaps, "store": store, "channels": channels},
         session=session,
     )

@@ -362,6 +362,18 @@ async def gap_list(
     )
 
 
+async def notify_channels(conn: AsyncConnection) -> list[Row]:
+    """The notification channels and how delivery goes on each (v_notify_channel_health; no secrets:
+    the view holds no channel config). Park-independent: the channels serve every park."""
+    return await _all(
+        conn,
+        """SELECT channel_id, kind, status, last_attempt_at, last_success_at, failures_in_row, pending,
+                  oldest_pending_at, last_error
+           FROM v_notify_channel_health ORDER BY status <> 'ok' DESC, channel_id""",
+        {},
+    )
+
+
 def store_health_of(dsn: str, read_url: str | None = None) -> dict[str, Any]:
     """The store's path, TimescaleDB version, rollup lag, failed background jobs and replication
     lag (with `read_url`: the read replica's, measured there) (blocking: run it in a thread).

@@ -6,6 +6,7 @@ import csv
 import io
 from collections.abc import Callable
 
+import pytest
 from console_testkit import World, fire_alert
 from fastapi.testclient import TestClient
 
@@ -231,3 +232,71 @@ def test_health_page_shows_the_store_and_its_rollup_lag(client_as: AsUser, world
     page = c.get("/health?lang=en")
     assert 'id="store-path">plain<' in page.text and "Rollup lag" in page.text
     assert "2 15-minute buckets waiting" in page.text
+
+
+def test_health_page_shows_each_notification_channel_and_never_its_secrets(
+    client_as: AsUser, world: World
+) -> None:
+    """Issue 15: a dead channel is visible on the health page; its keys are not."""
+    with world.conn() as conn:
+        conn.execute(
+            "INSERT INTO notify_channels (channel_id, kind, config, secrets) VALUES "
+            "('wecom-ops', 'wecom', '{}', '{\"key\": \"wk-SECRET-693\"}'), "
+            "('mail', 'email', '{}', '{\"password\": \"smtp-SECRET-17\"}')"
+        )
+        (contact,) = conn.execute(
+            "INSERT INTO notify_contacts (channel_id, label) VALUES ('wecom-ops', 'ops group') RETURNING contact_id"
+        ).fetchone()  # type: ignore[misc]
+        (msg,) = conn.execute(
+            "INSERT INTO notify_messages (contact_id, channel_id, idempotency_key, form, language, title, body,"
+            " items, first_event_at, state) VALUES (%s, 'wecom-ops', 'k1', 'single', 'en', 't', 'b', 1, now(), 'dead')"
+            " RETURNING message_id",
+            (contact,),
+        ).fetchone()  # type: ignore[misc]
+        for i in range(5):
+            conn.execute(
+                "INSERT INTO notify_attempts (message_id, channel_id, attempt, finished_at, ok, error)"
+                " VALUES (%s, 'wecom-ops', %s, now(), false, 'HTTP 502 from the robot')",
+                (msg, i + 1),
+            )
+    c, _ = client_as("op1")
+    page = c.get("/health?lang=en").text
+    assert 'data-channel="wecom-ops"' in page and 'data-channel="mail"' in page
+    row = page[page.index('data-channel="wecom-ops"') :].split("</tr>")[0]
+    assert '<td class="channel-status">dead</td>' in row and "HTTP 502 from the robot" in row
+    mail = page[page.index('data-channel="mail"') :].split("</tr>")[0]
+    assert '<td class="channel-status">OK</td>' in mail
+    assert "SECRET" not in page
+
+
+def test_health_page_shows_replica_and_standby_lag(
+    client_as: AsUser, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: the replica's lag on the health page. The store health itself is measured against a
+    real streaming replica in tests/kernel/test_read_url.py; here its result is given, to render it."""
+    from console import _queries
+
+    real = _queries.store_health_of
+
+    def with_replica(dsn: str, read_url: str | None = None) -> dict[str, object]:
+        d = real(dsn, read_url)
+        d["read_replica"] = {"in_recovery": True, "replay_lag_s": 95.0, "replay_lag_bytes": 81920}
+        d["standbys"] = [
+            {
+                "name": "pp_replica",
+                "state": "streaming",
+                "sync_state": "async",
+                "replay_lag_s": 95.0,
+                "replay_lag_bytes": 81920,
+                "client_addr": None,
+            }
+        ]
+        return d
+
+    monkeypatch.setattr(_queries, "store_health_of", with_replica)
+    c, _ = client_as("op1")
+    page = c.get("/health?lang=en").text
+    lag = page[page.index('id="replica-lag"') :].split("</td>")[0]
+    assert "warn" in page[page.index('id="replica-lag"') - 40 : page.index('id="replica-lag"')]
+    assert "81920 bytes of WAL" in lag
+    assert "pp_replica" in page and "streaming · async" in page
