@@ -17,13 +17,12 @@ from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
-import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
-
 from parkpulse.errors import FieldError, StoreError, ValidationReport
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # psycopg is imported where it is used: the gateway reads park files without it
+    import psycopg
+    from psycopg import sql
+
     from parkpulse.registry import ParkFile
 
 __all__ = ["Change", "ImportPlan", "MovesRefused", "apply_import", "plan_import"]
@@ -45,6 +44,8 @@ class _Table:
 
     @cached_property
     def upsert(self) -> sql.Composed:
+        from psycopg import sql
+
         cols = (*self.key, *self.columns)
         return sql.SQL(
             "INSERT INTO {t} ({cols}) VALUES ({ph}) ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()"
@@ -343,6 +344,8 @@ def _current(
     conn: psycopg.Connection, t: _Table, keys: list[tuple[str, ...]]
 ) -> dict[tuple[str, ...], tuple[dict[str, object], str | None]]:
     """The stored rows for these keys: key → (columns, the park the row is in now)."""
+    from psycopg import sql
+
     if not keys:
         return {}
     q = sql.SQL(
@@ -437,6 +440,9 @@ def apply_import(
 
 
 def _audit(conn: psycopg.Connection, moves: Iterable[Change], source: str | None) -> None:
+    import psycopg
+    from psycopg.types.json import Jsonb
+
     try:
         user: str | None = getpass.getuser()
     except Exception:  # no user name in this environment (getpass raises several kinds)

@@ -14,10 +14,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from parkpulse import __version__
 from parkpulse.errors import ParkPulseError, ValidationReport
+from parkpulse.extras import MissingExtra, missing_extra_error
 from parkpulse.settings import get_settings
 
 __all__ = ["app", "main"]
@@ -223,20 +225,48 @@ def catalogue_list() -> None:
     out.print(table)
 
 
+def _needs_extra(name: str, error: MissingExtra) -> None:
+    """Register `name` as a command that only says which extra it needs (a slim, gateway-only install)."""
+
+    def unavailable(ctx: typer.Context) -> None:
+        raise error
+
+    app.command(
+        name=name,
+        help=escape(f"(not installed here: needs pip install 'parkpulse[{error.extra}]')"),
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )(unavailable)
+
+
 def _load_plugins() -> None:
     for ep in entry_points(group="parkpulse.commands"):
         try:
             sub = ep.load()
-        except ImportError:
+        except ImportError as exc:
+            missing = missing_extra_error(f"parkpulse {ep.name}", exc)
+            if missing is not None:
+                _needs_extra(ep.name, missing)
             continue  # that service is not installed in this environment
         if isinstance(sub, typer.Typer):
             app.add_typer(sub, name=ep.name)
 
 
+def _command_name() -> str:
+    words = [a for a in sys.argv[1:3] if not a.startswith("-")]
+    return " ".join(["parkpulse", *words])
+
+
 def main() -> None:
     _load_plugins()
     try:
-        app()
+        try:
+            app()
+        except ImportError as exc:  # a platform command on a slim install: name the extra
+            missing = missing_extra_error(_command_name(), exc)
+            if missing is None:
+                raise
+            raise missing from None
     except ValidationReport as exc:
         err.print("error:", style="red", end=" ")
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import psycopg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,6 +18,9 @@ from parkpulse.catalogue import load_catalogue
 from parkpulse.errors import FieldError, ValidationReport, field_path
 from parkpulse.text import control_character
 from parkpulse.wire import ID_PATTERN, reserved_gateway_id
+
+if TYPE_CHECKING:  # the store's driver is a platform package; reading a park file does not need it
+    import psycopg
 
 __all__ = [
     "FUELS",
