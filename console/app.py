@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from console import _admin, _api, _pages, _report_download
+from console import _admin, _api, _fleet_api, _fleet_pages, _pages, _report_download
 from console._deps import ConsoleState, LoginRequired, optional_session, render
 from console._input_guard import refuse_control_characters
 from console._live import AlertHub
@@ -143,6 +143,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.include_router(_api.router)
     app.include_router(_admin.router)
     app.include_router(_report_download.router)
+    app.include_router(_fleet_api.router)
+    app.include_router(_fleet_pages.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(request: Request) -> dict[str, Any]:

@@ -270,6 +270,23 @@ def _original_index(k: int, rejected_sorted: list[int]) -> int:
     return i
 
 
+_CONFIG_AT_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z; a later `at` is not stored
+
+
+def _config_columns(s: Status) -> dict[str, Any]:
+    """The status' `config` object as gateway_status columns (all None when the gateway sends none)."""
+    c = s.config
+    return {
+        "config_mode": c.mode if c else None,
+        "config_desired_version": c.desired_version if c else None,
+        "config_applied_version": c.applied_version if c else None,
+        "config_applied_sha256": c.applied_sha256 if c else None,
+        "config_state": c.state if c else None,
+        "config_reason": c.reason if c else None,
+        "config_at": ms_to_dt(c.at) if c and c.at is not None and c.at <= _CONFIG_AT_MAX_MS else None,
+    }
+
+
 def _prepare_status(p: Prepared, topic_gw: str, msg: Message, cache: RegistryCache) -> Prepared:
     if not msg.payload:  # a retained message being cleared
         p.kind = "status"
@@ -303,6 +320,7 @@ def _prepare_status(p: Prepared, topic_gw: str, msg: Message, cache: RegistryCac
         "devices": orjson.dumps(s.devices).decode(),
         "spool_depth": s.spool_depth,
         "last_seq": s.last_seq,
+        **_config_columns(s),
     }
     if s.device_health:
         known = cache.devices.get(s.gateway, {})

@@ -237,16 +237,28 @@ class Store:
         )
         for p in statuses:
             cur.execute(
-                """INSERT INTO gateway_status AS g (gateway_id, state, since, last_seen, version, devices, spool_depth, last_seq)
+                """INSERT INTO gateway_status AS g (gateway_id, state, since, last_seen, version, devices, spool_depth, last_seq,
+                                                   config_mode, config_desired_version, config_applied_version,
+                                                   config_applied_sha256, config_state, config_reason, config_at)
                    VALUES (%(gateway_id)s, %(state)s, coalesce(%(ts)s, now()), now(), %(version)s, %(devices)s::jsonb,
-                           %(spool_depth)s, %(last_seq)s)
+                           %(spool_depth)s, %(last_seq)s, %(config_mode)s, %(config_desired_version)s,
+                           %(config_applied_version)s, %(config_applied_sha256)s, %(config_state)s, %(config_reason)s,
+                           %(config_at)s)
                    ON CONFLICT (gateway_id) DO UPDATE SET
                      since = CASE WHEN g.state IS DISTINCT FROM excluded.state THEN excluded.since ELSE g.since END,
                      state = excluded.state, last_seen = now(),
                      version = coalesce(excluded.version, g.version),
                      devices = CASE WHEN excluded.devices = '[]'::jsonb THEN g.devices ELSE excluded.devices END,
                      spool_depth = coalesce(excluded.spool_depth, g.spool_depth),
-                     last_seq = coalesce(excluded.last_seq, g.last_seq)""",
+                     last_seq = coalesce(excluded.last_seq, g.last_seq),
+                     -- a status without its config object (a last will, an older gateway) keeps the last one
+                     config_mode = CASE WHEN excluded.config_mode IS NULL THEN g.config_mode ELSE excluded.config_mode END,
+                     config_desired_version = CASE WHEN excluded.config_mode IS NULL THEN g.config_desired_version ELSE excluded.config_desired_version END,
+                     config_applied_version = CASE WHEN excluded.config_mode IS NULL THEN g.config_applied_version ELSE excluded.config_applied_version END,
+                     config_applied_sha256 = CASE WHEN excluded.config_mode IS NULL THEN g.config_applied_sha256 ELSE excluded.config_applied_sha256 END,
+                     config_state = CASE WHEN excluded.config_mode IS NULL THEN g.config_state ELSE excluded.config_state END,
+                     config_reason = CASE WHEN excluded.config_mode IS NULL THEN g.config_reason ELSE excluded.config_reason END,
+                     config_at = CASE WHEN excluded.config_mode IS NULL THEN g.config_at ELSE excluded.config_at END""",
                 p.status,
             )
             if p.health:

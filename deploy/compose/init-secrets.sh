@@ -29,7 +29,7 @@ passwd_set() {  # file-in-secrets/ user password
 
 valid_id() { [[ "$1" =~ ^[a-z0-9][a-z0-9-]*$ ]]; }
 # The same reserved ids and prefix as provisioning/mosquitto_acl.py (a test keeps them equal).
-RESERVED_IDS="ingest alerts rules console platform parkpulse admin administrator root superuser system sys mosquitto emqx dashboard broker bridge grafana monitor anonymous"
+RESERVED_IDS="ingest alerts rules console fleet platform parkpulse admin administrator root superuser system sys mosquitto emqx dashboard broker bridge grafana monitor anonymous"
 RESERVED_PREFIX=pp-
 reserved_id() { [[ " $RESERVED_IDS " == *" $1 "* || "$1" == "$RESERVED_PREFIX"* ]]; }
 
@@ -49,7 +49,8 @@ if [ ! -f .env ]; then
   cp env.example .env
   chmod 600 .env
   for var in POSTGRES_PASSWORD GRAFANA_ADMIN_PASSWORD GRAFANA_DB_PASSWORD MQTT_INGEST_PASSWORD \
-             MQTT_ALERTS_PASSWORD MQTT_RULES_PASSWORD MQTT_CONSOLE_PASSWORD; do
+             MQTT_ALERTS_PASSWORD MQTT_RULES_PASSWORD MQTT_CONSOLE_PASSWORD MQTT_FLEET_PASSWORD \
+             PATRONI_REPLICATION_PASSWORD; do
     sed -i "s|^$var=.*|$var=$(rand)|" .env
   done
   echo "wrote .env with random passwords"
@@ -58,10 +59,20 @@ else
 fi
 # shellcheck disable=SC1091
 set -a; . ./.env; set +a
-for svc in ingest alerts rules console; do
+for svc in ingest alerts rules console fleet; do
   var="MQTT_$(echo "$svc" | tr a-z A-Z)_PASSWORD"
   passwd_set mosquitto-services.passwd "$svc" "${!var}"
 done
 [ -f secrets/mosquitto.passwd ] || { : > secrets/mosquitto.passwd; chmod 644 secrets/mosquitto.passwd; }
-echo "wrote secrets/mosquitto-services.passwd (service accounts ingest, alerts, rules, console)"
+echo "wrote secrets/mosquitto-services.passwd (service accounts ingest, alerts, rules, console, fleet)"
+# The key that signs pushed gateway configs: the private half stays here (fleet service), the public
+# half goes to every managed gateway (managed.verify_key). Never overwritten.
+if [ ! -f secrets/fleet-signing.pem ]; then
+  (umask 077; openssl genpkey -algorithm ed25519 -out secrets/fleet-signing.pem)
+  openssl pkey -in secrets/fleet-signing.pem -pubout -out secrets/fleet-signing.pub
+  # readable by the image's user (uid 10001) only; as root, hand it over, else say so
+  if [ "$(id -u)" -eq 0 ]; then chown 10001 secrets/fleet-signing.pem
+  else echo "note: run 'sudo chown 10001 secrets/fleet-signing.pem' so the fleet container can read it"; fi
+  echo "wrote secrets/fleet-signing.pem (keep it here) and fleet-signing.pub (copy it to each managed gateway)"
+fi
 echo "next: ./init-secrets.sh add-gateway <gateway-id> for every gateway, then docker compose up -d --build"

@@ -2,7 +2,7 @@
 
 Files are `NNNN_name.sql`, or `NNNN_name.plain.sql` / `NNNN_name.timescale.sql` for the two
 storage paths. Number ranges: 0001-0099 kernel, 0100 ingest, 0200 rules, 0300 alerts,
-0400 console, 0500 costs, 0600 notify. A file whose first line is
+0400 console, 0500 costs, 0600 notify, 0700 fleet. A file whose first line is
 `-- parkpulse: no-transaction` runs statement by statement in autocommit (TimescaleDB
 continuous aggregates need that).
 `{{timezone}}` and `{{retention}}` are replaced from the settings.

@@ -3,6 +3,6 @@ real uvicorn server (`parkpulse console serve` as a child process). They live in
 test modules import helpers from there, because `from conftest import` picks whichever conftest
 was loaded last when several test folders run in one session."""
 
-from console_testkit import client_as, live_server, make_client, wait_for, world
+from console_testkit import browser, client_as, live_server, make_client, wait_for, world
 
-__all__ = ["client_as", "live_server", "make_client", "wait_for", "world"]
+__all__ = ["browser", "client_as", "live_server", "make_client", "wait_for", "world"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, sync_playwright
 
 from console import ConsoleSettings, create_app
 from console.accounts import add_user
@@ -351,3 +352,26 @@ def wait_for() -> Callable[..., object]:
         raise AssertionError("condition not met in time")
 
     return wait
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright (its own browser download is not used)."""
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail("Debian's chromium is required for the browser tests (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

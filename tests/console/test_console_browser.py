@@ -23,33 +23,12 @@ from pathlib import Path
 import paho.mqtt.publish as mqtt_publish
 import pytest
 from console_testkit import PASSWORDS, ROOT, LiveServer, World, fire_alert, screenshot_dir
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from parkpulse.services import MosquittoBroker
 from parkpulse.wire import data_topic
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not Path("/usr/bin/chromium").exists():
-        pytest.fail("Debian's chromium is required for the browser tests (apt-get install chromium)")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _login(page: Page, server: LiveServer, user: str) -> None:

@@ -37,6 +37,7 @@ def _settings_classes() -> dict[str, type[BaseSettings]]:
     from alerts._settings import AlertSettings
     from console.settings import ConsoleSettings
     from ingest.settings import IngestSettings
+    from notify._settings import NotifySettings
     from parkpulse.settings import Settings
     from rules._service import RulesSettings
 
@@ -45,8 +46,25 @@ def _settings_classes() -> dict[str, type[BaseSettings]]:
         "PARKPULSE_ALERTS_": AlertSettings,
         "PARKPULSE_CONSOLE_": ConsoleSettings,
         "PARKPULSE_RULES_": RulesSettings,
+        "PARKPULSE_NOTIFY_": NotifySettings,
         "PARKPULSE_": Settings,
     }
+
+
+def _cli_envvars() -> set[str]:
+    """Variables the `parkpulse` commands read through their options (`envvar=`), e.g. fleet serve."""
+    from parkpulse import cli
+
+    cli._load_plugins()
+    found: set[str] = set()
+    stack: list[Any] = [get_command(cli.app)]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for p in getattr(cmd, "params", []):
+            ev = getattr(p, "envvar", None)
+            found.update([ev] if isinstance(ev, str) else ev or [])
+    return found
 
 
 # Read by Grafana's provisioning file, not by a Python service.
@@ -60,7 +78,7 @@ GRAFANA_VARS = {
 
 
 def _check_env_name(name: str) -> str | None:
-    if name in GRAFANA_VARS:
+    if name in GRAFANA_VARS or name in _cli_envvars():
         return None
     for prefix, cls in _settings_classes().items():  # longest prefixes first
         if name.startswith(prefix):
@@ -182,7 +200,10 @@ def test_deploy_init_secrets_makes_env_and_password_file(tmp_path: Path) -> None
     required = set(re.findall(r"\$\{(\w+):\?", (COMPOSE / "docker-compose.yml").read_text()))
     assert all(len(env[k]) >= 16 for k in required), {k: env.get(k) for k in required}
     users = [ln.split(":")[0] for ln in (work / "secrets/mosquitto-services.passwd").read_text().splitlines()]
-    assert sorted(users) == ["alerts", "console", "ingest", "rules"]
+    assert sorted(users) == ["alerts", "console", "fleet", "ingest", "rules"]
+    key = work / "secrets/fleet-signing.pem"
+    assert key.stat().st_mode & 0o077 == 0, "the config-signing key is private"
+    assert (work / "secrets/fleet-signing.pub").read_text().startswith("-----BEGIN PUBLIC KEY-----")
     assert (work / "secrets/mosquitto.passwd").read_text() == "", "no service account on the gateway listener"
     run = subprocess.run(
         ["bash", str(work / "init-secrets.sh"), "add-gateway", "gw-steel-01"],
