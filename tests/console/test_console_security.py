@@ -36,7 +36,13 @@ def _declared() -> list[tuple[str, set[str]]]:
 
 def _routes(world: World) -> list[tuple[str, str]]:
     """Every (method, concrete path) of the app, path parameters filled with real ids."""
-    samples = {"alert_id": str(world.alert1), "firm_id": world.f1}
+    samples = {
+        "alert_id": str(world.alert1),
+        "firm_id": world.f1,
+        "fmt": "xlsx",
+        "gateway_id": world.gw1,
+        "version": "1",
+    }
     found: list[tuple[str, str]] = []
     for path, methods in _declared():
         for name in re.findall(r"{(\w+)(?::\w+)?}", path):
