@@ -267,6 +267,13 @@ def test_deploy_grafana_role_reads_only_contract_views(db: str, pg_admin: str) -
             admin.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The containers of a workload: a Deployment's or StatefulSet's pod template, a CronJob's job's."""
+    spec = doc.get("spec", {})
+    pod = spec.get("jobTemplate", {}).get("spec", spec).get("template", {}).get("spec", {})
+    return list(pod.get("containers", []))
+
+
 def test_deploy_k8s_manifests_parse_and_scale_ingest() -> None:
     docs = [
         d
@@ -289,10 +296,11 @@ def test_deploy_k8s_manifests_parse_and_scale_ingest() -> None:
     assert "PARKPULSE_INGEST_CLIENT_ID" not in env
     emqx = next(d for d in docs if d["metadata"]["name"] == "emqx" and d["kind"] == "StatefulSet")
     assert emqx["spec"]["replicas"] >= 3
+    assert {("Deployment", "notify"), ("Deployment", "fleet"), ("CronJob", "reports-monthly")} <= kinds
     problems = [
         f"{d['kind']}/{d['metadata']['name']}: {err}"
         for d in docs
-        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        for c in _containers(d)
         if c.get("image", "").startswith("parkpulse")
         for err in [_parkpulse_command_exists(c.get("args", []))]
         if err
@@ -300,7 +308,7 @@ def test_deploy_k8s_manifests_parse_and_scale_ingest() -> None:
     problems += [
         f"{d['kind']}/{d['metadata']['name']}: {err}"
         for d in docs
-        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        for c in _containers(d)
         for e in c.get("env", [])
         if e["name"].startswith("PARKPULSE_")
         for err in [_check_env_name(e["name"])]
