@@ -86,8 +86,16 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # check: a pooled connection is tested before use, so after a failover (multi-host URL with
+        # target_session_attrs=read-write) a dead one is replaced instead of failing a request
         pool = AsyncConnectionPool(
-            dsn, min_size=1, max_size=st.pool_max, open=False, kwargs={"autocommit": True}, name="console"
+            dsn,
+            min_size=1,
+            max_size=st.pool_max,
+            open=False,
+            kwargs={"autocommit": True},
+            name="console",
+            check=AsyncConnectionPool.check_connection,
         )
         hub = AlertHub(dsn, st.sse_queue)
         await pool.open(wait=True, timeout=15)
@@ -101,6 +109,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                 open=False,
                 kwargs={"autocommit": True},
                 name="console-read",
+                check=AsyncConnectionPool.check_connection,
             )
             await read_pool.open(wait=True, timeout=15)
         app.state.console = ConsoleState(

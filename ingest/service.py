@@ -48,6 +48,15 @@ class _Abandon(Exception):
 
 _END = object()
 
+# Errors after which the writer opens a new connection instead of retrying on the same one: a lost
+# connection, and a server that became read-only (a demoted primary under a multi-host URL with
+# target_session_attrs=read-write: only a new connection moves to the node that accepts writes).
+_RECONNECT_ON = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.ReadOnlySqlTransaction,
+)
+
 
 class IngestService:
     """`async with IngestService(settings) as svc: await svc.run()`; `svc.shutdown.set()` drains and stops.
@@ -368,7 +377,7 @@ class IngestService:
                         str(exc).strip()[:200],
                         delay,
                     )
-                    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                    if isinstance(exc, _RECONNECT_ON):  # a new connection finds the new primary
                         self.store.close()
                     if self._abandon.wait(delay):
                         raise _Abandon from None
