@@ -1,4 +1,5 @@
-"""Read a park's figures for a period from the contract views, once for all its firms.
+"""Read a park's figures for a period from the contract views: one query per section for all its
+firms (the costs, the dearest section, optionally in chunks of firms: load_park_head + load_costs).
 
 Only views are read (docs/architecture.md): v_parks, v_firms, v_devices, v_firm_energy_daily,
 v_readings_1d, v_firm_kpi_year, v_park_scorecard, v_firm_cost_monthly, v_alerts, v_emission_hours,
@@ -107,6 +108,19 @@ def load_park(
     conn: psycopg.Connection[Any], park_id: str, period: Period, firm_id: str | None = None
 ) -> ParkData:
     """Read the park (or only `firm_id` of it) for the period. Unknown ids are refused by name."""
+    data = load_park_head(conn, park_id, period, firm_id)
+    load_costs(conn, data, list(data.firms))
+    return data
+
+
+def load_park_head(
+    conn: psycopg.Connection[Any], park_id: str, period: Period, firm_id: str | None = None
+) -> ParkData:
+    """Everything of `load_park` but the costs: one query per section for all the firms read.
+
+    The costs (v_firm_cost_monthly) are by far the dearest section (the view prices every
+    15-minute slot); `load_costs` reads them for a list of firms, so a caller can read them in
+    chunks and render the firms of one chunk while the next is read (reports/_stream.py)."""
     cur = conn.cursor(row_factory=dict_row)
     p = cur.execute(
         "SELECT park_id, name, name_en, timezone, land_mu FROM v_parks WHERE park_id = %s", (park_id,)
@@ -129,23 +143,38 @@ def load_park(
     now = cur.execute("SELECT now() AS now").fetchone()
     assert now is not None
     data = ParkData(park=park, period=period, now=now["now"], firms=firms)
-    args: dict[str, Any] = {
-        "park": park_id,
-        "firms": list(firms),
-        "start": period.start,
-        "end": period.end,
-        "year": period.year,
-    }
-    args["t0"], args["t1"] = data.bounds()
+    args = _args(data, list(firms))
     _energy(cur, data, args)
     _kpis(cur, data, args)
-    _costs(cur, data, args)
     _alerts(cur, data, args)
     _completeness(cur, data, args)
     _gaps(cur, data, args)
     if firm_id is None:
         _scorecard(cur, data, args)
     return data
+
+
+def load_costs(conn: psycopg.Connection[Any], data: ParkData, firm_ids: list[str]) -> None:
+    """The costs of `firm_ids` (firms of `data`) for the period, in one query, into data.costs."""
+    unknown = [f for f in firm_ids if f not in data.firms]
+    if unknown:
+        raise ReportInputError("firm", unknown[0], f"not among the firms read for park {data.park.park_id!r}")
+    for f in firm_ids:
+        data.costs.pop(f, None)  # read again: replaced, not added to
+    if firm_ids:
+        _costs(conn.cursor(row_factory=dict_row), data, _args(data, firm_ids))
+
+
+def _args(data: ParkData, firm_ids: list[str]) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "park": data.park.park_id,
+        "firms": firm_ids,
+        "start": data.period.start,
+        "end": data.period.end,
+        "year": data.period.year,
+    }
+    args["t0"], args["t1"] = data.bounds()
+    return args
 
 
 def find_park(conn: psycopg.Connection[Any], firm_id: str) -> str:

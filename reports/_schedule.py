@@ -6,8 +6,6 @@ Idempotent: a report already in the folder is kept (written atomically, so a fil
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,34 +18,23 @@ import psycopg
 from reports._build import build_report
 from reports._gather import find_park, load_park
 from reports._model import Report
-from reports._pdf import render_pdf
 from reports._period import Period
-from reports._xlsx import render_xlsx
-from reports.errors import ReportInputError
+from reports._render import FORMATS, check_format, render, write_atomic
+from reports._stream import DEFAULT_CHUNK, Output, RenderJob, auto_workers, iter_park_reports, run_jobs
 
-FORMATS = ("xlsx", "pdf")
-
-
-def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise ReportInputError("format", fmt, "must be xlsx or pdf")
-    return fmt
-
-
-def render(rep: Report, fmt: str, lang: str) -> bytes:
-    return render_xlsx(rep, lang) if check_format(fmt) == "xlsx" else render_pdf(rep, lang)
-
-
-def write_atomic(path: Path, body: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = [
+    "FORMATS",
+    "ScheduleResult",
+    "check_format",
+    "firm_report",
+    "generate_all",
+    "last_month",
+    "park_report",
+    "park_reports",
+    "render",
+    "report_path",
+    "write_atomic",
+]
 
 
 def last_month(tz: str) -> Period:
@@ -60,6 +47,7 @@ class ScheduleResult:
     period: Period
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
+    render_seconds: list[float] = field(default_factory=list)  # per report rendered, in its process
 
 
 def report_path(root: Path, period: Period, park_id: str, subject: str, lang: str, fmt: str) -> Path:
@@ -76,11 +64,8 @@ def park_report(conn: psycopg.Connection[Any], park_id: str, period: Period) -> 
 
 
 def park_reports(conn: psycopg.Connection[Any], park_id: str, period: Period) -> Iterator[Report]:
-    """The park's report first, then each firm's, from one read of the views."""
-    data = load_park(conn, park_id, period)
-    yield build_report(data)
-    for fid in data.firms:
-        yield build_report(data, fid)
+    """Each firm's report, then the park's, from one read of the views (costs in chunks of firms)."""
+    return iter_park_reports(conn, park_id, period)
 
 
 def generate_all(
@@ -90,20 +75,35 @@ def generate_all(
     formats: tuple[str, ...] = FORMATS,
     langs: tuple[str, ...] = ("zh",),
     force: bool = False,
+    workers: int | None = None,
+    chunk: int = DEFAULT_CHUNK,
 ) -> ScheduleResult:
-    """Every park's and firm's report for the period under `root/<period>/<park>/`."""
+    """Every park's and firm's report for the period under `root/<period>/<park>/`.
+
+    Each file is written as soon as it is rendered, in `workers` processes (None: one per CPU when
+    the database has enough firms to repay starting them, else in this process; reports/_stream.py).
+    """
     for f in formats:
         check_format(f)
     out = ScheduleResult(period)
     parks = [r[0] for r in conn.execute("SELECT park_id FROM v_parks ORDER BY park_id")]
-    for park_id in parks:
-        wanted = [(fmt, lang) for fmt in formats for lang in langs]
-        for rep in park_reports(conn, park_id, period):
-            for fmt, lang in wanted:
-                path = report_path(root, period, park_id, rep.subject_id, lang, fmt)
-                if path.exists() and not force:
-                    out.kept.append(path)
-                    continue
-                write_atomic(path, render(rep, fmt, lang))
-                out.written.append(path)
+    n = auto_workers(conn) if workers is None else workers
+    wanted = [(fmt, lang) for fmt in formats for lang in langs]
+
+    def jobs() -> Iterator[RenderJob]:
+        for park_id in parks:
+            for rep in iter_park_reports(conn, park_id, period, chunk):
+                todo: list[Output] = []
+                for fmt, lang in wanted:
+                    path = report_path(root, period, park_id, rep.subject_id, lang, fmt)
+                    if path.exists() and not force:
+                        out.kept.append(path)
+                    else:
+                        todo.append((fmt, lang, path))
+                if todo:
+                    yield RenderJob(rep, tuple(todo))
+
+    for done in run_jobs(jobs(), n):
+        out.written.extend(done.paths)
+        out.render_seconds.append(done.seconds)
     return out

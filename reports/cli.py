@@ -105,6 +105,13 @@ def schedule_cmd(
     month: Annotated[str | None, typer.Option("--month", help="YYYY-MM; default last month")] = None,
     lang: Annotated[list[str] | None, typer.Option("--lang", help="zh and/or en (repeatable)")] = None,
     force: Annotated[bool, typer.Option("--force", help="make reports already in the folder again")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="render in N processes (default: one per CPU from 20 firms on, else in this process)",
+        ),
+    ] = None,
     database_url: DsnOpt = None,
 ) -> None:
     """Last month's reports for every park and firm, Excel and PDF; reports already there are kept.
@@ -114,8 +121,10 @@ def schedule_cmd(
         p = parse_period(month, "month") if month else last_month(get_settings().timezone)
         if p.month is None:
             raise _fail_month(month or "")
+        if workers is not None and workers < 1:
+            raise ReportInputError("workers", workers, "must be at least 1")
         with _connect(database_url) as conn:
-            res = generate_all(conn, directory, p, langs=langs, force=force)
+            res = generate_all(conn, directory, p, langs=langs, force=force, workers=workers)
     except ParkPulseError as exc:
         raise _fail(exc) from None
     typer.echo(f"{p.key}: {len(res.written)} written, {len(res.kept)} already there, in {directory}")
