@@ -12,9 +12,15 @@ Stages (each reported, and recorded in <workdir>/summary.json for the demo's tes
              firm's cost of last month printed (v_firm_cost_monthly)
   notify     local WeCom, DingTalk and SMTP stand-ins, demo channels pointing at them subscribed
              to the park's emission alerts, `parkpulse notify serve`
+  fleet      the fleet key pair, `parkpulse fleet serve`; the gateway with the scenario's spare
+             (installed, unconfigured) meter made managed, its devices stored as version 1; an
+             operator of its firm
   services   gateways (one behind a proxy that loses its uplink; the HJ 212 stack's logger
              sends its backfilled minutes first), alert engine, console
   rules      yearly KPIs, classes, compliance and the scorecard evaluated and stored
+  fleet-add  how the operator adds the spare meter from the console is printed; unless
+             --no-fleet-step, the demo does it through the console's HTTP form as that operator
+             and waits until the gateway applied it and the meter's readings are in v_readings
   live       the park runs; the summary is printed; Ctrl-C (or --duration) stops everything
 """
 
@@ -44,6 +50,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from demo._costs import assign_commands, last_month, monthly_costs, print_costs
 from demo._env import DemoEnv, EnvironmentError_, find_broker, find_postgres
+from demo._fleet import (
+    ConsoleStepFailed,
+    FleetPlan,
+    add_meter_through_console,
+    bus_of,
+    find_spare,
+    managed_part,
+    wait_applied,
+    wait_readings,
+)
 from demo._history import (
     FirmProfile,
     LineProfile,
@@ -94,6 +110,12 @@ def demo(
         float, typer.Option(help="seconds of live running before one gateway loses its uplink")
     ] = 20,
     outage_for: Annotated[float, typer.Option(help="seconds that uplink stays down")] = 30,
+    no_fleet_step: Annotated[
+        bool,
+        typer.Option(
+            "--no-fleet-step", help="only print how to add the spare meter from the console; do not add it"
+        ),
+    ] = False,
 ) -> None:
     """Start the virtual park and everything else; print the summary and the console URL."""
     if ctx.invoked_subcommand is not None:
@@ -103,7 +125,15 @@ def demo(
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     opts = _Options(
-        duration, scenario, workdir, database, history_from, console_port, outage_after, outage_for
+        duration,
+        scenario,
+        workdir,
+        database,
+        history_from,
+        console_port,
+        outage_after,
+        outage_for,
+        no_fleet_step,
     )
     run = _Run(opts)
     _install_signal_handlers(run)
@@ -143,6 +173,7 @@ class _Options:
     console_port: int
     outage_after: float
     outage_for: float
+    no_fleet_step: bool = False
 
 
 @dataclass
@@ -170,6 +201,8 @@ class _Run:
     gateway_configs: list[Path] = field(default_factory=list)
     outage_gateway: str | None = None
     channels: DemoChannels | None = None
+    fleet: FleetPlan | None = None
+    operator_password: str = ""
 
     @property
     def manifest(self) -> Path:
@@ -243,7 +276,9 @@ def _shutdown(run: _Run) -> None:
         gateways = [n for n in run.sup.children if n.startswith("gateway-")]
         # the alert engine goes before the gateways, so stopping the demo raises no offline alerts;
         # ingest goes last, so the gateways' final batches are stored
-        run.sup.stop_all(order=["console", "rules", "alerts", "notify", *gateways, "simulators", "ingest"])
+        run.sup.stop_all(
+            order=["console", "rules", "alerts", "notify", "fleet", *gateways, "simulators", "ingest"]
+        )
     if run.channels is not None:
         run.channels.close()
     for p in run.proxies:
@@ -470,6 +505,8 @@ def _localise_gateway_config(run: _Run, cfg: Path) -> str:
         doc["uplink"]["url"] = f"mqtt://127.0.0.1:{proxy.port}"
     if "http" in doc:
         doc["http"]["listen"] = f"127.0.0.1:{free_port()}"
+    if run.fleet is not None and gw_id == run.fleet.spare.gateway:
+        doc["managed"] = run.fleet.managed_section()
     cfg.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return gw_id
 
@@ -556,6 +593,100 @@ def _start_console(run: _Run) -> None:
     )
 
 
+def _setup_fleet(run: _Run) -> None:
+    """fleet: keys, publisher, the spare meter's gateway managed (version 1 = its file), an operator."""
+    spare = find_spare(run.opts.scenario, run.manifest)
+    if spare is None:
+        out.print(
+            "[yellow]![/yellow] the scenario has no spare (disabled Modbus TCP) meter: no managed gateway"
+        )
+        run.record("fleet", managed_gateway=None)
+        return
+    folder = run.opts.workdir / "fleet"
+    folder.mkdir(mode=0o700)
+    private, public = folder / "fleet.key", folder / "fleet.pub"
+    run.cli("fleet", "keygen", str(private), str(public))
+    gw_file = run.gwdir / f"{spare.gateway}.yaml"
+    plan = FleetPlan(
+        spare=spare,
+        bus=bus_of(gw_file, spare.host, spare.port),
+        operator=f"op-{spare.firm}"[:64],
+        verify_key=public,
+        state_dir=run.opts.workdir / "spool" / f"{spare.gateway}.managed",
+    )
+    v1 = folder / f"{spare.gateway}-v1.yaml"
+    v1.write_text(managed_part(gw_file), encoding="utf-8")
+    run.cli(
+        "gateways", "config", "set", spare.gateway, str(v1), "-m", "demo: the gateway's file as installed",
+        "--by", "demo",
+    )  # fmt: skip
+    run.supervisor.start(
+        "fleet",
+        [_bin("parkpulse"), "fleet", "serve", "--sweep-s", "5"],
+        extra_env={"PARKPULSE_FLEET_SIGNING_KEY": str(private)},
+    )
+    run.operator_password = secrets.token_urlsafe(12)
+    run.cli(
+        "users", "add", plan.operator, "--role", "operator", "--firm", spare.firm, "--password-stdin",
+        stdin=(run.operator_password + "\n").encode(),
+    )  # fmt: skip
+    run.fleet = plan
+    out.print(
+        f"[green]✓[/green] fleet: {spare.gateway} managed from the platform (version 1), "
+        f"`parkpulse fleet serve` signing its pushes; operator {plan.operator} of {spare.firm}"
+    )
+    run.record("fleet", managed_gateway=spare.gateway, spare_meter=spare.device, operator=plan.operator)
+
+
+def _fleet_add_meter(run: _Run) -> None:
+    """fleet-add: how to add the spare meter from the console; unless --no-fleet-step, done here."""
+    plan = run.fleet
+    if plan is None:
+        return
+    spare = plan.spare
+    base = f"http://127.0.0.1:{run.opts.console_port}"
+    out.print(
+        f"[bold]fleet:[/bold] meter {spare.device} (unit {spare.unit} on bus {plan.bus}, profile "
+        f"{spare.profile}) is installed on {spare.gateway} but not configured. Add it from the console: "
+        f"{base}/fleet/{spare.gateway}/edit as operator [bold]{plan.operator}[/bold] "
+        f'password [bold]{run.operator_password}[/bold] (form "add a meter", with a reason)'
+    )
+    info: dict[str, Any] = {
+        "managed_gateway": spare.gateway,
+        "spare_meter": spare.device,
+        "operator": plan.operator,
+    }
+    if run.opts.no_fleet_step:
+        run.record("fleet-add", step="printed only (--no-fleet-step)", **info)
+        return
+    if wait_applied(run.dsn, spare.gateway, 1, 60) is None:
+        raise run.failure(f"gateway-{spare.gateway}", f"{spare.gateway} did not apply config version 1")
+    t0 = time.monotonic()
+    try:
+        add_meter_through_console(
+            base, plan.operator, run.operator_password, plan, reason=f"demo: commission {spare.device}"
+        )
+    except (ConsoleStepFailed, OSError) as exc:
+        raise run.failure("console", f"adding {spare.device} through the console failed: {exc}") from None
+    applied = wait_applied(run.dsn, spare.gateway, 2, 60)
+    if applied is None:
+        raise run.failure(f"gateway-{spare.gateway}", f"{spare.gateway} did not apply config version 2")
+    applied_s = time.monotonic() - t0
+    n = wait_readings(run.dsn, spare.gateway, spare.device, 60)
+    if not n:
+        raise run.failure(f"gateway-{spare.gateway}", f"no readings of {spare.device} reached v_readings")
+    read_s = time.monotonic() - t0
+    out.print(
+        f"[green]✓[/green] fleet: {plan.operator} added {spare.device} through the console; {spare.gateway} "
+        f"applied version {applied['applied_version']} after {applied_s:.1f} s (no drift); its readings are in "
+        f"v_readings after {read_s:.1f} s"
+    )
+    run.record(
+        "fleet-add", step="done through the console", applied=applied, applied_after_s=round(applied_s, 1),
+        readings_after_s=round(read_s, 1), **info,
+    )  # fmt: skip
+
+
 def _run_rules(run: _Run) -> None:
     """rules: each past year evaluated, then the rules service started."""
     for y in run.years:
@@ -597,8 +728,10 @@ _STAGES: tuple[Callable[[_Run], None], ...] = (
     _fill_history,
     _costs,
     _start_notify,
+    _setup_fleet,
     _start_services,
     _run_rules,
+    _fleet_add_meter,
     _run_live,
 )
 """The demo's stages in order; each prints its line and records its figures."""

@@ -89,6 +89,14 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, pg_admin: str, 
     for f in [workdir / "summary.json", *(workdir / "logs").rglob("*")]:
         if f.is_file():
             assert password.encode() not in f.read_bytes(), f"{f} holds the admin password"
+    # so is the password of the operator who adds the spare meter from the console (issue 14)
+    op = re.search(r"as operator\s+(\S+)\s+password\s+(\S+)\s", text)
+    assert op, text[-3000:]
+    operator, op_password = op[1], op[2]
+    assert text.count(op_password) == 1
+    for f in workdir.rglob("*"):
+        if f.is_file():
+            assert op_password.encode() not in f.read_bytes(), f"{f} holds the operator's password"
 
     s = _summary(workdir)
     assert s["simulators"]["devices"] >= 25
@@ -134,6 +142,7 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, pg_admin: str, 
             assert verdicts == {"huaxin-smt": "pass", "tianyi-winding": "pass", "zhongyu-machining": "fail"}
             assert "smart_transformation_coverage_pct = above-scale firms" in text
             _assert_protocols_and_alert(conn, s, text)
+            _assert_meter_added_from_console(conn, s, operator)
             # no process of the demo is left running
             assert conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
@@ -148,6 +157,31 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, pg_admin: str, 
 DLT645_METERS = [("runhua-gw1", "main-incomer"), ("runhua-gw1", "extruder-2")]
 HJ212_STACK = ("baiwei-gw1", "boiler-stack")
 OPCUA_MACHINES = [("lvyuan-gw2", "filler"), ("lvyuan-gw2", "capper")]
+
+
+def _assert_meter_added_from_console(
+    conn: psycopg.Connection, s: dict[str, dict[str, object]], operator: str
+) -> None:
+    """Issue 14's "done when": the operator added the spare meter through the console's form, the
+    managed gateway applied that version (no drift) and the meter's readings are in the views."""
+    fleet = s["fleet-add"]
+    gw, dev = fleet["managed_gateway"], fleet["spare_meter"]
+    assert fleet["step"] == "done through the console" and fleet["operator"] == operator
+    versions = conn.execute(
+        "SELECT version, created_by, reason FROM fleet_configs WHERE gateway_id = %s ORDER BY version", (gw,)
+    ).fetchall()
+    assert [(v, by) for v, by, _ in versions] == [(1, "demo"), (2, operator)], versions
+    row = conn.execute(
+        "SELECT mode, desired_version, applied_version, drift, config_state FROM v_gateway_fleet WHERE gateway_id = %s",
+        (gw,),
+    ).fetchone()
+    assert row == ("managed", 2, 2, False, "applied"), row
+    # the spare meter was not in the gateway's generated file: only the pushed version polls it
+    assert _rows(conn, "v_readings", str(gw), str(dev), "elec_import_kwh") >= 1, f"no readings of {dev}"
+    enabled = conn.execute(
+        "SELECT enabled FROM v_devices WHERE gateway_id = %s AND device_id = %s", (gw, dev)
+    ).fetchone()
+    assert enabled == (True,)
 
 
 def _rows(conn: psycopg.Connection, view: str, gw: str, dev: str, metric: str) -> int:
