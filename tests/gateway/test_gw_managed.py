@@ -15,6 +15,7 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from push_keys import KEY, PUBLIC_PEM
 from test_gw_helpers import Collector, RunningGateway, collector, make_config, sim_factory  # noqa: F401
@@ -185,6 +186,22 @@ def test_push_applied_unchanged_device_keeps_polling_invalid_push_rejected_spool
             assert "devices[1].profile" in rej["reason"] and "no-such-profile" in rej["reason"]
             time.sleep(3 * INTERVAL)
             assert rg.gw.sources == sources and "b1" in _stats(rg)
+            # a forged push (someone else's key, through the real broker): refused, nothing changes
+            forged = config_payload(
+                "gw1",
+                3,
+                {"buses": [bus_a], "devices": []},
+                issued_by="intruder",
+                signing_key=Ed25519PrivateKey.generate(),
+            )
+            _publish(broker.port, config_topic(unique_id, "f1", "gw1"), forged)
+            refused = _wait_config(col, state="rejected", desired_version=2, applied_version=1)
+            assert _wait(lambda: "sig: does not verify" in (_config_states(col)[-1].get("reason") or "")), (
+                _config_states(col)[-1]
+            )
+            assert refused["applied_sha256"] == sha
+            time.sleep(3 * INTERVAL)
+            assert rg.gw.sources == sources and "b1" in _stats(rg), "the forged config changed nothing"
             assert _wait(
                 lambda: (
                     rg.gw is not None and rg.gw.managed is not None and rg.gw.managed.st.last_good is not None
