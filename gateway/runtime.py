@@ -376,17 +376,23 @@ class Gateway:
 
     async def apply_config(self, cfg: GatewayConfig, stop_timeout_s: float = 10.0) -> None:
         """Run `cfg` without a restart: sources built the same as running ones keep running (their
-        devices keep polling, their counters go on); the others are stopped, then the new ones
+        devices keep polling, their counters go on); a polling link built the same with other
+        devices takes them in place (its unchanged devices keep polling, removed ones stop after
+        their poll under way, added ones start); the others are stopped, then the new ones
         started. The spool, the uplink and the sequence numbers are untouched."""
         built = build_sources(cfg, self._ctx)
         plan = reconcile(self.sources, built)
         stopping = [t for src in plan.stop if (t := self._source_tasks.pop(id(src), None)) is not None]
         for t in stopping:
             t.cancel()
+        for upd in plan.update:
+            stopping += upd.apply()
         if stopping:
             _done, pending = await asyncio.wait(stopping, timeout=stop_timeout_s)
             if pending:
-                log.warning("%d source(s) did not stop within %.0f s", len(pending), stop_timeout_s)
+                log.warning(
+                    "%d source(s) or device(s) did not stop within %.0f s", len(pending), stop_timeout_s
+                )
         self.cfg = cfg
         self.sources = plan.sources
         if self._tg is not None:
@@ -394,8 +400,11 @@ class Gateway:
                 self._start_source(src, self.sources.index(src))
         self.applies += 1
         log.info(
-            "configuration applied: %d source(s) kept running, %d stopped, %d started",
+            "configuration applied: %d source(s) kept running, %d updated in place (%d device(s) kept), "
+            "%d stopped, %d started",
             len(plan.keep),
+            len(plan.update),
+            sum(len(u.same) for u in plan.update),
             len(plan.stop),
             len(plan.start),
         )

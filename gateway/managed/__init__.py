@@ -12,7 +12,7 @@ from __future__ import annotations
 from gateway.managed._controller import Host, ManagedController
 from gateway.managed._errors import ManagedStateError
 from gateway.managed._merge import effective_config, local_part, summarise
-from gateway.managed._reconcile import Reconciliation, fingerprint, reconcile
+from gateway.managed._reconcile import PlanUpdate, Reconciliation, fingerprint, reconcile
 from gateway.managed._state import ManagedState, VersionRef, load_state, save_state
 from gateway.managed._store import PROFILE_DIR_KEYS, prune_versions, read_push, version_dir, write_push
 
@@ -22,6 +22,7 @@ __all__ = [
     "ManagedController",
     "ManagedState",
     "ManagedStateError",
+    "PlanUpdate",
     "Reconciliation",
     "VersionRef",
     "effective_config",

@@ -21,7 +21,7 @@ from push_keys import KEY, PUBLIC_PEM
 from test_gw_helpers import Collector, RunningGateway, collector, make_config, sim_factory  # noqa: F401
 
 from gateway.config import GatewayConfig
-from gateway.sources.modbus import PROFILES_DIR
+from gateway.sources.modbus import PROFILES_DIR, ModbusSource
 from parkpulse.tcp_proxy import TcpProxy
 from parkpulse.wire import config_digest, config_payload, config_topic
 
@@ -228,6 +228,68 @@ def test_push_applied_unchanged_device_keeps_polling_invalid_push_rejected_spool
         gaps = [b - a for a, b in itertools.pairwise(ts)]
         assert ts[0] < pushed_at_ms - 500 and ts[-1] > pushed_at_ms + 1000, "a1 polled well before and after"
         assert max(gaps) < 4 * INTERVAL * 1000, f"a1 kept its pace through the apply (max gap {max(gaps)} ms)"
+    finally:
+        _clear(broker.port, unique_id)
+
+
+def test_meter_added_on_a_running_link_leaves_its_neighbours_polling(
+    sim_factory: Any,  # noqa: F811
+    broker: Any,
+    unique_id: str,
+    tmp_path: Path,
+) -> None:
+    """Issue 14: two meters on one Modbus TCP link, a push adds a third on the same link."""
+    sim = sim_factory()
+    for unit in (1, 2, 3):
+        sim.add_device(device_id=unit, model="chint-dtsu666", seed=20 + unit)
+    sim.start()
+    lan = _bus("lan", sim.port)
+    two = [_dev("m1", "lan", unit=1), _dev("m2", "lan", unit=2)]
+    cfg = _cfg(unique_id, broker.url, tmp_path, [lan], two)
+    try:
+        with collector(broker.port, unique_id) as col, RunningGateway(cfg) as rg:
+            assert rg.gw is not None
+            assert _wait(lambda: all(_stats(rg)[d].ok >= 5 for d in ("m1", "m2")))
+            before = _stats(rg)
+            (source,) = rg.gw.sources
+            assert isinstance(source, ModbusSource)
+            connects = source.link.connects
+            seen: dict[str, list[int]] = {"m1": [], "m2": []}
+
+            def sample() -> bool:
+                for d, counts in seen.items():
+                    counts.append(_stats(rg)[d].polls)
+                return True
+
+            pushed_at_ms = time.time() * 1000
+            v1 = {"buses": [lan], "devices": [*two, _dev("m3", "lan", unit=3)]}
+            sha = _push(broker.port, unique_id, 1, v1)
+
+            def m3_polls() -> bool:
+                return sample() and "m3" in _stats(rg) and _stats(rg)["m3"].ok >= 3
+
+            assert _wait(m3_polls), "the added meter polls"
+            _wait_config(col, state="applied", applied_version=1, applied_sha256=sha)
+            assert _wait(lambda: sample() and time.time() * 1000 > pushed_at_ms + 1500)
+            assert rg.gw.sources == [source] and source.link.connects == connects, (
+                "the link was updated in place, its connection kept"
+            )
+            after = _stats(rg)
+            for d in ("m1", "m2"):
+                assert after[d] is before[d], f"{d} kept its DeviceStats"
+                assert seen[d] == sorted(seen[d]) and seen[d][-1] > seen[d][0], f"{d}'s polls never reset"
+                assert after[d].consecutive_failures == 0
+            rg.stop()
+            batches = _data_batches(col)
+        readings = [r for b in batches.values() for r in b["readings"] if r[1] == "elec_import_kwh"]
+        assert any(r[0] == "m3" and r[3] is not None for r in readings)
+        for d in ("m1", "m2"):
+            ts = sorted({r[2] for r in readings if r[0] == d})
+            gaps = [b - a for a, b in itertools.pairwise(ts)]
+            assert ts[0] < pushed_at_ms - 500 and ts[-1] > pushed_at_ms + 1000, f"{d} polled before and after"
+            assert max(gaps) < 4 * INTERVAL * 1000, (
+                f"{d} kept its pace through the apply (max gap {max(gaps)} ms)"
+            )
     finally:
         _clear(broker.port, unique_id)
 

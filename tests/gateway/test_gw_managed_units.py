@@ -4,6 +4,7 @@ disk, every problem reported, the persisted state, and which sources an apply ke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,13 @@ from gateway.managed import (
     write_push,
 )
 from gateway.sources import SourceContext, build_sources
-from gateway.sources.modbus import PROFILES_DIR
+from gateway.sources._schedule import DeviceTasks, poll_on_schedule
+from gateway.sources.dlt645 import Dlt645Source
+from gateway.sources.modbus import PROFILES_DIR, ModbusSource
 from gateway.stats import DeviceStats
 from parkpulse.errors import ValidationReport
 from parkpulse.wire import ConfigPush, config_payload, parse_config_push
+from simulators.dlt645 import Dlt645Bus
 
 SOURCES = Path(__file__).resolve().parents[2] / "gateway" / "sources"
 
@@ -286,9 +290,12 @@ def test_reconcile_keeps_unchanged_links_and_rebuilds_changed_ones(tmp_path: Pat
     )
     plan = reconcile(running, _sources(new))
     assert plan.keep == [running[0]], "link a unchanged: its running source is kept"
-    assert {s.name for s in plan.stop} == {running[1].name, running[2].name}
-    assert {s.name for s in plan.start} == {"modbus:b:127.0.0.1:1503", "modbus:d:127.0.0.1:1505"}
-    assert plan.sources[0] is running[0] and len(plan.sources) == 3
+    assert [(u.running, u.same) for u in plan.update] == [(running[1], frozenset())], (
+        "link b unchanged, its one device changed: updated in place, the device restarts"
+    )
+    assert [s.name for s in plan.stop] == [running[2].name]
+    assert [s.name for s in plan.start] == ["modbus:d:127.0.0.1:1505"]
+    assert plan.sources[:2] == running[:2] and len(plan.sources) == 3
 
     class Unknown:
         name = "x"
@@ -308,7 +315,7 @@ def test_every_source_kind_built_twice_from_one_config_is_kept(sample: str, tmp_
     assert running and plan.keep == running and not plan.start and not plan.stop
 
 
-def test_a_changed_profile_under_the_same_name_rebuilds_its_link(tmp_path: Path) -> None:
+def test_a_changed_profile_under_the_same_name_restarts_its_devices(tmp_path: Path) -> None:
     local = _local(tmp_path)
     prof = _builtin_as("acme-meter")
     cfg_push = {"buses": [_bus()], "devices": [_dev("m1", profile="acme-meter")]}
@@ -324,7 +331,10 @@ def test_a_changed_profile_under_the_same_name_rebuilds_its_link(tmp_path: Path)
     reg["scale"] = float(reg.get("scale", 1.0)) * 10
     p3 = _push(3, cfg_push, {"modbus": {"acme-meter": changed}})
     plan = reconcile(running, _sources(effective_config(local, p3, write_push(tmp_path / "s", p3))))
-    assert plan.keep == [] and plan.stop == running
+    assert plan.keep == [] and plan.stop == []
+    assert [(u.running, u.same) for u in plan.update] == [(running[0], frozenset())], (
+        "same link, m1's registers changed: m1 restarts on the running link"
+    )
 
 
 def test_pushed_files_are_readable_by_the_owner_only(tmp_path: Path) -> None:
@@ -376,3 +386,179 @@ def test_a_managed_gateway_without_a_readable_verify_key_does_not_start(tmp_path
         ManagedStateError, match=r"managed\.verify_key: .*missing\.pub: not a readable PEM public key"
     ):
         ManagedController(local, _Host())
+
+
+def _by_device(src: Any) -> dict[str, DeviceStats]:
+    return {s.device: s for s in src.stats()}
+
+
+def test_a_meter_added_on_a_link_updates_it_in_place_and_keeps_the_unchanged_devices(
+    tmp_path: Path,
+) -> None:
+    running = _sources(_local(tmp_path, devices=[_dev("m1"), _dev("m2", unit=2), _dev("m4", unit=4)]))
+    (src,) = running
+    assert isinstance(src, ModbusSource)
+    stats, plans, link = _by_device(src), src.device_plans(), src.link
+    new = _local(
+        tmp_path, devices=[_dev("m1"), _dev("m2", unit=2, interval_s=9), _dev("m3", unit=3, interval_s=2)]
+    )
+    plan = reconcile(running, _sources(new))
+    assert (plan.keep, plan.start, plan.stop) == ([], [], [])
+    (upd,) = plan.update
+    assert upd.running is src and upd.same == {"m1"}, "m2's plan changed, m3 is new, m4 is gone"
+    assert plan.sources == [src]
+    assert upd.apply() == [], "a source not running has no task to wait for"
+    after = _by_device(src)
+    assert list(after) == ["m1", "m2", "m3"] and src.link is link
+    assert after["m1"] is stats["m1"] and src.device_plans()["m1"] is plans["m1"]
+    assert after["m2"] is not stats["m2"] and after["m2"].interval_s == 9
+    assert after["m3"].interval_s == 2 and after["m3"].polls == 0
+
+
+@pytest.mark.parametrize(
+    ("bus", "change"),
+    [
+        (_bus(), {"port": 1509}),
+        (_bus(), {"timeout_s": 2.5}),
+        (_bus(), {"inter_frame_gap_ms": 5}),
+        ({"name": "lan", "type": "rtu", "port": "/dev/ttyUSB0", "baudrate": 9600}, {"baudrate": 19200}),
+        ({"name": "lan", "type": "rtu", "port": "/dev/ttyUSB0", "parity": "N"}, {"parity": "E"}),
+    ],
+)
+def test_a_changed_link_rebuilds_its_source_even_with_a_device_added(
+    tmp_path: Path, bus: dict[str, Any], change: dict[str, Any]
+) -> None:
+    devices = [_dev("m1"), _dev("m2", unit=2)]
+    running = _sources(_local(tmp_path, buses=[bus], devices=devices))
+    built = _sources(_local(tmp_path, buses=[{**bus, **change}], devices=[*devices, _dev("m3", unit=3)]))
+    plan = reconcile(running, built)
+    assert plan.update == [] and plan.keep == []
+    assert plan.stop == running and plan.start == built, change
+
+
+def test_a_device_moved_to_its_own_endpoint_leaves_its_old_link(tmp_path: Path) -> None:
+    running = _sources(_local(tmp_path, devices=[_dev("m1"), _dev("m2", unit=2)]))
+    built = _sources(_local(tmp_path, devices=[_dev("m1"), _dev("m2", unit=2, port=1600)]))
+    plan = reconcile(running, built)
+    (upd,) = plan.update
+    assert upd.running is running[0] and upd.same == {"m1"}
+    assert [s.name for s in plan.start] == ["modbus:lan:127.0.0.1:1600"] and plan.stop == []
+
+
+def test_a_retired_device_stops_between_polls_never_inside_one() -> None:
+    """The link's request under way is answered before the device goes (one request at a time)."""
+
+    async def go() -> None:
+        tasks = DeviceTasks("t")
+        started, release = asyncio.Event(), asyncio.Event()
+        finished: list[str] = []
+
+        async def slow_poll() -> float:
+            started.set()
+            await release.wait()
+            finished.append("x")
+            return 0.0
+
+        async def quick_poll() -> float:
+            return 0.0
+
+        sx, sy = DeviceStats("x", "modbus", 0.05), DeviceStats("y", "modbus", 30.0)
+        runner = asyncio.create_task(
+            tasks.run({"x": lambda slot: poll_on_schedule(0.05, 0.0, sx, slow_poll, slot)})
+        )
+        await asyncio.wait_for(started.wait(), 2)
+        (tx,) = tasks.retire(["x"])
+        await asyncio.sleep(0.1)
+        assert not tx.done(), "a poll under way is not cut"
+        release.set()
+        await asyncio.wait_for(tx, 2)
+        assert finished == ["x"] and not tx.cancelled() and len(sx.lags_ms) == 1
+        tasks.start("y", lambda slot: poll_on_schedule(30.0, 10.0, sy, quick_poll, slot))
+        await asyncio.sleep(0.01)
+        assert tasks.devices == ["y"]
+        (ty,) = tasks.retire(["y"])
+        await asyncio.wait([ty], timeout=1)
+        assert ty.cancelled(), "a device waiting for its slot stops at once"
+        assert tasks.retire(["y", "nope"]) == [] and not runner.done(), "the group stays open"
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+    asyncio.run(go())
+
+
+def _dlt_local(tmp: Path, port: int, meters: list[int], interval_s: float = 0.15) -> GatewayConfig:
+    return _local(
+        tmp,
+        buses=[],
+        devices=[],
+        dlt645_buses=[{"name": "conv", "type": "tcp", "host": "127.0.0.1", "port": port, "timeout_s": 0.5}],
+        dlt645_meters=[
+            {
+                "id": f"d{i}",
+                "bus": "conv",
+                "address": f"0000123456{i:02d}",
+                "profile": "dlt645-2007-generic",
+                "interval_s": interval_s,
+                "metrics": ["elec_import_kwh", "active_power_kw"],
+            }
+            for i in meters
+        ],
+    )
+
+
+def test_dlt645_bus_takes_a_new_meter_list_while_polling(tmp_path: Path) -> None:
+    """A real DL/T 645 converter (the TCP simulator): d1 keeps polling through the update, d2 is
+    retired after its poll, d3 starts on the same line."""
+    sim = Dlt645Bus(transport="tcp", baudrate=19200, reply_delay_ms=2)
+    for i in (1, 2, 3):
+        sim.add_meter(f"0000123456{i:02d}", seed=i)
+    sim.start()
+    rows: list[list[Any]] = []
+    ctx = SourceContext(emit=rows.extend, counters=CounterTracker())
+
+    async def until(pred: Any, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.02)
+
+    async def go() -> None:
+        running = build_sources(_dlt_local(tmp_path, sim.port, [1, 2]), ctx)
+        (src,) = running
+        assert isinstance(src, Dlt645Source)
+        task = asyncio.create_task(src.run())
+        await until(lambda: all(s.ok >= 3 for s in src.stats()))
+        d1 = _by_device(src)["d1"]
+        polls, connects = d1.polls, src.link.connects
+        plan = reconcile(running, build_sources(_dlt_local(tmp_path, sim.port, [1, 3]), ctx))
+        (upd,) = plan.update
+        assert upd.same == {"d1"} and plan.sources == [src] and not plan.stop and not plan.start
+        retired = upd.apply()
+        assert len(retired) == 1
+        _done, pending = await asyncio.wait(retired, timeout=2)
+        assert not pending, "d2 stopped"
+        d2_rows = sum(r[0] == "d2" for r in rows)
+        await until(lambda: _by_device(src)["d3"].ok >= 3)
+        assert _by_device(src)["d1"] is d1 and d1.polls > polls and d1.consecutive_failures == 0
+        assert sum(r[0] == "d2" for r in rows) == d2_rows, "nothing more from the retired meter"
+        assert src.link.connects == connects, "the line was not reopened"
+        assert not task.done()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(go())
+    finally:
+        sim.stop()
+
+
+def test_dlt645_meter_reading_a_refused_block_singly_is_still_the_same_plan(tmp_path: Path) -> None:
+    cfg = _dlt_local(tmp_path, 1, [1, 2])
+    running = _sources(cfg)
+    plan1 = running[0].plans[0]
+    plan1.reads[:] = list(plan1.singles.values())  # what a refused block leaves behind
+    assert reconcile(running, _sources(cfg)).keep == running
+    more = reconcile(running, _sources(_dlt_local(tmp_path, 1, [1, 2, 3])))
+    assert more.update[0].same == {"d1", "d2"}

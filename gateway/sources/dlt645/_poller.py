@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.counters import CounterTracker
 from gateway.sources._plugin import CheckResult, Source, SourceContext
-from gateway.sources._schedule import backoff_s, poll_on_schedule
+from gateway.sources._schedule import DeviceLoop, DeviceTasks, PollSlot, backoff_s, poll_on_schedule
 from gateway.sources.dlt645._bcd import from_bcd
 from gateway.sources.dlt645._client import read_address, read_di
 from gateway.sources.dlt645._config import Dlt645Keys, Meter
@@ -60,7 +61,8 @@ class MeterPlan:
     meter: Meter
     profile: Profile
     rules: EditionRules
-    reads: list[Read]
+    planned: tuple[Read, ...]  # the reads as planned (what a reconciliation compares)
+    reads: list[Read] = field(compare=False)  # the reads made now: a refused block becomes single reads
     singles: dict[str, Read]  # metric -> its single read (the fallback when a meter refuses a block)
     multipliers: dict[str, float]
     cumulative: set[str]
@@ -111,6 +113,7 @@ def plan_meter(cfg: Dlt645Keys, m: Meter) -> MeterPlan:
         meter=m,
         profile=prof,
         rules=standard().rules(prof.edition),
+        planned=tuple(reads),
         reads=reads,
         singles=singles,
         multipliers={it.metric: _multiplier(m, it) for it in wanted},
@@ -218,7 +221,8 @@ def _unblock(plan: MeterPlan, read: Read, rows: list[list[Any]]) -> None:
 
 
 class Dlt645Source:
-    """The meters of one bus; each polls on its own schedule, taking turns on the line."""
+    """The meters of one bus; each polls on its own schedule, taking turns on the line. A
+    configuration applied for the same bus is taken meter by meter (`adopt`)."""
 
     def __init__(
         self, link: Link, plans: list[MeterPlan], ctx: SourceContext, phase_of: dict[str, float]
@@ -229,22 +233,42 @@ class Dlt645Source:
         self.ctx = ctx
         self.phase_of = phase_of
         self._stats = {p.meter.id: DeviceStats(p.meter.id, "dlt645", p.meter.interval_s) for p in plans}
+        self._tasks = DeviceTasks("dlt645")
 
     def stats(self) -> list[DeviceStats]:
         return list(self._stats.values())
 
+    def device_plans(self) -> dict[str, MeterPlan]:
+        return {p.meter.id: p for p in self.plans}
+
+    def adopt(self, new: Dlt645Source, same: Collection[str]) -> list[asyncio.Task[None]]:
+        """Take `new`'s meters on this bus (see `PerDeviceSource.adopt`); `new` itself never runs.
+        A kept meter keeps its plan, so a block it refused stays read item by item."""
+        old = self.device_plans()
+        kept = {p.meter.id for p in new.plans if p.meter.id in same and p.meter.id in old}
+        self.plans = [old[p.meter.id] if p.meter.id in kept else p for p in new.plans]
+        self._stats = {
+            p.meter.id: (self._stats if p.meter.id in kept else new._stats)[p.meter.id] for p in self.plans
+        }
+        self.phase_of = new.phase_of
+        retired = self._tasks.retire([i for i in old if i not in kept])
+        for p in self.plans:
+            if p.meter.id not in kept:
+                self._tasks.start(p.meter.id, self._loop_of(p))
+        return retired
+
     async def run(self) -> None:
         try:
-            async with asyncio.TaskGroup() as tg:
-                for p in self.plans:
-                    tg.create_task(self._meter_loop(p), name=f"dlt645:{p.meter.id}")
+            await self._tasks.run({p.meter.id: self._loop_of(p) for p in self.plans})
         finally:
             self.link.close()
 
-    async def _meter_loop(self, plan: MeterPlan) -> None:
-        st = self._stats[plan.meter.id]
+    def _loop_of(self, plan: MeterPlan) -> DeviceLoop:
+        return lambda slot: self._meter_loop(plan, self._stats[plan.meter.id], slot)
+
+    async def _meter_loop(self, plan: MeterPlan, st: DeviceStats, slot: PollSlot) -> None:
         phase = self.phase_of.get(plan.meter.id, 0.0)
-        await poll_on_schedule(plan.meter.interval_s, phase, st, lambda: self._poll_once(plan, st))
+        await poll_on_schedule(plan.meter.interval_s, phase, st, lambda: self._poll_once(plan, st), slot)
 
     async def _poll_once(self, plan: MeterPlan, st: DeviceStats) -> float:
         """One poll with its accounting; the backoff to apply (0 for none)."""

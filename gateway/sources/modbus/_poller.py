@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.counters import CounterTracker
 from gateway.sources._plugin import CheckResult, Source, SourceContext
-from gateway.sources._schedule import backoff_s, poll_on_schedule
+from gateway.sources._schedule import DeviceLoop, DeviceTasks, PollSlot, backoff_s, poll_on_schedule
 from gateway.sources.modbus._config import Device, ModbusKeys, TcpBus
 from gateway.sources.modbus._link import ExceptionReply, Link, TransportError
 from gateway.sources.modbus._plan import ReadRequest, decode_request, plan_requests
@@ -152,7 +153,8 @@ async def poll(plan: DevicePlan, link: Link, counters: CounterTracker | None) ->
 
 
 class ModbusSource:
-    """All devices behind one link; each device polls on its own schedule."""
+    """All devices behind one link; each device polls on its own schedule. A configuration
+    applied for the same link is taken device by device (`adopt`)."""
 
     def __init__(
         self, link: Link, plans: list[DevicePlan], ctx: SourceContext, phase_of: dict[str, float]
@@ -163,23 +165,42 @@ class ModbusSource:
         self.ctx = ctx
         self.phase_of = phase_of
         self._stats = {p.device.id: DeviceStats(p.device.id, "modbus", p.device.interval_s) for p in plans}
+        self._tasks = DeviceTasks("poll")
 
     def stats(self) -> list[DeviceStats]:
         return list(self._stats.values())
 
+    def device_plans(self) -> dict[str, DevicePlan]:
+        return {p.device.id: p for p in self.plans}
+
+    def adopt(self, new: ModbusSource, same: Collection[str]) -> list[asyncio.Task[None]]:
+        """Take `new`'s devices on this link (see `PerDeviceSource.adopt`); `new` itself never runs."""
+        old = self.device_plans()
+        kept = {p.device.id for p in new.plans if p.device.id in same and p.device.id in old}
+        self.plans = [old[p.device.id] if p.device.id in kept else p for p in new.plans]
+        self._stats = {
+            p.device.id: (self._stats if p.device.id in kept else new._stats)[p.device.id] for p in self.plans
+        }
+        self.phase_of = new.phase_of
+        retired = self._tasks.retire([i for i in old if i not in kept])
+        for p in self.plans:
+            if p.device.id not in kept:
+                self._tasks.start(p.device.id, self._loop_of(p))
+        return retired
+
     async def run(self) -> None:
         try:
-            async with asyncio.TaskGroup() as tg:
-                for p in self.plans:
-                    tg.create_task(self._device_loop(p), name=f"poll:{p.device.id}")
+            await self._tasks.run({p.device.id: self._loop_of(p) for p in self.plans})
         finally:
             self.link.close()
 
-    async def _device_loop(self, plan: DevicePlan) -> None:
+    def _loop_of(self, plan: DevicePlan) -> DeviceLoop:
+        return lambda slot: self._device_loop(plan, self._stats[plan.device.id], slot)
+
+    async def _device_loop(self, plan: DevicePlan, st: DeviceStats, slot: PollSlot) -> None:
         d = plan.device
-        st = self._stats[d.id]
         await poll_on_schedule(
-            d.interval_s, self.phase_of.get(d.id, 0.0), st, lambda: self._poll_once(plan, st)
+            d.interval_s, self.phase_of.get(d.id, 0.0), st, lambda: self._poll_once(plan, st), slot
         )
 
     async def _poll_once(self, plan: DevicePlan, st: DeviceStats) -> float:
