@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import matplotlib
@@ -15,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 from reports._fonts import report_font
 from reports._model import Report
@@ -283,15 +285,34 @@ def _chars(rep: Report) -> set[str]:
     return set("".join(texts))
 
 
+def _rc(family: str) -> dict[RcKeyType, Any]:
+    """matplotlib settings of a report PDF.
+
+    The PDF backend sizes its font subsets by `ps.fonttype`, not `pdf.fonttype` (matplotlib 3.11,
+    backend_pdf.PdfFile.__init__): with the default 3 every character past U+00FF goes to extra
+    subsets of 256, so a Chinese report embedded (and cut) the same font twice. 42 for both: one
+    Type 42 (CIDFontType2) subset per font and document.
+    """
+    return {
+        "pdf.fonttype": 42,
+        "ps.fonttype": 42,
+        "font.family": [family],
+        "axes.unicode_minus": False,
+        "pdf.compression": 6,
+    }
+
+
 def render_pdf(rep: Report, lang: str = "zh") -> bytes:
     """The PDF's bytes (two pages, a third with the scorecard for a park)."""
     check_lang(lang)
-    family = report_font(_chars(rep))
+    return _render(rep, lang, _rc(report_font(_chars(rep))))
+
+
+def _render(rep: Report, lang: str, rc: dict[RcKeyType, Any]) -> bytes:
+    """render_pdf under the matplotlib settings `rc` (bench/report_render.py compares settings)."""
     buf = io.BytesIO()
     with (
-        matplotlib.rc_context(
-            {"pdf.fonttype": 42, "font.family": [family], "axes.unicode_minus": False, "pdf.compression": 6}
-        ),
+        matplotlib.rc_context(rc),
         PdfPages(
             buf, metadata={"Title": f"{rep.subject_id} {rep.period.key}", "Creator": "ParkPulse"}
         ) as pdf,
