@@ -271,7 +271,8 @@ async def firm_info(conn: AsyncConnection, scope: Scope, firm_id: str) -> Row | 
 
 async def firm_energy(conn: AsyncConnection, scope: Scope, firm_id: str, days: int = 30) -> list[Row]:
     """Energy per carrier and direction over the last `days` days and the year to date, and next to
-    the imports their cost in yuan (v_firm_cost_daily, energy charges only; NULL without a tariff)."""
+    the imports their cost in yuan (pp_firm_cost_daily over just those days: v_firm_cost_daily's rows,
+    energy charges only; NULL without a tariff)."""
     return await _all(
         conn,
         f"""WITH e AS (
@@ -288,9 +289,10 @@ async def firm_energy(conn: AsyncConnection, scope: Scope, firm_id: str, days: i
                 SELECT c.carrier,
                        sum(c.cost_yuan) FILTER (WHERE c.day > current_date - %(days)s) AS cost_recent_yuan,
                        sum(c.cost_yuan) FILTER (WHERE c.day >= date_trunc('year', current_date)) AS cost_ytd_yuan
-                FROM v_firm_cost_daily c
-                WHERE c.firm_id = %(firm)s AND {scope_sql("c")}
-                  AND c.day >= least(current_date - %(days)s, date_trunc('year', current_date)::date)
+                FROM pp_firm_cost_daily(ARRAY[%(firm)s]::text[],
+                                        least(current_date - %(days)s, date_trunc('year', current_date)::date),
+                                        current_date + 1) c
+                WHERE {scope_sql("c")}
                 GROUP BY c.carrier
             )
             SELECT e.*, c.cost_recent_yuan, c.cost_ytd_yuan

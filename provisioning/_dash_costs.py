@@ -4,7 +4,8 @@ what moving load from peak to valley hours would save.
 Every figure comes from the cost views (parkpulse/db/views/50_costs.sql, docs/database.md "Cost
 views"): yuan = quantity × the price of the firm's assigned tariff, with the tariff's version and
 its `verified` mark. No price lives here: the shifting estimate reads the peak and valley prices
-of the firm's tariff from `v_firm_cost_daily`.
+of the firm's tariff from `v_firm_cost_daily`. The panels read the views' rows through the bounded
+functions pp_firm_cost_daily / pp_firm_cost_monthly, which price only the dashboard's days.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from provisioning._board import Board, stats, table_panel, textbox_variable, timeseries_panel
-from provisioning._sqlparts import day_filter, firm_filter
+from provisioning._sqlparts import PARK_FILTER, day_filter, firm_filter
 
 __all__ = ["SHIFT_DEFAULT_KWH", "SHIFT_VARIABLE", "energy_cost"]
 
@@ -48,11 +49,13 @@ def _label(column: str, labels: tuple[tuple[str, str], ...]) -> str:
 
 PERIOD = _label("period", _PERIODS)
 
-# Months (first days) that overlap the dashboard's time range.
-_MONTH_FILTER = (
-    "month BETWEEN date_trunc('month', $__timeFrom()::timestamptz)::date AND $__timeTo()::timestamptz::date"
-)
 CARRIER = _label("carrier", _CARRIERS)
+
+# The cost functions (parkpulse/db/views/50_costs.sql) over the dashboard's days and firms: they read
+# only that range, where the views would price the firms' whole history (issues 15, 16).
+_RANGE = "ARRAY[$firm]::text[], $__timeFrom()::timestamptz::date, $__timeTo()::timestamptz::date"
+COST_DAILY = f"pp_firm_cost_daily({_RANGE})"
+COST_MONTHLY = f"pp_firm_cost_monthly({_RANGE})"
 
 # The X of the shifting estimate: the text box's value if it is a plain non-negative number, else
 # NULL (the panel then says why). Grafana inserts a text box's value with `'` doubled, so inside
@@ -99,8 +102,8 @@ def _add_stats(b: Board) -> None:
         SELECT sum(cost_yuan) FILTER (WHERE carrier = 'electricity') AS "电费 electricity 元",
                sum(cost_yuan) FILTER (WHERE carrier <> 'electricity') AS "其他能源 other 元",
                sum(cost_yuan) AS "合计 total 元"
-        FROM v_firm_cost_daily
-        WHERE {firm_filter()} AND {day_filter()}
+        FROM {COST_DAILY}
+        WHERE {PARK_FILTER}
         """,
             unit="none",
             w=10,
@@ -116,8 +119,8 @@ def _add_stats(b: Board) -> None:
         SELECT 100 * sum(quantity) FILTER (WHERE period IN ('sharp', 'peak'))
                / nullif(sum(quantity) FILTER (WHERE period IN ('sharp', 'peak', 'flat', 'valley')), 0)
                AS "峰段占比 peak share"
-        FROM v_firm_cost_daily
-        WHERE {firm_filter()} AND carrier = 'electricity' AND {day_filter()}
+        FROM {COST_DAILY}
+        WHERE {PARK_FILTER} AND carrier = 'electricity'
         """,
             unit="percent",
             w=5,
@@ -129,14 +132,14 @@ def _add_stats(b: Board) -> None:
         stats(
             "本月基本电费 (需量/容量) Demand charge",
             "The two-part tariff's charge of the newest month in the time range "
-            "(v_firm_capacity_charge_monthly, as the demand or capacity row of v_firm_cost_monthly): "
+            "(the demand or capacity row of v_firm_cost_monthly, read through pp_firm_cost_monthly): "
             "the selected firms' yuan and their maximum demand in kW (reported by the meters where "
             "they have a demand register, else 4 × the largest 15-minute kWh).",
             f"""
         WITH m AS (
-          SELECT month, capacity_basis, cost_yuan, demand_kw
-          FROM v_firm_capacity_charge_monthly
-          WHERE {firm_filter()} AND {_MONTH_FILTER}
+          SELECT month, period AS capacity_basis, cost_yuan, quantity AS demand_kw
+          FROM {COST_MONTHLY}
+          WHERE {PARK_FILTER} AND period IN ('demand', 'capacity')
         )
         SELECT sum(cost_yuan) AS "基本电费 元",
                sum(demand_kw) FILTER (WHERE capacity_basis = 'demand') AS "最大需量 kW"
@@ -157,8 +160,8 @@ def _add_series(b: Board) -> None:
         "valley 低谷), selected firms, yuan; days without a tariff are left out.",
         f"""
         SELECT day::timestamptz AS "time", {PERIOD} AS metric, sum(cost_yuan) AS value
-        FROM v_firm_cost_daily
-        WHERE {firm_filter()} AND carrier = 'electricity' AND cost_yuan IS NOT NULL AND {day_filter()}
+        FROM {COST_DAILY}
+        WHERE {PARK_FILTER} AND carrier = 'electricity' AND cost_yuan IS NOT NULL
         GROUP BY day, period
         ORDER BY 1, 2
         """,
@@ -173,8 +176,8 @@ def _add_series(b: Board) -> None:
         "selected firms, yuan; carriers without a tariff are left out.",
         f"""
         SELECT day::timestamptz AS "time", {CARRIER} AS metric, sum(cost_yuan) AS value
-        FROM v_firm_cost_daily
-        WHERE {firm_filter()} AND cost_yuan IS NOT NULL AND {day_filter()}
+        FROM {COST_DAILY}
+        WHERE {PARK_FILTER} AND cost_yuan IS NOT NULL
         GROUP BY day, carrier
         ORDER BY 1, 2
         """,
@@ -193,9 +196,9 @@ _SHIFT_SQL = f"""
              max(price) FILTER (WHERE period = 'peak') AS peak_price,
              max(price) FILTER (WHERE period = 'valley') AS valley_price,
              bool_and(verified) AS verified
-      FROM v_firm_cost_daily
-      WHERE {firm_filter()} AND carrier = 'electricity' AND period IN ('peak', 'valley')
-        AND price IS NOT NULL AND {day_filter()}
+      FROM {COST_DAILY}
+      WHERE {PARK_FILTER} AND carrier = 'electricity' AND period IN ('peak', 'valley')
+        AND price IS NOT NULL
       GROUP BY firm_id, day
       HAVING count(DISTINCT period) = 2
     ), cur AS (
@@ -262,8 +265,8 @@ def _add_tables(b: Board) -> None:
                price AS "单价 price", price_unit AS "价格单位 price unit", cost_yuan AS "费用 元",
                tariff_id AS "电价 tariff", tariff_version AS "版本 version", price_basis AS "计价 basis",
                verified AS "已核实 verified", days AS "天数 days"
-        FROM v_firm_cost_monthly
-        WHERE {firm_filter()} AND {_MONTH_FILTER}
+        FROM {COST_MONTHLY}
+        WHERE {PARK_FILTER}
         ORDER BY month DESC, firm_id, carrier, period
         LIMIT 1000
         """,

@@ -2,8 +2,8 @@
 firms (the costs, the dearest section, optionally in chunks of firms: load_park_head + load_costs).
 
 Only views are read (docs/architecture.md): v_parks, v_firms, v_devices, v_firm_energy_daily,
-v_readings_1d, v_firm_kpi_year, v_park_scorecard, v_firm_cost_monthly, v_alerts, v_emission_hours,
-v_data_gaps, v_gateway_status. Standard-coal coefficients come from the rules results
+v_readings_1d, v_firm_kpi_year, v_park_scorecard, v_alerts, v_emission_hours, v_data_gaps,
+v_gateway_status, and the costs contract's pp_firm_cost_monthly (v_firm_cost_monthly for a range). Standard-coal coefficients come from the rules results
 (v_firm_kpi_year.explanation: the coefficients of the run, with its rule set and version), so a
 report never loads rules/ itself and states the rule-set version it used.
 """
@@ -118,8 +118,8 @@ def load_park_head(
 ) -> ParkData:
     """Everything of `load_park` but the costs: one query per section for all the firms read.
 
-    The costs (v_firm_cost_monthly) are by far the dearest section (the view prices every
-    15-minute slot); `load_costs` reads them for a list of firms, so a caller can read them in
+    The costs (pp_firm_cost_monthly: it prices every 15-minute slot of the period's months) are the
+    dearest section; `load_costs` reads them for a list of firms, so a caller can read them in
     chunks and render the firms of one chunk while the next is read (reports/_stream.py)."""
     cur = conn.cursor(row_factory=dict_row)
     p = cur.execute(
@@ -232,8 +232,8 @@ def _costs(cur: psycopg.Cursor[dict[str, Any]], data: ParkData, args: dict[str, 
         """SELECT firm_id, month, carrier, period, sum(quantity) AS quantity, unit, price, price_unit,
                   sum(cost_yuan) AS cost_yuan, tariff_id, tariff_version, bool_and(verified) AS verified,
                   coalesce(bool_or(register_mismatch), false) AS mismatch
-           FROM v_firm_cost_monthly
-           WHERE park_id = %(park)s AND firm_id = ANY(%(firms)s) AND month >= %(start)s AND month < %(end)s
+           FROM pp_firm_cost_monthly(%(firms)s::text[], %(start)s::date, %(end)s::date - 1)
+           WHERE park_id = %(park)s AND month >= %(start)s AND month < %(end)s
            GROUP BY firm_id, month, carrier, period, unit, price, price_unit, tariff_id, tariff_version
            ORDER BY firm_id, month, carrier, period, price""",
         args,

@@ -1,4 +1,5 @@
--- The read-only PostgreSQL role Grafana logs in with: SELECT on the contract views listed below
+-- The read-only PostgreSQL role Grafana logs in with: SELECT on the contract views listed below and
+-- EXECUTE on the cost functions listed below
 -- (docs/architecture.md: the store views, alerts, results and costs contracts), nothing else — a new view is not exposed until listed. Views run with their owner's rights, so the role needs no access to the tables beneath.
 -- Re-run after every `parkpulse db migrate` that adds views (compose does: db-grants service).
 --   psql -v ON_ERROR_STOP=1 -v role=grafana_ro -v pw=SECRET -f grafana-grants.sql
@@ -28,6 +29,17 @@ BEGIN
     ] LOOP
         IF to_regclass(format('public.%I', v)) IS NOT NULL THEN
             EXECUTE format('GRANT SELECT ON public.%I TO %I', v, r);
+        END IF;
+    END LOOP;
+    -- costs contract: the bounded cost functions the energy-cost dashboard calls (SECURITY DEFINER:
+    -- like a view they run with their owner's rights, so EXECUTE is all the role needs). Only the
+    -- listed roles may run them: PUBLIC's default EXECUTE is revoked.
+    FOREACH v IN ARRAY ARRAY[
+        'pp_firm_cost_daily(text[],date,date)', 'pp_firm_cost_monthly(text[],date,date)'
+    ] LOOP
+        IF to_regprocedure(format('public.%s', v)) IS NOT NULL THEN
+            EXECUTE format('REVOKE EXECUTE ON FUNCTION public.%s FROM PUBLIC', v);
+            EXECUTE format('GRANT EXECUTE ON FUNCTION public.%s TO %I', v, r);
         END IF;
     END LOOP;
 END $$;
