@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 import httpx
@@ -40,6 +41,7 @@ from alerts._stats import EngineStats
 from alerts._tracker import Action, Tracker
 from alerts._webhooks import WebhookWorker
 from parkpulse.errors import ConfigError, StoreError, WireError
+from parkpulse.reconnect import Backoff, retry_async
 from parkpulse.settings import parse_mqtt_url
 from parkpulse.wire import alerts_topic, decode_batch, parse_topic, shared_data_subscription
 
@@ -48,6 +50,9 @@ __all__ = ["AlertEngine", "EngineStats"]
 log = logging.getLogger("parkpulse.alerts")
 
 _CURSOR = "mqtt"
+_PUBLISHED_MEMORY = 4096  # events published lately, remembered to skip them after a reconnect
+
+T = TypeVar("T")
 
 
 class AlertEngine:
@@ -82,6 +87,9 @@ class AlertEngine:
         self._writer: psycopg.AsyncConnection | None = None
         self._write_lock = asyncio.Lock()
         self._last_refresh: dict[tuple[str, str], float] = {}
+        # event_id → (alert_id, at) of the events published lately: a publisher restarted after a
+        # lost connection re-reads from the stored cursor, which may lag what it already sent
+        self._published: dict[int, tuple[int, datetime]] = {}
         self._runner: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # set once subscribed to MQTT (the first time)
         self._subscribed = False  # currently subscribed
@@ -185,7 +193,7 @@ class AlertEngine:
                 log.warning("%s: %s — restarting in %.1f s", name, str(exc).strip()[:300], delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, 5.0)
 
     # -- startup -----------------------------------------------------------------------------------
     async def _sync_rule_versions(self, conn: psycopg.AsyncConnection) -> None:
@@ -224,21 +232,37 @@ class AlertEngine:
         if not outcomes:
             return
         async with self._write_lock:
-            conn = await self._writer_conn()
             for o in outcomes:
-                try:
-                    await self._apply_one(conn, o)
-                except psycopg.OperationalError:
-                    # connection lost: reconnect once and retry this outcome, then let the supervisor handle it
-                    conn = await self._writer_conn(force=True)
-                    await self._apply_one(conn, o)
+                await self._with_writer("alert write", functools.partial(self._apply_one, o=o))
 
-    async def _writer_conn(self, force: bool = False) -> psycopg.AsyncConnection:
-        if force or self._writer is None or self._writer.closed or self._writer.broken:
-            if self._writer is not None:
-                await self._writer.close()
+    async def _with_writer(self, what: str, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+        """`fn(writer)`, retried with backoff on a new connection after a lost connection or a
+        read-only error (a demoted primary) until it goes through or the engine stops. Every write
+        here is safe to repeat: pp_alert_fire returns the open alert, pp_alert_clear is a no-op
+        on a resolved one."""
+
+        async def op() -> T:
+            return await fn(await self._writer_conn())
+
+        return await retry_async(
+            op,
+            what=f"alerts: {what}",
+            backoff=Backoff(0.2, 5.0),
+            stop=self._stop,
+            on_error=lambda _exc: self._drop_writer(),
+        )
+
+    async def _writer_conn(self) -> psycopg.AsyncConnection:
+        if self._writer is None or self._writer.closed or self._writer.broken:
+            await self._drop_writer()
             self._writer = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
         return self._writer
+
+    async def _drop_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await self._writer.close()
+            self._writer = None
 
     async def _apply_one(self, conn: psycopg.AsyncConnection, o: Outcome) -> None:
         st = self.tracker.get(o.key)
@@ -365,7 +389,7 @@ class AlertEngine:
             missed=True
         ):
             async with self._write_lock:
-                await self.registry.load(await self._writer_conn())
+                await self._with_writer("registry refresh", self.registry.load)
         gaps = [
             {
                 "device": d,
@@ -403,13 +427,21 @@ class AlertEngine:
         self, conn: psycopg.AsyncConnection, *, emissions: bool = True, now: datetime | None = None
     ) -> None:
         t = now.timestamp() if now else time.time()
-        out = await self.periodic.silence(conn, t)
-        out += await self.periodic.seq_gaps(conn, t)
-        out += await self.periodic.gateway_states(conn)
-        out += await self.periodic.reported_gaps(conn, t)
-        out += self.periodic.timed_clears(t)
-        if emissions:
-            out += await self.periodic.emissions(conn, now or datetime.now(UTC))
+        out: list[Outcome] = []
+        try:
+            out += await self.periodic.silence(conn, t)
+            out += await self.periodic.seq_gaps(conn, t)
+            out += await self.periodic.gateway_states(conn)
+            out += await self.periodic.reported_gaps(conn, t)
+            out += self.periodic.timed_clears(t)
+            if emissions:
+                # appends as it goes: an hour recorded as evaluated has its outcome in `out`
+                await self.periodic.emissions(conn, now or datetime.now(UTC), into=out)
+        except Exception:
+            # the connection broke mid-way: write what was decided (the writer retries on its own
+            # connection), so an emission hour already marked evaluated does not lose its alert
+            await self.apply(out)
+            raise
         await self.apply(out)
         await self._persist_clear_marks(conn)
 
@@ -420,11 +452,15 @@ class AlertEngine:
             return
         ids = list(marks)
         at = [datetime.fromtimestamp(v, UTC) if v is not None else None for v in marks.values()]
-        await conn.execute(
-            "UPDATE alerts a SET clear_since = m.at FROM unnest(%s::bigint[], %s::timestamptz[]) AS m(id, at) "
-            "WHERE a.alert_id = m.id AND a.state <> 'resolved'",
-            (ids, at),
-        )
+        try:
+            await conn.execute(
+                "UPDATE alerts a SET clear_since = m.at FROM unnest(%s::bigint[], %s::timestamptz[]) AS m(id, at) "
+                "WHERE a.alert_id = m.id AND a.state <> 'resolved'",
+                (ids, at),
+            )
+        except psycopg.Error:
+            self.tracker.clear_marks = {**marks, **self.tracker.clear_marks}  # kept for the next try
+            raise
 
     # -- publishing --------------------------------------------------------------------------------
     async def _publish_loop(self) -> None:
@@ -494,8 +530,10 @@ class AlertEngine:
                     },
                     "alert": alert,
                 }
-                await client.publish(alerts_topic(park, "events"), orjson.dumps(body, default=str), qos=1)
-                self.stats.events_published += 1
+                if self._published.get(ev_id) != (alert_id, at):
+                    await client.publish(alerts_topic(park, "events"), orjson.dumps(body, default=str), qos=1)
+                    self._remember_published(ev_id, alert_id, at)
+                    self.stats.events_published += 1
                 parks.add(park)
                 if action == "resolved" and actor != "system":
                     self.tracker.resolved_elsewhere((rule_id, subject), alert_id, manual=True)
@@ -504,6 +542,14 @@ class AlertEngine:
             await conn.execute(
                 "UPDATE alert_publish_cursor SET event_id = %s WHERE name = %s", (cursor, _CURSOR)
             )
+
+    def _remember_published(self, ev_id: int, alert_id: int, at: datetime) -> None:
+        """Remember a sent event by id and content: after a failover the new primary may lack the
+        stored cursor's last update (skip what was sent), or reuse an unreplicated id for another
+        event (different content: send it)."""
+        self._published[ev_id] = (alert_id, at)
+        if len(self._published) > _PUBLISHED_MEMORY:
+            del self._published[next(iter(self._published))]
 
     async def _publish_current(
         self, conn: psycopg.AsyncConnection, client: aiomqtt.Client, parks: set[str] | None

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from alerts._emission import evaluate_hour
+from alerts._emission import HourResult, evaluate_hour
 from alerts._evaluate import Outcome
 from alerts._hj212 import device_excluded_flags
 from alerts._ruleset import EmissionParams, GapParams, LimitChoice, Rule, RuleSet, Stack
@@ -276,16 +276,22 @@ class PeriodicEvaluator:
         return out
 
     # -- emissions ------------------------------------------------------------------------------
-    async def emissions(self, conn: psycopg.AsyncConnection, now: datetime) -> list[Outcome]:
-        out: list[Outcome] = []
+    async def emissions(
+        self, conn: psycopg.AsyncConnection, now: datetime, into: list[Outcome] | None = None
+    ) -> list[Outcome]:
+        """Outcomes of the hours not yet evaluated (or with new readings since), appended to `into`
+        as they are decided, each before its hour is recorded as evaluated: when the connection
+        breaks mid-way, the caller still has every outcome of the hours already recorded."""
+        out: list[Outcome] = [] if into is None else into
         for rule in self.rules.of_kind("emission"):
-            out += await self._emission_rule(conn, rule, now)
+            await self._emission_rule(conn, rule, now, out)
         return out
 
-    async def _emission_rule(self, conn: psycopg.AsyncConnection, rule: Rule, now: datetime) -> list[Outcome]:
+    async def _emission_rule(
+        self, conn: psycopg.AsyncConnection, rule: Rule, now: datetime, out: list[Outcome]
+    ) -> None:
         p: EmissionParams = rule.params
         limits = self.rules.limits
-        out: list[Outcome] = []
         last_hour = (now - timedelta(seconds=p.grace_s)).replace(
             minute=0, second=0, microsecond=0
         ) - timedelta(hours=1)
@@ -298,7 +304,7 @@ class PeriodicEvaluator:
         )
         devices = [d for d in await cur.fetchall() if self._ok(rule, d[1])]
         if not devices:
-            return out
+            return
         metrics = [*p.pollutants, "o2_pct", "cems_flag"]
         pks = [d[0] for d in devices]
         cur = await conn.execute(
@@ -351,13 +357,10 @@ class PeriodicEvaluator:
                     # the limit in force for this hour (special limits start on a date)
                     choice = limits.limit_for(p, stack, metric, hour)
                     if choice is not None and f is not None and done.get((pk, metric, hour)) != f[0]:
-                        o = await self._emission_hour(
-                            conn, rule, p, pk, stack, firm, gw, dev, metric, hour, f, ref, choice
+                        await self._emission_hour(
+                            conn, rule, p, pk, stack, firm, gw, dev, metric, hour, f, ref, choice, out
                         )
-                        if o is not None:
-                            out.append(o)
                     hour += timedelta(hours=1)
-        return out
 
     async def _emission_hour(
         self,
@@ -374,8 +377,8 @@ class PeriodicEvaluator:
         fingerprint: tuple[int, datetime],
         ref: tuple[float, str],
         choice: LimitChoice,
-    ) -> Outcome | None:
-        park = stack.park
+        out: list[Outcome],
+    ) -> None:
         cur = await conn.execute(
             "SELECT metric, ts, value, quality FROM v_readings WHERE device_pk = %s AND metric = ANY(%s) "
             "AND ts >= %s AND ts < %s ORDER BY ts",
@@ -384,7 +387,7 @@ class PeriodicEvaluator:
         series: dict[str, list[tuple[datetime, float | None, int]]] = defaultdict(list)
         for m, ts, v, q in await cur.fetchall():
             series[m].append((ts, v, q))
-        o2_ref, o2_source = ref
+        o2_ref = ref[0]
         res = evaluate_hour(
             hour,
             series[metric],
@@ -396,6 +399,20 @@ class PeriodicEvaluator:
             exclude_quality_from=p.exclude_quality_from,
         )
         exceeded = res.exceeded(choice.limit)
+        if not res.valid or res.avg_converted is None:
+            obs = Obs.HOLD  # an invalid hour says nothing about compliance
+        elif exceeded:
+            obs = Obs.BREACH
+        elif res.avg_converted <= choice.limit * p.clear_ratio:
+            obs = Obs.CLEAR
+        else:
+            obs = Obs.HOLD
+        subject = f"{gw}/{dev}/{metric}"
+        t = hour.timestamp()
+        act = self.tracker.observe((rule.id, subject), obs, t, clear_for_s=(p.clear_hours - 1) * 3600.0)
+        if act is not None:
+            out.append(self._hour_outcome(act, rule, p, stack, firm, gw, dev, metric, t, res, ref, choice))
+        # recorded last: an hour is marked evaluated only once its outcome is with the caller
         await conn.execute(
             """INSERT INTO alert_emission_hours (device_pk, metric, hour, n_readings, last_ts, valid_minutes, excluded,
                    excluded_by, valid, avg_measured, avg_o2, avg_converted, o2_ref, limit_value, limit_source, exceeded,
@@ -431,19 +448,25 @@ class PeriodicEvaluator:
                 choice.basis_en,
             ),
         )
-        if not res.valid or res.avg_converted is None:
-            obs = Obs.HOLD  # an invalid hour says nothing about compliance
-        elif exceeded:
-            obs = Obs.BREACH
-        elif res.avg_converted <= choice.limit * p.clear_ratio:
-            obs = Obs.CLEAR
-        else:
-            obs = Obs.HOLD
+
+    def _hour_outcome(
+        self,
+        act: Action,
+        rule: Rule,
+        p: EmissionParams,
+        stack: Stack,
+        firm: str,
+        gw: str,
+        dev: str,
+        metric: str,
+        t: float,
+        res: HourResult,
+        ref: tuple[float, str],
+        choice: LimitChoice,
+    ) -> Outcome:
+        o2_ref, o2_source = ref
+        hour = res.hour
         subject = f"{gw}/{dev}/{metric}"
-        t = hour.timestamp()
-        act = self.tracker.observe((rule.id, subject), obs, t, clear_for_s=(p.clear_hours - 1) * 3600.0)
-        if act is None:
-            return None
         evidence = {
             "hour": hour.isoformat(),
             "pollutant": metric,
@@ -469,7 +492,7 @@ class PeriodicEvaluator:
             act,
             rule,
             subject,
-            park,
+            stack.park,
             firm,
             gw,
             dev,

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from parkpulse.db import connect, connect_read, refresh_rollups, wait_replayed
 from parkpulse.errors import ConfigError, ParkPulseError
+from parkpulse.reconnect import Backoff, retry_sync
 from rules._evaluate import evaluate_year
 from rules._ruleset import DEFAULT_RULE_SET, RuleSet, load_rule_set
 from rules._store import load_inputs, store_result
@@ -47,11 +48,34 @@ def run_once(
     park: str | None = None,
     refresh: bool = True,
     read_url: str | None = None,
+    retry_s: float = 60.0,
 ) -> tuple[int, int]:
     """Refresh rollups, evaluate from the database and store. Returns (run_id, firms).
 
     With `read_url` (PARKPULSE_DATABASE_READ_URL) the input queries go to that replica, once it
-    has replayed the refresh (else, after 30 s, to the primary); refresh and results stay on `dsn`."""
+    has replayed the refresh (else, after 30 s, to the primary); refresh and results stay on `dsn`.
+
+    A lost connection or a read-only server (a switchover or failover under a multi-host URL)
+    makes the whole run start again on a new connection, with backoff, for up to `retry_s`
+    seconds: the results go in one transaction that replaces the previous ones for the same keys,
+    so a repeated run leaves the same results (and one more `rule_runs` row)."""
+    return retry_sync(
+        lambda: _run_attempt(dsn, rs, year, month, park, refresh, read_url),
+        what="rules run",
+        within_s=retry_s,
+        backoff=Backoff(0.5, 5.0),
+    )
+
+
+def _run_attempt(
+    dsn: str,
+    rs: RuleSet,
+    year: int,
+    month: int | None,
+    park: str | None,
+    refresh: bool,
+    read_url: str | None,
+) -> tuple[int, int]:
     with connect(dsn) as conn:
         if refresh:
             refresh_rollups(conn)  # everything dirty, on either storage path

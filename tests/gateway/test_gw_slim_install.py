@@ -35,7 +35,7 @@ MAIN_BIN = Path(sys.executable).parent
 PLATFORM_MODULES = ("psycopg", "psycopg_pool", "fastapi", "uvicorn", "jinja2", "openpyxl", "matplotlib")
 PLATFORM_WHEELS = ("psycopg", "fastapi", "uvicorn", "jinja2", "openpyxl", "matplotlib", "grafana")
 # The kernel's store modules (PostgreSQL) are platform parts: everything else must import on a slim install.
-STORE_MODULES = ("parkpulse.db", "parkpulse.synthetic", "parkpulse.patroni_local")
+STORE_MODULES = ("parkpulse.db", "parkpulse.synthetic", "parkpulse.patroni_local", "parkpulse.reconnect")
 
 
 def offline_env() -> dict[str, str]:
