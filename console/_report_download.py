@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from console._auth import Session
 from console._deps import ID_PATTERN, console_state, lang_of, page_session
 from console.scope import scope_sql
+from parkpulse.db import read_only_conninfo
 from reports import ReportInputError, firm_report, parse_period, render
 
 __all__ = ["router"]
@@ -27,7 +28,8 @@ _MEDIA = {
 
 
 def _make(dsn: str, firm_id: str, period: str, fmt: str, lang: str) -> bytes:
-    with psycopg.connect(dsn, connect_timeout=10) as conn:
+    """Render on a read-only connection to `dsn` (the read replica when one is configured)."""
+    with psycopg.connect(read_only_conninfo(dsn), connect_timeout=10) as conn:
         return render(firm_report(conn, firm_id, parse_period(period)), fmt, lang)
 
 
@@ -49,7 +51,12 @@ async def firm_report_download(
             raise HTTPException(status_code=404, detail=f"firm_id: no firm {firm_id!r} in your scope")
     try:
         body = await asyncio.to_thread(
-            _make, st.settings.dsn(), firm_id, period, fmt, "en" if lang_of(request) == "en" else "zh"
+            _make,
+            st.read_url or st.settings.dsn(),
+            firm_id,
+            period,
+            fmt,
+            "en" if lang_of(request) == "en" else "zh",
         )
     except ReportInputError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
+from parkpulse.db import read_only_conninfo
 from parkpulse.errors import ParkPulseError
 from parkpulse.redact import redact_url
 from parkpulse.settings import get_settings
@@ -29,7 +30,11 @@ from reports.errors import ReportInputError
 app = typer.Typer(help="Monthly and yearly energy reports (Excel, PDF).", no_args_is_help=True)
 
 DsnOpt = Annotated[
-    str | None, typer.Option("--database-url", envvar="PARKPULSE_DATABASE_URL", help="PostgreSQL URL")
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL (default: PARKPULSE_DATABASE_READ_URL, a replica, else PARKPULSE_DATABASE_URL)",
+    ),
 ]
 PeriodOpt = Annotated[str, typer.Option("--month", "--year", help="YYYY-MM for a month, YYYY for a year")]
 FormatOpt = Annotated[str, typer.Option("--format", help="xlsx or pdf")]
@@ -38,9 +43,11 @@ OutOpt = Annotated[Path, typer.Option("-o", "--output", help="file to write")]
 
 
 def _connect(dsn: str | None) -> psycopg.Connection:
-    url = dsn or get_settings().database_url
+    """A read-only connection: --database-url, else PARKPULSE_DATABASE_READ_URL (a replica), else
+    the primary. Reports only read, so they may run on a replica."""
+    url = dsn or get_settings().read_url
     try:
-        return psycopg.connect(url, connect_timeout=10)
+        return psycopg.connect(read_only_conninfo(url), connect_timeout=10)
     except psycopg.OperationalError as exc:
         typer.echo(f"database {redact_url(url)}: cannot connect ({type(exc).__name__})", err=True)
         raise typer.Exit(2) from None

@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -236,3 +237,40 @@ def test_ingest_exports_each_standby_lag_in_its_metrics(pair: Pair) -> None:
     text = svc.metrics.text().decode()
     assert 'pp_store_replica_replay_lag_seconds{standby="pp_replica"}' in text
     assert 'pp_store_replica_replay_lag_bytes{standby="pp_replica"}' in text
+
+
+def test_reports_read_from_the_replica(pair: Pair, tmp_path: Path) -> None:
+    """Report generation is read-only work: with PARKPULSE_DATABASE_READ_URL set it runs on the
+    replica alone (the primary URL here points at a closed port)."""
+    with connect(pair.primary) as conn:
+        import_registry(conn, synthetic_park("rrep", firms=1, meters_per_gateway=1))
+        conn.commit()
+        (firm,) = conn.execute("SELECT firm_id FROM firms WHERE park_id = 'rrep'").fetchone()  # type: ignore[misc]
+    _wait_replayed(pair)
+    out = tmp_path / "r.xlsx"
+    env = {
+        **os.environ,
+        "PARKPULSE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/parkpulse",
+        "PARKPULSE_DATABASE_READ_URL": pair.replica,
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parkpulse.cli",
+            "report",
+            "firm",
+            "--firm",
+            firm,
+            "--month",
+            "2026-11",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert out.stat().st_size > 1000
