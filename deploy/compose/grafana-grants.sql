@@ -42,6 +42,15 @@ BEGIN
             EXECUTE format('GRANT EXECUTE ON FUNCTION public.%s TO %I', v, r);
         END IF;
     END LOOP;
+    -- the inner steps of those functions: their owner runs them; nobody else needs to
+    FOREACH v IN ARRAY ARRAY[
+        'pp_cost_bounds(text,text[],date,date)', 'pp_firm_elec_15m(text[],date,date)',
+        'pp_firm_elec_tou_15m(text[],date,date)', 'pp_firm_elec_tou_daily(text[],date,date)'
+    ] LOOP
+        IF to_regprocedure(format('public.%s', v)) IS NOT NULL THEN
+            EXECUTE format('REVOKE EXECUTE ON FUNCTION public.%s FROM PUBLIC', v);
+        END IF;
+    END LOOP;
 END $$;
 
 SELECT set_config('pp.grafana_pw', '', false);

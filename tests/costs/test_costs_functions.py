@@ -1,6 +1,6 @@
-"""The bounded cost functions (pp_firm_elec_15m, pp_firm_cost_daily, pp_firm_cost_monthly) equal
-their views filtered to the range, on plain PostgreSQL and on TimescaleDB, for ranges whose edges
-need readings outside them: a day whose first slots take the rise since the previous day's last
+"""The bounded cost functions (pp_firm_elec_15m, pp_firm_elec_tou_15m, pp_firm_elec_tou_daily,
+pp_firm_cost_daily, pp_firm_cost_monthly) equal their views filtered to the range, on plain
+PostgreSQL and on TimescaleDB, for ranges whose edges need readings outside them: a day whose first slots take the rise since the previous day's last
 reading, and a day whose last slot gets part of a rise read only the next day."""
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ NEXT = DAY + timedelta(days=1)
 # (view, function, order) compared row by row; the monthly view lists months.
 PAIRS = (
     ("v_firm_elec_15m", "pp_firm_elec_15m", "bucket"),
+    ("v_firm_elec_tou_15m", "pp_firm_elec_tou_15m", "bucket"),
+    ("v_firm_elec_tou_daily", "pp_firm_elec_tou_daily", "day, period, price"),
     ("v_firm_cost_daily", "pp_firm_cost_daily", "day, carrier, period, price"),
 )
 

@@ -239,6 +239,11 @@ def test_grafana_role_reads_every_cost_panel(db: str, pg_admin: str, unique_id: 
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     conn.execute(f"SELECT * FROM {table} LIMIT 1")
                 conn.rollback()
+            # the functions' inner steps run with their owner's rights: closed to everyone else
+            for fn in ("pp_firm_elec_15m", "pp_firm_elec_tou_15m", "pp_firm_elec_tou_daily"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(f"SELECT * FROM {fn}(NULL, current_date, current_date)")
+                conn.rollback()
     finally:
         with psycopg.connect(db, autocommit=True) as c:
             c.execute(f'DROP OWNED BY "{role}"')

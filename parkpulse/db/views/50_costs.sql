@@ -311,15 +311,23 @@ END $$;
 -- equals the view's rows of those days, at a cost proportional to the range.
 CREATE OR REPLACE FUNCTION pp_firm_elec_15m(p_firms text[], p_from date, p_to date)
 RETURNS SETOF v_firm_elec_15m
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp SET enable_nestloop = on SET enable_mergejoin = on AS $$
 DECLARE
     v_lo timestamptz;
     v_hi timestamptz;
+    v_events boolean;
 BEGIN
     SELECT lo, hi INTO v_lo, v_hi FROM pp_cost_bounds('pp_firm_elec_15m', p_firms, p_from, p_to);
     IF v_lo IS NULL THEN
         RETURN;
     END IF;
+    -- whether any of the meters has a counter event at all: if not, the per-bucket look-up of the
+    -- corrections below is skipped (it was a probe per bucket, about an eighth of the time)
+    SELECT EXISTS (
+        SELECT FROM counter_events ce JOIN v_devices d USING (device_pk)
+        WHERE (p_firms IS NULL OR d.firm_id = ANY (p_firms)) AND (d.meter_level = 1 OR d.meter_level IS NULL)
+    ) INTO v_events;
     RETURN QUERY
     WITH m AS MATERIALIZED (
         SELECT d.device_pk, mt.metric_id
@@ -358,35 +366,35 @@ BEGIN
         WINDOW w AS (PARTITION BY r.park_id, r.firm_id, r.device_pk, r.metric_id ORDER BY r.bucket)
     ), iv AS (
         SELECT b.park_id, b.firm_id, b.device_pk, b.bucket, b.prev_last_ts,
-               b.last - coalesce(b.prev_last, b.first) + coalesce(ev.correction, 0) AS delta,
+               b.last - coalesce(b.prev_last, b.first)
+                 + coalesce(CASE WHEN v_events THEN (
+                       SELECT sum(ce.correction)
+                       FROM counter_events ce
+                       WHERE ce.device_pk = b.device_pk AND ce.metric_id = b.metric_id
+                         AND ce.ts > coalesce(b.prev_last_ts, b.bucket) AND ce.ts <= b.last_ts) END, 0) AS delta,
                b.last - coalesce(b.first, b.last) AS within
         FROM b
-        LEFT JOIN LATERAL (
-            SELECT sum(ce.correction) AS correction
-            FROM counter_events ce
-            WHERE ce.device_pk = b.device_pk AND ce.metric_id = b.metric_id
-              AND ce.ts > coalesce(b.prev_last_ts, b.bucket) AND ce.ts <= b.last_ts
-        ) ev ON true
     ), parts AS (
         SELECT iv.*,
                CASE WHEN iv.delta > 0 THEN greatest(least(iv.within, iv.delta), 0) ELSE 0 END AS in_kwh
         FROM iv
     ), split AS (
-        SELECT p.park_id, p.firm_id, p.device_pk, x.slot_start, x.kwh, x.suspect, x.spread
+        -- the view's split as one series per bucket: its last element is the bucket itself (the rise
+        -- within it), the earlier ones the slots the rest is spread over (none when nothing is spread)
+        SELECT p.park_id, p.firm_id, p.device_pk, x.s AS slot_start,
+               CASE WHEN x.s = p.bucket THEN p.in_kwh
+                    ELSE (p.delta - p.in_kwh)
+                         * extract(epoch FROM least(p.bucket, x.s + interval '15 minutes') - greatest(p.prev_last_ts, x.s))::float8
+                         / extract(epoch FROM p.bucket - p.prev_last_ts)::float8 END AS kwh,
+               x.s = p.bucket AND p.delta < 0 AS suspect,
+               x.s <> p.bucket AND (p.bucket - p.prev_last_ts) > interval '20 minutes' AS spread
         FROM parts p
-        CROSS JOIN LATERAL (
-            SELECT p.bucket AS slot_start, p.in_kwh AS kwh, p.delta < 0 AS suspect, false AS spread
-            UNION ALL
-            SELECT s,
-                   (p.delta - p.in_kwh)
-                     * extract(epoch FROM least(p.bucket, s + interval '15 minutes') - greatest(p.prev_last_ts, s))::float8
-                     / extract(epoch FROM p.bucket - p.prev_last_ts)::float8,
-                   false, (p.bucket - p.prev_last_ts) > interval '20 minutes'
-            FROM generate_series(date_bin('15 minutes', p.prev_last_ts, timestamptz '2000-01-01 00:00:00+00'),
-                                 p.bucket - interval '15 minutes', interval '15 minutes') s
-            WHERE p.prev_last_ts IS NOT NULL AND p.delta > p.in_kwh
-        ) x
-        WHERE x.slot_start >= v_lo AND x.slot_start < v_hi
+        CROSS JOIN LATERAL generate_series(
+            CASE WHEN p.prev_last_ts IS NOT NULL AND p.delta > p.in_kwh
+                 THEN date_bin('15 minutes', p.prev_last_ts, timestamptz '2000-01-01 00:00:00+00')
+                 ELSE p.bucket END,
+            p.bucket, interval '15 minutes') AS x(s)
+        WHERE x.s >= v_lo AND x.s < v_hi
     ), g AS (
         SELECT split.park_id, split.firm_id, split.slot_start AS bucket,
                sum(split.kwh) AS kwh,
@@ -397,44 +405,74 @@ BEGIN
         GROUP BY split.park_id, split.firm_id, split.slot_start
     ), out AS (
         SELECT g.park_id, g.firm_id, g.bucket,
-               (g.bucket AT TIME ZONE p.timezone)::date AS day,
-               extract(month FROM g.bucket AT TIME ZONE p.timezone)::smallint AS month,
-               (extract(hour FROM g.bucket AT TIME ZONE p.timezone)::int * 4
-                + extract(minute FROM g.bucket AT TIME ZONE p.timezone)::int / 15)::smallint AS slot,
+               l.ts::date AS day,
+               extract(month FROM l.ts)::smallint AS month,
+               (extract(hour FROM l.ts)::int * 4 + extract(minute FROM l.ts)::int / 15)::smallint AS slot,
                g.kwh, g.meters, g.suspect, g.spread_kwh
         FROM g
         JOIN v_parks p USING (park_id)
+        CROSS JOIN LATERAL (SELECT g.bucket AT TIME ZONE p.timezone AS ts OFFSET 0) l
     )
     SELECT * FROM out WHERE out.day BETWEEN p_from AND p_to;
 END $$;
 
--- v_firm_elec_tou_daily for the days p_from .. p_to of p_firms (the tariff lookup of
--- v_firm_elec_tou_15m on pp_firm_elec_15m's slots).
+-- v_firm_elec_tou_15m for the days p_from .. p_to of p_firms, priced set-based (issues 15, 16):
+-- first the small grids of the range — per assignment and day the tariff version in force (a), the
+-- slot -> period map of those versions (sm), per assignment, version, day and period the price (pr)
+-- — then pp_firm_elec_15m's slots hash-joined to them on full equality keys, a hash lookup per slot
+-- instead of the view's per-slot index probes (docs/scaling.md, "Costs"). The grids are MATERIALIZED
+-- so that no index is there to tempt the planner into a nested loop per slot. Same rows as the view:
+-- each join below is the view's LATERAL join with its day condition moved into the grid.
+CREATE OR REPLACE FUNCTION pp_firm_elec_tou_15m(p_firms text[], p_from date, p_to date)
+RETURNS SETOF v_firm_elec_tou_15m
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp SET enable_nestloop = off SET enable_mergejoin = off SET jit = off AS $$
+    WITH a AS MATERIALIZED (
+        SELECT ft.assignment_id, ft.firm_id, d.day, ft.tariff_id, ft.voltage_class,
+               tv.version, tv.verified
+        FROM firm_tariffs ft
+        CROSS JOIN LATERAL (
+            SELECT g::date AS day
+            FROM generate_series(greatest(ft.valid_from, p_from)::timestamp,
+                                 least(coalesce(ft.valid_to - 1, p_to), p_to)::timestamp, interval '1 day') g
+        ) d
+        LEFT JOIN tariff_versions tv
+               ON tv.tariff_id = ft.tariff_id
+              AND d.day >= tv.valid_from AND (tv.valid_to IS NULL OR d.day < tv.valid_to)
+        WHERE ft.carrier = 'electricity' AND (p_firms IS NULL OR ft.firm_id = ANY (p_firms))
+          AND ft.valid_from <= p_to AND (ft.valid_to IS NULL OR ft.valid_to > p_from)
+    ), sm AS MATERIALIZED (
+        SELECT ts.tariff_id, ts.version, ts.month, ts.slot, ts.period
+        FROM tariff_slots ts
+        WHERE (ts.tariff_id, ts.version) IN (SELECT a.tariff_id, a.version FROM a)
+    ), pr AS MATERIALIZED (
+        SELECT a.assignment_id, a.version, a.day, tp.period, tp.price, tp.basis, tp.verified
+        FROM a
+        JOIN tariff_prices tp
+          ON tp.tariff_id = a.tariff_id AND tp.version = a.version AND tp.voltage_class = a.voltage_class
+         AND a.day >= tp.price_from AND (tp.price_to IS NULL OR a.day < tp.price_to)
+    )
+    SELECT e.park_id, e.firm_id, e.bucket, e.day, e.month, e.slot, e.kwh, e.meters, e.suspect, e.spread_kwh,
+           a.tariff_id, a.version, a.voltage_class, sm.period,
+           pr.price, pr.price * e.kwh, pr.basis, (a.verified AND pr.verified)
+    FROM pp_firm_elec_15m(p_firms, p_from, p_to) e
+    LEFT JOIN a ON a.firm_id = e.firm_id AND a.day = e.day
+    LEFT JOIN sm ON sm.tariff_id = a.tariff_id AND sm.version = a.version AND sm.month = e.month AND sm.slot = e.slot
+    LEFT JOIN pr
+           ON pr.assignment_id = a.assignment_id AND pr.version = a.version AND pr.day = a.day
+          AND pr.period = sm.period
+$$;
+
+-- v_firm_elec_tou_daily for the days p_from .. p_to of p_firms (pp_firm_elec_tou_15m by day).
 CREATE OR REPLACE FUNCTION pp_firm_elec_tou_daily(p_firms text[], p_from date, p_to date)
 RETURNS SETOF v_firm_elec_tou_daily
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT e.park_id, e.firm_id, e.day, t.period, t.tariff_id, t.tariff_version, t.voltage_class, t.price,
+    SELECT t.park_id, t.firm_id, t.day, t.period, t.tariff_id, t.tariff_version, t.voltage_class, t.price,
            t.price_basis, t.verified,
-           sum(e.kwh) AS kwh, sum(t.price * e.kwh) AS cost_yuan, count(*)::int AS slots,
-           bool_or(e.suspect) AS suspect, sum(e.spread_kwh) AS spread_kwh
-    FROM pp_firm_elec_15m(p_firms, p_from, p_to) e
-    LEFT JOIN LATERAL (
-        SELECT ft.tariff_id, tv.version AS tariff_version, ft.voltage_class, ts.period, tp.price,
-               tp.basis AS price_basis, (tv.verified AND tp.verified) AS verified
-        FROM firm_tariffs ft
-        LEFT JOIN tariff_versions tv
-               ON tv.tariff_id = ft.tariff_id
-              AND e.day >= tv.valid_from AND (tv.valid_to IS NULL OR e.day < tv.valid_to)
-        LEFT JOIN tariff_slots ts
-               ON ts.tariff_id = tv.tariff_id AND ts.version = tv.version AND ts.month = e.month AND ts.slot = e.slot
-        LEFT JOIN tariff_prices tp
-               ON tp.tariff_id = tv.tariff_id AND tp.version = tv.version AND tp.voltage_class = ft.voltage_class
-              AND tp.period = ts.period
-              AND e.day >= tp.price_from AND (tp.price_to IS NULL OR e.day < tp.price_to)
-        WHERE ft.firm_id = e.firm_id AND ft.carrier = 'electricity'
-          AND e.day >= ft.valid_from AND (ft.valid_to IS NULL OR e.day < ft.valid_to)
-    ) t ON true
-    GROUP BY e.park_id, e.firm_id, e.day, t.period, t.tariff_id, t.tariff_version, t.voltage_class, t.price,
+           sum(t.kwh) AS kwh, sum(t.cost_yuan) AS cost_yuan, count(*)::int AS slots,
+           bool_or(t.suspect) AS suspect, sum(t.spread_kwh) AS spread_kwh
+    FROM pp_firm_elec_tou_15m(p_firms, p_from, p_to) t
+    GROUP BY t.park_id, t.firm_id, t.day, t.period, t.tariff_id, t.tariff_version, t.voltage_class, t.price,
              t.price_basis, t.verified
 $$;
 
@@ -446,8 +484,21 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
     PERFORM pp_cost_bounds('pp_firm_cost_daily', p_firms, p_from, p_to);
     RETURN QUERY
+    SELECT * FROM pp_cost_daily_of(p_firms, p_from, p_to,
+                                   ARRAY(SELECT t FROM pp_firm_elec_tou_daily(p_firms, p_from, p_to) t));
+END $$;
+
+-- Internal (not granted): pp_firm_cost_daily's rows from electricity already priced by day and
+-- period (p_tou: rows of pp_firm_elec_tou_daily for p_firms, p_from .. p_to), so that
+-- pp_firm_cost_monthly reads the 15-minute slots once for both the energy rows and the demand.
+CREATE OR REPLACE FUNCTION pp_cost_daily_of(p_firms text[], p_from date, p_to date,
+                                            p_tou v_firm_elec_tou_daily[])
+RETURNS SETOF v_firm_cost_daily
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    RETURN QUERY
     WITH t AS MATERIALIZED (
-        SELECT * FROM pp_firm_elec_tou_daily(p_firms, p_from, p_to)
+        SELECT * FROM unnest(p_tou)
     ), reg AS (
         SELECT dv.firm_id, c.day, substring(m.name FROM '^elec_import_kwh_(.*)$') AS period,
                sum(c.increase) AS register_kwh
@@ -498,6 +549,9 @@ BEGIN
 ;
 END $$;
 
+-- pp_cost_daily_of prices whatever rows it is given: only the functions above call it (as owner).
+REVOKE EXECUTE ON FUNCTION pp_cost_daily_of(text[], date, date, v_firm_elec_tou_daily[]) FROM PUBLIC;
+
 -- v_firm_cost_monthly for the months that overlap p_from .. p_to (month from
 -- date_trunc('month', p_from) to p_to), each over the whole month: the energy rows of
 -- pp_firm_cost_daily and the two-part charge of v_firm_capacity_charge_monthly (the month's
@@ -517,7 +571,16 @@ BEGIN
     SELECT lo, hi INTO v_lo, v_hi FROM pp_cost_bounds('pp_firm_cost_monthly', p_firms, v_from, v_to);
     RETURN QUERY
     WITH e AS MATERIALIZED (
-        SELECT * FROM pp_firm_elec_15m(p_firms, v_from, v_to)
+        SELECT * FROM pp_firm_elec_tou_15m(p_firms, v_from, v_to)
+    ), tou AS (
+        -- as pp_firm_elec_tou_daily
+        SELECT e.park_id, e.firm_id, e.day, e.period, e.tariff_id, e.tariff_version, e.voltage_class, e.price,
+               e.price_basis, e.verified,
+               sum(e.kwh) AS kwh, sum(e.cost_yuan) AS cost_yuan, count(*)::int AS slots,
+               bool_or(e.suspect) AS suspect, sum(e.spread_kwh) AS spread_kwh
+        FROM e
+        GROUP BY e.park_id, e.firm_id, e.day, e.period, e.tariff_id, e.tariff_version, e.voltage_class, e.price,
+                 e.price_basis, e.verified
     ), c AS (
         SELECT e.park_id, e.firm_id, date_trunc('month', e.day)::date AS month,
                4 * max(e.kwh) AS computed_kw,
@@ -580,7 +643,7 @@ BEGIN
            sum(d.quantity), d.unit, d.price, d.price_unit, sum(d.cost_yuan),
            d.tariff_id, d.tariff_version, d.voltage_class, d.price_basis, d.verified,
            bool_or(d.suspect), bool_or(d.register_mismatch), count(DISTINCT d.day)::int
-    FROM pp_firm_cost_daily(p_firms, v_from, v_to) d
+    FROM pp_cost_daily_of(p_firms, v_from, v_to, ARRAY(SELECT tou::v_firm_elec_tou_daily FROM tou)) d
     GROUP BY d.park_id, d.firm_id, date_trunc('month', d.day), d.carrier, d.period, d.unit, d.price, d.price_unit,
              d.tariff_id, d.tariff_version, d.voltage_class, d.price_basis, d.verified
     UNION ALL
