@@ -1,4 +1,4 @@
-"""Benchmark: one monthly PDF report rendered, before and after the font changes (issue 15).
+"""Benchmark: one monthly PDF report rendered, before and after the light drawing path (issue 15).
 
     python bench/report_render.py              # 40 renders of each, 1 000 firms projected
     python bench/report_render.py --renders 10 # quicker
@@ -7,20 +7,24 @@ No database: firm reports shaped like bench/reports.py's (a month of daily elect
 completeness, a time-of-use cost table for every other firm, notes), built in memory, each firm
 with its own Chinese name so the documents' glyph sets differ as real firms' do.
 
-Two settings rendered alternately in this one process (so load on the machine hits both alike):
-- baseline: the font as it was cached before (the GB 2312 subset with its CFF outlines) and the
-  matplotlib settings as they were (`ps.fonttype` left at 3: Chinese text in a second subset);
-- current: reports/_pdf.py as it is (TrueType outlines, one subset per document).
+Two ways of drawing rendered alternately in this one process (so load on the machine hits both
+alike), same font and settings:
+- baseline: as reports/_pdf.py drew before: a matplotlib Text artist per table cell and line, and
+  each chart an Axes (bar, set_title, automatic ticks);
+- current: reports/_pdf.py as it is (reports/_pdf_draw.py: cells drawn by one artist, charts
+  without Axes, fixed ticks).
 Printed: the median render time of each, the ratio, the PDFs' median size, the one-off font build
 time, the Excel render median, and the projection for 1 000 firms (Excel + PDF, zh) on the CPUs
 here: firms × (Excel + PDF) / CPUs, the rendering floor without reading. Each pair of PDFs must
-give the same text (pypdf) and embed the report font, or the benchmark stops.
+give the same text lines (pypdf; the charts' tick numbers aside, as the ticks differ) and embed the
+report font, or the benchmark stops.
 The last line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -28,7 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -98,19 +102,45 @@ def firm_report(i: int) -> Report:
     )
 
 
-def baseline_font(tmp: Path) -> tuple[str, float]:
-    """The font as reports/_fonts.py cut it before (CFF outlines), registered; its family, build s."""
-    from matplotlib import font_manager
+@contextlib.contextmanager
+def artists_per_cell() -> Iterator[None]:
+    """reports/_pdf.py drawing as before: a Text artist per string, an Axes per chart."""
+    from matplotlib.figure import Figure
 
-    from reports import _fonts
+    from reports import _pdf
+    from reports._pdf_draw import Align, Chart
 
-    family = "ParkPulse Report Sans CFF"
-    src, index = _fonts.source_font()
-    path = tmp / "report-sans-cff.otf"
-    t = time.perf_counter()
-    _fonts._build(path, src, index, _fonts._base_chars(), family, truetype=False)
-    font_manager.fontManager.addfont(str(path))
-    return family, time.perf_counter() - t
+    class TextCells:
+        def __init__(self, fig: Figure) -> None:
+            self.fig = fig
+
+        def add(
+            self, x: float, y: float, text: str, size: float, color: str = "black", align: Align = "left"
+        ) -> None:
+            self.fig.text(x, y, text, fontsize=size, va="top", ha=align, color=color)
+
+    def axes_chart(fig: Figure, cells: object, ch: Chart) -> None:
+        ax = fig.add_axes(ch.rect)
+        ax.bar(range(len(ch.values)), list(ch.values), color=ch.color)
+        shown = [(i, lab) for i, lab in enumerate(ch.labels) if lab]
+        ax.set_xticks([i for i, _ in shown], [lab for _, lab in shown])
+        if ch.xlabel:
+            ax.set_xlabel(ch.xlabel, fontsize=7)
+        ax.set_title(ch.title, fontsize=9)
+        ax.tick_params(labelsize=7)
+
+    ns = vars(_pdf)  # the names reports/_pdf.py draws with, swapped for the old way meanwhile
+    saved = ns["Cells"], ns["bar_chart"]
+    ns["Cells"], ns["bar_chart"] = TextCells, axes_chart
+    try:
+        yield
+    finally:
+        ns["Cells"], ns["bar_chart"] = saved
+
+
+def _lines(text: str) -> list[str]:
+    """The PDF's text lines without the charts' tick numbers."""
+    return sorted(x for x in text.splitlines() if x.strip() and not set(x) <= set("0123456789 .,-"))
 
 
 def current_font_build_s(tmp: Path) -> float:
@@ -152,11 +182,14 @@ def main() -> None:
     print(f"{cpus} CPUs, load average {os.getloadavg()[0]:.1f} before the run", flush=True)
     reps = [firm_report(i) for i in range(a.renders)]
     with tempfile.TemporaryDirectory(prefix="pp-bench-render-") as tmp:
-        base_family, base_build_s = baseline_font(Path(tmp))
         build_s = current_font_build_s(Path(tmp))
-        base_rc = {**_pdf._rc(base_family), "ps.fonttype": 3}
+
+        def baseline(r: Report) -> bytes:
+            with artists_per_cell():
+                return _pdf.render_pdf(r, "zh")
+
         settings: dict[str, Callable[[Report], bytes]] = {
-            "baseline": lambda r: _pdf._render(r, "zh", base_rc),
+            "baseline": baseline,
             "current": lambda r: _pdf.render_pdf(r, "zh"),
         }
         for fn in settings.values():  # first renders load matplotlib, fonts, caches
@@ -175,7 +208,12 @@ def main() -> None:
                     pdf_text_and_fonts(bodies["baseline"]),
                     pdf_text_and_fonts(bodies["current"]),
                 )
-                if bt != ct or not any("ParkPulseReportSans" in f for f in cf) or rep.firm.name not in ct:  # type: ignore[union-attr]
+                if (
+                    _lines(bt) != _lines(ct)
+                    or not any("ParkPulseReportSans" in f for f in cf)
+                    or rep.firm is None
+                    or rep.firm.name not in ct
+                ):
                     raise SystemExit(f"PDFs differ or lack the font for {rep.subject_id}")
         xlsx = [timed(lambda r: render_xlsx(r, "zh"), r)[0] for r in reps[: max(a.renders // 4, 5)]]
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
@@ -187,7 +225,7 @@ def main() -> None:
             f"median size {statistics.median(sizes[k]) / 1024:.0f} KiB"
         )
     print(f"ratio baseline / current: {med['baseline'] / med['current']:.2f}")
-    print(f"font cache build (once per machine): CFF {base_build_s:.1f} s, TrueType {build_s:.1f} s")
+    print(f"font cache build (once per machine): {build_s:.1f} s")
     print(f"Excel render median {xlsx_ms:.1f} ms over {len(xlsx)} firms")
     print(
         f"projected render time of {a.firms} firms (Excel + PDF, zh) on {cpus} CPUs, without the read: "

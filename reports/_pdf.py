@@ -1,12 +1,17 @@
 """The report as a PDF (matplotlib, A4 pages): tables drawn as text grids, a daily-energy chart and
-a cost-by-period chart, CJK text in an embedded font (Type 42, subset)."""
+a cost-by-period chart, CJK text in an embedded font (Type 42, subset).
+
+Everything on a page is laid out here, in figure fractions, and drawn by two light artists
+(reports/_pdf_draw.py): the text lines and table cells with one renderer call each (no Text artist,
+no layout pass per cell), and the charts as bars, a frame and fixed ticks (no Axes, no tick
+locator). A Text artist per cell and two Axes cost about half of a render (bench/report_render.py).
+"""
 
 from __future__ import annotations
 
 import io
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +25,7 @@ from matplotlib.typing import RcKeyType
 
 from reports._fonts import report_font
 from reports._model import Report
+from reports._pdf_draw import Cells, Chart, bar_chart
 from reports._texts import check_lang, note_text, t
 
 A4 = (8.27, 11.69)
@@ -38,15 +44,19 @@ def _ts(v: datetime | None, tz: ZoneInfo) -> str:
     return "—" if v is None else v.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
-@dataclass
+HEAD = "#1f3b73"  # headings and table headers
+
+
 class _Page:
     """A page being filled from the top; `y` is the next free line (figure fraction)."""
 
-    fig: Figure
-    y: float = 0.95
+    def __init__(self) -> None:
+        self.fig = Figure(figsize=A4)
+        self.cells = Cells(self.fig)
+        self.y = 0.95
 
     def line(self, text: str, size: float = 9, bold: bool = False, gap: float = 0.018) -> None:
-        self.fig.text(0.06, self.y, text, fontsize=size, va="top", color="#1f3b73" if bold else "black")
+        self.cells.add(0.06, self.y, text, size, HEAD if bold else "black")
         self.y -= gap
 
     def table(
@@ -60,7 +70,7 @@ class _Page:
             xs.append(xs[-1] + w)
         for r, row in enumerate([headers, *shown]):
             for x, cell in zip(xs, row, strict=False):
-                self.fig.text(x, self.y, cell, fontsize=7, va="top", color="#1f3b73" if r == 0 else "black")
+                self.cells.add(x, self.y, cell, 7, HEAD if r == 0 else "black")
             self.y -= 0.0155
         if more > 0:
             self.line(t("more_rows", lang, n=more), size=7)
@@ -79,7 +89,7 @@ def _name(rep: Report, lang: str) -> str:
 
 
 def _page_one(pdf: PdfPages, rep: Report, lang: str) -> None:
-    p = _Page(Figure(figsize=A4))
+    p = _Page()
     tz = ZoneInfo(rep.park.timezone)
     kind = t(rep.period.kind, lang)
     p.line(t("title_firm" if rep.firm else "title_park", lang, kind=kind), size=15, bold=True, gap=0.03)
@@ -146,16 +156,20 @@ def _page_one(pdf: PdfPages, rep: Report, lang: str) -> None:
         (d.day, d.quantity) for d in rep.daily if d.carrier == "electricity" and d.direction == "import"
     )
     top = max(p.y - 0.04, 0.3)
-    ax = p.fig.add_axes((0.1, 0.06, 0.84, min(0.24, top - 0.1)))
-    ax.bar([float((d - rep.period.start).days + 1) for d, _ in elec], [q for _, q in elec], color="#3b7dd8")
-    ax.set_xlabel(t("day", lang), fontsize=7)
-    ax.set_title(t("chart_daily", lang), fontsize=9)
-    ax.tick_params(labelsize=7)
+    days = (rep.period.end - rep.period.start).days
+    values = [0.0] * days
+    for d, q in elec:
+        if 0 <= (d - rep.period.start).days < days:
+            values[(d - rep.period.start).days] += q
+    step = next((k for k in (1, 2, 5, 10, 20, 50, 100) if days / k <= 12), 100)
+    labels = [str(i + 1) if i == 0 or (i + 1) % step == 0 else "" for i in range(days)]
+    rect = (0.1, 0.06, 0.84, min(0.24, top - 0.1))
+    bar_chart(p.fig, p.cells, Chart(rect, labels, values, "#3b7dd8", t("chart_daily", lang), t("day", lang)))
     _save(pdf, p.fig)
 
 
 def _page_two(pdf: PdfPages, rep: Report, lang: str) -> None:
-    p = _Page(Figure(figsize=A4))
+    p = _Page()
     tz = ZoneInfo(rep.park.timezone)
     p.line(t("cost", lang), size=11, bold=True)
     by_period: dict[str, float] = defaultdict(float)
@@ -257,15 +271,14 @@ def _page_two(pdf: PdfPages, rep: Report, lang: str) -> None:
         lang,
     )
     if by_period and p.y > 0.25:
-        ax = p.fig.add_axes((0.1, 0.05, 0.84, min(0.2, p.y - 0.1)))
-        ax.bar(list(by_period), list(by_period.values()), color="#d8843b")
-        ax.set_title(t("chart_cost", lang), fontsize=9)
-        ax.tick_params(labelsize=7)
+        rect = (0.1, 0.05, 0.84, min(0.2, p.y - 0.1))
+        chart = Chart(rect, list(by_period), list(by_period.values()), "#d8843b", t("chart_cost", lang))
+        bar_chart(p.fig, p.cells, chart)
     _save(pdf, p.fig)
 
 
 def _scorecard_page(pdf: PdfPages, rep: Report, lang: str) -> None:
-    p = _Page(Figure(figsize=A4))
+    p = _Page()
     p.line(t("scorecard", lang), size=11, bold=True)
     p.table(
         [t(k, lang) for k in ("indicator", "value", "target", "unit", "met")],

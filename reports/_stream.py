@@ -6,59 +6,49 @@ A worker process gets one report at a time (one firm's figures, or the park's at
 its formats and writes each file as it is done; the reader keeps only a bounded queue of reports
 ahead of the workers, so memory does not grow with the number of firms.
 
-Workers are spawned (the reading process holds a database connection and a reader thread, neither
-of which a forked child should inherit) and import the renderers themselves; the reading process
-never imports matplotlib or openpyxl. After each report a worker gives freed heap back to the
-system (glibc malloc_trim), which keeps its resident size flat at about 105 MB instead of creeping up.
+Workers are fresh interpreters (reports/_workers.py; the reading process holds a database connection
+and a reader thread, neither of which a forked child should inherit) and import the renderers
+themselves; the reading process never imports matplotlib or openpyxl. After each report a worker
+gives freed heap back to the system (glibc malloc_trim), which keeps its resident size flat at
+about 105 MB instead of creeping up.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import functools
 import os
 import queue
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from multiprocessing import get_context
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
 
 from reports._build import build_report
 from reports._gather import load_costs, load_park_head
+from reports._jobs import Output, RenderDone, RenderJob, render_job
 from reports._model import Report
 from reports._period import Period
-from reports._render import render, write_atomic
+from reports._workers import WorkerPool
 from reports.errors import ReportInputError
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "FIRST_CHUNK",
+    "PARALLEL_FROM",
+    "Output",
+    "RenderDone",
+    "RenderJob",
+    "auto_workers",
+    "iter_park_reports",
+    "render_job",
+    "run_jobs",
+    "usable_cpus",
+]
 
 DEFAULT_CHUNK = 50  # firms per cost query: ~3 s of database time each, measured (bench/reports.py)
 FIRST_CHUNK = 8  # a small first chunk, so the workers start within a second
 PARALLEL_FROM = 20  # firms in the database from which the schedule renders in worker processes
-
-Output = tuple[str, str, Path]  # format, language, file
-
-
-@dataclass(frozen=True)
-class RenderJob:
-    """One report and the files to write from it."""
-
-    report: Report
-    outputs: tuple[Output, ...]
-
-
-@dataclass(frozen=True)
-class RenderDone:
-    subject: str
-    paths: tuple[Path, ...]
-    seconds: float  # render and write, in the process that did it
-    pid: int
 
 
 def iter_park_reports(
@@ -84,39 +74,6 @@ def iter_park_reports(
         for fid in part:
             yield build_report(data, fid)
     yield build_report(data)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        fn: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-    return fn
-
-
-def render_job(job: RenderJob) -> RenderDone:
-    """Render and write the job's files (atomically); in a worker or in the calling process."""
-    t0 = time.perf_counter()
-    for fmt, lang, path in job.outputs:
-        write_atomic(path, render(job.report, fmt, lang))
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-    return RenderDone(
-        job.report.subject_id, tuple(p for _, _, p in job.outputs), time.perf_counter() - t0, os.getpid()
-    )
-
-
-def _worker_init() -> None:
-    """Import the renderers and load the report font once per worker, not in its first job."""
-    from reports._fonts import report_font
-    from reports._pdf import render_pdf  # noqa: F401  (imported for its cost, before the first job)
-
-    report_font()
 
 
 def usable_cpus() -> int:
@@ -162,10 +119,11 @@ def _feed(jobs: Iterable[RenderJob], q: queue.Queue[object], stop: threading.Eve
 
 
 def run_jobs(jobs: Iterable[RenderJob], workers: int = 1, ahead: int = 64) -> Iterator[RenderDone]:
-    """Render the jobs; with workers > 1 in that many spawned processes, the jobs iterated in a
-    reader thread (so database reads overlap the rendering) at most `ahead` reports in advance.
-    Results come as files are written, not in job order. The first error stops everything and is
-    raised here; the reader thread is joined before this returns, so its connection is free again."""
+    """Render the jobs; with workers > 1 in that many worker processes (one job each at a time),
+    the jobs iterated in a reader thread (so database reads overlap the rendering) at most `ahead`
+    reports in advance. Results come as files are written, not in job order. The first error stops
+    everything and is raised here; the reader thread is joined before this returns, so its
+    connection is free again."""
     if workers < 1:
         raise ReportInputError("workers", workers, "must be at least 1")
     if workers == 1:
@@ -175,13 +133,12 @@ def run_jobs(jobs: Iterable[RenderJob], workers: int = 1, ahead: int = 64) -> It
     q: queue.Queue[object] = queue.Queue(maxsize=max(ahead, 1))
     stop = threading.Event()
     reader = threading.Thread(target=_feed, args=(jobs, q, stop), name="report-reader", daemon=True)
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init)
-    pending: set[Future[RenderDone]] = set()
+    pool = WorkerPool(workers)
     reader.start()
     try:
         reading = True
-        while reading or pending:
-            while reading and len(pending) < 2 * workers:
+        while reading or pool.busy():
+            while reading and pool.idle():
                 item = q.get()
                 if item is _END:
                     reading = False
@@ -189,12 +146,12 @@ def run_jobs(jobs: Iterable[RenderJob], workers: int = 1, ahead: int = 64) -> It
                     raise item.exc
                 else:
                     assert isinstance(item, RenderJob)
-                    pending.add(pool.submit(render_job, item))
-            if pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    yield f.result()
+                    pool.submit(item)
+            if not reading:
+                pool.retire_idle()
+            if pool.busy():
+                yield from pool.results()
     finally:
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()
         reader.join()

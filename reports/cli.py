@@ -45,6 +45,7 @@ OutOpt = Annotated[Path, typer.Option("-o", "--output", help="file to write")]
 def _connect(dsn: str | None) -> psycopg.Connection:
     """A read-only connection: --database-url, else PARKPULSE_DATABASE_READ_URL (a replica), else
     the primary. Reports only read, so they may run on a replica."""
+    get_settings.cache_clear()  # the environment of this command, not of an earlier caller in the process
     url = dsn or get_settings().read_url
     try:
         return psycopg.connect(read_only_conninfo(url), connect_timeout=10)
