@@ -76,10 +76,19 @@ def firm_report(i: int) -> Report:
             q, price = kwh * (0.1, 0.3, 0.35, 0.25)[k], (1.02, 0.86, 0.57, 0.29)[k]
             costs.append(
                 CostRow(
-                    date(2025, 11, 1), "electricity", per, q, "kWh", price, "yuan/kWh", q * price,
-                    "henan-industrial-tou 2025-06", True, False,
+                    date(2025, 11, 1),
+                    "electricity",
+                    per,
+                    q,
+                    "kWh",
+                    price,
+                    "yuan/kWh",
+                    q * price,
+                    "henan-industrial-tou 2025-06",
+                    True,
+                    False,
                 )
-            )  # fmt: skip
+            )
     comp = [
         CompletenessRow(
             firm.firm_id, f"{firm.firm_id}-g", f"m{j:03d}", "meter", 3600.0, 720, 720 - (j == i % 10)

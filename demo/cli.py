@@ -617,9 +617,16 @@ def _setup_fleet(run: _Run) -> None:
     v1 = folder / f"{spare.gateway}-v1.yaml"
     v1.write_text(managed_part(gw_file), encoding="utf-8")
     run.cli(
-        "gateways", "config", "set", spare.gateway, str(v1), "-m", "demo: the gateway's file as installed",
-        "--by", "demo",
-    )  # fmt: skip
+        "gateways",
+        "config",
+        "set",
+        spare.gateway,
+        str(v1),
+        "-m",
+        "demo: the gateway's file as installed",
+        "--by",
+        "demo",
+    )
     run.supervisor.start(
         "fleet",
         [_bin("parkpulse"), "fleet", "serve", "--sweep-s", "5"],
@@ -627,9 +634,16 @@ def _setup_fleet(run: _Run) -> None:
     )
     run.operator_password = secrets.token_urlsafe(12)
     run.cli(
-        "users", "add", plan.operator, "--role", "operator", "--firm", spare.firm, "--password-stdin",
+        "users",
+        "add",
+        plan.operator,
+        "--role",
+        "operator",
+        "--firm",
+        spare.firm,
+        "--password-stdin",
         stdin=(run.operator_password + "\n").encode(),
-    )  # fmt: skip
+    )
     run.fleet = plan
     out.print(
         f"[green]✓[/green] fleet: {spare.gateway} managed from the platform (version 1), "
@@ -682,9 +696,13 @@ def _fleet_add_meter(run: _Run) -> None:
         f"v_readings after {read_s:.1f} s"
     )
     run.record(
-        "fleet-add", step="done through the console", applied=applied, applied_after_s=round(applied_s, 1),
-        readings_after_s=round(read_s, 1), **info,
-    )  # fmt: skip
+        "fleet-add",
+        step="done through the console",
+        applied=applied,
+        applied_after_s=round(applied_s, 1),
+        readings_after_s=round(read_s, 1),
+        **info,
+    )
 
 
 def _run_rules(run: _Run) -> None:
